@@ -1,0 +1,9 @@
+"""`accel decode`: not built yet."""
+from __future__ import annotations
+
+from accel.cli.common import fail
+
+
+def command():
+    """(not built yet)"""
+    fail("'accel decode' is not built yet in this version of accel")

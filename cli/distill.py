@@ -1,0 +1,13 @@
+"""`accel distill`: not built yet."""
+from __future__ import annotations
+
+import typer
+
+from accel.cli.common import fail
+
+app = typer.Typer(help="(not built yet) accel distill.", invoke_without_command=True)
+
+
+@app.callback()
+def _placeholder():
+    fail("'accel distill' is not built yet in this version of accel")

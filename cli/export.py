@@ -1,0 +1,9 @@
+"""`accel export`: not built yet."""
+from __future__ import annotations
+
+from accel.cli.common import fail
+
+
+def command():
+    """(not built yet)"""
+    fail("'accel export' is not built yet in this version of accel")

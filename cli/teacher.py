@@ -1,0 +1,60 @@
+"""`accel teacher`: the built-in tiny teachers (build, inspect, evaluate)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from accel.cli.common import fail, user_errors
+
+app = typer.Typer(help="Build and inspect the built-in tiny teachers (a masked-diffusion LM and an AR LM).",
+                  no_args_is_help=True)
+
+
+@app.command()
+def build(
+    kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
+    seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
+    max_steps: int = typer.Option(12000, help="Upper bound on optimizer steps."),
+    threads: int = typer.Option(2, help="CPU threads (fixed so the build is reproducible)."),
+    target: float = typer.Option(0.95, help="Stop once every task's held-out accuracy reaches this."),
+):
+    """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build)."""
+    if kind not in ("dllm", "ar"):
+        fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
+    from accel.models.backbone import builtin_dir
+    from accel.models.teachers import TeacherBuildConfig, build_teacher
+
+    out = out or builtin_dir(kind)
+    cfg = TeacherBuildConfig(kind=kind, seed=seed, max_steps=max_steps, threads=threads, target=target)
+    with user_errors():
+        build_teacher(cfg, out, log=typer.echo)
+    typer.echo(f"saved {kind} teacher to {out}")
+
+
+@app.command()
+def info(target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory.")):
+    """Print a teacher's family, size and conventions (mask id, logit alignment, end ids)."""
+    with user_errors():
+        from accel.models.backbone import load_backbone
+        a = load_backbone(target)
+    n = sum(p.numel() for p in a.model.parameters())
+    typer.echo(f"{a.source}: family={a.family} kind={a.kind} params={n / 1e6:.2f}M mask_id={a.mask_id} "
+               f"shift_logits={a.shift_logits} eos_ids={list(a.eos_ids)} vocab={len(a.tokenizer)}")
+
+
+@app.command()
+def evaluate(
+    target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory."),
+    n: int = typer.Option(200, help="Test prompts per task."),
+    gen_len: int = typer.Option(32, help="Generation length (dLLM: one token per step, block 32)."),
+):
+    """Exact-match accuracy per task with the slow baseline (the teacher's quality bar)."""
+    with user_errors():
+        from accel.models.backbone import load_backbone
+        from accel.models.teachers import evaluate as run_eval
+        a = load_backbone(target)
+        acc = run_eval(a, n, gen_len=gen_len)
+    for k, v in acc.items():
+        typer.echo(f"{k:10s} {v:.3f}")

@@ -1,0 +1,55 @@
+"""AR decoding baselines: greedy and temperature sampling with the model's own KV cache, batched.
+
+Left padding with explicit position ids, so each row decodes as it would alone.
+"""
+from __future__ import annotations
+
+import torch
+
+from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
+from accel.decoding.masks import position_ids
+
+
+@torch.no_grad()
+def generate_greedy(adapter, prompts: list[list[int]], max_new_tokens: int = 64, temperature: float = 0.0,
+                    top_p: float = 1.0, generator=None) -> DecodeResult:
+    """Greedy (T=0) or sampled decoding; stops when every row has emitted an end token.
+
+    NFE per row = forwards until that row ended (the prefill counts as one).
+    """
+    model = adapter.model
+    ids, valid = left_pad(prompts, adapter.pad_id, adapter.device)
+    B = ids.shape[0]
+    eos = torch.tensor(adapter.eos_ids, device=ids.device)
+    out = torch.full((B, max_new_tokens), adapter.pad_id, dtype=torch.long, device=ids.device)
+    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    nfe = torch.zeros(B, dtype=torch.long)
+    attn = valid.long()
+    pos = position_ids(valid)
+    past = None
+    cur = ids
+    for t in range(max_new_tokens):
+        o = model(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+        past = o.past_key_values
+        nfe += (~done).long().cpu()
+        logits = o.logits[:, -1].float()
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, -1)
+            if top_p < 1.0:
+                sp, si = probs.sort(-1, descending=True)
+                keep = sp.cumsum(-1) - sp < top_p
+                probs = torch.zeros_like(probs).scatter(-1, si, sp * keep)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            nxt = logits.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, adapter.pad_id), nxt)
+        out[:, t] = nxt
+        done |= torch.isin(nxt, eos)
+        if bool(done.all()):
+            break
+        cur = nxt[:, None]
+        attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], 1)
+        pos = pos[:, -1:] + 1
+    rows = [trim_at_end(r, adapter.eos_ids) for r in out.tolist()]
+    texts = [adapter.tokenizer.decode([x for x in r if x not in adapter.eos_ids]) for r in rows]
+    return DecodeResult(tokens=rows, nfe=nfe.tolist(), texts=texts)

@@ -1,0 +1,252 @@
+"""Building the built-in tiny teachers (`accel teacher build dllm|ar`).
+
+The dLLM is trained as a masked-diffusion LM (LLaDA SFT): the response region is padded with
+end tokens to a length drawn per batch from {32, 64, 128, 256} (so it decodes well at the
+bench's gen lengths while most batches stay short), and masked either i.i.d. at a uniform
+ratio or semi-autoregressively (earlier blocks clean, one block partially masked, later
+blocks fully masked: the states the block sampler visits). Loss: CE on masked positions.
+The AR model is a causal LM trained on prompt → response + eos.
+
+Deterministic: fixed seed, fixed thread count, examples drawn from the seeded task suite;
+the build stops at a fixed step or, deterministically, once every task's held-out accuracy
+passes `target` at an evaluation point.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESP_LENS = (32, 64, 128, 256)
+RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
+RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
+"""Long windows mostly teach end-token padding: fewer rows keep tokens per step level."""
+
+
+@dataclass
+class TeacherBuildConfig:
+    kind: str = "dllm"
+    seed: int = 0
+    max_steps: int = 12000
+    batch_size: int = 64
+    learning_rate: float = 1.5e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    eval_every: int = 500
+    eval_n: int = 24
+    target: float = 0.95
+    threads: int = 2
+    train_per_task: int = 20000
+
+
+def _tokenize_examples(tok, examples):
+    from accel.data.tokenizer import chat_prompt_ids
+    out = []
+    for ex in examples:
+        p = chat_prompt_ids(tok, ex["prompt"])
+        r = tok(ex["response"], add_special_tokens=False)["input_ids"]
+        out.append((p, r))
+    return out
+
+
+def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32):
+    import torch
+    R = rng.choices(RESP_LENS, RESP_LEN_P)[0]
+    pairs = pairs[:max(4, len(pairs) // RESP_LEN_BATCH_DIV[R])]
+    P = max(len(p) for p, _ in pairs)
+    B = len(pairs)
+    ids = torch.full((B, P + R), tok.pad_token_id, dtype=torch.long)
+    valid = torch.zeros((B, P + R), dtype=torch.bool)
+    resp = torch.zeros((B, P + R), dtype=torch.bool)
+    for i, (p, r) in enumerate(pairs):
+        r = (r + [tok.eos_token_id] * R)[:R]
+        ids[i, P - len(p):P] = torch.tensor(p)
+        ids[i, P:] = torch.tensor(r)
+        valid[i, P - len(p):] = True
+        resp[i, P:] = True
+    # masking: half i.i.d. uniform ratio, half semi-AR block states
+    u = torch.rand(B, P + R, generator=_gen(rng))
+    t = torch.rand(B, 1, generator=_gen(rng)).clamp(min=0.02)
+    masked = (u < t) & resp
+    semi = torch.rand(B, generator=_gen(rng)) < 0.5
+    nb = R // block_len
+    for i in torch.nonzero(semi).flatten().tolist():
+        k = min(int(rng.expovariate(1.0)), nb - 1)  # early blocks matter most: answers are short
+        s, e = P + k * block_len, P + (k + 1) * block_len
+        row = torch.zeros(P + R, dtype=torch.bool)
+        row[s:e] = u[i, s:e] < t[i]
+        row[e:] = True
+        if not row.any():
+            row[s + rng.randrange(block_len)] = True
+        masked[i] = row
+    inp = torch.where(masked, torch.full_like(ids, mask_id), ids)
+    return inp, ids, valid, masked
+
+
+def _gen(rng):
+    import torch
+    return torch.Generator().manual_seed(rng.getrandbits(63))
+
+
+def _ar_batch(pairs, tok):
+    import torch
+    seqs = [p + r + [tok.eos_token_id] for p, r in pairs]
+    L = max(len(s) for s in seqs)
+    B = len(seqs)
+    ids = torch.full((B, L), tok.pad_token_id, dtype=torch.long)
+    valid = torch.zeros((B, L), dtype=torch.bool)
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    for i, ((p, r), s) in enumerate(zip(pairs, seqs)):
+        ids[i, L - len(s):] = torch.tensor(s)
+        valid[i, L - len(s):] = True
+        labels[i, L - len(s) + len(p):] = torch.tensor(r + [tok.eos_token_id])
+    return ids, valid, labels
+
+
+def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 64) -> dict[str, float]:
+    """Exact-match accuracy per task with the slow baseline (dLLM: 1 token/step; AR: greedy)."""
+    from accel.data.tasks import resolve_tasks, score, test_split
+    from accel.data.tokenizer import chat_prompt_ids
+    from accel.decoding.dllm import generate_vanilla
+
+    acc = {}
+    for task in resolve_tasks(tasks):
+        exs = test_split(task, n)
+        ok = 0
+        for i in range(0, len(exs), batch_size):
+            chunk = exs[i:i + batch_size]
+            prompts = [chat_prompt_ids(adapter.tokenizer, e["prompt"]) for e in chunk]
+            if adapter.kind == "dllm":
+                res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=min(32, gen_len))
+            else:
+                from accel.decoding.ar import generate_greedy
+                res = generate_greedy(adapter, prompts, max_new_tokens=gen_len)
+            ok += sum(score(e, t) for e, t in zip(chunk, res.texts))
+        acc[task] = ok / len(exs)
+    return acc
+
+
+def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | Path | None = None, log=print):
+    """Trains a tiny teacher and saves it as an HF directory (model + tokenizer) in out_dir."""
+    import torch
+    from safetensors.torch import load_file
+
+    from accel.data.tasks import mixture
+    from accel.data.tokenizer import build_tokenizer
+    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.backbone import Adapter
+    from accel.models.tiny import make_model
+
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    out_dir = Path(out_dir)
+    work_dir = Path(work_dir or str(out_dir) + ".work")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer()
+    model = make_model(cfg.kind, tok, seed=cfg.seed)
+    model.train()
+    log(f"{cfg.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    data = _tokenize_examples(tok, mixture("train", cfg.train_per_task, seed=cfg.seed))
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                            betas=(0.9, 0.98))
+
+    def lr_at(step):
+        if step < cfg.warmup_steps:
+            return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+        prog = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
+
+    mask_id = tok.mask_token_id
+    adapter = Adapter(model=model, tokenizer=tok, family="builtin", kind=cfg.kind, source="build",
+                      mask_id=mask_id if cfg.kind == "dllm" else None, eos_ids=(tok.eos_token_id,))
+    start = 0
+    state_file = work_dir / "state.pt"
+    if state_file.exists():  # resume an interrupted build
+        st = torch.load(state_file, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.setstate(_rng_from_json(work_dir))
+        torch.set_rng_state(st["torch_rng"])
+        start = st["step"]
+        log(f"resumed at step {start}")
+    t0 = time.time()
+    metrics = open(work_dir / "metrics.jsonl", "a")
+    done = False
+    for step in range(start, cfg.max_steps):
+        batch = rng.sample(data, cfg.batch_size)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        if cfg.kind == "dllm":
+            inp, tgt, valid, masked = _dllm_batch(batch, tok, rng, mask_id)
+            logits = model(input_ids=inp, attention_mask=full_mask(valid), position_ids=position_ids(valid)).logits
+            loss = torch.nn.functional.cross_entropy(logits[masked], tgt[masked])
+        else:
+            ids, valid, labels = _ar_batch(batch, tok)
+            logits = model(input_ids=ids, attention_mask=valid.long(), position_ids=position_ids(valid)).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                     labels[:, 1:].reshape(-1), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            rec = {"step": step, "loss": round(loss.item(), 5), "lr": lr_at(step), "elapsed_s": round(time.time() - t0, 1)}
+            metrics.write(json.dumps(rec) + "\n")
+            metrics.flush()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+            model.eval()
+            acc = evaluate(adapter, cfg.eval_n)
+            model.train()
+            worst = min(acc.values())
+            log(f"step {step + 1} loss {loss.item():.4f} {time.time() - t0:.0f}s acc " +
+                " ".join(f"{k}={v:.2f}" for k, v in acc.items()))
+            metrics.write(json.dumps({"step": step + 1, "eval": acc}) + "\n")
+            metrics.flush()
+            _save(model, tok, work_dir / "latest")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                        "torch_rng": torch.get_rng_state()}, work_dir / "state.tmp")
+            (work_dir / "state.tmp").replace(state_file)
+            (work_dir / "rng.json").write_text(json.dumps(_rng_to_json(rng)))
+            if worst >= cfg.target:
+                done = True
+                break
+    _save(model, tok, out_dir)
+    (out_dir / "build.json").write_text(json.dumps({"config": asdict(cfg), "finished_step": step + 1,
+                                                    "stopped_on_target": done}, indent=1))
+    return out_dir
+
+
+def _rng_to_json(rng):
+    v, state, g = rng.getstate()
+    return [v, list(state), g]
+
+
+def _rng_from_json(work_dir):
+    v, state, g = json.loads((Path(work_dir) / "rng.json").read_text())
+    return (v, tuple(state), g)
+
+
+def _save(model, tok, out: Path):
+    """Atomic-enough HF save: write to a temp dir, then swap it in."""
+    import shutil
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
