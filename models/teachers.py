@@ -30,7 +30,7 @@ RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
 class TeacherBuildConfig:
     kind: str = "dllm"
     seed: int = 0
-    max_steps: int = 12000
+    max_steps: int = 5000
     batch_size: int = 64
     learning_rate: float = 1.5e-3
     min_lr_ratio: float = 0.05
