@@ -1,13 +1,13 @@
-"""`accel distill`: not built yet."""
+"""`accel distill RECIPE`: the distillation recipes (group 'distill' in `cli/recipes.py`).
+
+Same interface as `accel train` (see `accel.cli.train`).
+"""
 from __future__ import annotations
 
 import typer
 
-from accel.cli.common import fail
+from accel.cli.train import register
 
-app = typer.Typer(help="(not built yet) accel distill.", invoke_without_command=True)
-
-
-@app.callback()
-def _placeholder():
-    fail("'accel distill' is not built yet in this version of accel")
+app = typer.Typer(help="Distill a model into a faster decoder with a recipe (accel distill NAME --help).",
+                  no_args_is_help=True)
+register(app, "distill")

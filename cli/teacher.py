@@ -16,8 +16,8 @@ def build(
     kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
-    max_steps: int = typer.Option(5000, help="Upper bound on optimizer steps."),
-    threads: int = typer.Option(2, help="CPU threads (fixed so the build is reproducible)."),
+    max_steps: int = typer.Option(4000, help="Upper bound on optimizer steps."),
+    threads: int = typer.Option(1, help="CPU threads (fixed so the build is reproducible)."),
     target: float = typer.Option(0.95, help="Stop once every task's held-out accuracy reaches this."),
 ):
     """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build)."""

@@ -20,6 +20,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from accel.data.collate import ar_batch as _ar_batch
+from accel.data.collate import tokenize_examples as _tokenize_examples
+
 RESP_LENS = (32, 64, 128, 256)
 RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
 RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
@@ -30,7 +33,7 @@ RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
 class TeacherBuildConfig:
     kind: str = "dllm"
     seed: int = 0
-    max_steps: int = 5000
+    max_steps: int = 4000
     batch_size: int = 64
     learning_rate: float = 1.5e-3
     min_lr_ratio: float = 0.05
@@ -39,18 +42,10 @@ class TeacherBuildConfig:
     eval_every: int = 500
     eval_n: int = 24
     target: float = 0.95
-    threads: int = 2
+    threads: int = 1
     train_per_task: int = 20000
 
 
-def _tokenize_examples(tok, examples):
-    from accel.data.tokenizer import chat_prompt_ids
-    out = []
-    for ex in examples:
-        p = chat_prompt_ids(tok, ex["prompt"])
-        r = tok(ex["response"], add_special_tokens=False)["input_ids"]
-        out.append((p, r))
-    return out
 
 
 def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32):
@@ -90,21 +85,6 @@ def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 3
 def _gen(rng):
     import torch
     return torch.Generator().manual_seed(rng.getrandbits(63))
-
-
-def _ar_batch(pairs, tok):
-    import torch
-    seqs = [p + r + [tok.eos_token_id] for p, r in pairs]
-    L = max(len(s) for s in seqs)
-    B = len(seqs)
-    ids = torch.full((B, L), tok.pad_token_id, dtype=torch.long)
-    valid = torch.zeros((B, L), dtype=torch.bool)
-    labels = torch.full((B, L), -100, dtype=torch.long)
-    for i, ((p, r), s) in enumerate(zip(pairs, seqs)):
-        ids[i, L - len(s):] = torch.tensor(s)
-        valid[i, L - len(s):] = True
-        labels[i, L - len(s) + len(p):] = torch.tensor(r + [tok.eos_token_id])
-    return ids, valid, labels
 
 
 def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 64) -> dict[str, float]:

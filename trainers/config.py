@@ -3,7 +3,9 @@
 Every recipe's `Config` subclasses `TrainConfig`. Field names follow transformers'
 `TrainingArguments` where they overlap. Declare fields as
 ``name: type = field(default=..., metadata={"help": "one line"})``.
-Loading (defaults < YAML < key=value overrides, validation with suggestions) lives here too.
+Loading (defaults < YAML < key=value overrides, validation with suggestions) is in
+`accel.trainers.loading`. This module must not import torch: `accel train X --help` and a
+typo'd key both have to answer in well under two seconds.
 """
 from __future__ import annotations
 
@@ -14,8 +16,21 @@ class ConfigError(ValueError):
     """A bad config key or value; the message names the key and the fix."""
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _f(default, help: str, choices: tuple | None = None):
+    """A field with a one-line help (and optional allowed values, checked at load time).
+
+    list/dict defaults get a factory so instances never share them.
+    """
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def field_help(f) -> str:
+    return f.metadata.get("help", "")
 
 
 @dataclass
@@ -28,7 +43,8 @@ class TrainConfig:
     per_device_train_batch_size: int = _f(8, "Examples per device per micro-batch.")
     gradient_accumulation_steps: int = _f(1, "Micro-batches accumulated per optimizer step.")
     warmup_ratio: float = _f(0.0, "Fraction of steps with linear LR warm-up.")
-    lr_scheduler_type: str = _f("cosine", "LR schedule: constant, linear or cosine.")
+    lr_scheduler_type: str = _f("cosine", "LR schedule: constant, linear or cosine.",
+                                choices=("constant", "linear", "cosine"))
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).")
     bf16: bool = _f(False, "Train in bfloat16 mixed precision.")
@@ -37,5 +53,33 @@ class TrainConfig:
     save_total_limit: int = _f(2, "Keep at most this many periodic checkpoints.")
     resume: str = _f("auto", "auto (newest complete checkpoint in output_dir), never, or a checkpoint path.")
     deepspeed: str = _f("", "DeepSpeed config: zero2, zero3, zero2-offload, a JSON path, or empty for none.")
-    report_to: str = _f("none", "none or wandb (offline unless WANDB_MODE/API key configured).")
+    report_to: str = _f("none", "none or wandb (offline unless WANDB_MODE/API key configured).",
+                        choices=("none", "wandb"))
     dataloader_num_workers: int = _f(0, "DataLoader worker processes.")
+
+    def validate(self) -> None:
+        """Range checks that need no heavy imports; subclasses extend and call super().validate()."""
+        def bad(key, msg):
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            bad("max_steps", "set max_steps > 0 or num_train_epochs > 0")
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+            if getattr(self, key) < 1:
+                bad(key, "must be >= 1")
+        if self.learning_rate <= 0:
+            bad("learning_rate", "must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", "must be in [0, 1)")
+        if self.save_total_limit < 1:
+            bad("save_total_limit", "must be >= 1 (the newest checkpoint is what resume needs)")
+        if self.dataloader_num_workers < 0:
+            bad("dataloader_num_workers", "must be >= 0")
+        if self.deepspeed and self.deepspeed not in DEEPSPEED_PRESETS and not self.deepspeed.endswith(".json"):
+            bad("deepspeed", f"use one of {', '.join(DEEPSPEED_PRESETS)}, a path to a DeepSpeed .json, or empty")
+        if self.resume not in ("auto", "never") and not self.resume:
+            bad("resume", "use auto, never or a checkpoint directory")
+
+
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero2-offload")
+"""Short names of the DeepSpeed JSONs shipped in accel/trainers/deepspeed/."""

@@ -1,0 +1,165 @@
+"""`accel train sft`: supervised fine-tuning of a dLLM or an AR model through `fit`.
+
+dLLM: LLaDA-style masked-diffusion SFT. The response is padded with end tokens to
+`resp_len`; each row draws a mask ratio t ~ U(min_mask_ratio, 1) and masks response tokens
+i.i.d. with probability t (at least one); loss = mean CE on masked tokens (the unweighted
+variant the built-in teacher uses, which trains more stably at this size than 1/t weighting).
+The prompt is never masked and attention is bidirectional. AR: causal-LM CE on the response
+and its end token. The masking lives in the loss (the trainer reseeds it per step), so the
+collator is deterministic and resume is exact.
+
+The run ends with ``RUN/final/``: a full HF directory (LoRA merged, tokenizer included)
+that `load_backbone` and `accel decode` read like any other model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.sft.config import Config
+
+
+def load_pairs(cfg: Config, tok) -> list[tuple[list[int], list[int]]]:
+    from accel.data.collate import tokenize_examples
+    if cfg.data == "builtin":
+        from accel.data.tasks import mixture, resolve_tasks
+        exs = mixture("train", cfg.n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=cfg.seed)
+        return tokenize_examples(tok, exs)
+    from accel.cli.common import UserError
+    path = Path(cfg.data).expanduser()
+    if not path.is_file():
+        raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
+    exs = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ex = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str) or not isinstance(ex.get("response"), str):
+            raise UserError(f"{path}:{i}: each line must be an object with string fields prompt and response")
+        exs.append(ex)
+    if not exs:
+        raise UserError(f"data={cfg.data}: the file has no examples")
+    return tokenize_examples(tok, exs)
+
+
+def load_model(cfg: Config):
+    """An Adapter for cfg.backbone; ``random:dllm|ar`` builds a tiny random-init model."""
+    from accel.models.backbone import Adapter, load_backbone
+    if cfg.backbone.startswith("random:"):
+        from accel.cli.common import UserError
+        from accel.data.tokenizer import build_tokenizer
+        from accel.models.tiny import make_model
+        kind = cfg.backbone.split(":", 1)[1]
+        if kind not in ("dllm", "ar"):
+            raise UserError(f"backbone={cfg.backbone}: use random:dllm or random:ar")
+        tok = build_tokenizer()
+        model = make_model(kind, tok, seed=cfg.seed, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=2, intermediate_size=64)
+        return Adapter(model=model, tokenizer=tok, family="builtin", kind=kind, source=cfg.backbone,
+                       mask_id=tok.mask_token_id if kind == "dllm" else None, eos_ids=(tok.eos_token_id,))
+    return load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code)
+
+
+def make_collator(adapter, cfg: Config):
+    from accel.data.collate import ar_batch, dllm_batch
+    tok = adapter.tokenizer
+
+    def collate(pairs):
+        if adapter.kind == "dllm":
+            ids, valid, resp = dllm_batch(pairs, adapter.pad_id, adapter.eos_ids[0], cfg.resp_len)
+            return {"ids": ids, "valid": valid, "resp": resp}
+        ids, valid, labels = ar_batch(pairs, tok)
+        return {"ids": ids, "valid": valid, "labels": labels}
+
+    return collate
+
+
+def make_loss(adapter, cfg: Config):
+    import torch
+    import torch.nn.functional as F
+
+    from accel.decoding.masks import full_mask, position_ids
+
+    def dllm_loss(model, batch):
+        ids, valid, resp = batch["ids"], batch["valid"], batch["resp"]
+        B = ids.shape[0]
+        t = cfg.min_mask_ratio + (1 - cfg.min_mask_ratio) * torch.rand(B, 1, device=ids.device)
+        masked = (torch.rand(ids.shape, device=ids.device) < t) & resp
+        # at least one masked token per row: the first response position when none was drawn
+        first = resp.float().argmax(dim=1)
+        none = ~masked.any(dim=1)
+        masked[none, first[none]] = True
+        inp = torch.where(masked, torch.full_like(ids, adapter.mask_id), ids)
+        logits = model(input_ids=inp, attention_mask=full_mask(valid), position_ids=position_ids(valid)).logits
+        if adapter.shift_logits:
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        sel = logits[masked].float()
+        loss = F.cross_entropy(sel, ids[masked])
+        acc = (sel.argmax(-1) == ids[masked]).float().mean()
+        return loss, {"masked_acc": float(acc), "mask_ratio": float(masked.sum() / resp.sum())}
+
+    def ar_loss(model, batch):
+        ids, valid, labels = batch["ids"], batch["valid"], batch["labels"]
+        logits = model(input_ids=ids, attention_mask=valid.long(), position_ids=position_ids(valid)).logits
+        lg, lb = logits[:, :-1].float(), labels[:, 1:]
+        loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=-100)
+        keep = lb != -100
+        acc = (lg.argmax(-1)[keep] == lb[keep]).float().mean()
+        return loss, {"token_acc": float(acc)}
+
+    return dllm_loss if adapter.kind == "dllm" else ar_loss
+
+
+def run(cfg: Config) -> Path:
+    import dataclasses
+
+    import torch
+
+    from accel.trainers.rundir import is_rank0, prepare_run_dir
+    from accel.trainers.trainer import fit
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, "sft")
+    adapter = load_model(cfg)
+    if adapter.kind == "dllm" and adapter.mask_id is None:
+        from accel.cli.common import UserError
+        raise UserError(f"backbone={cfg.backbone}: a dLLM without a mask token id")
+    model = adapter.model
+    model.train()
+    if cfg.lora_r > 0:
+        from accel.trainers.lora import apply_lora
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    pairs = load_pairs(cfg, adapter.tokenizer)
+
+    eval_fn = None
+    if cfg.eval_n > 0 and cfg.data == "builtin":
+        from accel.models.teachers import evaluate
+
+        def eval_fn(m):
+            ev = dataclasses.replace(adapter, model=m)
+            return evaluate(ev, cfg.eval_n, gen_len=cfg.resp_len, tasks=cfg.tasks or None)
+
+    fit(cfg, model, make_loss(adapter, cfg), pairs, data_collator=make_collator(adapter, cfg), eval_fn=eval_fn)
+    if is_rank0():
+        save_final(model, adapter.tokenizer, run_dir / "final", lora=cfg.lora_r > 0)
+    return run_dir
+
+
+def save_final(model, tok, out: Path, lora: bool) -> Path:
+    """A loadable HF dir; LoRA adapters also kept in out/adapter before merging."""
+    import shutil
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if lora:
+        from accel.trainers.lora import merge_lora, save_adapter
+        save_adapter(model, tmp / "adapter")
+        model = merge_lora(model)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

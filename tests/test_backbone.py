@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+
+from accel.data.tokenizer import build_tokenizer
+from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+from accel.models.backbone import BackboneError, load_backbone
+from accel.models.tiny import make_model
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    tok = build_tokenizer()
+    out = {}
+    for kind in ("dllm", "ar"):
+        d = tmp_path_factory.mktemp(kind)
+        make_model(kind, tok, seed=1, **TINY).save_pretrained(d)
+        tok.save_pretrained(d)
+        out[kind] = d
+    return out
+
+
+def test_load_families(tiny_dirs):
+    a = load_backbone(str(tiny_dirs["dllm"]))
+    assert (a.family, a.kind, a.mask_id, a.shift_logits) == ("builtin", "dllm", a.tokenizer.mask_token_id, False)
+    b = load_backbone(str(tiny_dirs["ar"]))
+    assert (b.family, b.kind, b.mask_id) == ("causal-lm", "ar", None)
+    assert b.eos_ids == (b.tokenizer.eos_token_id,)
+
+
+def test_shifted_logits_alignment(tiny_dirs, tmp_path):
+    import shutil
+    d = tmp_path / "shifted"
+    shutil.copytree(tiny_dirs["dllm"], d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["accel_dllm"]["shift_logits"] = True
+    (d / "config.json").write_text(json.dumps(cfg))
+    plain, shifted = load_backbone(str(tiny_dirs["dllm"])), load_backbone(str(d))
+    assert shifted.shift_logits
+    x = torch.randint(0, 20, (1, 6))
+    valid = torch.ones_like(x, dtype=torch.bool)
+    lp, _ = plain.dllm_logits(x, full_mask(valid), position_ids(valid))
+    ls, _ = shifted.dllm_logits(x, full_mask(valid), position_ids(valid))
+    assert torch.allclose(ls[:, 1:], lp[:, :-1])  # Dream: logits[i-1] predicts token i
+
+
+def test_bad_targets(tmp_path):
+    with pytest.raises(BackboneError, match="does not exist"):
+        load_backbone(str(tmp_path / "nope"))
+    with pytest.raises(BackboneError, match="no config.json"):
+        load_backbone(str(tmp_path))
+    with pytest.raises(BackboneError, match="builtin:dllm or builtin:ar"):
+        load_backbone("builtin:xyz")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llada", "auto_map": {"AutoModel": "x.Y"}}))
+    with pytest.raises(BackboneError, match="--trust-remote-code"):
+        load_backbone(str(tmp_path))
+
+
+def test_bidirectional_mask_changes_attention(tiny_dirs):
+    a = load_backbone(str(tiny_dirs["dllm"]))
+    x = torch.randint(7, 20, (1, 8))
+    valid = torch.ones_like(x, dtype=torch.bool)
+    full, _ = a.dllm_logits(x, full_mask(valid), position_ids(valid))
+    x2 = x.clone()
+    x2[0, -1] = 21
+    full2, _ = a.dllm_logits(x2, full_mask(valid), position_ids(valid))
+    assert not torch.allclose(full[0, 0], full2[0, 0])  # position 0 sees the future: bidirectional
+
+
+def test_block_causal_mask_matches_explicit():
+    valid = torch.tensor([[False, True, True, True, True, True, True, True]])
+    m = block_causal_mask(valid, prompt_len=2, block_len=3)[0, 0]
+    blk = [-1, -1, 0, 0, 0, 1, 1, 1]
+    for q in range(8):
+        for k in range(8):
+            assert bool(m[q, k]) == (valid[0, k].item() and blk[k] <= blk[q])
