@@ -1,9 +1,136 @@
-"""`accel bench`: not built yet."""
+"""`accel bench`: accelerated vs baseline decoding on the task suite, in one process, side by side.
+
+Cheap checks (numbers, task names, methods, output paths, the target directory) run before
+any model is loaded, so a typo costs nothing. torch is imported only inside the command.
+"""
 from __future__ import annotations
 
-from accel.cli.common import fail
+from pathlib import Path
+from types import SimpleNamespace
+from typing import List, Optional
+
+import typer
+
+from accel.cli.common import fail, user_errors
+
+_METHOD_HELP = (
+    "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
+    "dLLM: vanilla, fast-dllm, fast-dllm-prefix, fast-dllm-dual, fast-dllm-factor, entropy-threshold; "
+    "AR: greedy, sample; an accel checkpoint adds its recipe's methods. "
+    "Default: the target's defaults (dLLM: vanilla + the Fast-dLLM family; AR: greedy)."
+)
 
 
-def command():
-    """(not built yet)"""
-    fail("'accel bench' is not built yet in this version of accel")
+def command(
+    target: str = typer.Argument(..., help="builtin:dllm, builtin:ar, a local HF model directory (dLLM or "
+                                           "causal LM), or an inference checkpoint from `accel export`."),
+    method: Optional[List[str]] = typer.Option(None, "--method", "-m", help=_METHOD_HELP),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Task of the built-in suite (repeatable): "
+                                             "arith, copy, reverse, sort, insert, remove, replace, shuffle, "
+                                             "pick3, or all (default)."),
+    limit: int = typer.Option(32, "--limit", "-n", help="Test prompts per task (the same prompts for every method)."),
+    gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate per prompt (dLLM: a "
+                                          "multiple of the block length). Default: 64 for built-in-world models, "
+                                          "256 for real backbones."),
+    block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of the dLLM baseline "
+                                            "methods (default 32)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Prompts decoded together (left-padded)."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value, applied to every "
+                                            "selected baseline method that has it (e.g. threshold=0.8, "
+                                            "cache=prefix, temperature=0.7, seed=1)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report (rows per task "
+                                             "and 'all', device, versions) as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs NFE (one point per method) "
+                                        "to this .png/.pdf/.svg (needs matplotlib)."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Another TARGET whose default methods "
+                                                "join the run as extra rows, e.g. --compare builtin:ar "
+                                                "(repeatable)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
+                                           "a checkpoint (LLaDA, Dream) to run. Only for directories you trust."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+):
+    """Benchmark decode methods side by side: accuracy next to NFE, tokens/forward, tokens/s and speedup.
+
+    Every method decodes the same test prompts in the same process; speedup is the tokens/s
+    ratio to the FIRST method (the baseline), and each method is warmed up before timing.
+    NFE counts full-model forwards per prompt, so it is the hardware-independent speed number.
+
+    Examples:
+
+      accel bench builtin:dllm
+
+      accel bench builtin:dllm -m vanilla -m fast-dllm --task arith --limit 64 --json bench.json
+
+      accel bench builtin:dllm --compare builtin:ar --plot acc_vs_nfe.png
+
+      accel bench runs/learn2pd-export     (an exported checkpoint: its recipe's methods)
+    """
+    with user_errors():
+        targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
+                            compare)
+        _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
+             trust_remote_code, device)
+
+
+def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare):
+    """Everything checkable without loading a model; returns the --compare targets."""
+    from accel.data.tasks import resolve_tasks
+    from accel.decoding import bench
+    from accel.decoding.methods import DEFAULT_METHODS, parse_options
+
+    for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--gen-len", gen_len),
+                        ("--block-len", block_len)):
+        if value is not None and value < 1:
+            fail(f"{flag} must be >= 1 (got {value})")
+    resolve_tasks(task)
+    options = parse_options(opt)
+    if json_path is not None:
+        bench.check_output_path(json_path, "--json")
+    if plot is not None:
+        bench.check_plot_path(plot)
+    kind = bench.check_target(target)
+    for c in compare or []:
+        bench.check_target(c)
+    if kind != "checkpoint":  # method names and block lengths are known without the weights
+        fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
+        chosen = bench.select_methods(fake, method, options, block_len)
+        if gen_len is not None:
+            bench.check_gen_len(gen_len, chosen)
+    return list(compare or [])
+
+
+def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
+         trust_remote_code, device):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from accel.decoding import bench
+    from accel.decoding.methods import parse_options
+
+    _quiet_loading()
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        job = bar.add_task(f"loading {target}", total=None)
+
+        def progress(done, total, description):
+            bar.update(job, completed=done, total=total, description=description)
+
+        report = bench.run_bench(target, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
+                                 progress=progress, block_len=block_len, options=parse_options(opt),
+                                 compare=compare, trust_remote_code=trust_remote_code, device=device)
+    out = Console()
+    for table in bench.report_tables(report):
+        out.print(table)
+    if json_path is not None:
+        bench.write_json(report, json_path)
+        err.print(f"wrote {json_path}")
+    if plot is not None:
+        bench.plot_report(report, plot)
+        err.print(f"wrote {plot}")
+
+
+def _quiet_loading():
+    """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()

@@ -21,7 +21,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (imported lazily: no torch here)."""
     types: list[type[BaseException]] = [UserError, FileNotFoundError]
     for mod, name in [("accel.models.backbone", "BackboneError"), ("accel.data.tasks", "UnknownTaskError"),
-                      ("accel.decoding.checkpoint", "CheckpointError"), ("accel.trainers.config", "ConfigError")]:
+                      ("accel.decoding.checkpoint", "CheckpointError"), ("accel.trainers.config", "ConfigError"),
+                      ("accel.decoding.methods", "MethodError"), ("accel.decoding.bench", "BenchError"),
+                      ("accel.data.trajectories", "TrajectoryError")]:
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, name):
             types.append(getattr(m, name))

@@ -1,9 +1,85 @@
-"""`accel decode`: not built yet."""
+"""`accel decode`: generate from one prompt with one method and show what it cost (NFE)."""
 from __future__ import annotations
 
-from accel.cli.common import fail
+from types import SimpleNamespace
+from typing import List, Optional
+
+import typer
+
+from accel.cli.common import fail, user_errors
 
 
-def command():
-    """(not built yet)"""
-    fail("'accel decode' is not built yet in this version of accel")
+def command(
+    target: str = typer.Argument(..., help="builtin:dllm, builtin:ar, a local HF model directory, or an "
+                                           "inference checkpoint from `accel export`."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="User text; it is wrapped in the model's chat "
+                                                          "template, e.g. 'calc 12+3-4' or 'reverse 31415'."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Decode method (see `accel bench --help`). "
+                                         "Default: the checkpoint's exported method, else vanilla (dLLM) / "
+                                         "greedy (AR)."),
+    gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate (dLLM: a multiple of the "
+                                          "block length). Default: the checkpoint's, else 64 for built-in-world "
+                                          "models and 256 for real backbones."),
+    block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of dLLM baseline methods "
+                                            "(default 32)."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value (e.g. threshold=0.8)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
+                                           "a checkpoint to run. Only for directories you trust."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+):
+    """Decode one prompt and print the generation, then its NFE (full-model forwards) on stderr.
+
+    Examples:
+
+      accel decode builtin:dllm --prompt "reverse 31415" --method fast-dllm
+
+      accel decode builtin:ar -p "calc 12+3-4"
+    """
+    with user_errors():
+        from accel.decoding import bench
+        from accel.decoding.methods import DEFAULT_METHODS, parse_options
+
+        for flag, value in (("--gen-len", gen_len), ("--block-len", block_len)):
+            if value is not None and value < 1:
+                fail(f"{flag} must be >= 1 (got {value})")
+        if not prompt.strip():
+            fail("--prompt is empty; pass the text to complete, e.g. --prompt 'reverse 31415'")
+        options = parse_options(opt)
+        kind = bench.check_target(target)
+        if kind != "checkpoint":
+            fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
+            chosen = bench.select_methods(fake, [method] if method else None, options, block_len)
+            if gen_len is not None:
+                bench.check_gen_len(gen_len, dict(list(chosen.items())[:1]))
+        _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device)
+
+
+def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):
+    import time
+
+    from accel.decoding import bench
+
+    _quiet_loading()
+    tgt = bench.load_target(target, trust_remote_code=trust_remote_code, device=device)
+    defaults = tgt.checkpoint.decode if tgt.checkpoint is not None else {}
+    name = method or defaults.get("method") or tgt.default_methods[0]
+    fn = bench.select_methods(tgt, [name], options, block_len)[name]
+    gen_len = gen_len or defaults.get("gen_len") or bench.default_gen_len(tgt.adapter)
+    bench.check_gen_len(gen_len, {name: fn})
+    a = tgt.adapter
+    ids = bench.encode_prompt(a.tokenizer, prompt)
+    t0 = time.perf_counter()
+    res = fn(a, [ids], gen_len)
+    dt = time.perf_counter() - t0
+    text = bench._texts(a, res)[0]
+    n = bench.count_tokens(res.tokens[0], a.eos_ids)
+    typer.echo(text)
+    nfe = int(res.nfe[0])
+    typer.secho(f"[{name}] nfe={nfe} tokens={n} tokens/forward={n / max(nfe, 1):.2f} time={dt:.2f}s",
+                err=True, dim=True)
+
+
+def _quiet_loading():
+    """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()

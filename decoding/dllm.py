@@ -1,14 +1,49 @@
-"""Baseline dLLM samplers: LLaDA low-confidence semi-AR (the reference), batched.
+"""Baseline dLLM samplers, batched: LLaDA low-confidence semi-AR (the reference) and the
+training-free parallel rules (Fast-dLLM threshold / factor, dParallel entropy) on one block loop.
 
 Batches are left-padded; padding is excluded from attention and positions count from each
 row's first real token, so a row decodes the same tokens alone or in a batch (temperature 0).
+
+The block loop (`generate_blockwise`) is shared by every parallel decoder: it owns batching,
+per-row NFE, the KV caches (`accel.decoding.cache`) and truncation; what to unmask is a
+*policy*, called once per forward:
+
+``policy(state: BlockState) -> BlockDecision``
+
+- ``BlockState`` describes the current block only (blk = its length): ``logits [R, blk, V]``
+  (aligned: logits[:, j] predicts block position j; the mask token's column is -inf, so
+  no rule can "unmask" a position to [MASK] and stall), ``x0 [R, blk]`` (argmax, or the
+  Gumbel-noised argmax at temperature > 0), ``confidence [R, blk]`` (softmax probability of x0,
+  float32), ``entropy [R, blk]`` (nats), ``masked [R, blk]`` bool, ``rows [R]`` (the batch
+  indices these R rows are: only rows that still have masks in the block are forwarded),
+  ``x`` (the whole canvas [B, L], L possibly cropped), ``prompt_len``, ``block_start``,
+  ``block_index`` and ``step_in_block`` (0 = the block's first forward).
+- ``BlockDecision.transfer [R, blk]`` bool: positions to unmask with x0 (unmasked positions
+  are ignored). The loop guarantees progress: a row whose transfer is empty gets its most
+  confident masked position, so policies need not guard (but may).
+- ``BlockDecision.end_at`` (LongTensor [R] or None): ``end_at[r] >= 0`` is an absolute canvas
+  position where row ``rows[r]`` ends (End-of-Text Prediction): that position becomes an end
+  token (x0 if it is one, else the adapter's first end id) and every later position the first
+  end id; tokens before it are kept. ``-1`` = no truncation. A row with no masks left before
+  its end costs no more forwards; once every row has ended, the canvas is cropped to the
+  block boundary after the last end, so later forwards are shorter.
+
+Early exit (``early_exit=True``, the default of the threshold decoders): after each step a
+row whose response contains an end token with no mask before it is treated as ended at that
+token (masks after it become end tokens) — the same truncation, found without a policy. It
+never changes a row's output (which stops at its first end token and tokens are never
+remasked); it only saves forwards, as Fast-dLLM's implementation does. `generate_vanilla`
+keeps LLaDA's exact schedule and has no early exit.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
+from accel.decoding.cache import BlockCache, check_cache_mode
+from accel.decoding.kernels import argmax_prob_entropy
 from accel.decoding.masks import full_mask, position_ids
 
 
@@ -115,3 +150,228 @@ def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block
                     transfer[j, torch.topk(conf[j], k=k).indices] = True
             x[transfer] = x0[transfer]
     return finish(adapter, x, P, [nfe] * x.shape[0])
+
+
+# ------------------------------------------------------------------ the shared block loop
+@dataclass
+class BlockState:
+    """What a policy sees at one forward, for the current block (contract: module docstring)."""
+    logits: torch.Tensor
+    x0: torch.Tensor
+    confidence: torch.Tensor
+    entropy: torch.Tensor
+    masked: torch.Tensor
+    rows: torch.Tensor
+    x: torch.Tensor
+    prompt_len: int
+    block_start: int
+    block_index: int
+    step_in_block: int
+
+
+@dataclass
+class BlockDecision:
+    """transfer [R, blk] bool; end_at [R] absolute end positions (-1: none) or None."""
+    transfer: torch.Tensor
+    end_at: torch.Tensor | None = None
+
+
+Policy = Callable[[BlockState], BlockDecision]
+
+
+def token_stats(logits: torch.Tensor, temperature: float = 0.0, generator=None):
+    """(x0, confidence, entropy) per position: the fused kernel on CUDA, the reference on CPU.
+
+    At temperature > 0, x0 is LLaDA's Gumbel-noised argmax and confidence the (un-noised)
+    softmax probability of that x0, as in `generate_vanilla`.
+    """
+    x0, conf, ent = argmax_prob_entropy(logits)
+    if temperature:
+        x0 = add_gumbel_noise(logits, temperature, generator).argmax(-1)
+        p = torch.softmax(logits.float(), dim=-1)
+        conf = torch.gather(p, -1, x0[..., None]).squeeze(-1)
+    return x0, conf, ent
+
+
+def _most_confident(conf: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """[R, blk] one-hot of the most confident masked position (rows without masks: none)."""
+    c = conf.masked_fill(~masked, -float("inf"))
+    out = torch.zeros_like(masked)
+    out.scatter_(1, c.argmax(1, keepdim=True), True)
+    return out & masked.any(1, keepdim=True)
+
+
+def _end_token_canvas(x, start, end_at, eos_ids, x0_at_end):
+    """Apply truncation in place: x[r, end_at[r]] -> end token, later positions -> eos_ids[0]."""
+    L = x.shape[1]
+    idx = torch.arange(L, device=x.device)
+    cut = end_at[:, None]
+    after = (idx[None, :] > cut) & (cut >= start)
+    x.masked_fill_(after, eos_ids[0])
+    hit = end_at >= 0
+    if hit.any():
+        r = torch.nonzero(hit).flatten()
+        at = end_at[r]
+        keep = torch.isin(x0_at_end[r], torch.tensor(eos_ids, device=x.device))
+        x[r, at] = torch.where(keep, x0_at_end[r], torch.full_like(at, eos_ids[0]))
+
+
+def _first_free_end(x, P, mask_id, eos_ids) -> torch.Tensor:
+    """[B] position of each row's first end token with no mask before it, else -1."""
+    resp = x[:, P:]
+    is_end = torch.isin(resp, torch.tensor(eos_ids, device=x.device))
+    has = is_end.any(1)
+    first = is_end.long().argmax(1)
+    idx = torch.arange(resp.shape[1], device=x.device)
+    masked_before = ((resp == mask_id) & (idx[None, :] < first[:, None])).any(1)
+    return torch.where(has & ~masked_before, first + P, torch.full_like(first, -1))
+
+
+@torch.no_grad()
+def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_len: int, policy: Policy,
+                       cache: str | None = None, temperature: float = 0.0, generator=None,
+                       early_exit: bool = True) -> DecodeResult:
+    """Semi-AR block decoding with a pluggable unmask policy (contract: module docstring).
+
+    All rows move block by block together; within a block a forward runs while any row still
+    has masks there, and only those rows are forwarded and charged an NFE. cache: None,
+    'prefix' or 'dual' (Fast-dLLM; the block's first forward is a full one that fills it).
+    extra: forwards (batched calls), canvas_len (after any cropping).
+    """
+    if block_len <= 0 or gen_len <= 0 or gen_len % block_len:
+        raise ValueError(f"gen_len ({gen_len}) must be a positive multiple of block_len ({block_len})")
+    check_cache_mode(cache)
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    x, valid, P = init_canvas(adapter, prompts, gen_len)
+    pos = position_ids(valid)
+    B, L = x.shape
+    mask_id, eos_ids = adapter.mask_id, tuple(adapter.eos_ids)
+    nfe = torch.zeros(B, dtype=torch.long, device=x.device)
+    row_end = torch.full((B,), -1, dtype=torch.long, device=x.device)
+    forwards = 0
+    kv = BlockCache(adapter, cache)
+    for b in range(gen_len // block_len):
+        s, e = P + b * block_len, P + (b + 1) * block_len
+        if s >= L:
+            break
+        step = 0
+        while True:
+            active = (x[:, s:e] == mask_id).any(1)
+            if not active.any():
+                break
+            rows = torch.nonzero(active).flatten()
+            blk_logits = kv.logits(x[:, :L], valid[:, :L], pos[:, :L], s, e, first=step == 0, rows=rows)
+            forwards += 1
+            nfe[rows] += 1
+            blk_logits[..., mask_id] = -float("inf")  # [MASK] is never a prediction: guarantees progress
+            cur = x[rows, s:e]
+            masked = cur == mask_id
+            x0, conf, ent = token_stats(blk_logits, temperature, generator)
+            x0 = torch.where(masked, x0, cur)
+            state = BlockState(logits=blk_logits, x0=x0, confidence=conf, entropy=ent, masked=masked, rows=rows,
+                               x=x[:, :L], prompt_len=P, block_start=s, block_index=b, step_in_block=step)
+            dec = policy(state)
+            if dec.end_at is not None:  # truncate first: the progress guard then picks before the end
+                end_at = dec.end_at.to(x.device).long()
+                bad = (end_at != -1) & ((end_at < P) | (end_at >= L))
+                if bad.any():
+                    raise ValueError(f"policy returned end_at {end_at[bad].tolist()}: use -1 or a response "
+                                     f"position in [{P}, {L})")
+                in_blk = (end_at >= s) & (end_at < e)
+                x0_end = torch.where(in_blk, x0.gather(1, (end_at - s).clamp(0, e - s - 1)[:, None]).squeeze(1),
+                                     x[rows].gather(1, end_at.clamp(0, L - 1)[:, None]).squeeze(1))
+                sub = x[rows]
+                _end_token_canvas(sub, P, end_at, eos_ids, x0_end)
+                x[rows] = sub
+                row_end[rows] = torch.where(end_at >= 0, end_at, row_end[rows])
+                cur = x[rows, s:e]
+                masked = cur == mask_id
+            transfer = dec.transfer & masked
+            transfer |= _most_confident(conf, masked) & ~transfer.any(1, keepdim=True)
+            x[rows, s:e] = torch.where(transfer, x0, cur)
+            if early_exit:
+                free = _first_free_end(x[:, :L], P, mask_id, eos_ids)
+                newly = (free >= 0) & (row_end < 0)
+                if newly.any():
+                    sub = x[:, :L]
+                    _end_token_canvas(sub, P, torch.where(newly, free, -1), eos_ids, sub.gather(
+                        1, free.clamp(min=0)[:, None]).squeeze(1))
+                    row_end = torch.where(newly, free, row_end)
+            if (row_end >= 0).all():
+                last = int(row_end.max())
+                new_L = max(e, P + -(-(last + 1 - P) // block_len) * block_len)
+                if new_L < L:
+                    kv.truncate(new_L, L)
+                    L = new_L
+            step += 1
+    x[:, L:] = eos_ids[0]  # cropped tail: everything there is after every row's end
+    return finish(adapter, x, P, nfe.tolist(), forwards=forwards, canvas_len=L)
+
+
+# ------------------------------------------------------------------ unmask policies
+def confidence_policy(threshold: float = 0.9, factor: float | None = None) -> Policy:
+    """Fast-dLLM: unmask masked positions with confidence >= threshold (at least the best one).
+
+    factor=f: the factor rule instead, the largest n whose n-th best confidence >= 1 - f/(n+1).
+    """
+    def policy(st: BlockState) -> BlockDecision:
+        conf = st.confidence.masked_fill(~st.masked, -float("inf"))
+        if factor is None:
+            transfer = st.masked & (conf >= threshold)
+        else:
+            srt, order = conf.sort(dim=1, descending=True, stable=True)
+            n = torch.arange(1, conf.shape[1] + 1, device=conf.device, dtype=srt.dtype)
+            ok = (srt >= 1 - factor / (n + 1)).long().cumprod(1)  # monotone: stops at the first failure
+            take = ok.sum(1, keepdim=True).clamp(min=1)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(conf.shape[1], device=conf.device)
+                                                     .expand_as(order).contiguous())
+            transfer = st.masked & (rank < take)
+        return BlockDecision(transfer | _most_confident(st.confidence, st.masked))
+    return policy
+
+
+def entropy_policy(threshold: float = 0.5) -> Policy:
+    """dParallel: unmask the lowest-entropy masked position plus every one with entropy < threshold."""
+    def policy(st: BlockState) -> BlockDecision:
+        ent = st.entropy.masked_fill(~st.masked, float("inf"))
+        lowest = torch.zeros_like(st.masked).scatter_(1, ent.argmin(1, keepdim=True), True) & st.masked
+        return BlockDecision(lowest | (st.masked & (st.entropy < threshold)))
+    return policy
+
+
+def step_cap(policy: Policy, max_steps: int) -> Policy:
+    """Bounds forwards per block: at step max_steps - 1 every remaining masked position is unmasked."""
+    def capped(st: BlockState) -> BlockDecision:
+        dec = policy(st)
+        if st.step_in_block >= max_steps - 1:
+            return BlockDecision(st.masked.clone(), dec.end_at)
+        return dec
+    return capped
+
+
+RULES = ("confidence", "entropy")
+
+
+def generate_threshold(adapter, prompts: list[list[int]], gen_len: int = 256, block_len: int = 32,
+                       threshold: float = 0.9, rule: str = "confidence", factor: float | None = None,
+                       cache: str | None = None, temperature: float = 0.0, generator=None,
+                       max_steps: int | None = None, early_exit: bool = True) -> DecodeResult:
+    """Training-free parallel decoding: Fast-dLLM (confidence / factor) or dParallel (entropy).
+
+    threshold > 1 with rule='confidence' unmasks one token per step (LLaDA's schedule with
+    steps = gen_len). max_steps caps the forwards per block (the last one unmasks the rest).
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose 'confidence' or 'entropy'")
+    if factor is not None and rule != "confidence":
+        raise ValueError("factor only applies to rule='confidence'; drop factor or the entropy rule")
+    if factor is not None and factor <= 0:
+        raise ValueError(f"factor must be > 0 (got {factor})")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 (got {max_steps})")
+    policy = confidence_policy(threshold, factor) if rule == "confidence" else entropy_policy(threshold)
+    if max_steps is not None:
+        policy = step_cap(policy, max_steps)
+    return generate_blockwise(adapter, prompts, gen_len, block_len, policy, cache=cache, temperature=temperature,
+                              generator=generator, early_exit=early_exit)

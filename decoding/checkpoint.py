@@ -1,0 +1,205 @@
+"""The inference-checkpoint format: what `accel export` writes and `accel decode`/`bench` read.
+
+An HF-style directory::
+
+    config.json        {...backbone config (optional)..., "accel": {format_version, recipe,
+                        backbone, decode, weights, ...recipe fields}}
+    model.safetensors  the recipe's tensors (a filter, LoRA-merged weights, draft heads, ...)
+    <extra files>      whatever the recipe adds (tokenizer files, a vLLM config, ...)
+
+The ``"accel"`` section is what makes a model directory an accel checkpoint; ``backbone`` is
+``builtin:dllm``/``builtin:ar``, a directory, or a path relative to the checkpoint (``"."``
+when the checkpoint itself is a full model). Weights are safetensors only — nothing is ever
+unpickled — and writes are atomic: a half-written checkpoint never replaces a good one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A directory that is not a readable accel checkpoint; the message says what to do."""
+
+
+@dataclass
+class InferenceCheckpoint:
+    path: Path
+    accel: dict
+    """The config's "accel" section."""
+    config: dict
+    """The whole config.json (backbone config fields included)."""
+
+    @property
+    def recipe(self) -> str:
+        return self.accel["recipe"]
+
+    @property
+    def decode(self) -> dict:
+        """Decode defaults recorded at export (e.g. method, gen_len, block_len, threshold)."""
+        return dict(self.accel.get("decode") or {})
+
+    @property
+    def weight_files(self) -> list[str]:
+        return list(self.accel.get("weights") or [])
+
+    def backbone_target(self) -> str:
+        """The backbone as a load_backbone target; relative paths are relative to the checkpoint."""
+        b = str(self.accel["backbone"])
+        if b.startswith("builtin:") or Path(b).expanduser().is_absolute():
+            return b
+        return str((self.path / b).resolve())
+
+    def tensors(self, file: str | None = None, device: str = "cpu") -> dict:
+        """All weight tensors (or those of one weight file), loaded with safetensors."""
+        from safetensors.torch import load_file
+        files = [file] if file else self.weight_files
+        out = {}
+        for name in files:
+            out.update(load_file(str(self.path / name), device=device))
+        return out
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """True when `path` is a directory whose config.json has an "accel" section (cheap: no torch)."""
+    cfg = Path(path).expanduser() / "config.json"
+    try:
+        return "accel" in json.loads(cfg.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
+    """Reads and validates an inference checkpoint (weights are loaded lazily by `.tensors()`)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"checkpoint directory {p} does not exist; export one with `accel export RUN --out DIR`")
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is a file; pass the checkpoint directory (the one holding config.json)")
+    cfg_file = p / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{p} has no config.json, so it is not an accel checkpoint; "
+                              "export one with `accel export RUN --out DIR`")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{cfg_file} is not valid JSON ({e}); re-export the checkpoint") from None
+    if not isinstance(config, dict) or "accel" not in config:
+        raise CheckpointError(f"{p} is a model directory, not an accel checkpoint (no \"accel\" section in "
+                              "config.json); use it as a TARGET directly or export a run with `accel export`")
+    accel = config["accel"]
+    if not isinstance(accel, dict):
+        raise CheckpointError(f"{cfg_file}: the \"accel\" section must be an object; re-export the checkpoint")
+    version = accel.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{p} has accel format_version {version!r} but this accel reads version "
+                              f"{FORMAT_VERSION}; use a matching accel release or re-export the run")
+    for key in ("recipe", "backbone"):
+        if not accel.get(key):
+            raise CheckpointError(f"{cfg_file}: the \"accel\" section has no {key!r}; re-export the checkpoint")
+    ckpt = InferenceCheckpoint(path=p, accel=accel, config=config)
+    for name in ckpt.weight_files:
+        if not (p / name).is_file():
+            raise CheckpointError(f"{p} is incomplete: weight file {name} is missing; re-export the checkpoint")
+        if not name.endswith(".safetensors"):
+            raise CheckpointError(f"{p}: weight file {name} is not safetensors; accel never unpickles weights")
+    return ckpt
+
+
+def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | None = None,
+                    extra_files: dict[str, bytes | str] | None = None, backbone_config: dict | None = None,
+                    weights_name: str = WEIGHTS_NAME) -> Path:
+    """Writes an inference checkpoint atomically and returns its path.
+
+    Everything goes to a temp directory beside `out_dir` (fsynced); only once it is complete is
+    an existing checkpoint moved aside and the new one renamed into place. A directory that is
+    not an accel checkpoint is never replaced (that would delete someone's files).
+    """
+    out = Path(out_dir).expanduser().absolute()
+    for key in ("recipe", "backbone"):
+        if not accel_section.get(key):
+            raise CheckpointError(f"accel section needs a {key!r} entry")
+    if out.exists() and not (out.is_dir() and (is_checkpoint(out) or not any(out.iterdir()))):
+        raise CheckpointError(f"{out} exists and is not an accel checkpoint; choose another --out or remove it")
+    reserved = {"config.json", weights_name}
+    for name in extra_files or {}:
+        if name in reserved or "/" in name or "\\" in name or name.startswith("."):
+            raise CheckpointError(f"extra file name {name!r} is reserved or not a plain file name")
+    section = {"format_version": FORMAT_VERSION, **accel_section}
+    section.setdefault("decode", {})
+    section["format_version"] = FORMAT_VERSION
+    if tensors:
+        section["weights"] = [weights_name]
+    else:
+        section.setdefault("weights", [])
+    config = dict(backbone_config or {})
+    config["accel"] = section
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        if tensors:
+            from safetensors.torch import save_file
+            save_file(_unshare(tensors), str(tmp / weights_name), metadata={"format": "pt"})
+            _fsync(tmp / weights_name)
+        for name, data in (extra_files or {}).items():
+            _write(tmp / name, data.encode() if isinstance(data, str) else data)
+        _write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
+        _fsync_dir(tmp)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+        tmp.rename(out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _unshare(tensors: dict) -> dict:
+    """safetensors refuses tensors sharing storage (tied embeddings): copy the repeats, contiguous on CPU."""
+    seen, out = set(), {}
+    for k, v in tensors.items():
+        t = v.detach().to("cpu").contiguous()
+        if t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[k] = t
+    return out
+
+
+def _write(path: Path, data: bytes):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(path: Path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

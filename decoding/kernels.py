@@ -1,0 +1,134 @@
+"""Fused per-position argmax / softmax probability / entropy over the vocabulary.
+
+Every dLLM sampler step needs, for each position of the current block, the greedy token, its
+softmax probability (the "confidence") and the entropy of the distribution. Done in eager
+torch that is a softmax materialised over [N, V] plus three reductions: ~4 passes over a
+tensor that, for LLaDA (V = 126464), is the largest thing in the step. The Triton kernel reads
+the logits once with an online softmax (running max m, S = sum exp(x - m),
+T = sum exp(x - m) * (x - m)), so prob = 1 / S and entropy = log S - T / S.
+
+Conventions shared by the kernel and the reference (the reference is the oracle):
+- statistics are computed in float32 whatever the input dtype (fp32, bf16, fp16);
+- ties in the argmax go to the lowest index, like ``torch.argmax``;
+- ``-inf`` logits are allowed and contribute probability 0 (no NaN);
+- a row whose logits are all ``-inf`` has no distribution: it returns id 0, prob 0.0 and
+  entropy +inf, so threshold rules never pick it by confidence or by entropy;
+- NaN or +inf logits are not supported (results are unspecified).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # triton is optional (extra [kernels]); the reference is the CPU path
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only without triton
+    triton = None
+
+
+def argmax_prob_entropy_ref(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pure-torch reference: (ids long, prob f32, entropy f32), each shaped logits.shape[:-1]."""
+    x = logits.float()
+    ids = x.argmax(-1)
+    m = x.amax(-1, keepdim=True)
+    dead = torch.isneginf(m)  # all -inf rows
+    z = torch.where(dead, torch.zeros_like(x), x - m)
+    e = torch.exp(z)
+    S = e.sum(-1)
+    T = torch.where(e > 0, e * z, torch.zeros_like(z)).sum(-1)
+    prob = 1.0 / S
+    ent = torch.log(S) - T / S
+    dead = dead.squeeze(-1)
+    prob = torch.where(dead, torch.zeros_like(prob), prob)
+    ent = torch.where(dead, torch.full_like(ent, float("inf")), ent)
+    ids = torch.where(dead, torch.zeros_like(ids), ids)
+    return ids, prob, ent
+
+
+if triton is not None:
+    @triton.jit
+    def _ape_kernel(x_ptr, ids_ptr, prob_ptr, ent_ptr, V, stride_row, BLOCK_V: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = x_ptr + row * stride_row
+        offs = tl.arange(0, BLOCK_V)
+        NEG_INF: tl.constexpr = float("-inf")
+        # running statistics (float32 scalars); best index starts at 0 like torch.argmax on -inf rows
+        m = tl.full((), NEG_INF, tl.float32)
+        S = tl.zeros((), tl.float32)
+        T = tl.zeros((), tl.float32)
+        best = tl.zeros((), tl.int64)
+        for start in range(0, V, BLOCK_V):
+            idx = start + offs
+            inb = idx < V
+            x = tl.load(base + idx, mask=inb, other=NEG_INF).to(tl.float32)
+            cmax = tl.max(x, axis=0)
+            # lowest index attaining the chunk max (V is used as "none")
+            cidx = tl.min(tl.where((x == cmax) & inb, idx, V), axis=0).to(tl.int64)
+            take = cmax > m  # strict: an earlier chunk keeps ties
+            best = tl.where(take, cidx, best)
+            m_new = tl.maximum(m, cmax)
+            # rescale old sums to the new max; guard -inf - -inf while everything seen is -inf
+            live = m_new > NEG_INF
+            both = live & (m > NEG_INF)
+            d = tl.where(both, m, 0.0) - tl.where(both, m_new, 0.0)
+            alpha = tl.exp(d)
+            T = alpha * (T + d * S)
+            S = alpha * S
+            z = tl.where(x > NEG_INF, x - tl.where(live, m_new, 0.0), 0.0)
+            e = tl.where(x > NEG_INF, tl.exp(z), 0.0)
+            S += tl.sum(e, axis=0)
+            T += tl.sum(e * z, axis=0)
+            m = m_new
+        dead = m == NEG_INF
+        S_safe = tl.where(dead, 1.0, S)
+        prob = tl.where(dead, 0.0, 1.0 / S_safe)
+        ent = tl.where(dead, float("inf"), tl.log(S_safe) - T / S_safe)
+        tl.store(ids_ptr + row, tl.where(dead, 0, best))
+        tl.store(prob_ptr + row, prob)
+        tl.store(ent_ptr + row, ent)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_available(device: torch.device | str) -> bool:
+    """True when the Triton path can run on `device` (CUDA, or CPU under TRITON_INTERPRET=1)."""
+    if triton is None:
+        return False
+    return torch.device(device).type == "cuda" or _interpreting()
+
+
+def argmax_prob_entropy_triton(logits: torch.Tensor, block_v: int | None = None):
+    """The Triton path; logits [..., V] of float32/bfloat16/float16."""
+    if triton is None:
+        raise RuntimeError("triton is not installed; install accel[kernels] or use argmax_prob_entropy_ref")
+    if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise TypeError(f"argmax_prob_entropy: unsupported dtype {logits.dtype}; use float32, bfloat16 or float16")
+    lead, V = logits.shape[:-1], logits.shape[-1]
+    x = logits.reshape(-1, V)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    N = x.shape[0]
+    ids = torch.empty(N, dtype=torch.long, device=x.device)
+    prob = torch.empty(N, dtype=torch.float32, device=x.device)
+    ent = torch.empty(N, dtype=torch.float32, device=x.device)
+    if N:
+        if block_v is None:
+            block_v = min(4096, triton.next_power_of_2(V))
+        num_warps = 8 if block_v >= 2048 else 4
+        _ape_kernel[(N,)](x, ids, prob, ent, V, x.stride(0), BLOCK_V=block_v, num_warps=num_warps)
+    return ids.reshape(lead), prob.reshape(lead), ent.reshape(lead)
+
+
+def argmax_prob_entropy(logits: torch.Tensor, force: bool = False):
+    """(argmax id, its softmax probability, entropy in nats) per position of logits [..., V].
+
+    Triton on CUDA tensors when triton is installed; the torch reference otherwise. force=True
+    runs the Triton path on CPU too when TRITON_INTERPRET=1 (how tests check the kernel).
+    """
+    if triton is not None and (logits.is_cuda or (force and _interpreting())):
+        return argmax_prob_entropy_triton(logits)
+    return argmax_prob_entropy_ref(logits)

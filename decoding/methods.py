@@ -1,0 +1,160 @@
+"""Baseline decode methods by name: what `accel bench` / `accel decode` compare accelerators against.
+
+A method is a `Method` — callable as ``fn(adapter, prompts, gen_len) -> DecodeResult`` with its
+options bound — plus the backbone kind it applies to and a one-line help. Options can be
+overridden per run (``--opt threshold=0.8``); only keys the method declares are accepted, so a
+typo is an error rather than a silently ignored setting.
+
+Samplers are imported when a method is *called*, not when this module is imported: the CLI
+reads names and help from here without importing torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class MethodError(ValueError):
+    """A bad method name or option; the message lists the valid ones."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named decode method with bound options; call it like a MethodFn."""
+    name: str
+    kind: str
+    """'dllm' or 'ar': the backbone kind it decodes."""
+    help: str
+    run: Callable
+    """run(adapter, prompts, gen_len, **options) -> DecodeResult"""
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, adapter, prompts, gen_len):
+        return self.run(adapter, prompts, gen_len, **self.options)
+
+    @property
+    def block_len(self) -> int | None:
+        """Block length the generation length must be a multiple of (None: no constraint)."""
+        return self.options.get("block_len")
+
+
+def _vanilla(adapter, prompts, gen_len, block_len=32, steps=None, temperature=0.0, seed=0):
+    from accel.decoding.dllm import generate_vanilla
+    return generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=steps,
+                            temperature=temperature, generator=_generator(adapter, temperature, seed))
+
+
+def _threshold(adapter, prompts, gen_len, block_len=32, threshold=0.9, rule="confidence", factor=None,
+               cache=None, temperature=0.0, seed=0, max_steps=None):
+    from accel.decoding import dllm
+    if not hasattr(dllm, "generate_threshold"):
+        raise MethodError("threshold decoding (fast-dllm, entropy-threshold) is not built in this version of accel; "
+                          "use --method vanilla")
+    return dllm.generate_threshold(adapter, prompts, gen_len=gen_len, block_len=block_len, threshold=threshold,
+                                   rule=rule, factor=factor, cache=cache, temperature=temperature,
+                                   generator=_generator(adapter, temperature, seed), max_steps=max_steps)
+
+
+def _ar(adapter, prompts, gen_len, temperature=0.0, top_p=1.0, seed=0):
+    from accel.decoding.ar import generate_greedy
+    return generate_greedy(adapter, prompts, max_new_tokens=gen_len, temperature=temperature, top_p=top_p,
+                           generator=_generator(adapter, temperature, seed))
+
+
+def _generator(adapter, temperature, seed):
+    """A fresh seeded generator per call: a sampled run is reproducible regardless of warm-up calls."""
+    if not temperature:
+        return None
+    import torch
+    return torch.Generator(device=adapter.device).manual_seed(int(seed))
+
+
+_T = dict(block_len=32, threshold=0.9, rule="confidence", factor=None, cache=None, temperature=0.0, seed=0,
+          max_steps=None)
+_SPECS: dict[str, tuple[str, str, Callable, dict]] = {
+    "vanilla": ("dllm", "LLaDA low-confidence sampler, one token per step, block 32 (the slow reference)",
+                _vanilla, dict(block_len=32, steps=None, temperature=0.0, seed=0)),
+    "fast-dllm": ("dllm", "Fast-dLLM: unmask every token with confidence >= 0.9 per step, no cache",
+                  _threshold, dict(_T)),
+    "fast-dllm-prefix": ("dllm", "Fast-dLLM threshold 0.9 with a prefix KV cache (recomputes from the block on)",
+                         _threshold, dict(_T, cache="prefix")),
+    "fast-dllm-dual": ("dllm", "Fast-dLLM threshold 0.9 with a dual (prefix + suffix) KV cache",
+                       _threshold, dict(_T, cache="dual")),
+    "fast-dllm-factor": ("dllm", "Fast-dLLM factor rule (f=1.0): largest n with n-th confidence >= 1 - f/(n+1)",
+                         _threshold, dict(_T, factor=1.0)),
+    "entropy-threshold": ("dllm", "dParallel's rule: unmask the lowest-entropy token plus all with entropy < 0.5",
+                          _threshold, dict(_T, rule="entropy", threshold=0.5)),
+    "greedy": ("ar", "greedy AR decoding with the model's KV cache (the AR reference)", _ar,
+               dict(temperature=0.0, top_p=1.0, seed=0)),
+    "sample": ("ar", "AR sampling at temperature 0.7 (seeded, reproducible)", _ar,
+               dict(temperature=0.7, top_p=1.0, seed=0)),
+}
+
+DEFAULT_METHODS = {
+    "dllm": ["vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"],
+    "ar": ["greedy"],
+}
+"""Bench rows when no --method is given; the first is the baseline speedups are relative to."""
+
+
+def available(kind: str) -> list[str]:
+    """Names of the baseline methods for a backbone kind ('dllm' or 'ar')."""
+    return [n for n, s in _SPECS.items() if s[0] == kind]
+
+
+def describe(kind: str | None = None) -> dict[str, str]:
+    """{name: one-line help} (all kinds when kind is None): for --help texts."""
+    return {n: f"[{s[0]}] {s[1]}" for n, s in _SPECS.items() if kind in (None, s[0])}
+
+
+def get_method(name: str, kind: str, options: dict | None = None) -> Method:
+    """The baseline method `name` for a `kind` backbone, with `options` overriding its defaults."""
+    spec = _SPECS.get(name)
+    if spec is None or spec[0] != kind:
+        hint = f" ({name!r} is a method for {spec[0]} models)" if spec else ""
+        raise MethodError(f"unknown method {name!r} for a {kind} model{hint}; "
+                          f"choose from: {', '.join(available(kind))}")
+    k, help_, run, defaults = spec
+    opts = dict(defaults)
+    for key, value in (options or {}).items():
+        if key not in defaults:
+            raise MethodError(f"method {name!r} has no option {key!r}; its options are: {', '.join(defaults)}")
+        opts[key] = coerce_option(name, key, value, defaults[key])
+    return Method(name=name, kind=k, help=help_, run=run, options=opts)
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """['key=value', ...] from --opt into a dict (values stay strings until a method coerces them)."""
+    out = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise MethodError(f"--opt {p!r} is not key=value (e.g. --opt threshold=0.8)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def coerce_option(method: str, key: str, value, default):
+    """Converts a --opt string to the type of the option's default ('none' clears optional ones)."""
+    if not isinstance(value, str):
+        return value
+    if value.lower() in ("none", "null", ""):
+        if default is None or key == "cache":
+            return None
+        raise MethodError(f"--opt {key}=none: option {key!r} of {method!r} needs a value")
+    try:
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float) or key in ("factor",):
+            return float(value)
+        if default is None and key in ("steps", "max_steps"):
+            return int(value)
+    except ValueError:
+        raise MethodError(f"--opt {key}={value}: {key!r} of {method!r} must be a number") from None
+    if key == "cache" and value not in ("prefix", "dual"):
+        raise MethodError(f"--opt cache={value}: choose prefix, dual or none")
+    if key == "rule" and value not in ("confidence", "entropy"):
+        raise MethodError(f"--opt rule={value}: choose confidence or entropy")
+    return value

@@ -1,0 +1,250 @@
+"""The bench harness and the method table, on tiny random-init models saved to a temp dir."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from accel.cli import recipes
+from accel.decoding import bench, dllm
+from accel.decoding.bench import BenchError, run_bench
+from accel.decoding.checkpoint import save_checkpoint
+from accel.decoding.methods import MethodError, available, get_method, parse_options
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+HAS_THRESHOLD = hasattr(dllm, "generate_threshold")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from accel.data.tokenizer import build_tokenizer
+    from accel.models.tiny import make_model
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    tok = build_tokenizer()
+    out = {}
+    for kind in ("dllm", "ar"):
+        make_model(kind, tok, seed=0, **TINY).save_pretrained(str(root / kind))
+        tok.save_pretrained(str(root / kind))
+        out[kind] = str(root / kind)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(models):
+    return run_bench(models["dllm"], ["vanilla"], ["copy", "arith"], limit=2, gen_len=32, batch_size=2,
+                     compare=[models["ar"]])
+
+
+def test_report_schema(report, models):
+    assert report["target"] == models["dllm"] and report["compare"] == [models["ar"]]
+    assert report["gen_len"] == 32 and report["limit"] == 2 and report["tasks"] == ["copy", "arith"]
+    assert {"torch", "transformers", "python", "accel"} <= set(report["versions"])
+    assert report["device"].startswith("cpu")
+    assert [m["name"] for m in report["methods"]] == ["vanilla", "greedy"]
+    assert [m["kind"] for m in report["methods"]] == ["dllm", "ar"]
+    json.loads(json.dumps(report))  # JSON-serialisable as is
+    keys = {"method", "task", "accuracy", "nfe", "tokens_per_forward", "tokens_per_s", "speedup"}
+    assert len(report["rows"]) == 2 * 3
+    for r in report["rows"]:
+        assert keys <= set(r)
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["tokens_per_s"] > 0
+
+
+def test_numbers_are_consistent(report):
+    rows = {(r["method"], r["task"]): r for r in report["rows"]}
+    for task in ("copy", "arith", "all"):
+        assert rows[("vanilla", task)]["speedup"] == 1.0  # the first method is the baseline
+        v, g = rows[("vanilla", task)], rows[("greedy", task)]
+        assert g["speedup"] == pytest.approx(g["tokens_per_s"] / v["tokens_per_s"])
+        assert v["nfe"] == 32  # LLaDA baseline: one token per forward, gen_len forwards
+        assert 1 <= g["nfe"] <= 32
+        for r in (v, g):
+            assert r["tokens_per_forward"] == pytest.approx(r["tokens"] / (r["nfe"] * r["n"]))
+    for m in ("vanilla", "greedy"):
+        per = [rows[(m, t)] for t in ("copy", "arith")]
+        a = rows[(m, "all")]
+        assert a["n"] == 4 and a["tokens"] == sum(r["tokens"] for r in per)
+        assert a["accuracy"] == pytest.approx(sum(r["accuracy"] * r["n"] for r in per) / 4)
+        assert a["seconds"] == pytest.approx(sum(r["seconds"] for r in per))
+
+
+def test_plot_and_json(report, tmp_path):
+    bench.write_json(report, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["rows"] == report["rows"]
+    bench.plot_report(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    overall, per_task = bench.report_tables(report)
+    assert overall.row_count == 2 and per_task.row_count == 2
+
+
+def test_count_tokens():
+    assert bench.count_tokens([5, 6, 1, 1, 1], eos_ids=(1,)) == 3
+    assert bench.count_tokens([5, 6, 7], eos_ids=(1,)) == 3
+    assert bench.count_tokens([1, 5], eos_ids=(1,)) == 1
+
+
+def test_method_table():
+    assert available("ar") == ["greedy", "sample"]
+    assert set(available("dllm")) == {"vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual",
+                                      "fast-dllm-factor", "entropy-threshold"}
+    m = get_method("entropy-threshold", "dllm", {"threshold": "0.4", "cache": "dual", "block_len": "16"})
+    assert m.options["threshold"] == 0.4 and m.options["cache"] == "dual" and m.block_len == 16
+    assert m.options["rule"] == "entropy" and m.kind == "dllm" and m.help
+    assert get_method("fast-dllm-factor", "dllm").options["factor"] == 1.0
+    assert get_method("fast-dllm-prefix", "dllm", {"cache": "none"}).options["cache"] is None
+    assert get_method("sample", "ar").options["temperature"] == 0.7
+    with pytest.raises(MethodError, match="unknown method 'nope' for a dllm model; choose from: vanilla"):
+        get_method("nope", "dllm")
+    with pytest.raises(MethodError, match="'greedy' is a method for ar models"):
+        get_method("greedy", "dllm")
+    with pytest.raises(MethodError, match="has no option 'thresh'"):
+        get_method("fast-dllm", "dllm", {"thresh": "0.5"})
+    with pytest.raises(MethodError, match="must be a number"):
+        get_method("fast-dllm", "dllm", {"threshold": "high"})
+    with pytest.raises(MethodError, match="choose prefix, dual or none"):
+        get_method("fast-dllm", "dllm", {"cache": "full"})
+    with pytest.raises(MethodError, match="not key=value"):
+        parse_options(["threshold"])
+
+
+def test_select_methods_and_gen_len():
+    t = bench.Target(spec="x", adapter=types.SimpleNamespace(kind="dllm"), default_methods=["vanilla", "fast-dllm"])
+    chosen = bench.select_methods(t, None, {"threshold": "0.7"}, block_len=16)
+    assert list(chosen) == ["vanilla", "fast-dllm"]
+    assert chosen["fast-dllm"].options["threshold"] == 0.7 and "threshold" not in chosen["vanilla"].options
+    assert chosen["vanilla"].block_len == 16 == chosen["fast-dllm"].block_len
+    with pytest.raises(MethodError, match="no selected method has this option"):
+        bench.select_methods(t, ["vanilla"], {"threshold": "0.7"})
+    msg = r"unknown method 'greedy' for x \('greedy' is a method for ar models\); choose from: vanilla"
+    with pytest.raises(MethodError, match=msg):
+        bench.select_methods(t, ["greedy"])
+    bench.check_gen_len(48, chosen)
+    with pytest.raises(BenchError, match="--gen-len 50 is not a multiple of the block length 16"):
+        bench.check_gen_len(50, chosen)
+
+
+def test_sample_is_seeded(models):
+    from accel.models.backbone import load_backbone
+    a = load_backbone(models["ar"])
+    prompts = [bench.encode_prompt(a.tokenizer, "copy 123")]
+    runs = [get_method("sample", "ar", {"seed": "3"})(a, prompts, 8).tokens for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_default_gen_len(models):
+    from accel.models.backbone import load_backbone
+    a = load_backbone(models["ar"])
+    assert bench.default_gen_len(a) == 64
+    a.tokenizer = types.SimpleNamespace(get_vocab=lambda: {"a": 0}, __len__=None)
+    assert bench.default_gen_len(a) == 256
+
+
+@pytest.mark.skipif(not HAS_THRESHOLD, reason="generate_threshold is not in decoding/dllm.py yet")
+def test_default_dllm_methods(models):
+    # A random model may predict [MASK] itself, which a threshold sampler never finishes with;
+    # this adapter rules that token out (trained models do not predict it).
+    from accel.models.backbone import Adapter, load_backbone
+
+    class NoMaskOutput(Adapter):
+        def dllm_logits(self, *args, **kwargs):
+            logits, out = super().dllm_logits(*args, **kwargs)
+            logits[..., self.mask_id] = -1e9
+            return logits, out
+
+    a = load_backbone(models["dllm"])
+    t = bench.Target(spec="tiny", adapter=NoMaskOutput(**vars(a)), default_methods=bench_defaults("dllm"))
+    r = run_bench(t, None, ["copy"], limit=2, gen_len=32, batch_size=2)
+    names = [m["name"] for m in r["methods"]]
+    assert names == ["vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"]
+    for row in r["rows"]:
+        assert 1 <= row["nfe"] <= 32 and row["tokens_per_s"] > 0
+
+
+def bench_defaults(kind):
+    from accel.decoding.methods import DEFAULT_METHODS
+    return list(DEFAULT_METHODS[kind])
+
+
+def _fake_recipe(monkeypatch, calls):
+    """Registers recipe 'fake' whose inference module offers 'fake-fast' (vanilla at block 16)."""
+    inference = types.ModuleType("fake_accel_recipe.inference")
+    inference.DEFAULT_METHODS = ["vanilla", "fake-fast"]
+
+    def bench_methods(ckpt, adapter):
+        scale = float(ckpt.tensors()["scale"][0])
+        base = get_method("vanilla", "dllm", {"block_len": 16})
+
+        def fake_fast(a, prompts, gen_len):
+            calls.append((scale, len(prompts), gen_len))
+            return base(a, prompts, gen_len)
+        fake_fast.help = "vanilla in blocks of 16, for the test"
+        return {"fake-fast": fake_fast}
+
+    inference.bench_methods = bench_methods
+    monkeypatch.setitem(sys.modules, "fake_accel_recipe", types.ModuleType("fake_accel_recipe"))
+    monkeypatch.setitem(sys.modules, "fake_accel_recipe.inference", inference)
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
+        recipes.RecipeEntry("fake", "train", "fake_accel_recipe", "a test recipe")])
+
+
+def test_checkpoint_target_uses_the_recipe(models, tmp_path, monkeypatch):
+    calls = []
+    _fake_recipe(monkeypatch, calls)
+    ck = save_checkpoint(tmp_path / "ck", {"recipe": "fake", "backbone": models["dllm"]},
+                         {"scale": torch.tensor([2.5])})
+    r = run_bench(str(ck), None, ["copy"], limit=2, gen_len=32, batch_size=2)
+    assert [m["name"] for m in r["methods"]] == ["vanilla", "fake-fast"]
+    assert r["methods"][1]["help"] == "vanilla in blocks of 16, for the test"
+    assert calls and all(c[0] == 2.5 and c[2] == 32 for c in calls)
+    assert sum(c[1] for c in calls) == 2 + 2  # warm-up (2 prompts) + the timed batch
+    rows = {(x["method"], x["task"]): x for x in r["rows"]}
+    assert rows[("fake-fast", "all")]["nfe"] == 32 and rows[("vanilla", "all")]["speedup"] == 1.0
+
+
+@pytest.mark.parametrize("recipe, match", [("someday", "not built in this version"),
+                                           ("nonsense", "unknown to this accel"),
+                                           ("learn2pd-ghost", "no inference module")])
+def test_checkpoint_recipe_errors(models, tmp_path, monkeypatch, recipe, match):
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
+        recipes.RecipeEntry("learn2pd-ghost", "train", "accel.recipes.no_such_recipe_xyz", "")])
+    monkeypatch.setattr(recipes, "PLANNED", {"someday": "train"})
+    ck = save_checkpoint(tmp_path / "ck", {"recipe": recipe, "backbone": models["dllm"]})
+    with pytest.raises(BenchError, match=match):
+        run_bench(str(ck), None, ["copy"], limit=1, gen_len=32)
+
+
+def test_bad_inputs_fail_before_decoding(models, tmp_path):
+    with pytest.raises(BenchError, match="--limit must be >= 1"):
+        run_bench(models["dllm"], limit=0)
+    from accel.data.tasks import UnknownTaskError
+    with pytest.raises(UnknownTaskError):
+        run_bench(models["dllm"], tasks=["nope"])
+    with pytest.raises(BenchError, match="not a multiple of the block length 32"):
+        run_bench(models["dllm"], ["vanilla"], ["copy"], gen_len=40)
+    with pytest.raises(BenchError, match="is a directory"):
+        bench.check_output_path(tmp_path, "--json")
+    with pytest.raises(BenchError, match="does not exist"):
+        bench.check_output_path(tmp_path / "no" / "r.json", "--json")
+
+
+def test_compare_names_stay_unique(models):
+    r = run_bench(models["ar"], ["greedy", "sample"], ["copy"], limit=1, gen_len=8, compare=[models["ar"]])
+    assert [m["name"] for m in r["methods"]] == ["greedy", "sample", f"{models['ar']}/greedy"]
+    assert r["methods"][2]["target"] == models["ar"]
+
+
+def test_method_help():
+    import functools
+
+    def fn(adapter, prompts, gen_len, k=1):
+        """Decodes k at a time.
+
+        More text."""
+    assert bench.method_help(functools.partial(fn, k=2)) == "Decodes k at a time."
+    assert bench.method_help(get_method("vanilla", "dllm")).startswith("LLaDA")
+    assert bench.method_help(lambda a, p, g: None) == ""
