@@ -26,11 +26,19 @@ RECIPES: list[RecipeEntry] = [
                 "Supervised fine-tuning of a dLLM (masked-diffusion loss) or AR model on the suite or jsonl."),
     RecipeEntry("learn2pd", "train", "accel.recipes.learn2pd",
                 "Learn2PD: a ~2K-param learned unmask filter + End-of-Text Prediction for a dLLM."),
+    RecipeEntry("dparallel", "distill", "accel.recipes.dparallel",
+                "dParallel: certainty-forcing self-distillation (LoRA) for entropy-threshold parallel decoding."),
+    RecipeEntry("d2f", "distill", "accel.recipes.d2f",
+                "D2F: asymmetric block-causal distillation (LoRA) for pipelined parallel decoding with an exact KV cache."),
+    RecipeEntry("hydra", "train", "accel.recipes.hydra",
+                "Hydra/Hydra++: sequentially dependent draft heads on a frozen AR model, tree-verified decoding."),
+    RecipeEntry("medusa", "train", "accel.recipes.medusa",
+                "Medusa: K parallel draft heads on an AR model (Medusa-1 frozen / Medusa-2 LoRA), tree verification."),
+    RecipeEntry("joint-sampler", "train", "accel.recipes.joint_sampler",
+                "Approximate joint sampling: a one-layer sampler for K tokens per full dLLM forward (ADJUST)."),
 ]
 
-PLANNED = {
-    "dparallel": "distill", "d2f": "distill", "medusa": "train", "hydra": "train", "joint-sampler": "train",
-}
+PLANNED: dict[str, str] = {}
 """Recipes on the roadmap: the CLI says they are not built yet instead of pretending."""
 
 

@@ -44,6 +44,10 @@ class TeacherBuildConfig:
     target: float = 0.95
     threads: int = 1
     train_per_task: int = 20000
+    init_from: str = ""
+    """dLLM only: AR teacher directory to start from (with shift_logits, Dream-style AR→diffusion adaptation)."""
+    shift_logits: bool = False
+    """dLLM only: logits[i-1] predicts token i (Dream convention; natural when starting from an AR model)."""
 
 
 
@@ -127,7 +131,12 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
     work_dir = Path(work_dir or str(out_dir) + ".work")
     work_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
-    model = make_model(cfg.kind, tok, seed=cfg.seed)
+    model = make_model(cfg.kind, tok, seed=cfg.seed, shift_logits=cfg.shift_logits and cfg.kind == "dllm")
+    if cfg.kind == "dllm" and cfg.init_from:
+        src = Path(cfg.init_from)
+        model.load_state_dict(load_file(str(src / "model.safetensors")), strict=False)
+        model.tie_weights()
+        log(f"initialised from the AR teacher at {src}")
     model.train()
     log(f"{cfg.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     data = _tokenize_examples(tok, mixture("train", cfg.train_per_task, seed=cfg.seed))
@@ -144,7 +153,8 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
 
     mask_id = tok.mask_token_id
     adapter = Adapter(model=model, tokenizer=tok, family="builtin", kind=cfg.kind, source="build",
-                      mask_id=mask_id if cfg.kind == "dllm" else None, eos_ids=(tok.eos_token_id,))
+                      mask_id=mask_id if cfg.kind == "dllm" else None, eos_ids=(tok.eos_token_id,),
+                      shift_logits=cfg.shift_logits and cfg.kind == "dllm")
     start = 0
     state_file = work_dir / "state.pt"
     if state_file.exists():  # resume an interrupted build
@@ -164,7 +174,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             g["lr"] = lr_at(step)
         if cfg.kind == "dllm":
             inp, tgt, valid, masked = _dllm_batch(batch, tok, rng, mask_id)
-            logits = model(input_ids=inp, attention_mask=full_mask(valid), position_ids=position_ids(valid)).logits
+            logits, _ = adapter.dllm_logits(inp, full_mask(valid), position_ids(valid))
             loss = torch.nn.functional.cross_entropy(logits[masked], tgt[masked])
         else:
             ids, valid, labels = _ar_batch(batch, tok)

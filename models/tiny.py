@@ -7,10 +7,10 @@ can read them back from any saved directory.
 """
 from __future__ import annotations
 
-TINY_DLLM = dict(hidden_size=160, num_hidden_layers=4, num_attention_heads=5, num_key_value_heads=5,
-                 intermediate_size=480, max_position_embeddings=512, rope_theta=10000.0)
 TINY_AR = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
                intermediate_size=384, max_position_embeddings=512, rope_theta=10000.0)
+TINY_DLLM = dict(TINY_AR)
+"""Same shape as the AR teacher: the dLLM build starts from its weights (as Dream starts from Qwen)."""
 
 
 def make_config(kind: str, tokenizer, shift_logits: bool = False, **overrides):
@@ -30,11 +30,11 @@ def make_config(kind: str, tokenizer, shift_logits: bool = False, **overrides):
     return cfg
 
 
-def make_model(kind: str, tokenizer, seed: int = 0, **overrides):
+def make_model(kind: str, tokenizer, seed: int = 0, shift_logits: bool = False, **overrides):
     import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = make_config(kind, tokenizer, **overrides)
+    cfg = make_config(kind, tokenizer, shift_logits=shift_logits, **overrides)
     cfg._attn_implementation = "sdpa"
     return LlamaForCausalLM(cfg)

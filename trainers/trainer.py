@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,8 +192,9 @@ def _make_trainer_classes():
     class AccelTrainer(Trainer):
         """Trainer whose loss is the recipe's loss_fn; atomic checkpoints; per-step metrics."""
 
-        def __init__(self, *a, loss_fn, accel_cfg, eval_fn=None, **kw):
+        def __init__(self, *a, loss_fn, accel_cfg, eval_fn=None, lr_multipliers=None, **kw):
             super().__init__(*a, **kw)
+            self.lr_multipliers = lr_multipliers or {}
             self.loss_fn = loss_fn
             self.accel_cfg = accel_cfg
             self.eval_fn = eval_fn
@@ -204,6 +206,20 @@ def _make_trainer_classes():
             self._acc_n = 0
             self.last_metrics: dict = {}
             self.metrics_path = Path(self.args.output_dir) / "metrics.jsonl"
+
+        def create_optimizer(self, model=None):
+            """Trainer's optimizer, with each group split by the recipe's per-parameter LR factor."""
+            opt = super().create_optimizer(model)
+            if self.lr_multipliers and not getattr(opt, "_accel_lr_split", False):
+                groups = []
+                for g in opt.param_groups:
+                    by: dict[float, list] = {}
+                    for p in g["params"]:
+                        by.setdefault(self.lr_multipliers.get(id(p), 1.0), []).append(p)
+                    groups += [{**g, "params": ps, "lr": g["lr"] * f} for f, ps in by.items()]
+                opt.param_groups = groups
+                opt._accel_lr_split = True
+            return opt
 
         # -- loss ---------------------------------------------------------------------------
         def training_step(self, model, inputs, num_items_in_batch=None):
@@ -305,6 +321,8 @@ def _training_args(cfg, run_dir: Path, use_cuda: bool):
         save_steps=cfg.save_steps, save_total_limit=None, deepspeed=resolve_deepspeed(cfg.deepspeed),
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False, disable_tqdm=True,
+        # recipes that pin AdamW's betas (D2F: 0.9, 0.95) declare adam_beta1/adam_beta2 fields
+        adam_beta1=getattr(cfg, "adam_beta1", 0.9), adam_beta2=getattr(cfg, "adam_beta2", 0.999),
         dataloader_pin_memory=use_cuda, use_cpu=not use_cuda,
         ddp_backend="gloo" if not use_cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         ddp_find_unused_parameters=False,
@@ -312,8 +330,12 @@ def _training_args(cfg, run_dir: Path, use_cuda: bool):
     return TrainingArguments(**kw)
 
 
-def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, trainable_parameters=None) -> FitResult:
+def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, trainable_parameters=None,
+        lr_multipliers=None) -> FitResult:
     """Train `model` with `loss_fn` on `train_dataset` as `cfg` says; resumable and preemptible.
+
+    `lr_multipliers` ([(parameters, factor), ...]) trains those parameters at factor x the
+    scheduled learning rate (e.g. Medusa-2's heads at 4x the LoRA rate).
 
     `trainable_parameters` (an iterable of parameters) freezes everything else; by default
     whatever already has ``requires_grad`` trains (e.g. after `apply_lora`). Raises
@@ -341,6 +363,8 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
                                 f"marker); use resume=auto or a RUN/checkpoint-N path")
     if rank0:
         ckpt_lib.clear_staging(run_dir)
+        print(f"[accel] resuming from {resume}" if resume else f"[accel] starting a new run in {run_dir}",
+              file=sys.stderr, flush=True)
 
     if trainable_parameters is not None:
         keep = {id(p) for p in trainable_parameters}
@@ -358,7 +382,8 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
     preempt_cb = PreemptCallback(signals)
     collator = data_collator if data_collator is not None else (lambda xs: xs)
     trainer = AccelTrainer(model=model, args=args, train_dataset=train_dataset, data_collator=collator,
-                           loss_fn=loss_fn, accel_cfg=cfg, eval_fn=eval_fn, callbacks=[preempt_cb, RichProgress()])
+                           loss_fn=loss_fn, accel_cfg=cfg, eval_fn=eval_fn, callbacks=[preempt_cb, RichProgress()],
+                           lr_multipliers={id(p): float(f) for ps, f in (lr_multipliers or []) for p in ps})
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
     try:
@@ -373,6 +398,8 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
         if rank0:
             (run_dir / "preempted.json").write_text(json.dumps({"step": step, "signal": signals.received,
                                                                 "checkpoint": str(final)}))
+            print(f"[accel] preempted ({signals.received}) at step {step}: saved {final}, exiting "
+                  f"{REQUEUE_EXIT_CODE} so the job is requeued", file=sys.stderr, flush=True)
         raise Preempted(final)
     if rank0:
         (run_dir / "preempted.json").unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""Config of `accel distill dparallel` (no torch imports: --help and key checks stay instant)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.trainers.config import ConfigError, TrainConfig, _f
+
+
+@dataclass
+class Config(TrainConfig):
+    output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
+    backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
+                                       "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
+    learning_rate: float = _f(1e-3, "Peak learning rate (paper, LLaDA-8B LoRA: 2e-5).")
+    max_steps: int = _f(120, "Optimizer steps to train for.")
+    per_device_train_batch_size: int = _f(32, "Trajectories per device per micro-batch.")
+    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
+    save_steps: int = _f(50, "Checkpoint every N steps (plus a final one).")
+    # -- data
+    trajectories: str = _f("", "Trajectory dir from `accel data trajectories`; empty = RUN/trajectories, "
+                               "generated with the settings below when missing.")
+    prompts: str = _f("builtin", "Prompt source when generating trajectories: builtin, a .jsonl or an HF dataset dir.")
+    tasks: list[str] = _f([], "Suite tasks to distill on (empty = all); only with prompts=builtin.")
+    n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
+    gen_len: int = _f(64, "Trajectory length in tokens (paper: 256; built-in answers are <= 20 tokens).")
+    block_len: int = _f(32, "Semi-AR block length (trajectories, loss blocks and decoding).")
+    traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
+    filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")
+    canvas_lens: list[int] = _f([64, 256], "Response canvas lengths drawn per step (multiples of block_len, >= "
+                                           "gen_len): the tail past the trajectory is all [MASK], no loss, so the "
+                                           "student sees the canvas it will decode (gen 256); [] = gen_len only.")
+    # -- loss
+    mask_prob: float = _f(0.5, "Probability of masking each position of the chosen block (the complementary "
+                               "mask covers the rest).")
+    entropy_weight: float | None = _f(None, "lambda of the certainty-forcing entropy term; unset = 2 (LLaDA-like, "
+                                            "built-in) or 1 (Dream family).")
+    entropy_temperature: float = _f(0.5, "Temperature T of softmax(logits / T) in the entropy term.")
+    # -- parameters
+    lora_r: int = _f(32, "LoRA rank (0 = full fine-tuning; paper: 128 LLaDA, 32 Dream).")
+    lora_alpha: float = _f(32.0, "LoRA alpha (paper: equal to r).")
+    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"], "Modules that get LoRA adapters.")
+    # -- decoding recorded at export / used by eval
+    threshold: float = _f(0.5, "Entropy threshold of the decode rule (paper: 0.45-0.5).")
+    eval_n: int = _f(0, "Held-out prompts per task decoded at save points (0 = no eval; prompts=builtin only).")
+    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+
+    def validate(self) -> None:
+        super().validate()
+        def bad(key, msg):
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+        if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
+            bad("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
+        if not 0 < self.mask_prob < 1:
+            bad("mask_prob", "must be in (0, 1)")
+        if self.entropy_weight is not None and self.entropy_weight < 0:
+            bad("entropy_weight", "must be >= 0 (or unset for the family default)")
+        if self.entropy_temperature <= 0:
+            bad("entropy_temperature", "must be > 0")
+        if self.lora_r < 0:
+            bad("lora_r", "must be >= 0 (0 = full fine-tuning)")
+        if self.threshold <= 0:
+            bad("threshold", "must be > 0 (entropy in nats; paper: 0.45-0.5)")
+        if self.n_per_task < 1:
+            bad("n_per_task", "must be >= 1")
+        if self.traj_batch_size < 1:
+            bad("traj_batch_size", "must be >= 1")
+        for c in self.canvas_lens:
+            if c < self.gen_len or c % self.block_len:
+                bad("canvas_lens", f"each must be a multiple of block_len ({self.block_len}) and >= gen_len "
+                                   f"({self.gen_len})")
+        if self.tasks and self.prompts != "builtin":
+            bad("tasks", "only applies to prompts=builtin")
