@@ -238,6 +238,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     total = len(runs) * sum(len(v) for v in examples.values())
     done = 0
     stats = {}  # (method, task) -> [correct, n, nfe, tokens, seconds]
+    metric_sums = {}  # (method, task) -> {metric: [sum, count]} (recipe row metrics, e.g. tv)
     for name, fn, tgt in runs:
         a = tgt.adapter
         enc = encoded.setdefault(id(a.tokenizer), {t: [encode_prompt(a.tokenizer, e["prompt"]) for e in exs]
@@ -258,6 +259,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
                     raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
                                        f"for {len(batch)} prompts")
+                _add_row_metrics(metric_sums, name, task, res, fn, a, batch, gen_len)
                 for ex, text in zip(exs[i:i + batch_size], _texts(a, res)):
                     s[0] += bool(score(ex, text))
                 s[1] += len(batch)
@@ -267,7 +269,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 if progress:
                     progress(done, total, f"{name}: {task}")
 
-    rows = _rows([r[0] for r in runs], task_names, stats)
+    rows = _rows([r[0] for r in runs], task_names, stats, metric_sums)
     return {
         "target": main.spec, "compare": [c.spec if isinstance(c, Target) else c for c in compare],
         "kind": main.kind, "gen_len": gen_len, "block_len": block_len, "limit": limit, "batch_size": batch_size,
@@ -287,7 +289,22 @@ def method_help(fn) -> str:
     return ((getattr(inner, "__doc__", None) or "").strip().splitlines() or [""])[0]
 
 
-def _rows(method_names, task_names, stats) -> list[dict]:
+def _add_row_metrics(sums, name, task, res, fn, adapter, batch, gen_len):
+    """Recipe row metrics of one batch: per-prompt lists from ``res.extra["row_metrics"]`` (computed
+    while decoding) and from ``fn.row_metrics(adapter, prompts, gen_len)`` (an optional method hook
+    called here, outside the timed decode, for costly measurements such as the joint sampler's TV)."""
+    found = dict((res.extra or {}).get("row_metrics") or {})
+    hook = getattr(fn, "row_metrics", None)
+    if callable(hook):
+        found.update(hook(adapter, batch, gen_len) or {})
+    acc = sums.setdefault((name, task), {})
+    for metric, values in found.items():
+        s = acc.setdefault(metric, [0.0, 0])
+        s[0] += float(sum(values))
+        s[1] += len(values)
+
+
+def _rows(method_names, task_names, stats, metric_sums=None) -> list[dict]:
     rows = []
     for scope in list(task_names) + ["all"]:
         tasks = task_names if scope == "all" else [scope]
@@ -301,6 +318,13 @@ def _rows(method_names, task_names, stats) -> list[dict]:
                          "tokens": tok, "tokens_per_forward": tok / nfe if nfe else 0.0,
                          "tokens_per_s": tps, "seconds": sec,
                          "speedup": tps / base_tps if base_tps else None})
+            extra = {}  # recipe row metrics averaged over the scope's prompts
+            for t in tasks:
+                for metric, (total, count) in (metric_sums or {}).get((m, t), {}).items():
+                    e = extra.setdefault(metric, [0.0, 0])
+                    e[0] += total
+                    e[1] += count
+            rows[-1].update({metric: total / count for metric, (total, count) in extra.items() if count})
     return rows
 
 

@@ -1,0 +1,293 @@
+"""Tree verification for draft-head decoders (Medusa, Hydra) on any HF causal LM, batched.
+
+One base forward scores a whole tree of candidate continuations; the longest prefix the base
+model agrees with is accepted, plus the base's own next token at its end (the "bonus" token,
+which becomes the next tree's root).
+
+Tree attention goes through the model's OWN inputs — a 4D boolean attention mask
+``[B, 1, N+1, past+N+1]`` (cache columns: the row's valid cache entries; last block: the tree
+mask, each node sees its ancestors and itself) and position ids ``cache length + depth`` — and
+its own ``DynamicCache``: no patched modeling file, so any architecture whose attention honours
+a 4D mask (Llama, Qwen2, Mistral, ... with eager or sdpa) works.
+
+KV-cache layout (batch > 1, rows accept different lengths): every row's cache is kept
+*right-aligned with left padding* — its valid entries are the last ``n_valid[b]`` columns and
+``kv_valid`` is a left-padding mask, exactly as after a left-padded prefill. After each tree
+forward the cache holds ``Lc + N + 1`` columns; one index gather per layer rebuilds it as
+``[padding][the row's old valid entries][the accepted path's entries]`` with length
+``max_b(n_valid[b] + accepted[b])``. Rejected nodes are dropped, no row ever attends a hole in
+the middle of its cache, and the cache never grows faster than the longest row.
+Greedy acceptance therefore reproduces plain greedy decoding token for token.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
+from accel.decoding.masks import position_ids
+
+
+@dataclass
+class TreeBuffers:
+    """Index tensors of a TreeSpec on one device (node 0 = root = the base's next token)."""
+    attn_mask: torch.Tensor
+    """[N+1, N+1] bool: node i attends node j iff j is i or an ancestor of i."""
+    depth: torch.Tensor
+    """[N+1] long: position offset of each node (root 0)."""
+    parent: torch.Tensor
+    """[N+1] long: parent node (root: 0)."""
+    choice_index: torch.Tensor
+    """[N+1] long: the node's top-k rank among its siblings' source distribution (root: 0)."""
+    retrieve: torch.Tensor
+    """[P, D+1] long: node indices of each root-to-leaf path, -1 padded (P = number of leaves)."""
+    level_nodes: list[torch.Tensor]
+    """level_nodes[d]: node indices at depth d (level 0 = [0])."""
+
+
+@dataclass
+class TreeSpec:
+    """A candidate tree as Medusa-style choice paths: (0,) = head 1's top-1, (0, 1) = its child
+    with head 2's second choice, ... Every prefix of a path must be a path too."""
+    paths: list[tuple[int, ...]]
+
+    def __post_init__(self):
+        seen, norm = set(), []
+        for p in self.paths:
+            p = tuple(int(c) for c in p)
+            if not p or any(c < 0 for c in p):
+                raise ValueError(f"tree path {p}: must be a non-empty tuple of non-negative choice indices")
+            if p in seen:
+                raise ValueError(f"tree path {p} is listed twice")
+            seen.add(p)
+            norm.append(p)
+        for p in norm:
+            if len(p) > 1 and p[:-1] not in seen:
+                raise ValueError(f"tree path {p} has no parent {p[:-1]} in the tree; add it or drop {p}")
+        self.paths = sorted(norm, key=lambda p: (len(p), p))
+
+    @property
+    def num_nodes(self) -> int:
+        """N: candidate nodes, excluding the root."""
+        return len(self.paths)
+
+    @property
+    def max_depth(self) -> int:
+        return max((len(p) for p in self.paths), default=0)
+
+    @classmethod
+    def chain(cls, depth: int) -> "TreeSpec":
+        """A top-1 chain of `depth` nodes (what vLLM's Medusa proposer verifies)."""
+        return cls([(0,) * d for d in range(1, depth + 1)])
+
+    def buffers(self, device=None) -> TreeBuffers:
+        n = self.num_nodes + 1
+        index = {p: i + 1 for i, p in enumerate(self.paths)}
+        parent = [0] * n
+        depth = [0] * n
+        choice = [0] * n
+        for p, i in index.items():
+            parent[i] = index.get(p[:-1], 0)
+            depth[i] = len(p)
+            choice[i] = p[-1]
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        for i in range(n):
+            j = i
+            while True:
+                mask[i, j] = True
+                if j == 0:
+                    break
+                j = parent[j]
+        prefixes = {p[:-1] for p in self.paths}
+        leaves = [p for p in self.paths if p not in prefixes] or [()]
+        D = self.max_depth
+        retrieve = torch.full((len(leaves), D + 1), -1, dtype=torch.long)
+        for r, leaf in enumerate(leaves):
+            retrieve[r, 0] = 0
+            for d in range(1, len(leaf) + 1):
+                retrieve[r, d] = index[leaf[:d]]
+        dt = torch.tensor(depth, dtype=torch.long)
+        levels = [torch.nonzero(dt == d).flatten().to(device) for d in range(D + 1)]
+        return TreeBuffers(attn_mask=mask.to(device), depth=dt.to(device),
+                           parent=torch.tensor(parent, dtype=torch.long, device=device),
+                           choice_index=torch.tensor(choice, dtype=torch.long, device=device),
+                           retrieve=retrieve.to(device), level_nodes=levels)
+
+    def to_json(self) -> list[list[int]]:
+        return [list(p) for p in self.paths]
+
+    @classmethod
+    def from_json(cls, data) -> "TreeSpec":
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, list) or not all(isinstance(p, (list, tuple)) for p in data):
+            raise ValueError("a tree must be a list of choice paths, e.g. [[0], [1], [0, 0]]")
+        return cls([tuple(p) for p in data])
+
+
+class Drafter(Protocol):
+    """Proposes a token for every tree node from the base's last hidden state.
+
+    A drafter with state over the whole context (Hydra++'s prefix layer) may also define
+    ``observe(hidden [B,q,H], valid [B,q], position_ids [B,q], tokens [B,q], prefill: bool)``:
+    `generate_tree` calls it with the prompt after the prefill, then after every verification
+    with the accepted path (root + accepted candidates; `valid` masks each row's unaccepted tail).
+    """
+    num_heads: int
+
+    def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
+        """[B, H], [B] -> [B, N+1] candidate ids (node 0 = root_token)."""
+        ...
+
+
+def topk_candidates(head_logits: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec,
+                    bufs: TreeBuffers | None = None) -> torch.Tensor:
+    """Medusa's rule: node at depth d with choice c gets the c-th best token of head d-1
+    (independent of its parent). head_logits [B, K, V] -> [B, N+1]."""
+    bufs = bufs or tree.buffers(head_logits.device)
+    kmax = int(bufs.choice_index.max()) + 1
+    top = head_logits.topk(kmax, dim=-1).indices  # [B, K, kmax]
+    d = (bufs.depth[1:] - 1).clamp(min=0)
+    cand = top[:, d, bufs.choice_index[1:]]  # [B, N]
+    return torch.cat([root_token[:, None].to(cand.dtype), cand], dim=1)
+
+
+def _split_model(model):
+    """(decoder body returning hidden states, output projection) of an HF causal LM."""
+    body = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model")
+    head = model.get_output_embeddings()
+    if body is None or head is None:
+        raise ValueError(f"{type(model).__name__} exposes no decoder / output embeddings; "
+                         "tree decoding needs an HF *ForCausalLM model")
+    return body, head
+
+
+def _compact(cache, idx: torch.Tensor) -> None:
+    """Gathers every layer's keys/values along the sequence axis: idx [B, L'] -> cache length L'."""
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name)
+            g = idx[:, None, :, None].expand(t.shape[0], t.shape[1], idx.shape[1], t.shape[3])
+            setattr(layer, name, t.gather(2, g))
+
+
+def _sample(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], max_new_tokens: int = 64,
+                  acceptance: str = "greedy", typical_eps: float = 0.09, typical_alpha: float = 0.3,
+                  temperature: float = 0.0, generator=None) -> DecodeResult:
+    """Draft a tree per row, verify it in one base forward, accept the best path; batched.
+
+    acceptance: "greedy" (a candidate is accepted iff it is the base's argmax after its
+    parent: output identical to greedy decoding) or "typical" (accepted iff
+    p(x) > min(eps, alpha * exp(-H(p))) under softmax(logits / T), T = temperature or 1 at
+    temperature 0). The bonus token at the end of the accepted path is the base's argmax
+    (temperature 0) or a sample at `temperature`.
+
+    NFE per row counts base forwards until the row ended (the prefill is one).
+    ``extra["accepted_per_forward"]``: mean tokens emitted per base forward over all rows
+    (the base's own token included); ``extra["accept_lengths"]``: per row, tokens emitted by
+    each forward.
+    """
+    from accel.decoding.tree_kernels import evaluate_candidates
+
+    if acceptance not in ("greedy", "typical"):
+        raise ValueError(f"acceptance={acceptance!r}: choose greedy or typical")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 1")
+    from transformers import DynamicCache
+
+    model = adapter.model
+    body, lm_head = _split_model(model)
+    dev = adapter.device
+    bufs = tree.buffers(dev)
+    N1 = tree.num_nodes + 1
+    ids, valid = left_pad(prompts, adapter.pad_id, dev)
+    B = ids.shape[0]
+    eos = torch.tensor(adapter.eos_ids, device=dev)
+    cache = DynamicCache()
+    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=position_ids(valid),
+             past_key_values=cache, use_cache=True)
+    cache = o.past_key_values
+    h_last = o.last_hidden_state[:, -1]
+    observe = getattr(drafter, "observe", None)  # optional: drafters with state over the context (Hydra++)
+    if observe is not None:
+        observe(o.last_hidden_state, valid, position_ids(valid), tokens=ids, prefill=True)
+    root = _sample(lm_head(h_last).float(), temperature, generator)
+    kv_valid = valid.clone()
+    n_valid = valid.sum(1)
+    out = [[int(t)] for t in root.tolist()]
+    done = torch.isin(root, eos).cpu()
+    nfe = torch.ones(B, dtype=torch.long)
+    lengths: list[list[int]] = [[1] for _ in range(B)]
+    for b in range(B):
+        if len(out[b]) >= max_new_tokens:
+            done[b] = True
+    rows = torch.arange(B, device=dev)
+    while not bool(done.all()):
+        cand = drafter.draft(h_last, root, tree).to(dev)  # [B, N+1]
+        Lc = kv_valid.shape[1]
+        mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)
+        pos = n_valid[:, None] + bufs.depth[None]
+        o = body(input_ids=cand, attention_mask=mask[:, None], position_ids=pos, past_key_values=cache,
+                 use_cache=True)
+        cache = o.past_key_values
+        hidden = o.last_hidden_state  # [B, N+1, H]
+        logits = lm_head(hidden).float()
+        t_eff = temperature if temperature > 0 else 1.0
+        best, acc_len, node_argmax = evaluate_candidates(logits, cand, bufs.retrieve, bufs.parent,
+                                                         mode=acceptance, temperature=t_eff,
+                                                         eps=typical_eps, alpha=typical_alpha)
+        path = bufs.retrieve[best]  # [B, D+1]
+        last_node = path[rows, acc_len]
+        h_last = hidden[rows, last_node]
+        if temperature > 0:
+            nxt = _sample(logits[rows, last_node], temperature, generator)
+        else:
+            nxt = node_argmax[rows, last_node]
+        # compaction: [pad][old valid][accepted path], right-aligned per row
+        n_acc = acc_len + 1  # root + accepted candidates get cache entries
+        new_valid = n_valid + n_acc
+        Lnew = int(new_valid.max())
+        j = torch.arange(Lnew, device=dev)[None].expand(B, Lnew)
+        pad = (Lnew - new_valid)[:, None]
+        old_n = n_valid[:, None]
+        k = j - pad  # index within the row's valid content
+        old_idx = (Lc - old_n + k).clamp(0, Lc - 1)
+        acc_k = (k - old_n).clamp(0, path.shape[1] - 1)
+        new_idx = Lc + path.gather(1, acc_k).clamp(min=0)
+        idx = torch.where(k < 0, torch.zeros_like(k), torch.where(k < old_n, old_idx, new_idx))
+        _compact(cache, idx)
+        kv_valid = k >= 0
+        n_valid = new_valid
+        acc_tokens = cand.gather(1, path.clamp(min=0))  # [B, D+1]
+        if observe is not None:
+            d = torch.arange(path.shape[1], device=dev)[None]
+            observe(hidden.gather(1, path.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])),
+                    d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
+        for b in range(B):
+            if done[b]:
+                continue
+            a = int(acc_len[b])
+            new = acc_tokens[b, 1:a + 1].tolist() + [int(nxt[b])]
+            nfe[b] += 1
+            lengths[b].append(len(new))
+            out[b].extend(new)
+            if any(t in adapter.eos_ids for t in new) or len(out[b]) >= max_new_tokens:
+                done[b] = True
+        root = nxt
+    rows_out = [trim_at_end(r[:max_new_tokens], adapter.eos_ids) for r in out]
+    texts = [adapter.tokenizer.decode([t for t in r if t not in adapter.eos_ids]) for r in rows_out]
+    total_tok = sum(len(r) for r in rows_out)
+    apf = total_tok / max(1, int(nfe.sum()))
+    return DecodeResult(tokens=rows_out, nfe=nfe.tolist(), texts=texts,
+                        extra={"accepted_per_forward": apf, "accept_lengths": lengths})

@@ -1,0 +1,66 @@
+"""Config of `accel train joint-sampler` (no torch imports: --help and key checks stay instant)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.trainers.config import ConfigError, TrainConfig, _f
+
+
+@dataclass
+class Config(TrainConfig):
+    """Trajectory data (generated when missing, resumable) -> sampler-layer training -> run dir."""
+    output_dir: str = _f("runs/joint-sampler", "Run directory: trajectory data (unless data_dir), sampler, metrics.")
+    backbone: str = _f("builtin:dllm", "Frozen dLLM: builtin:dllm or a local HF model directory.")
+    trust_remote_code: bool = _f(False, "Allow code shipped with the backbone (LLaDA/Dream) to run.")
+    device: str = _f("auto", "Device for data generation and training: auto, cpu, cuda, cuda:N.")
+    prompts: str = _f("builtin", "Training prompts: builtin (the suite's train split), a .jsonl with a 'prompt' "
+                                 "field, or an HF dataset dir saved with save_to_disk.")
+    tasks: list[str] = _f([], "Suite tasks for prompts=builtin (empty = all).")
+    n_per_task: int = _f(48, "Suite prompts per task (prompts=builtin).")
+    data_dir: str = _f("", "Trajectory dataset directory (empty: <output_dir>/data); generated when missing.")
+    gen_len: int = _f(32, "Response length of the trajectories (a multiple of block_len).")
+    block_len: int = _f(32, "Block length: passes of one step stay inside the current block.")
+    max_k: int = _f(8, "Tokens per full forward the sampler is trained for (1 full forward + max_k-1 passes).")
+    states_per_prompt: int = _f(6, "Trajectory steps kept per prompt as training states.")
+    traj_temperature: float = _f(1.0, "Sampling temperature of the trajectories (1.0 = the model's own joint).")
+    target_topk: int = _f(0, "Teacher conditionals kept per position: 0 = the full vocabulary (small "
+                             "vocabularies), m > 0 = the top-m log-probs (large vocabularies).")
+    data_batch_size: int = _f(32, "Prompts decoded together when generating trajectories.")
+    shard_size: int = _f(64, "Prompts per resumable data shard.")
+    token_input: str = _f("add", "How tokens unmasked earlier in the step enter the layer: add (projected "
+                                 "embedding added to the hidden state) or replace (it replaces it).",
+                          ("add", "replace"))
+    next_weight: float = _f(1.0, "Extra weight of the KL at the position the true process unmasks next.")
+    k_default: int = _f(4, "Tokens per full forward recorded as the decode default in the export.")
+    temperature: float = _f(1.0, "Decode temperature recorded in the export (0 = greedy); TV is measured at it.")
+    eval_n: int = _f(16, "Held-out prompts per multi-answer task scored for joint TV after training (0 = none).")
+    top_m: int = _f(4, "Exact evaluation: tokens enumerated per position of the true joint's tree.")
+    learning_rate: float = _f(1e-3, "AdamW learning rate of the sampler layer.")
+    max_steps: int = _f(600, "Optimizer steps.")
+    per_device_train_batch_size: int = _f(16, "Training states per micro-batch (each gives max_k-1 sampler rows).")
+    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
+    save_steps: int = _f(200, "Checkpoint every N steps (plus a final one).")
+    logging_steps: int = _f(10, "Write metrics.jsonl every N steps.")
+    threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
+
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or f"{self.output_dir.rstrip('/')}/data"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
+            raise ConfigError(f"gen_len={self.gen_len} must be a positive multiple of block_len={self.block_len}")
+        if not 2 <= self.max_k <= 8:
+            raise ConfigError(f"max_k={self.max_k}: must be in 2..8 (K tokens per full forward)")
+        if not 1 <= self.k_default <= 8:
+            raise ConfigError(f"k_default={self.k_default}: must be in 1..8")
+        if self.states_per_prompt < 1 or self.data_batch_size < 1 or self.shard_size < 1 or self.n_per_task < 1:
+            raise ConfigError("states_per_prompt, data_batch_size, shard_size and n_per_task must be >= 1")
+        if self.traj_temperature < 0 or self.temperature < 0:
+            raise ConfigError("traj_temperature and temperature must be >= 0 (0 = greedy)")
+        if self.target_topk < 0:
+            raise ConfigError(f"target_topk={self.target_topk}: use 0 (full vocabulary) or a positive m")
+        if self.top_m < 1 or self.eval_n < 0:
+            raise ConfigError("top_m must be >= 1 and eval_n >= 0")
+        if self.token_input not in ("add", "replace"):
+            raise ConfigError(f"token_input={self.token_input!r}: choose add or replace")

@@ -1,0 +1,239 @@
+"""Training data: the frozen dLLM's own one-token-per-forward denoising trajectories.
+
+Each prompt is decoded with the K=1 rule of `decode.py` (one full forward per token, the
+base sampler's confidence order, tokens drawn at ``traj_temperature``). At every step the
+trajectory records the canvas before the step, the position and token it unmasked, and the
+model's log-probabilities over the current block (the [MASK] column removed). A *training
+state* is a step t with the following steps t+1..t+K-1 in the same block: pass j of the
+sampler (j >= 1) sees the state's hidden states plus the tokens of steps t..t+j-1, and its
+target is step t+j's distribution -- the true sequential conditional, computed by a real full
+forward of the frozen model on the canvas with those tokens unmasked. No extra forwards are
+needed beyond the trajectory itself.
+
+Layout of the data dir::
+
+    joint_data.json        settings, fingerprint, counts, complete
+    shard-00000.safetensors ... one per shard_size prompts (the resume unit; atomic writes)
+
+Shard tensors (S states): prompt [S, Pmax] (right-padded) + prompt_len [S]; resp [S, gen_len]
+(the state's response canvas); block_start [S]; pos / tok [S, K] (block-relative positions and
+tokens of steps t..t+K-1, -1 padded); n_pass [S] (valid sampler passes, 1..K-1); tgt
+[S, K-1, block_len, V] float16 log-probs (or tgt_lp + tgt_idx [.., m] with target_topk = m).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+META_FILE = "joint_data.json"
+
+
+class DataError(ValueError):
+    """Bad data settings or a data dir made with other settings; the message says the fix."""
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}.safetensors"
+
+
+@torch.no_grad()
+def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_len: int, temperature: float,
+                        topk: int = 0, generator=None) -> list[list[dict]]:
+    """Per prompt, the list of its steps: {resp, block, pos, tok, lp} (block-relative pos, lp [blk, V|m])."""
+    from accel.decoding.dllm import init_canvas
+    from accel.decoding.masks import full_mask, position_ids
+    from accel.recipes.joint_sampler.decode import _block_logits, end_rows
+    from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
+    from accel.recipes.joint_sampler.layer import backbone_forward
+
+    x, valid, P = init_canvas(adapter, prompts, gen_len)
+    attn, pos = full_mask(valid), position_ids(valid)
+    mask_id = adapter.mask_id
+    steps: list[list[dict]] = [[] for _ in prompts]
+    for b in range(gen_len // block_len):
+        s, e = P + b * block_len, P + (b + 1) * block_len
+        while True:
+            active = (x[:, s:e] == mask_id).any(1)
+            if not active.any():
+                break
+            rows = torch.nonzero(active).flatten()
+            logits, _ = backbone_forward(adapter, x[rows], attn[rows], pos[rows])
+            blk = _block_logits(logits, s, e, mask_id)
+            avail = x[rows, s:e] == mask_id
+            g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
+            p, t, _ = sample_step(blk, avail, temperature, g)
+            lp = torch.log_softmax(blk, dim=-1)
+            if topk:
+                vals, idx = lp.topk(min(topk, lp.shape[-1]), dim=-1)
+            before = x[rows, P:].clone()
+            x[rows, s + p] = t
+            for i, r in enumerate(rows.tolist()):
+                rec = {"resp": before[i].cpu(), "block": b, "pos": int(p[i]), "tok": int(t[i])}
+                if topk:
+                    rec["lp"], rec["idx"] = vals[i].half().cpu(), idx[i].int().cpu()
+                else:
+                    rec["lp"] = lp[i].half().cpu()
+                steps[r].append(rec)
+            end_rows(x, P, mask_id, adapter.eos_ids)
+    return steps
+
+
+def select_states(steps: list[dict], max_k: int, n: int, gen: torch.Generator) -> list[int]:
+    """Up to n distinct step indices t whose next step is in the same block (>= 1 sampler pass)."""
+    ok = [t for t in range(len(steps) - 1) if steps[t + 1]["block"] == steps[t]["block"]]
+    if len(ok) <= n:
+        return ok
+    pick = torch.randperm(len(ok), generator=gen)[:n].sort().values.tolist()
+    return [ok[i] for i in pick]
+
+
+def build_states(prompt: list[int], steps: list[dict], ts: list[int], max_k: int, block_len: int) -> list[dict]:
+    """Training states (tensors of one state each) for the selected steps of one trajectory."""
+    out = []
+    J = max_k - 1
+    for t in ts:
+        run = [st for st in steps[t:t + max_k]]
+        run = [st for st in run if st["block"] == steps[t]["block"]]
+        n_pass = len(run) - 1
+        pos = torch.full((max_k,), -1, dtype=torch.int32)
+        tok = torch.full((max_k,), -1, dtype=torch.int32)
+        for i, st in enumerate(run):
+            pos[i], tok[i] = st["pos"], st["tok"]
+        lp0 = run[0]["lp"]
+        tgt = torch.zeros((J,) + tuple(lp0.shape), dtype=torch.float16)
+        for j in range(1, len(run)):
+            tgt[j - 1] = run[j]["lp"]
+        st = {"prompt": torch.tensor(prompt, dtype=torch.int32), "resp": steps[t]["resp"].int(),
+              "block_start": torch.tensor(steps[t]["block"] * block_len, dtype=torch.int32),
+              "pos": pos, "tok": tok, "n_pass": torch.tensor(n_pass, dtype=torch.int32), "tgt": tgt}
+        if "idx" in run[0]:
+            idx = torch.zeros((J,) + tuple(lp0.shape), dtype=torch.int32)
+            for j in range(1, len(run)):
+                idx[j - 1] = run[j]["idx"]
+            st["tgt_idx"] = idx
+        out.append(st)
+    return out
+
+
+def _stack(states: list[dict]) -> dict:
+    Pm = max(len(s["prompt"]) for s in states)
+    prompt = torch.zeros((len(states), Pm), dtype=torch.int32)
+    for i, s in enumerate(states):
+        prompt[i, :len(s["prompt"])] = s["prompt"]
+    out = {"prompt": prompt, "prompt_len": torch.tensor([len(s["prompt"]) for s in states], dtype=torch.int32)}
+    for key in states[0]:
+        if key != "prompt":
+            out[key] = torch.stack([s[key] for s in states]).contiguous()
+    return out
+
+
+def _unstack(t: dict) -> list[dict]:
+    n = t["resp"].shape[0]
+    out = []
+    for i in range(n):
+        s = {k: v[i] for k, v in t.items() if k not in ("prompt", "prompt_len")}
+        s["prompt"] = t["prompt"][i, :int(t["prompt_len"][i])]
+        out.append(s)
+    return out
+
+
+def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, block_len: int, max_k: int,
+                  states_per_prompt: int, temperature: float, topk: int = 0, batch_size: int = 32,
+                  shard_size: int = 64, seed: int = 0, teacher: str = "", progress: bool = True) -> Path:
+    """Writes (or resumes) the data dir for `prompts` (token ids); returns it."""
+    from safetensors.torch import save_file
+
+    from accel.trainers.rundir import write_atomic
+    if adapter.kind != "dllm" or adapter.mask_id is None:
+        raise DataError(f"backbone {adapter.source} is not a diffusion LM; the joint sampler needs a dLLM")
+    out = Path(out_dir).expanduser()
+    settings = {"teacher": teacher or str(adapter.source), "gen_len": gen_len, "block_len": block_len,
+                "max_k": max_k, "states_per_prompt": states_per_prompt, "temperature": temperature, "topk": topk,
+                "shard_size": shard_size, "seed": seed, "sampler": "sequential-k1"}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for p in prompts:
+        h.update(json.dumps(p).encode())
+    fp = h.hexdigest()[:16]
+    meta_file = out / META_FILE
+    if meta_file.exists():
+        old = json.loads(meta_file.read_text())
+        if old.get("fingerprint") != fp:
+            raise DataError(f"{out} holds joint-sampler data made with other settings or prompts; remove it or "
+                            "set data_dir to another directory")
+        if old.get("complete"):
+            return out
+    out.mkdir(parents=True, exist_ok=True)
+    n_shards = -(-len(prompts) // shard_size)
+    meta = {**settings, "fingerprint": fp, "n_prompts": len(prompts), "n_shards": n_shards, "complete": False}
+    write_atomic(meta_file, json.dumps(meta, indent=1))
+    bar = _bar(len(prompts), progress)
+    n_states = 0
+    try:
+        for si in range(n_shards):
+            part = prompts[si * shard_size:(si + 1) * shard_size]
+            f = out / shard_name(si)
+            if f.exists():
+                n_states += int(json.loads((out / (f.name + ".json")).read_text())["n_states"])
+                bar(len(part))
+                continue
+            gen = torch.Generator().manual_seed(seed * 100003 + si)
+            dev_gen = torch.Generator(device=adapter.device).manual_seed(seed * 100003 + si)
+            states = []
+            for bi in range(0, len(part), batch_size):
+                batch = part[bi:bi + batch_size]
+                trajs = record_trajectories(adapter, batch, gen_len, block_len, temperature, topk, dev_gen)
+                for p, steps in zip(batch, trajs):
+                    states += build_states(p, steps, select_states(steps, max_k, states_per_prompt, gen),
+                                           max_k, block_len)
+                bar(len(batch))
+            if not states:
+                continue
+            tmp = f.with_name(f.name + ".tmp")
+            save_file(_stack(states), str(tmp))
+            write_atomic(out / (f.name + ".json"), json.dumps({"n_states": len(states)}))
+            tmp.rename(f)
+            n_states += len(states)
+    finally:
+        bar(None)
+    if n_states == 0:
+        raise DataError("no training states: every trajectory ended after one step; use longer answers or more prompts")
+    meta.update(complete=True, n_states=n_states)
+    write_atomic(meta_file, json.dumps(meta, indent=1))
+    return out
+
+
+def load_data(path) -> tuple[list[dict], dict]:
+    """(list of training states, metadata) of a complete data dir."""
+    from safetensors.torch import load_file
+    p = Path(path).expanduser()
+    if not (p / META_FILE).exists():
+        raise DataError(f"{p} is not a joint-sampler data dir (no {META_FILE}); `accel train joint-sampler` makes one")
+    meta = json.loads((p / META_FILE).read_text())
+    if not meta.get("complete"):
+        raise DataError(f"{p} is incomplete; re-run `accel train joint-sampler` with the same settings to resume")
+    states = []
+    for i in range(meta["n_shards"]):
+        f = p / shard_name(i)
+        if f.exists():
+            states += _unstack(load_file(str(f)))
+    return states, meta
+
+
+def _bar(total: int, enabled: bool):
+    """A rich progress bar over prompts; call with n to advance, None to close."""
+    if not enabled:
+        return lambda n: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    prog = Progress(TextColumn("[bold]trajectories"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    prog.start()
+    task = prog.add_task("traj", total=total)
+
+    def step(n):
+        if n is None:
+            prog.stop()
+        else:
+            prog.advance(task, n)
+    return step

@@ -1,0 +1,112 @@
+"""`accel train joint-sampler`: trajectory data (generated when missing) -> sampler layer via `fit`.
+
+The run dir gets, besides the trainer's checkpoints and metrics.jsonl: ``sampler.safetensors``
+(the layer), ``joint_sampler.json`` (layer shape, token input mode, block/gen lengths, K
+default, temperature, backbone, data provenance) and ``joint_metrics.json`` (exact TV / KL to
+the true joint of the sampler and of the marginal baseline on held-out prompts of the
+several-valid-answers tasks), which is what `accel export` reads.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.joint_sampler.config import Config
+from accel.trainers.config import ConfigError
+
+SAMPLER_FILE = "sampler.safetensors"
+SETTINGS_FILE = "joint_sampler.json"
+METRICS_FILE = "joint_metrics.json"
+
+
+def backbone_ref(target: str) -> str:
+    """builtin:* as is; a directory as an absolute path (the checkpoint must find it from anywhere)."""
+    return target if target.startswith("builtin:") else str(Path(target).expanduser().resolve())
+
+
+def device_of(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def load_frozen(cfg: Config):
+    """The backbone adapter, frozen, in eval mode, on the configured device."""
+    from accel.models.backbone import load_backbone
+    adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
+    if adapter.kind != "dllm" or adapter.mask_id is None:
+        raise ConfigError(f"backbone={cfg.backbone} is an AR model; the joint sampler needs a diffusion LM "
+                          "(e.g. builtin:dllm)")
+    adapter.model.eval()
+    for p in adapter.model.parameters():
+        p.requires_grad_(False)
+    return adapter
+
+
+def ensure_data(cfg: Config, adapter, progress: bool = True) -> Path:
+    from accel.data.tokenizer import chat_prompt_ids
+    from accel.data.trajectories import load_prompts
+    from accel.recipes.joint_sampler.data import generate_data
+    recs = load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
+    tok = adapter.tokenizer
+    ids = [list(chat_prompt_ids(tok, r["prompt"])) if getattr(tok, "chat_template", None)
+           else list(tok(r["prompt"])["input_ids"]) for r in recs]
+    return generate_data(adapter, ids, cfg.resolved_data_dir(), gen_len=cfg.gen_len, block_len=cfg.block_len,
+                         max_k=cfg.max_k, states_per_prompt=cfg.states_per_prompt, temperature=cfg.traj_temperature,
+                         topk=cfg.target_topk, batch_size=cfg.data_batch_size, shard_size=cfg.shard_size,
+                         seed=cfg.seed, teacher=backbone_ref(cfg.backbone), progress=progress)
+
+
+def eval_prompts(tok, n: int) -> list[list[int]]:
+    """Held-out (test split) prompts of the several-valid-answers tasks."""
+    from accel.data.tasks import MULTI_ANSWER_TASKS, test_split
+    from accel.data.tokenizer import chat_prompt_ids
+    return [list(chat_prompt_ids(tok, ex["prompt"])) for t in MULTI_ANSWER_TASKS for ex in test_split(t, n)]
+
+
+def run(cfg: Config) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from accel.recipes.joint_sampler.data import load_data
+    from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
+    from accel.recipes.joint_sampler.layer import build_sampler
+    from accel.recipes.joint_sampler.loss import collate, make_loss
+    from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
+    from accel.trainers.trainer import fit
+
+    cfg.validate()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, "joint-sampler")
+    adapter = load_frozen(cfg)
+    states, meta = load_data(ensure_data(cfg, adapter))
+    if meta["block_len"] != cfg.block_len or meta["max_k"] != cfg.max_k:
+        raise ConfigError(f"data in {cfg.resolved_data_dir()} has block_len={meta['block_len']}, max_k={meta['max_k']}; "
+                          "match them or use another data_dir")
+    sampler = build_sampler(adapter, cfg.token_input, cfg.seed)
+    sampler.train()
+    pad = adapter.pad_id
+    fit(cfg, sampler, make_loss(adapter, cfg.next_weight), states, data_collator=lambda xs: collate(xs, pad))
+    sampler.eval()
+    if not is_rank0():
+        return run_dir
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in sampler.state_dict().items()
+               if not k.startswith("rotary.")}
+    save_file(tensors, str(run_dir / SAMPLER_FILE))
+    settings = {"backbone": backbone_ref(cfg.backbone), "layer": sampler.cfg, "token_input": cfg.token_input,
+                "block_len": cfg.block_len, "gen_len": cfg.gen_len, "max_k": cfg.max_k, "k_default": cfg.k_default,
+                "temperature": cfg.temperature, "top_m": cfg.top_m,
+                "data": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "max_k", "temperature",
+                                                  "n_prompts", "n_states", "topk")}}
+    write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
+    if cfg.eval_n > 0:
+        t = cfg.temperature if cfg.temperature > 0 else 1.0
+        per = joint_metrics(adapter, sampler, eval_prompts(adapter.tokenizer, cfg.eval_n), cfg.gen_len,
+                            cfg.block_len, k=cfg.k_default, top_m=cfg.top_m, temperature=t)
+        metrics = {"k": cfg.k_default, "temperature": t, "top_m": cfg.top_m, "n": len(per["tv"]), **summarize(per)}
+        write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"final": True, **metrics}) + "\n")
+    return run_dir

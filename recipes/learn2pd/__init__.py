@@ -1,0 +1,8 @@
+"""Learn2PD: a ~2K-parameter learned unmask filter plus End-of-Text Prediction for dLLMs.
+
+Pipeline (ALGORITHMS.md, "Learn2PD"): `oracle` decodes training prompts twice with the teacher
+(reference, then extremely-greedy-parallel) and stores per-step (confidence, label) vectors;
+`model` is the filter and its BCE training; `decode` turns it into a block policy (with EoTP);
+`kernels` fuses one decode step into a single Triton kernel; `export`/`inference` make it an
+inference checkpoint that `accel decode` / `accel bench` load.
+"""

@@ -1,0 +1,57 @@
+"""Learn2PD recipe config (no torch import: the CLI reads it for --help)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from accel.trainers.config import ConfigError, TrainConfig
+
+
+def _f(default, help: str, choices: tuple | None = None):
+    meta = {"help": help} if choices is None else {"help": help, "choices": tuple(choices)}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config(TrainConfig):
+    """Oracle-data generation + filter training. Filter training is full batch (all oracle steps
+    of the training split in one batch), so the batch-size / accumulation fields do not apply."""
+    output_dir: str = _f("runs/learn2pd", "Run directory: oracle data (unless oracle_dir), filter, metrics.")
+    backbone: str = _f("builtin:dllm", "dLLM teacher: builtin:dllm or a local HF model directory.")
+    trust_remote_code: bool = _f(False, "Allow code shipped with the backbone (LLaDA/Dream) to run.")
+    device: str = _f("auto", "Device for oracle decoding and training: auto, cpu, cuda, cuda:N.")
+    prompts: str = _f("suite", "Training prompts: suite, a .jsonl with a 'prompt' field, or an HF dataset dir.")
+    tasks: str = _f("all", "Comma-separated suite tasks for prompts=suite ('all' = every task).")
+    n_per_task: int = _f(40, "Suite prompts per task (train split); max prompts for jsonl/HF sources (0 = all).")
+    oracle_dir: str = _f("", "Oracle dataset directory (empty: <output_dir>/oracle); generated when missing.")
+    gen_len: int = _f(64, "Generation length of the oracle decodes (a multiple of block_len).")
+    block_len: int = _f(32, "Block length: the filter's input/output width and the decode block.")
+    oracle_batch_size: int = _f(32, "Prompts decoded together (and per resumable shard) for oracle data.")
+    hidden_size: int = _f(32, "Filter hidden width (32 -> ~2.1K parameters at block 32).")
+    loss_on: str = _f("masked", "BCE positions: masked (still-masked block positions) or all.", ("masked", "all"))
+    val_fraction: float = _f(0.2, "Fraction of prompts held out to report precision/recall/FPR.")
+    tau: float = _f(0.96, "Decode threshold on sigmoid(filter logit); metrics are reported at it.")
+    eotp: bool = _f(True, "End-of-Text Prediction on by default in the exported checkpoint.")
+    learning_rate: float = _f(3e-3, "AdamW learning rate (full batch).")
+    max_steps: int = _f(1500, "Full-batch optimizer steps.")
+    lr_scheduler_type: str = _f("constant", "LR schedule: constant, linear or cosine.")
+    save_steps: int = _f(500, "Checkpoint every N steps (plus a final one).")
+    logging_steps: int = _f(50, "Write metrics.jsonl every N steps.")
+    max_grad_norm: float = _f(0.0, "Gradient clipping norm (0 disables).")
+    per_device_train_batch_size: int = _f(1, "Unused: every step sees the whole training split (full batch).")
+
+    def resolved_oracle_dir(self) -> str:
+        return self.oracle_dir or f"{self.output_dir.rstrip('/')}/oracle"
+
+    def validate(self) -> None:
+        """One-line ConfigErrors for values that would fail later (called by the config loader)."""
+        super().validate()
+        if self.block_len <= 0 or self.gen_len <= 0 or self.gen_len % self.block_len:
+            raise ConfigError(f"gen_len={self.gen_len} must be a positive multiple of block_len={self.block_len}")
+        if not 0.0 < self.tau < 1.0:
+            raise ConfigError(f"tau={self.tau} must be in (0, 1): it thresholds sigmoid(filter logit)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.loss_on not in ("masked", "all"):
+            raise ConfigError(f"loss_on={self.loss_on!r}: choose masked or all")
+        if self.hidden_size <= 0 or self.oracle_batch_size <= 0:
+            raise ConfigError("hidden_size and oracle_batch_size must be positive")

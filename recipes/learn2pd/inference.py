@@ -1,0 +1,51 @@
+"""Learn2PD bench / decode methods from an exported checkpoint.
+
+`oracle` is the extremely-greedy-parallel decoder: it needs the reference (vanilla) decode
+first, and its reported NFE counts only the greedy pass — the lower bound the filter approaches,
+not a usable decoder.
+"""
+from __future__ import annotations
+
+import functools
+
+DEFAULT_METHODS = ["vanilla", "fast-dllm", "learn2pd", "learn2pd+eotp", "oracle"]
+
+
+def load_filter(ckpt):
+    """(UnmaskFilter with the checkpoint's weights, its learn2pd settings dict)."""
+    from accel.decoding.checkpoint import CheckpointError
+    from accel.recipes.learn2pd.model import UnmaskFilter
+    s = ckpt.accel.get("learn2pd")
+    if not s:
+        raise CheckpointError(f"{ckpt.path} has no \"learn2pd\" section; re-export it with `accel export RUN --out DIR`")
+    filt = UnmaskFilter(int(s["block_len"]), int(s["hidden_size"]))
+    try:
+        filt.load_state_dict(ckpt.tensors())
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt.path}: filter weights do not match its config ({str(e).splitlines()[0]}); "
+                              "re-export the checkpoint") from None
+    return filt.eval(), s
+
+
+def _l2p(adapter, prompts, gen_len, filt, tau, eotp, cache=None):
+    from accel.recipes.learn2pd.decode import generate_learn2pd
+    filt = filt.to(adapter.device)
+    return generate_learn2pd(adapter, prompts, gen_len, filt, tau=tau, eotp=eotp, cache=cache)
+
+
+def _oracle(adapter, prompts, gen_len, block_len):
+    from accel.recipes.learn2pd.oracle import oracle_decode
+    return oracle_decode(adapter, prompts, gen_len, block_len)
+
+
+def bench_methods(ckpt, adapter) -> dict:
+    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: the baselines plus Learn2PD's rows."""
+    from accel.decoding.methods import get_method
+    filt, s = load_filter(ckpt)
+    blk, tau = int(s["block_len"]), float(s["tau"])
+    out = {name: get_method(name, "dllm", {"block_len": blk}) for name in ("vanilla", "fast-dllm")}
+    for name, eotp, cache in [("learn2pd", False, None), ("learn2pd+eotp", True, None),
+                              ("learn2pd+eotp-prefix", True, "prefix"), ("learn2pd+eotp-dual", True, "dual")]:
+        out[name] = functools.partial(_l2p, filt=filt, tau=tau, eotp=eotp, cache=cache)
+    out["oracle"] = functools.partial(_oracle, block_len=blk)
+    return out

@@ -1,0 +1,280 @@
+"""Learn2PD oracle labels ("extremely greedy parallel" decoding) and their arrow dataset.
+
+For each prompt: (1) the reference = LLaDA's vanilla sampler, one token per step, T=0;
+(2) a second decode that, at every step, records for the current block the confidence vector
+(softmax probability of the argmax at every block position, decoded ones included) and the
+label vector (the step's prediction == reference token; positions already decoded keep their
+token and so are labelled true), then unmasks exactly the labelled-true masked positions. When
+no masked position is labelled true the reference is copied into the whole block (ALGORITHMS.md).
+
+The reference past its first end token is taken as end tokens (only the output up to the end
+matters). Rows are decoded together; a row that finished its block is not forwarded, so the
+per-row NFE of the greedy pass is exact. As a bench method (`oracle`), the reported NFE counts the
+greedy pass only: the reference pass it needs is the baseline's cost, not the oracle's.
+
+Storage: one `datasets.Dataset.save_to_disk` shard per batch of prompts (written to a temp name,
+then renamed), plus `oracle_meta.json` (teacher, block/gen length, prompt source). A killed run
+resumes at the first missing shard; a directory made with other settings is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from accel.trainers.config import ConfigError
+
+META = "oracle_meta.json"
+FORMAT = 1
+
+
+# ---------------------------------------------------------------- prompts
+def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int = 40, seed: int = 0) -> list[dict]:
+    """[{"prompt", "task"}] from the suite (train split, n per task), a .jsonl or an HF dataset dir.
+
+    For jsonl / HF sources `n` caps the number of prompts (0 = all); their task is "user".
+    """
+    if source == "suite":
+        from accel.data.tasks import mixture, resolve_tasks
+        names = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks)
+        return [{"prompt": e["prompt"], "task": e["task"]} for e in mixture("train", n, resolve_tasks(names), seed)]
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"prompts={source}: no such file or directory; pass suite, a .jsonl file or an HF dataset dir")
+    if path.is_file():
+        if path.suffix != ".jsonl":
+            raise ConfigError(f"prompts={source}: expected a .jsonl file with a 'prompt' field per line")
+        rows = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{path}:{i} is not valid JSON; each line must be an object with a 'prompt' field") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
+                raise ConfigError(f"{path}:{i} has no string 'prompt' field")
+            rows.append({"prompt": rec["prompt"], "task": str(rec.get("task", "user"))})
+    else:
+        import datasets
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError:
+            raise ConfigError(f"prompts={source}: not a dataset saved with save_to_disk (nor a .jsonl file)") from None
+        if isinstance(ds, datasets.DatasetDict):
+            split = "train" if "train" in ds else next(iter(ds))
+            ds = ds[split]
+        if "prompt" not in ds.column_names:
+            raise ConfigError(f"prompts={source}: dataset has no 'prompt' column (columns: {', '.join(ds.column_names)})")
+        tasks_col = ds["task"] if "task" in ds.column_names else ["user"] * len(ds)
+        rows = [{"prompt": p, "task": str(t)} for p, t in zip(ds["prompt"], tasks_col)]
+    if not rows:
+        raise ConfigError(f"prompts={source}: no prompts found")
+    return rows[:n] if n else rows
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Chat-formatted ids when the tokenizer has a chat template, else plain ids."""
+    if getattr(tokenizer, "chat_template", None):
+        from accel.data.tokenizer import chat_prompt_ids
+        ids = chat_prompt_ids(tokenizer, prompt)
+        return list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
+    return tokenizer(prompt)["input_ids"]
+
+
+# ---------------------------------------------------------------- decoding
+def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32):
+    """[B, gen_len] reference tokens (vanilla, one token per step, T=0), end tokens after the end."""
+    import torch
+    from accel.decoding.dllm import generate_vanilla
+    res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len)
+    end = adapter.eos_ids[0]
+    ref = torch.full((len(prompts), gen_len), end, dtype=torch.long)
+    for i, row in enumerate(res.tokens):
+        ref[i, :len(row)] = torch.tensor(row[:gen_len], dtype=torch.long)
+    return ref.to(adapter.device), res
+
+
+def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32, reference=None,
+                  record=None):
+    """The extremely-greedy-parallel decode; returns a DecodeResult (nfe = greedy pass only).
+
+    record(rows, block, step, conf[b, blk], label[b, blk], masked[b, blk]) is called per step with
+    the batch indices of the rows forwarded (CPU tensors).
+    """
+    import torch
+    from accel.decoding.dllm import finish, init_canvas
+    from accel.decoding.masks import full_mask, position_ids
+
+    if gen_len % block_len:
+        raise ValueError(f"gen_len ({gen_len}) must be a multiple of block_len ({block_len})")
+    if reference is None:
+        reference, _ = reference_canvas(adapter, prompts, gen_len, block_len)
+    with torch.no_grad():
+        x, valid, P = init_canvas(adapter, prompts, gen_len)
+        attn, pos = full_mask(valid), position_ids(valid)
+        mask_id = adapter.mask_id
+        pending = x == mask_id  # tracked apart from the canvas: a reference may contain the mask id itself
+        nfe = [0] * len(prompts)
+        for b in range(gen_len // block_len):
+            s, e = P + b * block_len, P + (b + 1) * block_len
+            ref = reference[:, b * block_len:(b + 1) * block_len]
+            step = 0
+            while True:
+                rows = torch.nonzero(pending[:, s:e].any(1)).flatten()
+                if rows.numel() == 0:
+                    break
+                logits, _ = adapter.dllm_logits(x[rows], attn[rows], pos[rows])
+                probs = torch.softmax(logits[:, s:e].float(), dim=-1)
+                conf, x0 = probs.max(-1)
+                blk = x[rows, s:e]
+                masked = pending[rows, s:e]
+                x0 = torch.where(masked, x0, blk)
+                r = ref[rows]
+                label = x0 == r
+                if record is not None:
+                    record(rows.cpu(), b, step, conf.cpu(), label.cpu(), masked.cpu())
+                newly = masked & label
+                stuck = ~newly.any(1)
+                blk = torch.where(newly, r, blk)
+                blk[stuck] = r[stuck]
+                x[rows, s:e] = blk
+                pending[rows, s:e] = masked & ~newly & ~stuck[:, None]
+                for i in rows.tolist():
+                    nfe[i] += 1
+                step += 1
+    return finish(adapter, x, P, nfe)
+
+
+# ---------------------------------------------------------------- dataset
+def _meta(adapter, gen_len, block_len, source, n_prompts, batch_size) -> dict:
+    return {"format": FORMAT, "teacher": adapter.source, "family": adapter.family, "mask_id": adapter.mask_id,
+            "shift_logits": adapter.shift_logits, "gen_len": gen_len, "block_len": block_len,
+            "prompt_source": source, "n_prompts": n_prompts, "shard_size": batch_size}
+
+
+_MATCH = ("format", "teacher", "gen_len", "block_len", "prompt_source", "n_prompts", "shard_size")
+
+
+def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, gen_len: int = 64,
+                            block_len: int = 32, batch_size: int = 32, source: str = "suite",
+                            progress: bool = True, max_shards: int | None = None) -> Path:
+    """Writes the oracle dataset to out_dir (resumable); returns out_dir.
+
+    max_shards stops after writing that many new shards (used to test resumption).
+    """
+    import datasets
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _meta(adapter, gen_len, block_len, source, len(prompts), batch_size)
+    meta_path = out / META
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        diff = [k for k in _MATCH if old.get(k) != meta.get(k)]
+        if diff:
+            raise ConfigError(f"oracle dir {out} was made with different settings ({', '.join(diff)}); "
+                              "use another oracle_dir or delete it")
+        if old.get("complete"):
+            return out
+    _atomic_write(meta_path, json.dumps(dict(meta, complete=False), indent=2))
+    n_shards = (len(prompts) + batch_size - 1) // batch_size
+    todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
+    written = 0
+    with _progress(progress, n_shards, len(todo)) as advance:
+        for k in todo:
+            if max_shards is not None and written >= max_shards:
+                return out
+            chunk = prompts[k * batch_size:(k + 1) * batch_size]
+            ds = datasets.Dataset.from_dict(_shard_records(adapter, chunk, k * batch_size, gen_len, block_len),
+                                            features=_features())
+            tmp = out / f".{_shard(k)}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            ds.save_to_disk(str(tmp))
+            os.replace(tmp, out / _shard(k))
+            written += 1
+            advance()
+    _atomic_write(meta_path, json.dumps(dict(meta, complete=True), indent=2))
+    return out
+
+
+def _shard_records(adapter, chunk: list[dict], offset: int, gen_len: int, block_len: int) -> dict:
+    cols = {k: [] for k in ("prompt_idx", "task", "block", "step", "conf", "label", "masked")}
+
+    def record(rows, b, step, conf, label, masked):
+        for j, r in enumerate(rows.tolist()):
+            cols["prompt_idx"].append(offset + r)
+            cols["task"].append(chunk[r]["task"])
+            cols["block"].append(b)
+            cols["step"].append(step)
+            cols["conf"].append(conf[j].tolist())
+            cols["label"].append(label[j].to(int).tolist())
+            cols["masked"].append(masked[j].to(int).tolist())
+
+    ids = [encode_prompt(adapter.tokenizer, c["prompt"]) for c in chunk]
+    oracle_decode(adapter, ids, gen_len, block_len, record=record)
+    return cols
+
+
+def _features():
+    import datasets
+    return datasets.Features({
+        "prompt_idx": datasets.Value("int32"), "task": datasets.Value("string"),
+        "block": datasets.Value("int32"), "step": datasets.Value("int32"),
+        "conf": datasets.Sequence(datasets.Value("float32")),
+        "label": datasets.Sequence(datasets.Value("int8")),
+        "masked": datasets.Sequence(datasets.Value("int8")),
+    })
+
+
+def load_oracle_dataset(out_dir: str | Path):
+    """(dataset of all shards, meta dict); errors if the directory is missing or incomplete."""
+    import datasets
+    out = Path(out_dir)
+    meta_path = out / META
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{out} holds no oracle data ({META} missing); run `accel data learn2pd-oracle --out {out}`")
+    meta = json.loads(meta_path.read_text())
+    if not meta.get("complete"):
+        raise ConfigError(f"oracle data in {out} is incomplete; re-run `accel data learn2pd-oracle --out {out}` to resume")
+    shards = sorted(p for p in out.iterdir() if p.name.startswith("shard_"))
+    return datasets.concatenate_datasets([datasets.load_from_disk(str(p)) for p in shards]), meta
+
+
+def oracle_complete(out_dir: str | Path) -> bool:
+    p = Path(out_dir) / META
+    return p.exists() and bool(json.loads(p.read_text()).get("complete"))
+
+
+def _shard(k: int) -> str:
+    return f"shard_{k:05d}"
+
+
+def _atomic_write(path: Path, text: str):
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _progress:
+    """A rich progress bar over shards (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, todo: int):
+        self.enabled, self.total, self.done = enabled, total, total - todo
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+        self.p = Progress(transient=False)
+        self.p.start()
+        self.t = self.p.add_task("oracle shards", total=self.total, completed=self.done)
+        return lambda: self.p.advance(self.t)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.stop()

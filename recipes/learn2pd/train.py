@@ -1,0 +1,106 @@
+"""`accel train learn2pd`: oracle data (generated when missing) -> filter training -> run dir.
+
+The run dir gets, besides the trainer's checkpoints and metrics.jsonl: `filter.safetensors`
+(the trained filter), `learn2pd.json` (block length, tau, EoTP, backbone, oracle provenance)
+and `filter_metrics.json` (precision / recall / FPR at tau on train and held-out prompts),
+which is what `accel export` reads.
+
+Training is full batch (ALGORITHMS.md): the whole training split is one batch, fed to the
+shared trainer as a one-item dataset, so resume/metrics/progress come from `fit`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.learn2pd.config import Config
+from accel.trainers.config import ConfigError
+
+FILTER_FILE = "filter.safetensors"
+SETTINGS_FILE = "learn2pd.json"
+METRICS_FILE = "filter_metrics.json"
+
+
+def backbone_ref(target: str) -> str:
+    """builtin:* as is; a directory as an absolute path (the checkpoint must find it from anywhere)."""
+    return target if target.startswith("builtin:") else str(Path(target).expanduser().resolve())
+
+
+def device_of(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def ensure_oracle(cfg: Config, progress: bool = True) -> Path:
+    """Generates (or resumes) the oracle dataset unless it is already complete."""
+    from accel.recipes.learn2pd import oracle
+    out = Path(cfg.resolved_oracle_dir())
+    if oracle.oracle_complete(out):
+        return out
+    from accel.models.backbone import load_backbone
+    adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
+    if adapter.kind != "dllm":
+        raise ConfigError(f"backbone={cfg.backbone} is an AR model; Learn2PD needs a diffusion LM (e.g. builtin:dllm)")
+    prompts = oracle.load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
+    oracle.generate_oracle_dataset(adapter, prompts, out, gen_len=cfg.gen_len, block_len=cfg.block_len,
+                                   batch_size=cfg.oracle_batch_size, source=cfg.prompts, progress=progress)
+    return out
+
+
+class _FullBatch:
+    """A one-item dataset whose item is the whole training split (full-batch training through `fit`)."""
+
+    def __init__(self, batch: dict):
+        self.batch = batch
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return self.batch
+
+
+def run(cfg: Config) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from accel.recipes.learn2pd import model as M
+    from accel.recipes.learn2pd.oracle import load_oracle_dataset
+    from accel.trainers.rundir import prepare_run_dir, write_atomic
+    from accel.trainers.trainer import fit
+
+    cfg.validate()
+    run_dir = prepare_run_dir(cfg, "learn2pd")
+    ds, meta = load_oracle_dataset(ensure_oracle(cfg))
+    if meta["block_len"] != cfg.block_len:
+        raise ConfigError(f"oracle data in {cfg.resolved_oracle_dir()} has block_len={meta['block_len']}, "
+                          f"config says {cfg.block_len}; set block_len={meta['block_len']} or use another oracle_dir")
+    train, val = M.split_by_prompt(M.oracle_tensors(ds), cfg.val_fraction, cfg.seed)
+    if train["conf"].shape[0] == 0:
+        raise ConfigError("the oracle data has no training steps; add prompts (n_per_task) or lower val_fraction")
+    train_in = {k: train[k] for k in ("conf", "label", "masked")}
+    torch.manual_seed(cfg.seed)
+    filt = M.UnmaskFilter(cfg.block_len, cfg.hidden_size)
+
+    def loss_fn(model, batch):
+        return M.bce_loss(model, batch, cfg.loss_on), {}
+
+    def eval_fn(m):
+        return M.classification_metrics(m, val, cfg.tau, prefix="val_")
+
+    fit(cfg, filt, loss_fn, _FullBatch(train_in), data_collator=lambda xs: xs[0], eval_fn=eval_fn)
+    filt = filt.cpu().eval()
+    metrics = {"tau": cfg.tau, **M.classification_metrics(filt, train, cfg.tau, prefix="train_"),
+               **M.classification_metrics(filt, val, cfg.tau, prefix="val_"),
+               **M.classification_metrics(filt, val, 0.9, prefix="val@0.9_"),
+               "train_steps": int(train["conf"].shape[0]), "val_steps": int(val["conf"].shape[0])}
+    save_file({k: v.detach().contiguous() for k, v in filt.state_dict().items()}, str(run_dir / FILTER_FILE))
+    settings = {"block_len": cfg.block_len, "hidden_size": cfg.hidden_size, "tau": cfg.tau, "eotp": cfg.eotp,
+                "backbone": backbone_ref(cfg.backbone), "gen_len": cfg.gen_len, "oracle": meta}
+    write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
+    write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"final": True, **metrics}) + "\n")
+    return run_dir

@@ -1,0 +1,65 @@
+"""Config of `accel train medusa` (no torch imports: --help and key checks stay instant)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.trainers.config import ConfigError, TrainConfig, _f
+
+
+@dataclass
+class Config(TrainConfig):
+    output_dir: str = _f("runs/medusa", "Run directory: checkpoints, metrics.jsonl, resolved config, final/.")
+    backbone: str = _f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests).")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
+    data: str = _f("builtin", "builtin (suite train split), a .jsonl of {prompt, response} (e.g. from "
+                              "`accel data self-distill`), or a ShareGPT .json/.jsonl (loss on assistant turns).")
+    tasks: list[str] = _f([], "Suite tasks (empty = all); only with data=builtin.")
+    n_per_task: int = _f(512, "Training examples per suite task (data=builtin).")
+    mode: str = _f("medusa1", "medusa1: frozen base, heads only; medusa2: base jointly with LoRA.",
+                   choices=("medusa1", "medusa2"))
+    num_heads: int = _f(4, "K draft heads; head k predicts token t+k+1 from h_t.")
+    num_layers: int = _f(1, "Residual blocks x + SiLU(Wx + b) per head.")
+    head_decay: float = _f(0.8, "Head k's loss weight is head_decay**k (k = 0 for the first head).")
+    loss: str = _f("ce", "ce: CE to the data's next tokens; kl: self-distillation, KL to the base's softmax "
+                         "at the predicted position.", choices=("ce", "kl"))
+    learning_rate: float = _f(1e-3, "Peak learning rate (medusa2: the LoRA rate; heads get head_lr_mult x).")
+    warmup_ratio: float = _f(0.1, "Fraction of steps with linear LR warm-up.")
+    max_steps: int = _f(600, "Optimizer steps.")
+    per_device_train_batch_size: int = _f(32, "Examples per device per micro-batch.")
+    save_steps: int = _f(200, "Checkpoint every N steps (plus a final one).")
+    head_lr_mult: float = _f(4.0, "medusa2: heads' LR multiplier over the LoRA learning rate.")
+    lambda_heads: float = _f(0.2, "medusa2: weight of the heads' loss next to the LM loss (0.01 for self-distill).")
+    lambda_warmup_steps: int = _f(100, "medusa2: steps over which the heads' weight ramps linearly from 0.")
+    lora_r: int = _f(8, "medusa2: LoRA rank.")
+    lora_alpha: float = _f(16.0, "medusa2: LoRA alpha.")
+    lora_dropout: float = _f(0.0, "medusa2: LoRA dropout.")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "medusa2: modules with LoRA.")
+    topk: int = _f(4, "Choices per head measured (top-k accuracy) and allowed in the tree.")
+    tree_nodes: int = _f(24, "Candidate-tree node budget (root excluded), built from measured top-k accuracy.")
+    eval_n: int = _f(32, "Held-out suite examples per task for head accuracy and the tree (data=builtin); "
+                         "other data: the last 5% of examples.")
+    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+
+    def validate(self) -> None:
+        super().validate()
+
+        def bad(key, msg):
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+
+        for key in ("num_heads", "num_layers", "topk", "tree_nodes", "n_per_task"):
+            if getattr(self, key) < 1:
+                bad(key, "must be >= 1")
+        if self.num_layers > 8:
+            bad("num_layers", "must be <= 8 (residual blocks per head)")
+        if not 0 < self.head_decay <= 1:
+            bad("head_decay", "must be in (0, 1]")
+        if self.head_lr_mult <= 0:
+            bad("head_lr_mult", "must be > 0")
+        if self.lambda_heads < 0 or self.lambda_warmup_steps < 0:
+            bad("lambda_heads" if self.lambda_heads < 0 else "lambda_warmup_steps", "must be >= 0")
+        if self.mode == "medusa2" and self.lora_r < 1:
+            bad("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
+        if self.eval_n < 1:
+            bad("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
+        if self.data != "builtin" and not self.data.endswith((".jsonl", ".json")):
+            bad("data", "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl")

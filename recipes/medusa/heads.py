@@ -1,0 +1,83 @@
+"""Medusa draft heads and the Drafter that turns them into tree candidates.
+
+Head k (k = 0..K-1) maps the base's last hidden state h_t to logits for token t+k+2 (the base
+itself predicts t+1): ``L`` residual blocks ``x + SiLU(W x + b)`` then a vocab projection.
+W and b start at zero so every block starts as the identity, and the projection starts as a
+copy of the base lm_head, so an untrained head already predicts "the next token" — a sane
+starting point. Every block is its own module (the reference repo repeats one module L times,
+silently sharing weights).
+
+State-dict keys: ``blocks.{k}.{j}.linear.{weight,bias}``, ``lm_heads.{k}.weight``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from accel.decoding.tree import TreeSpec, topk_candidates
+
+
+class ResBlock(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return x + self.act(self.linear(x))
+
+
+class MedusaHeads(nn.Module):
+    def __init__(self, hidden_size: int, vocab_size: int, num_heads: int = 4, num_layers: int = 1,
+                 lm_head_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.num_heads, self.num_layers = num_heads, num_layers
+        self.blocks = nn.ModuleList([nn.ModuleList([ResBlock(hidden_size) for _ in range(num_layers)])
+                                     for _ in range(num_heads)])
+        self.lm_heads = nn.ModuleList([nn.Linear(hidden_size, vocab_size, bias=False) for _ in range(num_heads)])
+        if lm_head_weight is not None:
+            for h in self.lm_heads:
+                h.weight.data.copy_(lm_head_weight.detach().to(h.weight.dtype))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., H] -> [..., K, V]."""
+        outs = []
+        for blocks, proj in zip(self.blocks, self.lm_heads):
+            x = hidden
+            for blk in blocks:
+                x = blk(x)
+            outs.append(proj(x))
+        return torch.stack(outs, dim=-2)
+
+    def config(self) -> dict:
+        return {"hidden_size": self.hidden_size, "vocab_size": self.vocab_size,
+                "num_heads": self.num_heads, "num_layers": self.num_layers}
+
+    @classmethod
+    def from_state_dict(cls, cfg: dict, state: dict) -> "MedusaHeads":
+        heads = cls(int(cfg["hidden_size"]), int(cfg["vocab_size"]), int(cfg["num_heads"]), int(cfg["num_layers"]))
+        heads.load_state_dict(state)
+        return heads
+
+
+class MedusaDrafter:
+    """Drafter for `accel.decoding.tree.generate_tree`: node (depth d, choice c) = head d-1's c-th best."""
+
+    def __init__(self, heads: MedusaHeads):
+        self.heads = heads
+        self.num_heads = heads.num_heads
+        self._bufs = {}
+
+    @torch.no_grad()
+    def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
+        key = (id(tree), str(hidden_last.device))
+        if key not in self._bufs:
+            if tree.max_depth > self.num_heads:
+                raise ValueError(f"the tree is {tree.max_depth} deep but there are only {self.num_heads} heads")
+            self._bufs[key] = tree.buffers(hidden_last.device)
+        w = self.heads.lm_heads[0].weight
+        logits = self.heads(hidden_last.to(w.dtype))
+        return topk_candidates(logits, root_token, tree, self._bufs[key])

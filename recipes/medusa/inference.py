@@ -1,0 +1,51 @@
+"""Medusa bench / decode methods from an exported checkpoint.
+
+Rows: ``greedy`` (the base with its KV cache: the reference), ``medusa`` (the checkpoint's
+tree, greedy acceptance: output identical to greedy), ``medusa-typical`` (typical acceptance,
+eps 0.09, alpha 0.3) and ``medusa-chain`` (a top-1 chain over all heads: what vLLM proposes).
+"""
+from __future__ import annotations
+
+import functools
+
+DEFAULT_METHODS = ["greedy", "medusa"]
+
+
+def load_heads(ckpt):
+    """(MedusaHeads with the checkpoint's weights, its "medusa" section, TreeSpec)."""
+    from accel.decoding.checkpoint import CheckpointError
+    from accel.decoding.tree import TreeSpec
+    from accel.recipes.medusa.heads import MedusaHeads
+    s = ckpt.accel.get("medusa")
+    if not s:
+        raise CheckpointError(f"{ckpt.path} has no \"medusa\" section; re-export it with `accel export RUN --out DIR`")
+    try:
+        heads = MedusaHeads.from_state_dict(s, ckpt.tensors())
+        tree = TreeSpec.from_json(s["tree"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}: medusa heads do not match the checkpoint config "
+                              f"({str(e).splitlines()[0]}); re-export the checkpoint") from None
+    return heads.eval(), s, tree
+
+
+def _medusa(adapter, prompts, gen_len, heads, tree, acceptance="greedy"):
+    from accel.decoding.tree import generate_tree
+    from accel.recipes.medusa.heads import MedusaDrafter
+    w = next(adapter.model.parameters())
+    heads.to(device=w.device, dtype=w.dtype)
+    return generate_tree(adapter, MedusaDrafter(heads), tree, prompts, max_new_tokens=gen_len,
+                         acceptance=acceptance)
+
+
+def bench_methods(ckpt, adapter) -> dict:
+    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}."""
+    from accel.decoding.methods import get_method
+    from accel.decoding.tree import TreeSpec
+    heads, _s, tree = load_heads(ckpt)
+    out = {"greedy": get_method("greedy", "ar")}
+    for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
+                          ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:
+        fn = functools.partial(_medusa, heads=heads, tree=tr, acceptance=acc)
+        fn.help = f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node tree, {acc} acceptance"
+        out[name] = fn
+    return out

@@ -1,0 +1,339 @@
+"""`accel train medusa`: Medusa draft heads on a causal LM, through `fit`.
+
+Medusa-1 (mode=medusa1): the base is frozen (run under no_grad, not part of the trained module,
+so checkpoints hold only the heads); loss = sum_k head_decay**k * CE_k (or KL to the base's
+softmax with loss=kl: self-distillation). Medusa-2 (mode=medusa2): LoRA on the base, loss =
+L_lm + lambda_t * sum_k 0.8**k * CE_k with lambda ramped linearly over lambda_warmup_steps
+(counted by a buffer in the trained module, so a resumed run continues the ramp) and the heads
+at head_lr_mult x the learning rate.
+
+Data (cfg.data): ``builtin`` = the suite's train split with its reference responses. That is
+the default for the built-in AR teacher, whose greedy answers match the references on >= 94%
+of prompts, so the suite responses are (nearly) its own outputs; `accel data self-distill`
+writes the exact self-distilled alternative as jsonl. Also a .jsonl of {prompt, response}
+(``response_ids`` used when present, so ids round-trip exactly) or ShareGPT conversations
+(.json list / .jsonl of {"conversations": [{"from", "value"}]} or {"messages": [{"role",
+"content"}]}), with loss on assistant turns only.
+
+Logged per step: head{k}_top1, head{k}_top{topk}, est_accept_len (top-1 chain). At every save
+point and at the end, held-out rank statistics give the same numbers plus the expected accepted
+length of the tree built for tree_nodes (eval_*). The run ends with ``RUN/final/``:
+heads.safetensors, medusa.json (head config, the tree, measured accuracies, the backbone) and,
+when the base is not reloadable by name (random:ar, or merged Medusa-2 LoRA), base/.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.medusa.config import Config
+
+USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+              "chatgpt": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _err(msg):
+    from accel.cli.common import UserError
+    return UserError(msg)
+
+
+def prompt_ids(tok, prompt: str) -> list[int]:
+    from accel.decoding.bench import encode_prompt
+    return encode_prompt(tok, prompt)
+
+
+def pair_example(tok, prompt: str, response: str | None, response_ids=None) -> tuple[list[int], list[bool]]:
+    """(ids, loss mask): chat-formatted prompt, then response + end token supervised."""
+    p = prompt_ids(tok, prompt)
+    r = list(response_ids) if response_ids is not None else tok(response, add_special_tokens=False)["input_ids"]
+    r = r + [tok.eos_token_id]
+    return p + r, [False] * len(p) + [True] * len(r)
+
+
+def sharegpt_example(tok, conv: list[dict], where: str) -> tuple[list[int], list[bool]]:
+    """Whole conversation in the chat template; loss on the tokens of assistant turns only."""
+    if not getattr(tok, "chat_template", None):
+        raise _err(f"{where}: ShareGPT data needs a tokenizer with a chat template")
+    msgs = []
+    for m in conv:
+        role = USER_ROLES.get(str(m.get("from", m.get("role", ""))).lower())
+        text = m.get("value", m.get("content"))
+        if role is None or not isinstance(text, str):
+            raise _err(f"{where}: each turn needs from/role (human, gpt, user, assistant, system) and value/content")
+        msgs.append({"role": role, "content": text})
+
+    def render(ms, gen):
+        return list(tok.apply_chat_template(ms, add_generation_prompt=gen, tokenize=True, return_dict=False))
+
+    ids = render(msgs, False)
+    mask = [False] * len(ids)
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        pre, full = render(msgs[:i], True), render(msgs[:i + 1], False)
+        if full[:len(pre)] != pre or ids[:len(full)] != full:
+            raise _err(f"{where}: the chat template does not render conversations prefix-consistently; "
+                       "convert the data to {prompt, response} jsonl")
+        for j in range(len(pre), len(full)):
+            mask[j] = True
+    if not any(mask):
+        raise _err(f"{where}: the conversation has no assistant turn to train on")
+    return ids, mask
+
+
+def _read_records(path: Path) -> list[tuple[str, object]]:
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _err(f"{path}: not valid JSON ({e.msg})") from None
+        if not isinstance(data, list):
+            raise _err(f"{path}: a .json data file must hold a list of conversations")
+        return [(f"{path}[{i}]", r) for i, r in enumerate(data)]
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{i}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise _err(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    return out
+
+
+def load_examples(cfg: Config, tok) -> tuple[list, list]:
+    """(train, held-out) lists of (ids, loss mask)."""
+    if cfg.data == "builtin":
+        from accel.data.tasks import generate, resolve_tasks
+        train, held = [], []
+        for t in resolve_tasks(cfg.tasks or None):
+            exs = generate(t, "train", cfg.n_per_task + cfg.eval_n, cfg.seed)
+            train += [pair_example(tok, e["prompt"], e["response"]) for e in exs[:cfg.n_per_task]]
+            held += [pair_example(tok, e["prompt"], e["response"]) for e in exs[cfg.n_per_task:]]
+        return train, held
+    path = Path(cfg.data).expanduser()
+    if not path.is_file():
+        raise _err(f"data={cfg.data}: no such file; pass builtin, a .jsonl of {{prompt, response}} or ShareGPT data "
+                   "(`accel data self-distill` writes the jsonl)")
+    exs = []
+    for where, rec in _read_records(path):
+        if not isinstance(rec, dict):
+            raise _err(f"{where}: expected an object")
+        if "conversations" in rec or "messages" in rec:
+            conv = rec.get("conversations", rec.get("messages"))
+            if not isinstance(conv, list):
+                raise _err(f"{where}: conversations/messages must be a list of turns")
+            exs.append(sharegpt_example(tok, conv, where))
+        elif isinstance(rec.get("prompt"), str) and isinstance(rec.get("response"), str):
+            exs.append(pair_example(tok, rec["prompt"], rec["response"], rec.get("response_ids")))
+        else:
+            raise _err(f"{where}: each record needs string prompt and response, or a ShareGPT conversations list")
+    if len(exs) < 2:
+        raise _err(f"data={cfg.data}: need at least 2 examples (got {len(exs)})")
+    n_held = max(1, len(exs) // 20)
+    return exs[:-n_held], exs[-n_held:]
+
+
+def collate(examples, pad_id: int):
+    """Left-padded ids, validity and labels (-100 off the loss mask)."""
+    import torch
+    L = max(len(ids) for ids, _ in examples)
+    B = len(examples)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    valid = torch.zeros((B, L), dtype=torch.bool)
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    for i, (x, m) in enumerate(examples):
+        s = L - len(x)
+        ids[i, s:] = torch.tensor(x)
+        valid[i, s:] = True
+        labels[i, s:] = torch.where(torch.tensor(m), torch.tensor(x), torch.tensor(-100))
+    return {"ids": ids, "valid": valid, "labels": labels}
+
+
+# -- model --------------------------------------------------------------------------------------
+def _split(model):
+    from accel.decoding.tree import _split_model
+    return _split_model(model)
+
+
+def build_trainable(adapter, cfg: Config):
+    """The module `fit` trains: heads (+ the LoRA-wrapped base for medusa2)."""
+    import torch
+    from torch import nn
+
+    from accel.recipes.medusa.heads import MedusaHeads
+
+    base = adapter.model
+    _, lm_head = _split(base)
+    hidden = base.config.get_text_config().hidden_size if hasattr(base.config, "get_text_config") \
+        else base.config.hidden_size
+    heads = MedusaHeads(hidden, lm_head.weight.shape[0], cfg.num_heads, cfg.num_layers, lm_head.weight)
+
+    class MedusaTrainModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = heads
+            self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+            if cfg.mode == "medusa2":
+                from accel.trainers.lora import apply_lora
+                base.train()
+                emb = base.get_input_embeddings()
+                if emb is not None and lm_head.weight is emb.weight:
+                    # untie (same values, both frozen): the trainer's safetensors save rejects shared storage
+                    lm_head.weight = nn.Parameter(lm_head.weight.detach().clone(), requires_grad=False)
+                self.base = apply_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+            else:
+                base.requires_grad_(False)
+                base.eval()
+                object.__setattr__(self, "frozen_base", base)  # not a submodule: not trained, not saved
+
+        def get_base(self):
+            if cfg.mode == "medusa2":
+                return self.base
+            dev = self.heads.lm_heads[0].weight.device
+            if next(self.frozen_base.parameters()).device != dev:
+                self.frozen_base.to(dev)
+            return self.frozen_base
+
+    return MedusaTrainModel()
+
+
+def make_loss(cfg: Config):
+    import torch
+    import torch.nn.functional as F
+
+    from accel.decoding.masks import position_ids
+    from accel.recipes.medusa.loss import heads_loss
+    from accel.trainers.trainer import unwrap
+
+    def forward_base(base, batch, grad: bool):
+        body, lm_head = _split(base)
+        with torch.set_grad_enabled(grad):
+            h = body(input_ids=batch["ids"], attention_mask=batch["valid"].long(),
+                     position_ids=position_ids(batch["valid"])).last_hidden_state
+            need_logits = grad or cfg.loss == "kl"
+            return h, (lm_head(h) if need_logits else None)
+
+    def loss_fn(model, batch):
+        m = unwrap(model)
+        base = m.get_base()
+        labels = batch["labels"]
+        if cfg.mode == "medusa1":
+            h, base_logits = forward_base(base, batch, grad=False)
+            loss, metrics = heads_loss(m.heads(h.detach()), labels, cfg.head_decay, cfg.topk,
+                                       base_logits.detach() if cfg.loss == "kl" else None)
+        else:
+            if m.training:
+                m.calls += 1
+            step = int(m.calls) // max(1, cfg.gradient_accumulation_steps)
+            lam = cfg.lambda_heads * (min(1.0, step / cfg.lambda_warmup_steps) if cfg.lambda_warmup_steps else 1.0)
+            h, logits = forward_base(base, batch, grad=True)
+            teacher = None
+            if cfg.loss == "kl":
+                with torch.no_grad(), base.disable_adapter():
+                    _, teacher = forward_base(base, batch, grad=False)
+                keep = labels[:, 1:] != -100
+                lm = F.kl_div(F.log_softmax(logits[:, :-1][keep].float(), -1),
+                              F.log_softmax(teacher[:, :-1][keep].float(), -1), log_target=True,
+                              reduction="batchmean")
+            else:
+                lg = logits[:, :-1].float()
+                lm = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+            hl, metrics = heads_loss(m.heads(h), labels, cfg.head_decay, cfg.topk, teacher)
+            loss = lm + lam * hl
+            metrics.update(lm_loss=float(lm.detach()), lambda_heads=lam)
+        return loss, metrics
+
+    return loss_fn
+
+
+def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> dict:
+    """Held-out per-head rank statistics -> accuracies, chain estimate, tree and its expected length."""
+    import torch
+
+    from accel.decoding.masks import position_ids
+    from accel.recipes.medusa.loss import accuracies, rank_counts
+    from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
+
+    base = model.get_base()
+    body, _ = _split(base)
+    dev = model.heads.lm_heads[0].weight.device
+    counts = torch.zeros(cfg.num_heads, cfg.topk + 1, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            b = collate(examples[i:i + batch_size], pad_id)
+            b = {k: v.to(dev) for k, v in b.items()}
+            h = body(input_ids=b["ids"], attention_mask=b["valid"].long(),
+                     position_ids=position_ids(b["valid"])).last_hidden_state
+            counts += rank_counts(model.heads(h), b["labels"], cfg.topk)
+    acc = accuracies(counts)
+    tree = build_tree(acc, cfg.tree_nodes)
+    return {"accuracy": acc, "tree": tree, "chain_accept_len": chain_accept_length([a[0] for a in acc]),
+            "tree_accept_len": expected_accept_length(acc, tree)}
+
+
+def run(cfg: Config) -> Path:
+    import torch
+
+    from accel.recipes.sft.train import load_model
+    from accel.trainers.rundir import is_rank0, prepare_run_dir
+    from accel.trainers.trainer import fit
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, "medusa")
+    adapter = load_model(cfg)
+    if adapter.kind != "ar":
+        raise _err(f"backbone={cfg.backbone} is a diffusion LM; Medusa heads need a causal (AR) model such as builtin:ar")
+    tok = adapter.tokenizer
+    train, held = load_examples(cfg, tok)
+    model = build_trainable(adapter, cfg)
+    pad = adapter.pad_id
+
+    def eval_fn(m):
+        r = measure(m, held, cfg, pad)
+        out = {f"head{k}_top1": a[0] for k, a in enumerate(r["accuracy"])}
+        out.update({f"head{k}_top{cfg.topk}": sum(a) for k, a in enumerate(r["accuracy"])})
+        out.update(chain_accept_len=r["chain_accept_len"], tree_accept_len=r["tree_accept_len"])
+        return out
+
+    lr_mult = [(list(model.heads.parameters()), cfg.head_lr_mult)] if cfg.mode == "medusa2" else None
+    trainable = None if cfg.mode == "medusa2" else list(model.heads.parameters())
+    fit(cfg, model, make_loss(cfg), train, data_collator=lambda xs: collate(xs, pad), eval_fn=eval_fn,
+        trainable_parameters=trainable, lr_multipliers=lr_mult)
+    if is_rank0():
+        model.eval()
+        save_final(model, adapter, cfg, measure(model, held, cfg, pad), run_dir / "final")
+    return run_dir
+
+
+def save_final(model, adapter, cfg: Config, measured: dict, out: Path) -> Path:
+    """RUN/final: heads.safetensors + medusa.json (+ base/ when the base must ship with the heads)."""
+    import shutil
+
+    from safetensors.torch import save_file
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    backbone = cfg.backbone
+    if cfg.mode == "medusa2" or cfg.backbone.startswith("random:"):
+        from accel.trainers.lora import merge_lora, save_adapter
+        base = model.get_base()
+        if cfg.mode == "medusa2":
+            save_adapter(base, tmp / "adapter")
+            base = merge_lora(base)
+        base.save_pretrained(str(tmp / "base"))
+        adapter.tokenizer.save_pretrained(str(tmp / "base"))
+        backbone = "base"
+    elif not cfg.backbone.startswith("builtin:"):
+        backbone = str(Path(cfg.backbone).expanduser().resolve())
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
+              str(tmp / "heads.safetensors"))
+    meta = {**model.heads.config(), "backbone": backbone, "mode": cfg.mode, "loss": cfg.loss,
+            "tree": measured["tree"].to_json(), "head_accuracy": measured["accuracy"],
+            "chain_accept_len": measured["chain_accept_len"], "tree_accept_len": measured["tree_accept_len"]}
+    (tmp / "medusa.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,52 @@
+"""Choosing the candidate tree from measured per-head top-k accuracy (Medusa's greedy rule).
+
+acc[k][c] = P(head k's c-th ranked token is the true token). Treating heads as independent, a
+node (c_1, ..., c_d) is accepted with probability prod_i acc[i-1][c_i], and since sibling
+choices are distinct tokens (at most one is right), the expected number of accepted candidates
+is the sum of the node probabilities. Greedy: repeatedly add the frontier node with the highest
+probability until the budget is spent — the optimum under that model, because a child never
+beats its parent, so the chosen set is always a valid tree.
+"""
+from __future__ import annotations
+
+import heapq
+
+from accel.decoding.tree import TreeSpec
+
+
+def build_tree(acc: list[list[float]], num_nodes: int) -> TreeSpec:
+    """The `num_nodes`-node tree maximising the expected accepted length under `acc` [K][topk]."""
+    if not acc or not acc[0]:
+        raise ValueError("build_tree needs at least one head with one measured choice")
+    K, top = len(acc), len(acc[0])
+    heap = [(-acc[0][c], (c,)) for c in range(top)]
+    heapq.heapify(heap)
+    chosen = []
+    while heap and len(chosen) < num_nodes:
+        negp, path = heapq.heappop(heap)
+        chosen.append(path)
+        d = len(path)
+        if d < K:
+            for c in range(top):
+                heapq.heappush(heap, (negp * acc[d][c], path + (c,)))
+    return TreeSpec(chosen)
+
+
+def expected_accept_length(acc: list[list[float]], tree: TreeSpec) -> float:
+    """1 (the base's own token) + sum over nodes of P(node's path is accepted)."""
+    total = 1.0
+    for path in tree.paths:
+        p = 1.0
+        for d, c in enumerate(path):
+            p *= acc[d][c] if c < len(acc[d]) else 0.0
+        total += p
+    return total
+
+
+def chain_accept_length(top1: list[float]) -> float:
+    """Estimated mean accepted tokens per forward of a top-1 chain: 1 + sum_k prod_{j<=k} acc_j."""
+    total, p = 1.0, 1.0
+    for a in top1:
+        p *= a
+        total += p
+    return total

@@ -1,0 +1,257 @@
+"""Joint sampler recipe on tiny random dLLMs: decode rule, exact evaluation, data, loss, train/export/bench."""
+import json
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from accel.data.tokenizer import build_tokenizer, chat_prompt_ids  # noqa: E402
+from accel.decoding.dllm import init_canvas  # noqa: E402
+from accel.decoding.masks import full_mask, position_ids  # noqa: E402
+from accel.models.backbone import Adapter  # noqa: E402
+from accel.models.tiny import make_model  # noqa: E402
+from accel.recipes.joint_sampler import data as D  # noqa: E402
+from accel.recipes.joint_sampler import evaluate as E  # noqa: E402
+from accel.recipes.joint_sampler.decode import generate_joint  # noqa: E402
+from accel.recipes.joint_sampler.layer import backbone_forward, build_sampler  # noqa: E402
+from accel.recipes.joint_sampler.loss import collate, make_loss  # noqa: E402
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def adapter(tok):
+    torch.set_num_threads(1)
+    m = make_model("dllm", tok, seed=0, **TINY).eval()
+    with torch.no_grad():  # peakier logits than a fresh init: sampling statistics become testable
+        m.lm_head.weight.mul_(20.0)
+    return Adapter(model=m, tokenizer=tok, family="builtin", kind="dllm", source="tiny", mask_id=tok.mask_token_id,
+                   eos_ids=(tok.eos_token_id,))
+
+
+def perturbed(adapter, seed=1):
+    """A sampler whose output projections are no longer zero (so it is not the identity)."""
+    s = build_sampler(adapter, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for w in (s.layer.self_attn.o_proj.weight, s.layer.mlp.down_proj.weight):
+            w.copy_(torch.randn(w.shape, generator=g) * 0.5)
+    return s.eval()
+
+
+def prompts(tok, texts=("pick 3 from 12345", "shuffle 4821", "copy 90")):
+    return [chat_prompt_ids(tok, t) for t in texts]
+
+
+def test_untrained_sampler_is_the_marginal_baseline(adapter, tok):
+    s = build_sampler(adapter).eval()
+    ps = prompts(tok)
+    x, valid, P = init_canvas(adapter, ps, 16)
+    logits, h = backbone_forward(adapter, x, full_mask(valid), position_ids(valid))
+    from accel.recipes.joint_sampler.layer import additive_mask, sampler_logits
+    new = torch.zeros_like(x, dtype=torch.bool)
+    new[:, P] = True
+    with torch.no_grad():
+        q = sampler_logits(adapter, s, h, x, new, additive_mask(full_mask(valid)), position_ids(valid))
+    torch.testing.assert_close(q[:, P + 1:], logits[:, P + 1:], atol=1e-4, rtol=1e-4)
+    a = generate_joint(adapter, ps, 16, 8, k=4, sampler=s, mode="joint")
+    b = generate_joint(adapter, ps, 16, 8, k=4, mode="marginal")
+    assert a.tokens == b.tokens
+
+
+def test_nfe_and_passes(adapter, tok):
+    s = perturbed(adapter)
+    ps = prompts(tok)
+    seq = generate_joint(adapter, ps, 16, 8, k=1, early_exit=False)
+    assert seq.nfe == [16] * 3 and seq.extra["sampler_passes"] == [0] * 3
+    for k, nfe in [(4, 4), (3, 6), (8, 2)]:  # per block of 8: ceil(8 / k) forwards
+        r = generate_joint(adapter, ps, 16, 8, k=k, sampler=s, early_exit=False)
+        assert r.nfe == [nfe] * 3
+        assert r.extra["sampler_passes"] == [16 - nfe] * 3  # every other token came from a sampler pass
+        assert all(len(t) == len([v for v in t]) for t in r.tokens)
+    # sequential decoding is the same whatever sampler is passed
+    assert generate_joint(adapter, ps, 16, 8, k=1, sampler=s, early_exit=False).tokens == seq.tokens
+
+
+def test_batch_invariance_and_sampling_reproducible(adapter, tok):
+    s = perturbed(adapter)
+    ps = prompts(tok)
+    batch = generate_joint(adapter, ps, 16, 8, k=4, sampler=s)
+    for i, p in enumerate(ps):
+        alone = generate_joint(adapter, [p], 16, 8, k=4, sampler=s)
+        assert alone.tokens[0] == batch.tokens[i] and alone.nfe[0] == batch.nfe[i]
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    r1 = generate_joint(adapter, ps, 16, 8, k=4, sampler=s, temperature=1.0, generator=g1)
+    r2 = generate_joint(adapter, ps, 16, 8, k=4, sampler=s, temperature=1.0, generator=g2)
+    assert r1.tokens == r2.tokens
+
+
+def test_bad_arguments(adapter, tok):
+    with pytest.raises(ValueError, match="1..8"):
+        generate_joint(adapter, prompts(tok), 16, 8, k=9, mode="marginal")
+    with pytest.raises(ValueError, match="trained sampler"):
+        generate_joint(adapter, prompts(tok), 16, 8, k=4, mode="joint")
+    with pytest.raises(ValueError, match="multiple"):
+        generate_joint(adapter, prompts(tok), 12, 8, k=1)
+
+
+def _setup(adapter, tok, gen_len=8):
+    x, valid, P = init_canvas(adapter, prompts(tok)[:1], gen_len)
+    return x, full_mask(valid), position_ids(valid), P, P + gen_len
+
+
+def test_exact_joint_is_a_distribution_and_k1_is_exact(adapter, tok):
+    x, attn, pos, s, e = _setup(adapter, tok)
+    V = adapter.model.config.vocab_size
+    paths, P = E.true_joint(adapter, x, attn, pos, s, e, 2, top_m=V)
+    assert float(P.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert len({frozenset(p) for p in paths}) == len(paths)  # one path per outcome
+    m = E.joint_metrics(adapter, None, prompts(tok)[:1], 8, 8, k=1, top_m=V)
+    assert m["tv"][0] < 1e-6 and m["coverage"][0] == pytest.approx(1.0, abs=1e-5)
+    # other rules may put mass outside the true outcomes, never more than 1
+    s_ = perturbed(adapter)
+    for smp in (None, s_):
+        assert float(E.rule_prob(adapter, x, attn, pos, s, e, paths, 1.0, smp).sum()) <= 1 + 1e-6
+    # the marginal rule's own outcomes (top-2 confident positions, every token pair) carry all its mass
+    logits, _ = backbone_forward(adapter, x, attn, pos)
+    blk = logits[0, s:e].float()
+    blk[:, adapter.mask_id] = -float("inf")
+    p1, p2 = torch.softmax(blk, -1).amax(-1).topk(2).indices.tolist()
+    own = [((p1, a), (p2, b)) for a in range(V) for b in range(V) if a != adapter.mask_id and b != adapter.mask_id]
+    assert float(E.rule_prob(adapter, x, attn, pos, s, e, own, 1.0, None).sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_tv_kl_definition():
+    P = torch.tensor([0.5, 0.3])  # 0.2 uncovered
+    assert E.tv_kl(P, P)[0] == pytest.approx(0.0) and E.tv_kl(P, P)[1] == pytest.approx(0.0, abs=1e-9)
+    tv, kl = E.tv_kl(P, torch.tensor([0.3, 0.3]))
+    assert tv == pytest.approx(0.5 * (0.2 + 0.2)) and kl > 0
+    assert E.tv_kl(torch.tensor([1.0]), torch.tensor([0.0]))[0] == pytest.approx(1.0)
+
+
+def test_decode_samples_the_distribution_evaluate_computes(adapter, tok):
+    """Monte Carlo: K=2 joint decoding of a 2-token block follows rule_prob (same rule in both)."""
+    s_ = perturbed(adapter)
+    x, attn, pos, s, e = _setup(adapter, tok, gen_len=2)
+    T = 0.5
+    V = adapter.model.config.vocab_size
+    paths, _ = E.true_joint(adapter, x, attn, pos, s, e, 2, top_m=V, temperature=T)
+    Q = E.rule_prob(adapter, x, attn, pos, s, e, paths, T, s_)
+    n = 3000
+    g = torch.Generator().manual_seed(0)
+    res = generate_joint(adapter, prompts(tok)[:1] * n, 2, 2, k=2, sampler=s_, temperature=T, generator=g,
+                         early_exit=False)
+    assert res.nfe == [1] * n
+    index = {frozenset((p, t) for p, t in path): i for i, path in enumerate(paths)}
+    counts = torch.zeros(len(paths))
+    for row in res.tokens:
+        counts[index[frozenset(enumerate((row + [adapter.eos_ids[0]] * 2)[:2]))]] += 1
+    emp = counts / n
+    assert 0.5 * float((emp - Q.float()).abs().sum()) < 0.12
+    top = int(Q.argmax())
+    assert abs(float(emp[top] - Q[top])) < 0.04
+
+
+@pytest.fixture(scope="module")
+def data_dir(adapter, tok, tmp_path_factory):
+    out = tmp_path_factory.mktemp("jsdata")
+    ps = prompts(tok) + prompts(tok, ("sort 321", "reverse 55"))
+    D.generate_data(adapter, ps, out, gen_len=8, block_len=8, max_k=4, states_per_prompt=3, temperature=1.0,
+                    batch_size=2, shard_size=2, progress=False)
+    return out, ps
+
+
+def test_data_states_match_trajectory_semantics(adapter, data_dir):
+    out, ps = data_dir
+    states, meta = D.load_data(out)
+    assert meta["complete"] and meta["n_states"] == len(states) > 0
+    st = states[0]
+    assert st["tgt"].shape == (3, 8, adapter.model.config.vocab_size)
+    n = int(st["n_pass"])
+    assert 1 <= n <= 3 and (st["pos"][:n + 1] >= 0).all()
+    # the target of pass 1 is the real next-step conditional: recompute it with a full forward
+    resp = st["resp"].long().clone()
+    resp[int(st["block_start"]) + int(st["pos"][0])] = int(st["tok"][0])
+    x, valid, P = init_canvas(adapter, [st["prompt"].tolist()], 8)
+    x[0, P:] = resp
+    logits, _ = backbone_forward(adapter, x, full_mask(valid), position_ids(valid))
+    blk = logits[0, P:P + 8].float()
+    blk[:, adapter.mask_id] = -float("inf")
+    torch.testing.assert_close(st["tgt"][0].float(), torch.log_softmax(blk, -1).half().float(), atol=2e-2, rtol=1e-2)
+
+
+def test_data_resumes_and_refuses_other_settings(adapter, data_dir, tmp_path):
+    out, ps = data_dir
+    kw = dict(gen_len=8, block_len=8, max_k=4, states_per_prompt=3, temperature=1.0, batch_size=2, shard_size=2,
+              progress=False)
+    import shutil
+    copy = tmp_path / "d"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / D.META_FILE).read_text())
+    meta["complete"] = False
+    (copy / D.META_FILE).write_text(json.dumps(meta))
+    (copy / D.shard_name(1)).unlink()  # an interrupted run: the second shard is missing
+    D.generate_data(adapter, ps, copy, **kw)
+    a, _ = D.load_data(out)
+    b, _ = D.load_data(copy)
+    assert len(a) == len(b) and all(torch.equal(x["tgt"], y["tgt"]) for x, y in zip(a, b))
+    with pytest.raises(D.DataError, match="other settings"):
+        D.generate_data(adapter, ps, copy, **{**kw, "max_k": 3})
+
+
+def test_loss_starts_at_marginal_kl_and_training_lowers_it(adapter, data_dir):
+    out, _ = data_dir
+    states, _ = D.load_data(out)
+    batch = collate(states, adapter.pad_id)
+    loss_fn = make_loss(adapter)
+    torch.manual_seed(0)
+    s = build_sampler(adapter)
+    loss0, m0 = loss_fn(s, batch)
+    assert m0["kl"] == pytest.approx(m0["kl_marginal"], rel=1e-3, abs=1e-5)
+    assert float(loss0) == pytest.approx(m0["kl"] + m0["kl_next"], rel=1e-4, abs=1e-6)
+    opt = torch.optim.Adam(s.parameters(), lr=3e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        loss, _ = loss_fn(s, batch)
+        loss.backward()
+        opt.step()
+    assert float(loss_fn(s, batch)[0].detach()) < 0.7 * float(loss0)
+
+
+@pytest.mark.slow
+def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
+    from accel.decoding.bench import run_bench
+    from accel.recipes.joint_sampler import export, train
+    from accel.recipes.joint_sampler.config import Config
+    from accel.trainers.config import ConfigError
+
+    model_dir = tmp_path / "tiny"
+    adapter.model.save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    cfg = Config(output_dir=str(tmp_path / "run"), backbone=str(model_dir), device="cpu", tasks=["pick3"],
+                 n_per_task=3, gen_len=8, block_len=8, max_k=4, max_steps=3, save_steps=3,
+                 per_device_train_batch_size=4, eval_n=1, top_m=2, logging_steps=1)
+    run = train.run(cfg)
+    metrics = json.loads((run / train.METRICS_FILE).read_text())
+    assert metrics["n"] == 2 and 0 <= metrics["tv"] <= 1 and 0 <= metrics["tv_marginal"] <= 1
+    ckpt = export.export(run, tmp_path / "ckpt")
+    with pytest.raises(Exception, match="1..8"):
+        export.export(run, tmp_path / "ckpt2", k=9)
+    report = run_bench(str(ckpt), None, ["pick3"], limit=2, gen_len=8, batch_size=2)
+    rows = {r["method"]: r for r in report["rows"] if r["task"] == "all"}
+    assert list(rows) == ["sequential", "marginal", "joint-sampler"]
+    assert "tv" in rows["marginal"] and "tv" in rows["joint-sampler"] and "tv" not in rows["sequential"]
+    assert rows["joint-sampler"]["nfe"] <= 2 and rows["sequential"]["nfe"] > rows["joint-sampler"]["nfe"]
+    assert rows["joint-sampler"]["sampler_passes"] > 0
+    tvrep = run_bench(str(ckpt), ["joint-tv"], ["pick3"], limit=1, gen_len=8, batch_size=1)
+    row = tvrep["rows"][-1]
+    assert {"tv", "tv_marginal", "kl", "kl_marginal", "coverage"} <= set(row)
+    with pytest.raises(ConfigError, match="max_k"):
+        Config(max_k=9).validate()
