@@ -28,7 +28,8 @@ def command(
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Task of the built-in suite (repeatable): "
                                              "arith, copy, reverse, sort, insert, remove, replace, shuffle, "
                                              "pick3, or all (default)."),
-    limit: int = typer.Option(32, "--limit", "-n", help="Test prompts per task (the same prompts for every method)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Test prompts per task (the same prompts for "
+                                        "every method). Default: 32; on a CPU beyond gen-len 64, 32*64/gen-len."),
     gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate per prompt (dLLM: a "
                                           "multiple of the block length). Default: 64 for built-in-world models, "
                                           "256 for real backbones."),

@@ -169,6 +169,16 @@ def default_gen_len(adapter) -> int:
     return BUILTIN_GEN_LEN if builtin or str(adapter.source).startswith("builtin:") else MODEL_GEN_LEN
 
 
+def default_limit(gen_len: int, adapter) -> int:
+    """Prompts per task when --limit is not given: fewer for long generations on a CPU.
+
+    One-token-per-step baselines cost gen_len full forwards per prompt, so a CPU run at gen 256
+    with the usual 32 prompts per task would take the better part of an hour.
+    """
+    on_cpu = str(getattr(adapter, "device", "cpu")).startswith("cpu")
+    return DEFAULT_LIMIT if not on_cpu or gen_len <= BUILTIN_GEN_LEN else max(4, DEFAULT_LIMIT * BUILTIN_GEN_LEN // gen_len)
+
+
 def default_device() -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -205,7 +215,7 @@ def _texts(adapter, res) -> list[str]:
 
 
 def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None = None,
-              limit: int = DEFAULT_LIMIT, gen_len: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+              limit: int | None = None, gen_len: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
               device: str | None = None) -> dict:
@@ -217,13 +227,15 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     """
     from accel.data.tasks import resolve_tasks, score, test_split
 
-    if limit < 1:
+    if limit is not None and limit < 1:
         raise BenchError(f"--limit must be >= 1 (got {limit})")
     if batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
     task_names = resolve_tasks(tasks)
     main = target if isinstance(target, Target) else load_target(target, trust_remote_code, device)
     gen_len = gen_len or default_gen_len(main.adapter)
+    if limit is None:
+        limit = default_limit(gen_len, main.adapter)
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]
     for spec in compare:
         other = spec if isinstance(spec, Target) else load_target(spec, trust_remote_code, device)

@@ -1,0 +1,74 @@
+"""Config of `accel train hydra` (no torch imports: --help and key checks stay instant)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.trainers.config import ConfigError, TrainConfig, _f
+
+VARIANTS = ("hydra", "hydra++")
+
+
+@dataclass
+class Config(TrainConfig):
+    output_dir: str = _f("runs/hydra", "Run directory: checkpoints, metrics.jsonl, final/ (heads + head stats).")
+    backbone: str = _f("builtin:ar", "The AR model the heads draft for (frozen): builtin:ar, a local HF dir, or "
+                                     "random:ar (a tiny random-init model, for smoke tests).")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
+    variant: str = _f("hydra++", "hydra: sequential heads, CE on the data tokens; hydra++: + a prefix decoder "
+                                 "layer over the base hidden states, teacher-distillation loss, dropout.",
+                      choices=VARIANTS)
+    num_heads: int = _f(4, "Draft heads K (head k predicts token t+k+1 from h_t and tokens t+1..t+k).")
+    num_layers: int = _f(2, "Residual MLP layers per head (paper: 4 for Hydra++; 2 suits the 128-wide built-in).")
+    dropout: float | None = _f(None, "Dropout in the heads; unset = 0.2 for hydra++ (paper), 0 for hydra.")
+    loss: str = _f("auto", "auto (ce for hydra, distill for hydra++), ce (true next tokens) or distill "
+                           "(CE against the base model's softmax).", choices=("auto", "ce", "distill"))
+    learning_rate: float = _f(1e-3, "Peak learning rate (paper, Hydra++ on Vicuna-7B: 5e-4).")
+    weight_decay: float = _f(0.0, "AdamW weight decay (paper, Hydra++: 0.1).")
+    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
+    max_steps: int = _f(400, "Optimizer steps to train for.")
+    per_device_train_batch_size: int = _f(32, "Sequences per device per micro-batch.")
+    save_steps: int = _f(100, "Checkpoint every N steps (plus a final one).")
+    # -- data
+    data: str = _f("builtin", "builtin (the synthetic task suite's prompts) or a .jsonl of {prompt, response}.")
+    tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")
+    n_per_task: int = _f(512, "Training prompts per suite task (data=builtin).")
+    self_distill: bool = _f(True, "Replace the responses with the base model's own greedy outputs (what greedy "
+                                  "acceptance verifies against), cached in RUN/self_distill.jsonl.")
+    gen_len: int = _f(64, "Max new tokens when self-distilling responses.")
+    gen_batch_size: int = _f(64, "Prompts decoded together when self-distilling.")
+    # -- estimates
+    topk: int = _f(4, "k of the per-head top-k accuracy (logged; the tree is built from top-1..k).")
+    eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
+                         "per-head top-k accuracy is measured at save points and at the end (saved to final/, "
+                         "builds the tree at export; 0 = none: the tree is the top-1 chain).")
+    tree_nodes: int = _f(32, "Node budget of the candidate tree built at export (excluding the root).")
+    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+
+    def resolved_dropout(self) -> float:
+        return (0.2 if self.variant == "hydra++" else 0.0) if self.dropout is None else self.dropout
+
+    def resolved_loss(self) -> str:
+        return ("distill" if self.variant == "hydra++" else "ce") if self.loss == "auto" else self.loss
+
+    def validate(self) -> None:
+        super().validate()
+
+        def bad(key, msg):
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+        if self.variant not in VARIANTS:
+            bad("variant", f"choose one of {', '.join(VARIANTS)}")
+        if self.num_heads < 1:
+            bad("num_heads", "must be >= 1")
+        if self.num_layers < 1:
+            bad("num_layers", "must be >= 1 (the first layer reads the concatenated head input)")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            bad("dropout", "must be in [0, 1) (or unset for the variant default)")
+        if self.data != "builtin" and not self.data.endswith(".jsonl"):
+            bad("data", "use builtin or a path ending in .jsonl")
+        if self.tasks and self.data != "builtin":
+            bad("tasks", "only applies to data=builtin")
+        for key in ("n_per_task", "gen_len", "gen_batch_size", "topk", "tree_nodes"):
+            if getattr(self, key) < 1:
+                bad(key, "must be >= 1")
+        if self.eval_n < 0:
+            bad("eval_n", "must be >= 0")

@@ -1,0 +1,186 @@
+"""Hydra draft heads: sequentially dependent heads over a frozen AR base (Hydra, Hydra++).
+
+Head k (k = 1..K) predicts token t+k+1 from the base's last hidden state h_t *and* the
+embeddings of the tokens already drafted, x_{t+1..t+k}:
+
+    y = h_t + SiLU(W_in · concat(h_t, E(x_{t+1}), ..., E(x_{t+k})))      (W_in zero-init)
+    y = y + SiLU(W_j y)   for the remaining L-1 residual layers          (zero-init)
+    logits = W_vocab y + b                                                (from the base lm_head, bias 0)
+
+Zero-initialised residuals make every head start as the base's own next-token predictor,
+as in Medusa. E is the base model's (frozen) input embedding: it is not part of the heads'
+weights, so a checkpoint stays small and always matches its base.
+
+Hydra++ adds a *prefix layer*: one full decoder layer (`LlamaDecoderLayer` built from the
+base config) that attends causally over the base hidden states of the whole context and
+replaces h_t as the heads' input. Its attention and MLP output projections are zero-init,
+so it starts as the identity. At decode time it keeps **its own KV cache** (`PrefixState`):
+after each verification step the hidden states of the newly accepted tokens are pushed
+through it once, so its per-step cost is one layer over ≤ K+1 tokens, not over the context.
+Rows of a batch accept different numbers of tokens; every row appends the same number of
+slots and a key-validity mask hides the unused ones (no per-row ragged cache).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """x + SiLU(W x + b), W zero-init (starts as the identity). Each layer is its own module."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.linear = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return x + self.drop(F.silu(self.linear(x)))
+
+
+class HydraHead(nn.Module):
+    """Head `depth` (1-based): reads h_t and `depth` drafted-token embeddings, returns vocab logits."""
+
+    def __init__(self, hidden: int, vocab: int, depth: int, num_layers: int, dropout: float = 0.0):
+        super().__init__()
+        self.depth = depth
+        self.inp = nn.Linear(hidden * (depth + 1), hidden)
+        nn.init.zeros_(self.inp.weight)
+        nn.init.zeros_(self.inp.bias)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([ResBlock(hidden, dropout) for _ in range(num_layers - 1)])
+        self.lm_head = nn.Linear(hidden, vocab, bias=True)
+
+    def forward(self, h, embs):
+        """h [..., H]; embs [..., depth, H] (E(x_{t+1}), ..., E(x_{t+depth})) -> logits [..., V]."""
+        x = torch.cat([h, embs.flatten(-2)], dim=-1)
+        y = h + self.drop(F.silu(self.inp(x)))
+        for b in self.blocks:
+            y = b(y)
+        return self.lm_head(y)
+
+
+def prefix_layer_config(base_config):
+    """A LlamaConfig carrying the base's width, heads and RoPE (works for Llama/Qwen2/Mistral configs)."""
+    from transformers import LlamaConfig
+    d = base_config.to_dict() if hasattr(base_config, "to_dict") else dict(base_config)
+    keep = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+            "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "rope_theta",
+            "rope_scaling", "vocab_size")
+    cfg = LlamaConfig(**{k: d[k] for k in keep if d.get(k) is not None}, num_hidden_layers=1,
+                      attention_bias=False, mlp_bias=False)
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+class PrefixLayer(nn.Module):
+    """Hydra++'s extra decoder layer over the base hidden states (identity at init)."""
+
+    def __init__(self, base_config):
+        super().__init__()
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+        cfg = prefix_layer_config(base_config)
+        self.layer = LlamaDecoderLayer(cfg, layer_idx=0)
+        self.rotary = LlamaRotaryEmbedding(cfg)
+        for lin in (self.layer.self_attn.o_proj, self.layer.mlp.down_proj):
+            nn.init.zeros_(lin.weight)
+
+    def forward(self, hidden, key_valid, position_ids, past=None):
+        """hidden [B,q,H] (new tokens), key_valid [B,T+q] (cached + new keys), position_ids [B,q].
+
+        Query j attends to valid cached keys and to valid new keys i <= j. Returns [B,q,H].
+        """
+        B, q, _ = hidden.shape
+        T = key_valid.shape[1] - q
+        causal = torch.ones(q, q, dtype=torch.bool, device=hidden.device).tril()
+        allowed = torch.cat([key_valid[:, None, :T].expand(B, q, T),
+                             causal[None] & key_valid[:, None, T:]], dim=2)
+        # a query with nothing to attend (left padding) sees itself, so no row is all -inf
+        diag = torch.zeros(q, T + q, dtype=torch.bool, device=hidden.device)
+        diag[torch.arange(q), T + torch.arange(q)] = True
+        allowed = allowed | diag[None]
+        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
+        mask = mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min)[:, None]
+        pos_emb = self.rotary(hidden, position_ids)
+        return self.layer(hidden, attention_mask=mask, position_ids=position_ids, past_key_values=past,
+                          use_cache=past is not None, position_embeddings=pos_emb)
+
+
+class HydraHeads(nn.Module):
+    """K sequential heads (+ the Hydra++ prefix layer). Holds only trainable weights."""
+
+    def __init__(self, hidden: int, vocab: int, num_heads: int, num_layers: int, dropout: float = 0.0,
+                 prefix_config=None):
+        super().__init__()
+        self.hidden, self.vocab, self.num_layers = hidden, vocab, num_layers
+        self.heads = nn.ModuleList([HydraHead(hidden, vocab, k + 1, num_layers, dropout) for k in range(num_heads)])
+        self.prefix = PrefixLayer(prefix_config) if prefix_config is not None else None
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.heads)
+
+    def init_from_lm_head(self, lm_head: nn.Module):
+        """Copy the base vocab projection into every head (bias starts at the base's, or 0)."""
+        with torch.no_grad():
+            for h in self.heads:
+                h.lm_head.weight.copy_(lm_head.weight)
+                if getattr(lm_head, "bias", None) is not None:
+                    h.lm_head.bias.copy_(lm_head.bias)
+                else:
+                    h.lm_head.bias.zero_()
+
+    def context(self, hidden, valid, position_ids):
+        """Training/full-context view: the heads' h_t for every position ([B,L,H])."""
+        if self.prefix is None:
+            return hidden
+        return self.prefix(hidden, valid, position_ids)
+
+    def teacher_forced_logits(self, ctx, emb):
+        """Logits of every head at every position with the true next tokens as drafted input.
+
+        ctx [B,L,H] (h_t per position), emb [B,L,H] (E(x) per position). Head k at position t reads
+        E(x_{t+1..t+k}) and predicts x_{t+k+1}; returns a list of K tensors [B, L-k-1, V] for
+        t = 0..L-k-2.
+        """
+        L = ctx.shape[1]
+        out = []
+        for k, head in enumerate(self.heads, start=1):
+            n = L - k - 1
+            if n <= 0:
+                out.append(ctx.new_zeros(ctx.shape[0], 0, self.vocab))
+                continue
+            embs = torch.stack([emb[:, j:j + n] for j in range(1, k + 1)], dim=2)  # [B,n,k,H]
+            out.append(head(ctx[:, :n], embs))
+        return out
+
+    def config_dict(self) -> dict:
+        return {"num_heads": self.num_heads, "num_layers": self.num_layers, "hidden_size": self.hidden,
+                "vocab_size": self.vocab, "prefix_layer": self.prefix is not None}
+
+
+class PrefixState:
+    """Hydra++ decode state: the prefix layer's own KV cache and the key-validity mask."""
+
+    def __init__(self, prefix: PrefixLayer):
+        from transformers import DynamicCache
+        self.prefix = prefix
+        self.cache = DynamicCache()
+        self.key_valid = None
+        self.last = None
+        """[B,H]: the prefix layer's output at each row's newest valid token."""
+
+    @torch.no_grad()
+    def push(self, hidden, valid, position_ids):
+        """Append new tokens (hidden [B,q,H], valid [B,q]); updates `last` where a row got one."""
+        kv = valid if self.key_valid is None else torch.cat([self.key_valid, valid], dim=1)
+        out = self.prefix(hidden, kv, position_ids, past=self.cache)
+        self.key_valid = kv
+        has = valid.any(dim=1)
+        idx = (valid.long() * torch.arange(1, valid.shape[1] + 1, device=valid.device)).argmax(dim=1)
+        newest = out[torch.arange(out.shape[0], device=out.device), idx]
+        self.last = newest if self.last is None else torch.where(has[:, None], newest, self.last)
+        return self.last
