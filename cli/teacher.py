@@ -16,18 +16,28 @@ def build(
     kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
-    max_steps: int = typer.Option(4000, help="Upper bound on optimizer steps."),
+    max_steps: int = typer.Option(None, help="Upper bound on optimizer steps (default: 6000 ar, 2500 dllm)."),
+    init_from: Path = typer.Option(None, help="dllm only: AR teacher to start from (default: the built-in AR teacher)."),
     threads: int = typer.Option(1, help="CPU threads (fixed so the build is reproducible)."),
     target: float = typer.Option(0.95, help="Stop once every task's held-out accuracy reaches this."),
 ):
-    """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build)."""
+    """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build).
+
+    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours.
+    """
     if kind not in ("dllm", "ar"):
         fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
     from accel.models.backbone import builtin_dir
     from accel.models.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)
-    cfg = TeacherBuildConfig(kind=kind, seed=seed, max_steps=max_steps, threads=threads, target=target)
+    cfg = TeacherBuildConfig.for_kind(kind, seed=seed, threads=threads, target=target)
+    if max_steps:
+        cfg.max_steps = max_steps
+    if kind == "dllm":
+        cfg.init_from = str(init_from or builtin_dir("ar"))
+        if not (Path(cfg.init_from) / "model.safetensors").exists():
+            fail(f"--init-from {cfg.init_from} has no model.safetensors; build the AR teacher first: accel teacher build ar")
     with user_errors():
         build_teacher(cfg, out, log=typer.echo)
     typer.echo(f"saved {kind} teacher to {out}")

@@ -49,6 +49,16 @@ class TeacherBuildConfig:
     shift_logits: bool = False
     """dLLM only: logits[i-1] predicts token i (Dream convention; natural when starting from an AR model)."""
 
+    @classmethod
+    def for_kind(cls, kind: str, **kw) -> "TeacherBuildConfig":
+        """The settings the shipped teachers were built with."""
+        if kind == "dllm":
+            base = dict(kind="dllm", max_steps=2500, learning_rate=1e-3, warmup_steps=100, shift_logits=True)
+        else:
+            base = dict(kind="ar", max_steps=6000)
+        base.update(kw)
+        return cls(**base)
+
 
 
 
