@@ -26,7 +26,7 @@ def _run(out, nproc, batch, *extra):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     cmd = (launcher if nproc > 1 else [sys.executable]) + [TOY, f"output_dir={out}", *ARGS,
                                                            f"per_device_train_batch_size={batch}", *extra]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)  # first use JIT-builds DeepSpeed's CPU shm op (cached afterwards)
     assert p.returncode == 0, p.stderr[-3000:]
     return load_file(str(Path(out) / "checkpoint-4" / "model.safetensors"))
 
@@ -40,7 +40,6 @@ def test_ddp_two_procs_match_one_proc_double_batch(tmp_path):
     _close(_run(tmp_path / "one", 1, 8), _run(tmp_path / "two", 2, 4))
 
 
-@pytest.mark.slow
 def test_deepspeed_zero2_two_procs_match_one_proc(tmp_path):
     """Slow: the first run builds DeepSpeed's CPU shm-comm extension (minutes on 2 cores)."""
     pytest.importorskip("deepspeed")
