@@ -41,6 +41,6 @@ def test_ddp_two_procs_match_one_proc_double_batch(tmp_path):
 
 
 def test_deepspeed_zero2_two_procs_match_one_proc(tmp_path):
-    """Slow: the first run builds DeepSpeed's CPU shm-comm extension (minutes on 2 cores)."""
+    """The first run on a machine JIT-builds DeepSpeed's CPU shm-comm op (cached in ~/.cache/torch_extensions)."""
     pytest.importorskip("deepspeed")
     _close(_run(tmp_path / "one", 1, 8), _run(tmp_path / "two", 2, 4, "deepspeed=zero2"))
