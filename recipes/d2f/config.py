@@ -1,0 +1,80 @@
+"""Config of `accel distill d2f` (no torch imports: --help and key checks stay instant).
+
+Field names of the data section match dParallel's, so the trajectory step is shared
+(`accel.recipes.dparallel.train.ensure_trajectories`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.trainers.config import ConfigError, TrainConfig, _f
+
+
+@dataclass
+class Config(TrainConfig):
+    output_dir: str = _f("runs/d2f", "Run directory: checkpoints, metrics.jsonl, final/ (merged model), d2f.json.")
+    backbone: str = _f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
+                                       "local HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
+    learning_rate: float = _f(1e-3, "Peak learning rate (paper, 7B/8B LoRA: 1e-5).")
+    max_steps: int = _f(300, "Optimizer steps to train for.")
+    per_device_train_batch_size: int = _f(32, "Trajectories per device per micro-batch.")
+    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
+    weight_decay: float = _f(0.05, "AdamW weight decay (paper: 0.05).")
+    adam_beta1: float = _f(0.9, "AdamW beta1 (paper: 0.9).")
+    adam_beta2: float = _f(0.95, "AdamW beta2 (paper: 0.95).")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (paper: 1.0).")
+    save_steps: int = _f(100, "Checkpoint every N steps (plus a final one).")
+    # -- data (same names as dParallel: the trajectory step is shared)
+    trajectories: str = _f("", "Trajectory dir from `accel data trajectories`; empty = RUN/trajectories, "
+                               "generated with the settings below when missing.")
+    prompts: str = _f("builtin", "Prompt source when generating trajectories: builtin, a .jsonl or an HF dataset dir.")
+    tasks: list[str] = _f([], "Suite tasks to distill on (empty = all); only with prompts=builtin.")
+    n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
+    gen_len: int = _f(64, "Trajectory length in tokens (built-in answers are <= 20 tokens; paper data: up to 512).")
+    block_len: int = _f(16, "D2F block length: noising blocks, block-causal attention and decoding (paper: 16).")
+    traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
+    filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")
+    # -- noising
+    min_ratio: float = _f(0.2, "Lower bound of the first block's mask ratio p0 ~ U(min_ratio, max_ratio).")
+    max_ratio: float = _f(0.7, "Upper bound of p0 and cap of every block's ratio (ratios rise monotonically to it).")
+    # -- parameters (LoRA: the teacher is the same weights with the adapter disabled)
+    lora_r: int = _f(32, "LoRA rank (>= 1: the teacher is the base with the adapter disabled; paper: 32).")
+    lora_alpha: float = _f(32.0, "LoRA alpha (paper: 32).")
+    lora_dropout: float = _f(0.1, "LoRA dropout (paper: 0.1).")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"], "Modules that get LoRA adapters (paper: q,k,v,o; the tiny "
+                                                       "default adds the MLP for capacity).")
+    # -- decoding recorded at export / used by eval (presets: accel.recipes.d2f.decode.PRESETS)
+    tau_add: float = _f(0.1, "Add a new block when the last block's decoded fraction >= tau_add (paper: 0.1).")
+    tau_act: float = _f(0.95, "A block is fully activated when its predecessor's decoded fraction >= tau_act.")
+    tau_conf: float = _f(0.9, "Decode tokens with confidence > tau_conf in every active block.")
+    eval_n: int = _f(0, "Held-out prompts per task decoded with D2F at save points (0 = no eval; builtin only).")
+    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+
+    def validate(self) -> None:
+        super().validate()
+
+        def bad(key, msg):
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+        if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
+            bad("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
+        if not 0 < self.min_ratio <= self.max_ratio <= 1:
+            bad("min_ratio", f"need 0 < min_ratio <= max_ratio ({self.max_ratio}) <= 1")
+        if self.lora_r < 1:
+            bad("lora_r", "D2F needs LoRA (>= 1): the teacher is the same weights with the adapter disabled")
+        if not 0 <= self.lora_dropout < 1:
+            bad("lora_dropout", "must be in [0, 1)")
+        for key in ("tau_add", "tau_act"):
+            if not 0 <= getattr(self, key) <= 1:
+                bad(key, "must be a decoded fraction in [0, 1]")
+        if not 0 <= self.tau_conf <= 1:
+            bad("tau_conf", "must be a probability in [0, 1]")
+        if not 0 <= self.adam_beta1 < 1 or not 0 <= self.adam_beta2 < 1:
+            bad("adam_beta2", "AdamW betas must be in [0, 1)")
+        if self.n_per_task < 1:
+            bad("n_per_task", "must be >= 1")
+        if self.traj_batch_size < 1:
+            bad("traj_batch_size", "must be >= 1")
+        if self.tasks and self.prompts != "builtin":
+            bad("tasks", "only applies to prompts=builtin")

@@ -1,0 +1,55 @@
+"""D2F bench / decode methods from an exported checkpoint.
+
+The baselines (`vanilla`, `fast-dllm`, ...) run on the *undistilled teacher* recorded in the
+checkpoint (block 32, their reference setting); `d2f` runs pipelined decoding with the exact
+block KV cache on the distilled model with the exported block size and thresholds, and
+`d2f-nocache` the same rule without the cache (identical tokens at temperature 0, more compute).
+"""
+from __future__ import annotations
+
+import functools
+
+from accel.recipes.dparallel.inference import OnModel, load_teacher
+
+DEFAULT_METHODS = ["vanilla", "fast-dllm", "d2f"]
+
+
+def distilled_adapter(ckpt, adapter):
+    """The distilled model: the checkpoint's own model (merged) or the teacher + its adapters."""
+    import copy
+    import dataclasses
+    if ckpt.accel["d2f"].get("format", "merged") == "merged":
+        return adapter
+    from accel.trainers.lora import load_adapter, merge_lora
+    model = merge_lora(load_adapter(copy.deepcopy(adapter.model), ckpt.path)).eval()
+    return dataclasses.replace(adapter, model=model, source=str(ckpt.path))
+
+
+def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache=True):
+    from accel.recipes.d2f.decode import generate_d2f
+    return generate_d2f(adapter, prompts, gen_len=gen_len, block_len=block_len, tau_add=tau_add, tau_act=tau_act,
+                        tau_conf=tau_conf, cache=cache)
+
+
+def bench_methods(ckpt, adapter) -> dict:
+    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: teacher baselines + the distilled rows."""
+    from accel.decoding.checkpoint import CheckpointError
+    from accel.decoding.methods import get_method
+    s = ckpt.accel.get("d2f")
+    if not s:
+        raise CheckpointError(f"{ckpt.path} has no \"d2f\" section; re-export it with `accel export RUN --out DIR`")
+    blk = int(s["block_len"])
+    taus = {k: float(s[k]) for k in ("tau_add", "tau_act", "tau_conf")}
+    fmt = s.get("format", "merged")
+    student = distilled_adapter(ckpt, adapter)
+    teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
+    out = {}
+    for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual"):
+        m = get_method(name, "dllm")
+        out[name] = OnModel(m, teacher, m.block_len, f"{m.help} (undistilled teacher)")
+    desc = ", ".join(f"{k} {v}" for k, v in taus.items())
+    for name, cache in (("d2f", True), ("d2f-nocache", False)):
+        fn = functools.partial(_d2f, block_len=blk, cache=cache, **taus)
+        out[name] = OnModel(fn, student, blk, f"D2F pipelined decoding, block {blk}, {desc}"
+                                              + (", exact block KV cache" if cache else ", no cache"))
+    return out

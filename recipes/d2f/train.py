@@ -1,0 +1,103 @@
+"""`accel distill d2f`: Discrete Diffusion Forcing — asymmetric distillation of a dLLM into a
+block-causal student that decodes blocks in a pipeline with an exact KV cache (ALGORITHMS.md).
+
+Pipeline: teacher trajectories (shared with dParallel: `accel.recipes.dparallel.train.
+ensure_trajectories`, generated into RUN/trajectories when `trajectories` is empty) → LoRA
+training with the D2F loss (`loss.py`: block-causal student vs the same weights with the adapter
+disabled under full attention) through `fit` (DeepSpeed via `deepspeed=zero2`; AdamW
+β=(0.9, 0.95), wd 0.05, clip 1.0) → ``RUN/final/``: the merged HF model (adapters kept in
+final/adapter) and ``RUN/d2f.json`` with what export needs (teacher, block size, thresholds).
+
+Choices the paper leaves open at this scale: the training text is the teacher's own decodes
+(self-distillation data; the paper used an SFT set), gen_len 64 since built-in answers are
+≤ 20 tokens, LoRA also on the MLP and lr 1e-3 for a 1M-parameter model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.d2f.config import Config
+
+SETTINGS_FILE = "d2f.json"
+
+
+def evaluate(adapter, n: int, gen_len: int, block_len: int, tau_add: float, tau_act: float, tau_conf: float,
+             tasks=None) -> dict:
+    """Accuracy and mean NFE of D2F pipelined decoding on n test prompts per task."""
+    from accel.data.tasks import resolve_tasks, score, test_split
+    from accel.data.tokenizer import chat_prompt_ids
+    from accel.recipes.d2f.decode import generate_d2f
+    model = adapter.model
+    was = model.training
+    model.eval()
+    correct = total = nfe = 0
+    try:
+        for t in resolve_tasks(tasks):
+            exs = test_split(t, n)
+            res = generate_d2f(adapter, [chat_prompt_ids(adapter.tokenizer, e["prompt"]) for e in exs],
+                               gen_len=gen_len, block_len=block_len, tau_add=tau_add, tau_act=tau_act,
+                               tau_conf=tau_conf)
+            correct += sum(bool(score(e, txt)) for e, txt in zip(exs, res.texts))
+            total += len(exs)
+            nfe += sum(res.nfe)
+    finally:
+        model.train(was)
+    return {"accuracy": correct / total, "nfe": nfe / total}
+
+
+def run(cfg: Config) -> Path:
+    import dataclasses
+
+    import torch
+
+    from accel.cli.common import UserError
+    from accel.data.trajectories import load_trajectories
+    from accel.recipes.d2f.loss import make_loss
+    from accel.recipes.dparallel.loss import make_collator
+    from accel.recipes.dparallel.train import ensure_trajectories
+    from accel.recipes.sft.train import load_model, save_final
+    from accel.trainers.lora import apply_lora
+    from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
+    from accel.trainers.trainer import fit
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, "d2f")
+    adapter = load_model(cfg)
+    if adapter.kind != "dllm" or adapter.mask_id is None:
+        raise UserError(f"backbone={cfg.backbone}: D2F distills a diffusion LM (with a mask token); "
+                        "this is an AR model — use builtin:dllm, LLaDA or Dream")
+    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    gen_len, block_len = int(meta["gen_len"]), cfg.block_len
+    if gen_len % block_len:
+        raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={block_len}; "
+                        "set block_len to a divisor or regenerate them")
+    model = adapter.model
+    model.train()
+    model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+
+    eval_fn = None
+    if cfg.eval_n > 0 and cfg.prompts == "builtin":
+        def eval_fn(m):
+            return evaluate(dataclasses.replace(adapter, model=m), cfg.eval_n, gen_len, block_len, cfg.tau_add,
+                            cfg.tau_act, cfg.tau_conf, cfg.tasks or None)
+
+    loss_fn = make_loss(adapter, block_len, cfg.min_ratio, cfg.max_ratio)
+    res = fit(cfg, model, loss_fn, ds, data_collator=make_collator(adapter, gen_len), eval_fn=eval_fn)
+    if is_rank0():
+        save_final(model, adapter.tokenizer, run_dir / "final", lora=True)
+        teacher = cfg.backbone
+        if not teacher.startswith(("builtin:", "random:")):
+            teacher = str(Path(teacher).expanduser().resolve())
+        settings = {"teacher": teacher, "family": adapter.family, "seed": cfg.seed, "lora_r": cfg.lora_r,
+                    "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
+                    "lora_target_modules": list(cfg.lora_target_modules), "block_len": block_len,
+                    "tau_add": cfg.tau_add, "tau_act": cfg.tau_act, "tau_conf": cfg.tau_conf,
+                    "min_ratio": cfg.min_ratio, "max_ratio": cfg.max_ratio, "train_gen_len": gen_len,
+                    "steps": res.global_step,
+                    "trajectories": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "n_prompts",
+                                                              "n_kept", "teacher_accuracy")},
+                    "final_metrics": res.metrics}
+        write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
+    return run_dir
