@@ -36,7 +36,7 @@ def learn2pd_oracle(
     with user_errors():
         from accel.models.backbone import load_backbone
         from accel.recipes.learn2pd import oracle
-        from accel.recipes.learn2pd.train import device_of
+        from accel.models.backbone import device_of
         rows = oracle.load_prompts(prompts, tasks, n_per_task, seed)
         adapter = load_backbone(backbone, trust_remote_code=trust_remote_code, device=device_of(device))
         if adapter.kind != "dllm":

@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from accel.trainers.checkpoint import fsync_dir
+
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 
@@ -153,13 +155,13 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
         for name, data in (extra_files or {}).items():
             _write(tmp / name, data.encode() if isinstance(data, str) else data)
         _write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(old)
         tmp.rename(out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -192,14 +194,3 @@ def _fsync(path: Path):
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path):
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -65,6 +65,19 @@ class Adapter:
         return logits, out
 
 
+def backbone_ref(target: str) -> str:
+    """builtin:* as is; a directory as an absolute path (a checkpoint must find it from anywhere)."""
+    return target if target.startswith("builtin:") else str(Path(target).expanduser().resolve())
+
+
+def device_of(name: str) -> str:
+    """'auto' → cuda when available, else cpu; anything else as given."""
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def _read_config(path: Path) -> dict:
     cfg_file = path / "config.json"
     if not path.exists():

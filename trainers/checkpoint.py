@@ -27,10 +27,11 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(root))
+        fsync_dir(Path(root))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a crash (best effort where unsupported)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -94,7 +95,7 @@ def publish(staged: Path, run_dir: str | Path, step: int) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(staged, dst)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
     try:
         staged.parent.rmdir()  # the staging dir, once empty
     except OSError:

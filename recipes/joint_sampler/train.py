@@ -12,23 +12,13 @@ import json
 from pathlib import Path
 
 from accel.recipes.joint_sampler.config import Config
+from accel.models.backbone import backbone_ref, device_of
 from accel.trainers.config import ConfigError
 
 SAMPLER_FILE = "sampler.safetensors"
 SETTINGS_FILE = "joint_sampler.json"
 METRICS_FILE = "joint_metrics.json"
 
-
-def backbone_ref(target: str) -> str:
-    """builtin:* as is; a directory as an absolute path (the checkpoint must find it from anywhere)."""
-    return target if target.startswith("builtin:") else str(Path(target).expanduser().resolve())
-
-
-def device_of(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def load_frozen(cfg: Config):

@@ -14,23 +14,13 @@ import json
 from pathlib import Path
 
 from accel.recipes.learn2pd.config import Config
+from accel.models.backbone import backbone_ref, device_of
 from accel.trainers.config import ConfigError
 
 FILTER_FILE = "filter.safetensors"
 SETTINGS_FILE = "learn2pd.json"
 METRICS_FILE = "filter_metrics.json"
 
-
-def backbone_ref(target: str) -> str:
-    """builtin:* as is; a directory as an absolute path (the checkpoint must find it from anywhere)."""
-    return target if target.startswith("builtin:") else str(Path(target).expanduser().resolve())
-
-
-def device_of(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def ensure_oracle(cfg: Config, progress: bool = True) -> Path:
