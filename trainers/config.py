@@ -83,3 +83,15 @@ class TrainConfig:
 
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero2-offload")
 """Short names of the DeepSpeed JSONs shipped in accel/trainers/deepspeed/."""
+
+
+@dataclass
+class TrajectoryDataConfig:
+    """Fields of the teacher-trajectory step shared by the distillation recipes (dParallel, D2F)."""
+    trajectories: str = _f("", "Trajectory dir from `accel data trajectories`; empty = RUN/trajectories, "
+                               "generated with the settings below when missing.")
+    prompts: str = _f("builtin", "Prompt source when generating trajectories: builtin, a .jsonl or an HF dataset dir.")
+    tasks: list[str] = _f([], "Suite tasks to distill on (empty = all); only with prompts=builtin.")
+    n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
+    traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
+    filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")

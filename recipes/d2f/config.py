@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f
 
 
 @dataclass
-class Config(TrainConfig):
+class Config(TrajectoryDataConfig, TrainConfig):
     output_dir: str = _f("runs/d2f", "Run directory: checkpoints, metrics.jsonl, final/ (merged model), d2f.json.")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
                                        "local HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
@@ -25,16 +25,9 @@ class Config(TrainConfig):
     adam_beta2: float = _f(0.95, "AdamW beta2 (paper: 0.95).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (paper: 1.0).")
     save_steps: int = _f(100, "Checkpoint every N steps (plus a final one).")
-    # -- data (same names as dParallel: the trajectory step is shared)
-    trajectories: str = _f("", "Trajectory dir from `accel data trajectories`; empty = RUN/trajectories, "
-                               "generated with the settings below when missing.")
-    prompts: str = _f("builtin", "Prompt source when generating trajectories: builtin, a .jsonl or an HF dataset dir.")
-    tasks: list[str] = _f([], "Suite tasks to distill on (empty = all); only with prompts=builtin.")
-    n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
+    # -- data (the trajectory fields come from TrajectoryDataConfig, shared with dParallel)
     gen_len: int = _f(64, "Trajectory length in tokens (built-in answers are <= 20 tokens; paper data: up to 512).")
     block_len: int = _f(16, "D2F block length: noising blocks, block-causal attention and decoding (paper: 16).")
-    traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
-    filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")
     # -- noising
     min_ratio: float = _f(0.2, "Lower bound of the first block's mask ratio p0 ~ U(min_ratio, max_ratio).")
     max_ratio: float = _f(0.7, "Upper bound of p0 and cap of every block's ratio (ratios rise monotonically to it).")

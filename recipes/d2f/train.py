@@ -49,30 +49,16 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, tau_add: float, tau_
 def run(cfg: Config) -> Path:
     import dataclasses
 
-    import torch
-
-    from accel.cli.common import UserError
-    from accel.data.trajectories import load_trajectories
     from accel.recipes.d2f.loss import make_loss
     from accel.recipes.dparallel.loss import make_collator
-    from accel.recipes.dparallel.train import ensure_trajectories
-    from accel.recipes.sft.train import load_model, save_final
+    from accel.recipes.dparallel.train import setup_distillation
+    from accel.recipes.sft.train import save_final
     from accel.trainers.lora import apply_lora
-    from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
+    from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(cfg, "d2f")
-    adapter = load_model(cfg)
-    if adapter.kind != "dllm" or adapter.mask_id is None:
-        raise UserError(f"backbone={cfg.backbone}: D2F distills a diffusion LM (with a mask token); "
-                        "this is an AR model — use builtin:dllm, LLaDA or Dream")
-    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    run_dir, adapter, ds, meta = setup_distillation(cfg, "d2f")
     gen_len, block_len = int(meta["gen_len"]), cfg.block_len
-    if gen_len % block_len:
-        raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={block_len}; "
-                        "set block_len to a divisor or regenerate them")
     model = adapter.model
     model.train()
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)

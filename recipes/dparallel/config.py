@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f
 
 
 @dataclass
-class Config(TrainConfig):
+class Config(TrajectoryDataConfig, TrainConfig):
     output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
                                        "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
@@ -18,15 +18,8 @@ class Config(TrainConfig):
     warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
     save_steps: int = _f(50, "Checkpoint every N steps (plus a final one).")
     # -- data
-    trajectories: str = _f("", "Trajectory dir from `accel data trajectories`; empty = RUN/trajectories, "
-                               "generated with the settings below when missing.")
-    prompts: str = _f("builtin", "Prompt source when generating trajectories: builtin, a .jsonl or an HF dataset dir.")
-    tasks: list[str] = _f([], "Suite tasks to distill on (empty = all); only with prompts=builtin.")
-    n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
     gen_len: int = _f(64, "Trajectory length in tokens (paper: 256; built-in answers are <= 20 tokens).")
     block_len: int = _f(32, "Semi-AR block length (trajectories, loss blocks and decoding).")
-    traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
-    filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")
     canvas_lens: list[int] = _f([64, 256], "Response canvas lengths drawn per step (multiples of block_len, >= "
                                            "gen_len): the tail past the trajectory is all [MASK], no loss, so the "
                                            "student sees the canvas it will decode (gen 256); [] = gen_len only.")

@@ -26,6 +26,34 @@ def trajectory_dir(cfg: Config, run_dir: Path) -> Path:
     return Path(cfg.trajectories).expanduser() if cfg.trajectories else run_dir / "trajectories"
 
 
+def setup_distillation(cfg, recipe: str):
+    """Run dir, dLLM adapter and teacher trajectories for a distillation recipe (dParallel, D2F).
+
+    Returns (run_dir, adapter, dataset, meta); fails with a UserError on an AR backbone or
+    trajectories whose length is not a multiple of cfg.block_len.
+    """
+    import torch
+
+    from accel.cli.common import UserError
+    from accel.data.trajectories import load_trajectories
+    from accel.recipes.sft.train import load_model
+    from accel.trainers.rundir import prepare_run_dir
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, recipe)
+    adapter = load_model(cfg)
+    if adapter.kind != "dllm" or adapter.mask_id is None:
+        raise UserError(f"backbone={cfg.backbone}: {recipe} distills a diffusion LM (with a mask token); "
+                        "this is an AR model — use builtin:dllm, LLaDA or Dream")
+    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    gen_len = int(meta["gen_len"])
+    if gen_len % cfg.block_len:
+        raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={cfg.block_len}; "
+                        "set block_len to a divisor or regenerate them")
+    return run_dir, adapter, ds, meta
+
+
 def ensure_trajectories(cfg: Config, adapter, run_dir: Path) -> Path:
     """The trajectory dir, generated (resumably) on rank 0 when missing; other ranks wait for it."""
     from accel.data.trajectories import TrajectoryError, generate_trajectories, is_complete, load_prompts
@@ -73,27 +101,14 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, ta
 def run(cfg: Config) -> Path:
     import dataclasses
 
-    import torch
-
     from accel.cli.common import UserError
-    from accel.data.trajectories import load_trajectories
     from accel.recipes.dparallel.loss import default_entropy_weight, make_collator, make_loss
-    from accel.recipes.sft.train import load_model, save_final
-    from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
+    from accel.recipes.sft.train import save_final
+    from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(cfg, "dparallel")
-    adapter = load_model(cfg)
-    if adapter.kind != "dllm" or adapter.mask_id is None:
-        raise UserError(f"backbone={cfg.backbone}: dParallel distills a diffusion LM (with a mask token); "
-                        "this is an AR model — use builtin:dllm, LLaDA or Dream")
-    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    run_dir, adapter, ds, meta = setup_distillation(cfg, "dparallel")
     gen_len, block_len = int(meta["gen_len"]), cfg.block_len
-    if gen_len % block_len:
-        raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={block_len}; "
-                        "set block_len to a divisor or regenerate them")
     lam = default_entropy_weight(adapter.family) if cfg.entropy_weight is None else cfg.entropy_weight
 
     model = adapter.model
