@@ -70,7 +70,9 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
             run_dir = train.run(cfg)
     except TrainingError as e:
         fail(str(e), code=1)
-    typer.echo(f"run dir: {run_dir}")
+    from accel.trainers.rundir import is_rank0
+    if is_rank0():
+        typer.echo(f"run dir: {run_dir}")
 
 
 def _make_command(group: str, entry):
