@@ -49,6 +49,29 @@ def argmax_prob_entropy_ref(logits: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 if triton is not None:
     @triton.jit
+    def online_argmax_entropy_step(x, idx, inb, V, m, best, S, T):
+        """One vocabulary chunk of the online pass: running max m, argmax best, S = sum exp(x - m),
+        T = sum exp(x - m) * (x - m); entropy = log S - T / S at the end. Shared by the fused kernels."""
+        NEG_INF: tl.constexpr = float("-inf")
+        cmax = tl.max(x, axis=0)
+        # lowest index attaining the chunk max (V is used as "none")
+        cidx = tl.min(tl.where((x == cmax) & inb, idx, V), axis=0).to(tl.int64)
+        best = tl.where(cmax > m, cidx, best)  # strict: an earlier chunk keeps ties
+        m_new = tl.maximum(m, cmax)
+        # rescale old sums to the new max; guard -inf - -inf while everything seen is -inf
+        live = m_new > NEG_INF
+        both = live & (m > NEG_INF)
+        d = tl.where(both, m, 0.0) - tl.where(both, m_new, 0.0)
+        alpha = tl.exp(d)
+        T = alpha * (T + d * S)
+        S = alpha * S
+        z = tl.where(x > NEG_INF, x - tl.where(live, m_new, 0.0), 0.0)
+        e = tl.where(x > NEG_INF, tl.exp(z), 0.0)
+        S += tl.sum(e, axis=0)
+        T += tl.sum(e * z, axis=0)
+        return m_new, best, S, T
+
+    @triton.jit
     def _ape_kernel(x_ptr, ids_ptr, prob_ptr, ent_ptr, V, stride_row, BLOCK_V: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         base = x_ptr + row * stride_row
@@ -63,24 +86,7 @@ if triton is not None:
             idx = start + offs
             inb = idx < V
             x = tl.load(base + idx, mask=inb, other=NEG_INF).to(tl.float32)
-            cmax = tl.max(x, axis=0)
-            # lowest index attaining the chunk max (V is used as "none")
-            cidx = tl.min(tl.where((x == cmax) & inb, idx, V), axis=0).to(tl.int64)
-            take = cmax > m  # strict: an earlier chunk keeps ties
-            best = tl.where(take, cidx, best)
-            m_new = tl.maximum(m, cmax)
-            # rescale old sums to the new max; guard -inf - -inf while everything seen is -inf
-            live = m_new > NEG_INF
-            both = live & (m > NEG_INF)
-            d = tl.where(both, m, 0.0) - tl.where(both, m_new, 0.0)
-            alpha = tl.exp(d)
-            T = alpha * (T + d * S)
-            S = alpha * S
-            z = tl.where(x > NEG_INF, x - tl.where(live, m_new, 0.0), 0.0)
-            e = tl.where(x > NEG_INF, tl.exp(z), 0.0)
-            S += tl.sum(e, axis=0)
-            T += tl.sum(e * z, axis=0)
-            m = m_new
+            m, best, S, T = online_argmax_entropy_step(x, idx, inb, V, m, best, S, T)
         dead = m == NEG_INF
         S_safe = tl.where(dead, 1.0, S)
         prob = tl.where(dead, 0.0, 1.0 / S_safe)

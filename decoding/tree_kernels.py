@@ -29,6 +29,8 @@ try:
     import triton.language as tl
 except ImportError:  # pragma: no cover - only without triton
     triton = None
+else:
+    from accel.decoding.kernels import online_argmax_entropy_step
 
 
 def node_accept_ref(logits, cand, parent, mode: str, temperature: float = 1.0, eps: float = 0.09,
@@ -85,21 +87,7 @@ if triton is not None:
                 idx = start + offs
                 inb = idx < V
                 x = tl.load(base + idx, mask=inb, other=NEG_INF).to(tl.float32) * inv_t
-                cmax = tl.max(x, axis=0)
-                cidx = tl.min(tl.where((x == cmax) & inb, idx, V), axis=0).to(tl.int64)
-                best = tl.where(cmax > m, cidx, best)
-                m_new = tl.maximum(m, cmax)
-                live = m_new > NEG_INF
-                both = live & (m > NEG_INF)
-                d = tl.where(both, m, 0.0) - tl.where(both, m_new, 0.0)
-                a = tl.exp(d)
-                T = a * (T + d * S)
-                S = a * S
-                z = tl.where(x > NEG_INF, x - tl.where(live, m_new, 0.0), 0.0)
-                e = tl.where(x > NEG_INF, tl.exp(z), 0.0)
-                S += tl.sum(e, axis=0)
-                T += tl.sum(e * z, axis=0)
-                m = m_new
+                m, best, S, T = online_argmax_entropy_step(x, idx, inb, V, m, best, S, T)
             tl.store(amax_ptr + b * N1 + n, best)
             tl.store(lse_ptr + b * N1 + n, m + tl.log(S))
             ent = tl.log(S) - T / S
