@@ -35,7 +35,9 @@ def command(
                                           "256 for real backbones."),
     block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of the dLLM baseline "
                                             "methods (default 32)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Prompts decoded together (left-padded)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts decoded together (left-padded). "
+                                             "Default 32; Medusa/Hydra checkpoints: 1, the single-stream latency "
+                                             "regime draft heads are for."),
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value, applied to every "
                                             "selected baseline method that has it (e.g. threshold=0.8, "
                                             "cache=prefix, temperature=0.7, seed=1)."),

@@ -16,14 +16,14 @@ def build(
     kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
-    max_steps: int = typer.Option(None, help="Upper bound on optimizer steps (default: 6000 ar, 2500 dllm)."),
+    max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 2500 + 3000)."),
     init_from: Path = typer.Option(None, help="dllm only: AR teacher to start from (default: the built-in AR teacher)."),
     threads: int = typer.Option(1, help="CPU threads (fixed so the build is reproducible)."),
     target: float = typer.Option(0.95, help="Stop once every task's held-out accuracy reaches this."),
 ):
     """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build).
 
-    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours.
+    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours, then runs a second, lower-LR stage weighted towards its hardest tasks. Stage outputs and resumable state live in OUT.work/.
     """
     if kind not in ("dllm", "ar"):
         fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
@@ -31,15 +31,20 @@ def build(
     from accel.models.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)
-    cfg = TeacherBuildConfig.for_kind(kind, seed=seed, threads=threads, target=target)
-    if max_steps:
-        cfg.max_steps = max_steps
-    if kind == "dllm":
-        cfg.init_from = str(init_from or builtin_dir("ar"))
-        if not (Path(cfg.init_from) / "model.safetensors").exists():
-            fail(f"--init-from {cfg.init_from} has no model.safetensors; build the AR teacher first: accel teacher build ar")
+    stages = TeacherBuildConfig.stages_for(kind, seed=seed, threads=threads, target=target)
+    prev = str(init_from or builtin_dir("ar")) if kind == "dllm" else ""
+    if prev and not (Path(prev) / "model.safetensors").exists():
+        fail(f"--init-from {prev} has no model.safetensors; build the AR teacher first: accel teacher build ar")
     with user_errors():
-        build_teacher(cfg, out, log=typer.echo)
+        for i, cfg in enumerate(stages, 1):
+            if max_steps:
+                cfg.max_steps = max_steps
+            cfg.init_from = prev
+            stage_out = out if i == len(stages) else Path(str(out) + ".work") / f"stage{i}"
+            if len(stages) > 1:
+                typer.echo(f"stage {i}/{len(stages)} -> {stage_out}")
+            build_teacher(cfg, stage_out, log=typer.echo)
+            prev = str(stage_out)
     typer.echo(f"saved {kind} teacher to {out}")
 
 

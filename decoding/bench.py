@@ -45,6 +45,8 @@ class Target:
     recipe_methods: dict[str, Callable] = field(default_factory=dict)
     """Methods a checkpoint's recipe provides (empty for plain models)."""
     checkpoint: object = None
+    default_batch_size: int = 0
+    """The recipe's bench batch size when --batch-size is not given (0: DEFAULT_BATCH_SIZE)."""
 
     @property
     def kind(self) -> str:
@@ -109,7 +111,8 @@ def load_target(spec: str, trust_remote_code: bool = False, device: str | None =
         adapter = load_backbone(ckpt.backbone_target(), trust_remote_code=trust_remote_code, device=device)
         methods = dict(inference.bench_methods(ckpt, adapter))
         return Target(spec=spec, adapter=adapter, default_methods=list(inference.DEFAULT_METHODS),
-                      recipe_methods=methods, checkpoint=ckpt)
+                      recipe_methods=methods, checkpoint=ckpt,
+                      default_batch_size=getattr(inference, "DEFAULT_BATCH_SIZE", 0))
     adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device)
     return Target(spec=spec, adapter=adapter, default_methods=list(DEFAULT_METHODS[adapter.kind]))
 
@@ -215,7 +218,7 @@ def _texts(adapter, res) -> list[str]:
 
 
 def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None = None,
-              limit: int | None = None, gen_len: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+              limit: int | None = None, gen_len: int | None = None, batch_size: int | None = None,
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
               device: str | None = None) -> dict:
@@ -229,10 +232,11 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
 
     if limit is not None and limit < 1:
         raise BenchError(f"--limit must be >= 1 (got {limit})")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
     task_names = resolve_tasks(tasks)
     main = target if isinstance(target, Target) else load_target(target, trust_remote_code, device)
+    batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or default_gen_len(main.adapter)
     if limit is None:
         limit = default_limit(gen_len, main.adapter)

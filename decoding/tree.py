@@ -84,6 +84,14 @@ class TreeSpec:
         return cls([(0,) * d for d in range(1, depth + 1)])
 
     def buffers(self, device=None) -> TreeBuffers:
+        """The tree's index tensors on `device`, built once per device (decoders ask every call)."""
+        key = str(torch.device(device)) if device is not None else "cpu"
+        cache = self.__dict__.setdefault("_buffers", {})
+        if key not in cache:
+            cache[key] = self._build_buffers(device)
+        return cache[key]
+
+    def _build_buffers(self, device=None) -> TreeBuffers:
         n = self.num_nodes + 1
         index = {p: i + 1 for i, p in enumerate(self.paths)}
         parent = [0] * n

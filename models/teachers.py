@@ -45,19 +45,57 @@ class TeacherBuildConfig:
     threads: int = 1
     train_per_task: int = 20000
     init_from: str = ""
-    """dLLM only: AR teacher directory to start from (with shift_logits, Dream-style AR→diffusion adaptation)."""
+    """dLLM only: directory to start from: the AR teacher (with shift_logits, Dream-style AR→diffusion
+    adaptation) for stage one, the previous stage's output after that."""
     shift_logits: bool = False
     """dLLM only: logits[i-1] predicts token i (Dream convention; natural when starting from an AR model)."""
+    attention_anneal_steps: int = 0
+    """dLLM only: over the first N steps, future keys become visible with probability rising
+    linearly from 0 to 1 (DiffuLLaMA's attention-mask annealing), so an AR-initialised model
+    keeps its left-to-right circuits (e.g. carried digits) while it learns bidirectional attention."""
+    task_weights: str = ""
+    """'task=w,...': train examples of a task drawn w times as often (integer w; default 1)."""
 
     @classmethod
     def for_kind(cls, kind: str, **kw) -> "TeacherBuildConfig":
         """The settings the shipped teachers were built with."""
         if kind == "dllm":
-            base = dict(kind="dllm", max_steps=2500, learning_rate=1e-3, warmup_steps=100, shift_logits=True)
+            base = dict(kind="dllm", max_steps=3000, learning_rate=1e-3, warmup_steps=100, shift_logits=True,
+                        attention_anneal_steps=1000, task_weights="arith=3,replace=2")
         else:
             base = dict(kind="ar", max_steps=6000)
         base.update(kw)
         return cls(**base)
+
+    @classmethod
+    def stages_for(cls, kind: str, **kw) -> list["TeacherBuildConfig"]:
+        """The shipped build, stage by stage (each stage starts from the previous one's output).
+
+        The dLLM gets a second, lower-LR stage weighted towards the tasks that stage one leaves
+        below the bar (arith's carried digits, replace's positional indexing): order-free
+        decoding makes them harder than for the AR teacher, and a fresh cosine cycle on a
+        reweighted mix fixes them faster than one longer run.
+        """
+        first = cls.for_kind(kind, **kw)
+        if kind != "dllm":
+            return [first]
+        second = cls.for_kind(kind, **{**kw, "max_steps": 3000, "learning_rate": 5e-4, "warmup_steps": 50,
+                                       "eval_every": 250, "eval_n": 48, "task_weights": "arith=4,replace=3",
+                                       "attention_anneal_steps": 0})
+        return [first, second]
+
+
+def parse_task_weights(spec: str) -> dict[str, int]:
+    """'arith=4,replace=3' → {'arith': 4, 'replace': 3}, with the task names validated."""
+    from accel.data.tasks import resolve_tasks
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, w = part.partition("=")
+        if not w.strip().isdigit() or int(w) < 1:
+            raise ValueError(f"task_weights entry {part!r} must look like 'task=N' with N a positive integer")
+        (name,) = resolve_tasks([name.strip()])
+        out[name] = int(w)
+    return out
 
 
 
@@ -96,6 +134,15 @@ def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 3
     return inp, ids, valid, masked
 
 
+def annealed_mask(valid, p_future: float, rng: random.Random):
+    """Causal attention plus each future (query, key) pair visible with probability p_future."""
+    import torch
+    B, L = valid.shape
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    future = torch.rand(B, 1, L, L, generator=_gen(rng)) < p_future
+    return (causal[None, None] | future) & valid[:, None, None, :]
+
+
 def _gen(rng):
     import torch
     return torch.Generator().manual_seed(rng.getrandbits(63))
@@ -129,7 +176,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
     import torch
     from safetensors.torch import load_file
 
-    from accel.data.tasks import mixture
+    from accel.data.tasks import generate, mixture
     from accel.data.tokenizer import build_tokenizer
     from accel.decoding.masks import full_mask, position_ids
     from accel.models.backbone import Adapter
@@ -146,10 +193,14 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
         src = Path(cfg.init_from)
         model.load_state_dict(load_file(str(src / "model.safetensors")), strict=False)
         model.tie_weights()
-        log(f"initialised from the AR teacher at {src}")
+        log(f"initialised from {src}")
     model.train()
     log(f"{cfg.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    data = _tokenize_examples(tok, mixture("train", cfg.train_per_task, seed=cfg.seed))
+    examples = mixture("train", cfg.train_per_task, seed=cfg.seed)
+    for task, w in parse_task_weights(cfg.task_weights).items():
+        if w > 1:  # the extra draws are new examples of that task, not repeats
+            examples += generate(task, "train", cfg.train_per_task * w, seed=cfg.seed)[cfg.train_per_task:]
+    data = _tokenize_examples(tok, examples)
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
@@ -184,7 +235,10 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             g["lr"] = lr_at(step)
         if cfg.kind == "dllm":
             inp, tgt, valid, masked = _dllm_batch(batch, tok, rng, mask_id)
-            logits, _ = adapter.dllm_logits(inp, full_mask(valid), position_ids(valid))
+            attn = full_mask(valid)
+            if step < cfg.attention_anneal_steps:
+                attn = annealed_mask(valid, (step + 1) / cfg.attention_anneal_steps, rng)
+            logits, _ = adapter.dllm_logits(inp, attn, position_ids(valid))
             loss = torch.nn.functional.cross_entropy(logits[masked], tgt[masked])
         else:
             ids, valid, labels = _ar_batch(batch, tok)

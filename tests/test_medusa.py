@@ -168,7 +168,8 @@ def test_train_export_formats_and_bench(tmp_path):
 
 
 def test_medusa2_lora_lambda_warmup(tmp_path):
-    run_dir = _train(tmp_path, mode="medusa2", lora_r=2, lambda_warmup_steps=4, learning_rate=1e-3)
+    run_dir = _train(tmp_path, mode="medusa2", lora_r=2, lambda_warmup_steps=4, learning_rate=1e-3,
+                     lambda_heads=0.2)
     rec = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     lams = [r["lambda_heads"] for r in rec if "lambda_heads" in r]
     assert lams == sorted(lams) and lams[0] < lams[-1] <= 0.2 and "lm_loss" in rec[0]

@@ -27,3 +27,38 @@ def test_dllm_starts_from_ar_with_shifted_logits(tmp_path):
     from accel.models.backbone import load_backbone
     a = load_backbone(str(d))
     assert a.kind == "dllm" and a.shift_logits and a.mask_id == a.tokenizer.mask_token_id
+
+
+def test_dllm_build_has_a_reweighted_second_stage():
+    from accel.models.teachers import parse_task_weights
+    s1, s2 = TeacherBuildConfig.stages_for("dllm")
+    assert s2.learning_rate < s1.learning_rate and s1.attention_anneal_steps > 0 == s2.attention_anneal_steps
+    assert parse_task_weights(s2.task_weights)["arith"] > 1
+    assert len(TeacherBuildConfig.stages_for("ar")) == 1
+
+
+def test_task_weights_are_validated():
+    import pytest
+
+    from accel.data.tasks import UnknownTaskError
+    from accel.models.teachers import parse_task_weights
+    assert parse_task_weights(" arith=2, copy=1 ") == {"arith": 2, "copy": 1}
+    with pytest.raises(ValueError, match="task=N"):
+        parse_task_weights("arith=0")
+    with pytest.raises(UnknownTaskError):
+        parse_task_weights("arithm=2")
+
+
+def test_annealed_mask_goes_from_causal_to_bidirectional():
+    import random
+
+    from accel.models.teachers import annealed_mask
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    valid[1, :2] = False  # left padding stays invisible
+    causal = annealed_mask(valid, 0.0, random.Random(0))
+    assert torch.equal(causal[0, 0], torch.ones(6, 6, dtype=torch.bool).tril())
+    full = annealed_mask(valid, 1.0, random.Random(0))
+    assert full[0].all() and not full[1, 0, :, :2].any() and full[1, 0, :, 2:].all()
+    half = annealed_mask(valid, 0.5, random.Random(0))[0, 0]
+    lower = torch.ones(6, 6, dtype=torch.bool).tril()
+    assert half[lower].all() and 0 < half[~lower].sum() < 15

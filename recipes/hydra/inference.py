@@ -9,6 +9,7 @@ column is the same quantity counted by the harness.
 from __future__ import annotations
 
 DEFAULT_METHODS = ["greedy", "hydra"]
+from accel.recipes.medusa.inference import DEFAULT_BATCH_SIZE  # noqa: E402  (same regime as Medusa)
 
 
 class HydraMethod:

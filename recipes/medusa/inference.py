@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 
 DEFAULT_METHODS = ["greedy", "medusa"]
+DEFAULT_BATCH_SIZE = 1
+"""Draft heads trade extra tokens per forward for fewer forwards: a win where a forward costs the
+same for 1 or 25 tokens (single-stream, latency-bound decoding), not at large batch on a CPU."""
 
 
 def load_heads(ckpt):
@@ -31,8 +34,9 @@ def load_heads(ckpt):
 def _medusa(adapter, prompts, gen_len, heads, tree, acceptance="greedy"):
     from accel.decoding.tree import generate_tree
     from accel.recipes.medusa.heads import MedusaDrafter
-    w = next(adapter.model.parameters())
-    heads.to(device=w.device, dtype=w.dtype)
+    w, hw = next(adapter.model.parameters()), next(heads.parameters())
+    if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
+        heads.to(device=w.device, dtype=w.dtype)
     return generate_tree(adapter, MedusaDrafter(heads), tree, prompts, max_new_tokens=gen_len,
                          acceptance=acceptance)
 
