@@ -61,7 +61,7 @@ class TeacherBuildConfig:
         """The settings the shipped teachers were built with."""
         if kind == "dllm":
             base = dict(kind="dllm", max_steps=3000, learning_rate=1e-3, warmup_steps=100, shift_logits=True,
-                        attention_anneal_steps=1000, task_weights="arith=3,replace=2")
+                        attention_anneal_steps=1000, task_weights="arith=3,replace=2", eval_n=48)
         else:
             base = dict(kind="ar", max_steps=6000)
         base.update(kw)
@@ -80,7 +80,7 @@ class TeacherBuildConfig:
         if kind != "dllm":
             return [first]
         second = cls.for_kind(kind, **{**kw, "max_steps": 3000, "learning_rate": 5e-4, "warmup_steps": 50,
-                                       "eval_every": 250, "eval_n": 48, "task_weights": "arith=4,replace=3",
+                                       "eval_every": 250, "eval_n": 48, "task_weights": "arith=6,replace=2",
                                        "attention_anneal_steps": 0})
         return [first, second]
 
@@ -229,7 +229,9 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
     t0 = time.time()
     metrics = open(work_dir / "metrics.jsonl", "a")
     done = False
+    finished = start  # a build resumed after its last step goes straight to saving
     for step in range(start, cfg.max_steps):
+        finished = step + 1
         batch = rng.sample(data, cfg.batch_size)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -271,7 +273,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
                 done = True
                 break
     _save(model, tok, out_dir)
-    (out_dir / "build.json").write_text(json.dumps({"config": asdict(cfg), "finished_step": step + 1,
+    (out_dir / "build.json").write_text(json.dumps({"config": asdict(cfg), "finished_step": finished,
                                                     "stopped_on_target": done}, indent=1))
     return out_dir
 

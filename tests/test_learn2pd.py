@@ -83,6 +83,16 @@ def test_oracle_reproduces_reference_and_labels_are_consistent(adapter, tok):
     assert first[5].all()  # the block starts fully masked
 
 
+def test_oracle_early_exit_keeps_tokens_and_skips_the_padding(adapter, tok):
+    p = ids(tok)
+    ref, _ = oracle.reference_canvas(adapter, p, gen_len=64, block_len=32)
+    ref[:, 5] = adapter.eos_ids[0]  # every answer ends at its 6th token: block 2 is pure padding
+    full = oracle.oracle_decode(adapter, p, 64, 32, reference=ref)
+    early = oracle.oracle_decode(adapter, p, 64, 32, reference=ref, early_exit=True)
+    assert early.tokens == full.tokens and all(len(t) <= 6 for t in early.tokens)
+    assert all(e < f for e, f in zip(early.nfe, full.nfe))  # the padding block costs no forward
+
+
 def test_oracle_labels_match_argmax(adapter, tok):
     """At the first step the label is exactly argmax(logits) == reference, per position."""
     from accel.decoding.dllm import init_canvas
@@ -262,6 +272,12 @@ def test_train_export_bench_round_trip(adapter, tok, tmp_path):
     metrics = json.loads((run_dir / "filter_metrics.json").read_text())
     for k in ("val_precision", "val_recall", "val_fpr", "train_fpr"):
         assert 0.0 <= metrics[k] <= 1.0
+    from accel.recipes.learn2pd.calibrate import TAU_GRID
+    table = metrics["tau_calibration"]  # τ chosen on held-out prompts, the table it chose from
+    assert [r["tau"] for r in table] == sorted(TAU_GRID) and metrics["tau"] in TAU_GRID
+    ok = [r["tau"] for r in table if r["agreement"] >= cfg.calib_min_agreement]
+    assert metrics["tau"] == (ok[0] if ok else max(TAU_GRID))
+    assert json.loads((run_dir / "learn2pd.json").read_text())["tau"] == metrics["tau"]
     assert (run_dir / "oracle" / "oracle_meta.json").exists()
     ckpt = load_checkpoint(export(run_dir, tmp_path / "ckpt", tau=0.9))
     assert ckpt.recipe == "learn2pd" and ckpt.decode["tau"] == 0.9 and ckpt.decode["eotp"] is True

@@ -2,7 +2,7 @@
 
 `oracle` is the extremely-greedy-parallel decoder: it needs the reference (vanilla) decode
 first, and its reported NFE counts only the greedy pass — the lower bound the filter approaches,
-not a usable decoder.
+not a usable decoder. It stops a row at its end token (early exit) like the threshold rows.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _l2p(adapter, prompts, gen_len, filt, tau, eotp, cache=None):
 
 def _oracle(adapter, prompts, gen_len, block_len):
     from accel.recipes.learn2pd.oracle import oracle_decode
-    return oracle_decode(adapter, prompts, gen_len, block_len)
+    return oracle_decode(adapter, prompts, gen_len, block_len, early_exit=True)
 
 
 def bench_methods(ckpt, adapter) -> dict:

@@ -97,8 +97,12 @@ def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len:
 
 
 def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32, reference=None,
-                  record=None):
+                  record=None, early_exit: bool = False):
     """The extremely-greedy-parallel decode; returns a DecodeResult (nfe = greedy pass only).
+
+    early_exit: a row ends once its canvas holds an end token with nothing pending before it
+    (the rule Fast-dLLM's and Learn2PD+EoTP's rows are counted with, so the bench compares
+    like with like); oracle *data* keeps every step (the filter also learns the padding).
 
     record(rows, block, step, conf[b, blk], label[b, blk], masked[b, blk]) is called per step with
     the batch indices of the rows forwarded (CPU tensors).
@@ -141,10 +145,28 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
                 blk[stuck] = r[stuck]
                 x[rows, s:e] = blk
                 pending[rows, s:e] = masked & ~newly & ~stuck[:, None]
+                if early_exit:
+                    _end_rows(x, pending, P, adapter.eos_ids)
                 for i in rows.tolist():
                     nfe[i] += 1
                 step += 1
     return finish(adapter, x, P, nfe)
+
+
+def _end_rows(x, pending, P, eos_ids) -> None:
+    """Rows whose first end token has nothing pending before it: the rest becomes end tokens."""
+    import torch
+    resp, pend = x[:, P:], pending[:, P:]
+    clean = (~pend).long().cumprod(1).bool()  # nothing pending up to and including here
+    is_end = torch.isin(resp, torch.tensor(eos_ids, device=x.device)) & clean
+    has = is_end.any(1)
+    if not has.any():
+        return
+    first = is_end.long().argmax(1)
+    after = torch.arange(resp.shape[1], device=x.device)[None] > first[:, None]
+    tail = after & has[:, None]
+    resp[tail] = eos_ids[0]
+    pend[tail] = False
 
 
 # ---------------------------------------------------------------- dataset

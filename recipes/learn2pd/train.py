@@ -39,6 +39,27 @@ def ensure_oracle(cfg: Config, progress: bool = True) -> Path:
     return out
 
 
+def _calibrate(cfg: Config, filt, val: dict):
+    """τ picked on the held-out prompts (see calibrate.py); logs the table it chose from."""
+    import torch
+
+    from accel.models.backbone import load_backbone
+    from accel.recipes.learn2pd.calibrate import calibrate_tau
+    from accel.recipes.learn2pd.oracle import encode_prompt, load_prompts
+    adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
+    rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
+    idx = torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]
+    ids = [encode_prompt(adapter.tokenizer, rows[i]["prompt"]) for i in idx]
+    with torch.no_grad():
+        tau, table = calibrate_tau(adapter, filt.to(adapter.device), ids, cfg.gen_len, eotp=cfg.eotp,
+                                   min_agreement=cfg.calib_min_agreement)
+    filt.cpu()
+    for r in table:
+        print(f"[learn2pd] tau {r['tau']:<7} agreement {r['agreement']:.3f}  NFE {r['nfe']:.2f}"
+              + ("   <- chosen" if r["tau"] == tau else ""), flush=True)
+    return tau, table
+
+
 class _FullBatch:
     """A one-item dataset whose item is the whole training split (full-batch training through `fit`)."""
 
@@ -82,7 +103,10 @@ def run(cfg: Config) -> Path:
 
     fit(cfg, filt, loss_fn, _FullBatch(train_in), data_collator=lambda xs: xs[0], eval_fn=eval_fn)
     filt = filt.cpu().eval()
-    metrics = {"tau": cfg.tau, **M.classification_metrics(filt, train, cfg.tau, prefix="train_"),
+    calibration = []
+    if cfg.calibrate_tau:
+        cfg.tau, calibration = _calibrate(cfg, filt, val)
+    metrics = {"tau": cfg.tau, "tau_calibration": calibration, **M.classification_metrics(filt, train, cfg.tau, prefix="train_"),
                **M.classification_metrics(filt, val, cfg.tau, prefix="val_"),
                **M.classification_metrics(filt, val, 0.9, prefix="val@0.9_"),
                "train_steps": int(train["conf"].shape[0]), "val_steps": int(val["conf"].shape[0])}
