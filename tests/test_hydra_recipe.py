@@ -27,8 +27,10 @@ def test_config_rejects_bad_values(tmp_path, over, match):
 
 
 def test_variant_defaults(tmp_path):
+    import dataclasses
     c = _cfg(tmp_path)
-    assert (c.variant, c.resolved_loss(), c.resolved_dropout()) == ("hydra++", "distill", 0.2)
+    assert (c.variant, c.resolved_loss(), c.resolved_dropout()) == ("hydra++", "distill", 0.0)
+    assert dataclasses.replace(c, dropout=None).resolved_dropout() == 0.2  # unset: the paper's
     c = _cfg(tmp_path, "variant=hydra")
     assert (c.resolved_loss(), c.resolved_dropout()) == ("ce", 0.0)
     assert _cfg(tmp_path, "variant=hydra", "loss=distill", "dropout=0.1").resolved_dropout() == 0.1

@@ -17,21 +17,23 @@ class Config(TrainConfig):
     variant: str = _f("hydra++", "hydra: sequential heads, CE on the data tokens; hydra++: + a prefix decoder "
                                  "layer over the base hidden states, teacher-distillation loss, dropout.",
                       choices=VARIANTS)
-    num_heads: int = _f(4, "Draft heads K (head k predicts token t+k+1 from h_t and tokens t+1..t+k).")
+    num_heads: int = _f(6, "Draft heads K (head k predicts token t+k+1 from h_t and tokens t+1..t+k).")
     num_layers: int = _f(2, "Residual MLP layers per head (paper: 4 for Hydra++; 2 suits the 128-wide built-in).")
-    dropout: float | None = _f(None, "Dropout in the heads; unset = 0.2 for hydra++ (paper), 0 for hydra.")
+    dropout: float | None = _f(0.0, "Dropout in the heads; unset = the paper's (0.2 for hydra++, 0 for hydra). 0 "
+                                    "by default: the ~1M-parameter heads on the built-in teacher underfit with 0.2 "
+                                    "(2.47 vs 2.79 tokens/forward at 5 vs 6 heads, 1,200 vs 2,400 steps).")
     loss: str = _f("auto", "auto (ce for hydra, distill for hydra++), ce (true next tokens) or distill "
                            "(CE against the base model's softmax).", choices=("auto", "ce", "distill"))
     learning_rate: float = _f(1e-3, "Peak learning rate (paper, Hydra++ on Vicuna-7B: 5e-4).")
     weight_decay: float = _f(0.0, "AdamW weight decay (paper, Hydra++: 0.1).")
     warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
-    max_steps: int = _f(400, "Optimizer steps to train for.")
+    max_steps: int = _f(4800, "Optimizer steps to train for.")
     per_device_train_batch_size: int = _f(32, "Sequences per device per micro-batch.")
-    save_steps: int = _f(100, "Checkpoint every N steps (plus a final one).")
+    save_steps: int = _f(1200, "Checkpoint every N steps (plus a final one).")
     # -- data
     data: str = _f("builtin", "builtin (the synthetic task suite's prompts) or a .jsonl of {prompt, response}.")
     tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")
-    n_per_task: int = _f(512, "Training prompts per suite task (data=builtin).")
+    n_per_task: int = _f(2048, "Training prompts per suite task (data=builtin).")
     self_distill: bool = _f(True, "Replace the responses with the base model's own greedy outputs (what greedy "
                                   "acceptance verifies against), cached in RUN/self_distill.jsonl.")
     gen_len: int = _f(64, "Max new tokens when self-distilling responses.")
