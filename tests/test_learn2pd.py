@@ -93,6 +93,23 @@ def test_oracle_early_exit_keeps_tokens_and_skips_the_padding(adapter, tok):
     assert all(e < f for e, f in zip(early.nfe, full.nfe))  # the padding block costs no forward
 
 
+def test_calibration_picks_the_cheapest_tau_that_keeps_quality(adapter, tok):
+    """A filter whose probability is sigmoid(0) = 0.5 everywhere: every tau > 0.5 is one token per step
+    (the reference), tau 0.5 unmasks everything at once. Without a scorer, agreement decides."""
+    from accel.recipes.learn2pd.calibrate import calibrate_tau
+    p = ids(tok)
+    tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7, 0.9))
+    by = {r["tau"]: r for r in table}
+    assert by[0.7]["agreement"] == by[0.9]["agreement"] == 1.0 and by[0.3]["nfe"] == 1.0
+    assert tau == (0.3 if by[0.3]["agreement"] == 1.0 else 0.7)
+    # with a scorer, the reference's own accuracy is the bar (row tau=1.0 appended)
+    tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7),
+                               scorer=lambda i, text: len(text) % 2 == 0)
+    assert table[-1]["tau"] == 1.0 and tau in (0.3, 0.7)
+    ok = [r["tau"] for r in table[:-1] if r["accuracy"] >= table[-1]["accuracy"]]
+    assert tau == (ok[0] if ok else 0.7)
+
+
 def test_oracle_labels_match_argmax(adapter, tok):
     """At the first step the label is exactly argmax(logits) == reference, per position."""
     from accel.decoding.dllm import init_canvas
@@ -274,8 +291,8 @@ def test_train_export_bench_round_trip(adapter, tok, tmp_path):
         assert 0.0 <= metrics[k] <= 1.0
     from accel.recipes.learn2pd.calibrate import TAU_GRID
     table = metrics["tau_calibration"]  # τ chosen on held-out prompts, the table it chose from
-    assert [r["tau"] for r in table] == sorted(TAU_GRID) and metrics["tau"] in TAU_GRID
-    ok = [r["tau"] for r in table if r["agreement"] >= cfg.calib_min_agreement]
+    assert [r["tau"] for r in table] == sorted(TAU_GRID) + [1.0] and metrics["tau"] in TAU_GRID
+    ok = [r["tau"] for r in table[:-1] if r["accuracy"] >= table[-1]["accuracy"]]  # reference row last
     assert metrics["tau"] == (ok[0] if ok else max(TAU_GRID))
     assert json.loads((run_dir / "learn2pd.json").read_text())["tau"] == metrics["tau"]
     assert (run_dir / "oracle" / "oracle_meta.json").exists()

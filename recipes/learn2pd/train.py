@@ -50,13 +50,21 @@ def _calibrate(cfg: Config, filt, val: dict):
     rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
     idx = torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]
     ids = [encode_prompt(adapter.tokenizer, rows[i]["prompt"]) for i in idx]
+    scorer = None
+    if cfg.prompts == "suite":  # the suite's examples, in load_prompts' order, have answers to score
+        from accel.data.tasks import mixture, resolve_tasks, score
+        names = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+        exs = mixture("train", cfg.n_per_task, resolve_tasks(names), cfg.seed)
+        scorer = lambda i, text: score(exs[idx[i]], text)  # noqa: E731
     with torch.no_grad():
         tau, table = calibrate_tau(adapter, filt.to(adapter.device), ids, cfg.gen_len, eotp=cfg.eotp,
-                                   min_agreement=cfg.calib_min_agreement)
+                                   tolerance=cfg.calib_tolerance, scorer=scorer)
     filt.cpu()
     for r in table:
-        print(f"[learn2pd] tau {r['tau']:<7} agreement {r['agreement']:.3f}  NFE {r['nfe']:.2f}"
-              + ("   <- chosen" if r["tau"] == tau else ""), flush=True)
+        acc = f"accuracy {r['accuracy']:.3f}  " if "accuracy" in r else ""
+        print(f"[learn2pd] tau {r['tau']:<7} {acc}agreement {r['agreement']:.3f}  NFE {r['nfe']:.2f}"
+              + ("   <- chosen" if r["tau"] == tau else "") + ("   (reference)" if r["tau"] == 1.0 else ""),
+              flush=True)
     return tau, table
 
 
