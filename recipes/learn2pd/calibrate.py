@@ -4,7 +4,8 @@ The filter's sigmoid outputs are not calibrated across teachers (the built-in on
 overconfident), so the shipped τ is picked where it matters, in decoding: for each τ of a grid,
 decode the held-out prompts (whose oracle steps the filter never trained on) with Learn2PD and
 compare with the reference one-token-per-step decode. With a scorer (suite prompts: exact match
-or validity) the smallest τ whose accuracy is within `tolerance` of the reference's wins; without
+or validity) the smallest τ whose accuracy is within `tolerance` of the reference's wins (of the
+best τ's, when no τ reaches the reference: a gap that no threshold closes is not τ's); without
 one (user prompts), the smallest τ whose agreement with the reference outputs is within
 `tolerance` of the best agreement on the grid. Agreement alone would be too strict: on tasks
 with several valid answers a batch-size-level numeric difference flips between equally valid
@@ -52,11 +53,11 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
         if scorer:
             row["accuracy"] = acc(txts)
         table.append(row)
-    if scorer:
-        bar = acc(ref_txt) - tolerance
+    if scorer:  # the bar: the reference's accuracy, or the best any tau reaches if that is lower
+        bar = min(acc(ref_txt), max(r["accuracy"] for r in table)) - tolerance
         table.append({"tau": 1.0, "agreement": 1.0, "accuracy": acc(ref_txt), "nfe": float(gen_len)})
         ok = [r for r in table[:-1] if r["accuracy"] >= bar - 1e-9]
     else:
         bar = max(r["agreement"] for r in table) - tolerance
         ok = [r for r in table if r["agreement"] >= bar - 1e-9]
-    return (ok[0]["tau"] if ok else max(grid)), table
+    return ok[0]["tau"], table
