@@ -36,7 +36,9 @@ class Config(TrainConfig):
                                    "within calib_tolerance; others: agreement with its outputs within calib_tolerance "
                                    "of the best tau's). false: ship tau as given.")
     calib_tolerance: float = _f(0.0, "Held-out accuracy (or agreement) the chosen tau may give up.")
-    calib_prompts: int = _f(64, "Held-out prompts decoded per tau when calibrating (from the val split).")
+    calib_per_task: int = _f(24, "Suite prompts: fresh train-split prompts per task (after the oracle's n_per_task) "
+                                 "decoded per tau when calibrating.")
+    calib_prompts: int = _f(64, "Other prompt sources: held-out (val split) prompts decoded per tau when calibrating.")
     eotp: bool = _f(True, "End-of-Text Prediction on by default in the exported checkpoint.")
     learning_rate: float = _f(3e-3, "AdamW learning rate (full batch).")
     max_steps: int = _f(1500, "Full-batch optimizer steps.")
@@ -58,7 +60,9 @@ class Config(TrainConfig):
             raise ConfigError(f"tau={self.tau} must be in (0, 1): it thresholds sigmoid(filter logit)")
         if not 0.0 <= self.calib_tolerance < 1.0:
             raise ConfigError(f"calib_tolerance={self.calib_tolerance} must be in [0, 1)")
-        if self.calibrate_tau and (self.val_fraction <= 0 or self.calib_prompts < 1):
+        if self.calibrate_tau and self.prompts == "suite" and self.calib_per_task < 1:
+            raise ConfigError("calibrate_tau=true needs calib_per_task >= 1 (or set calibrate_tau=false and pick tau)")
+        if self.calibrate_tau and self.prompts != "suite" and (self.val_fraction <= 0 or self.calib_prompts < 1):
             raise ConfigError("calibrate_tau=true needs held-out prompts: val_fraction > 0 and calib_prompts >= 1 "
                               "(or set calibrate_tau=false and pick tau yourself)")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -47,15 +47,18 @@ def _calibrate(cfg: Config, filt, val: dict):
     from accel.recipes.learn2pd.calibrate import calibrate_tau
     from accel.recipes.learn2pd.oracle import encode_prompt, load_prompts
     adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
-    rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
-    idx = torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]
-    ids = [encode_prompt(adapter.tokenizer, rows[i]["prompt"]) for i in idx]
     scorer = None
-    if cfg.prompts == "suite":  # the suite's examples, in load_prompts' order, have answers to score
-        from accel.data.tasks import mixture, resolve_tasks, score
-        names = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
-        exs = mixture("train", cfg.n_per_task, resolve_tasks(names), cfg.seed)
-        scorer = lambda i, text: score(exs[idx[i]], text)  # noqa: E731
+    if cfg.prompts == "suite":  # fresh train-split prompts the oracle never decoded, with answers to score
+        from accel.data.tasks import generate, resolve_tasks, score
+        names = resolve_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
+        exs = [e for t in names for e in generate(t, "train", cfg.n_per_task + cfg.calib_per_task, cfg.seed)
+               [cfg.n_per_task:]]
+        texts = [e["prompt"] for e in exs]
+        scorer = lambda i, text: score(exs[i], text)  # noqa: E731
+    else:  # the val split's prompts (their oracle steps were held out of training)
+        rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
+        texts = [rows[i]["prompt"] for i in torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]]
+    ids = [encode_prompt(adapter.tokenizer, t) for t in texts]
     with torch.no_grad():
         tau, table = calibrate_tau(adapter, filt.to(adapter.device), ids, cfg.gen_len, eotp=cfg.eotp,
                                    tolerance=cfg.calib_tolerance, scorer=scorer)
