@@ -29,11 +29,13 @@ def test_dllm_starts_from_ar_with_shifted_logits(tmp_path):
     assert a.kind == "dllm" and a.shift_logits and a.mask_id == a.tokenizer.mask_token_id
 
 
-def test_dllm_build_has_a_reweighted_second_stage():
+def test_dllm_build_has_reweighted_refinement_stages():
     from accel.models.teachers import parse_task_weights
-    s1, s2 = TeacherBuildConfig.stages_for("dllm")
-    assert s2.learning_rate < s1.learning_rate and s1.attention_anneal_steps > 0 == s2.attention_anneal_steps
-    assert parse_task_weights(s2.task_weights)["arith"] > 1
+    s1, *later = TeacherBuildConfig.stages_for("dllm")
+    assert later and s1.attention_anneal_steps > 0
+    for s in later:  # refinement stages: lower LR, plain bidirectional attention, arithmetic weighted up
+        assert s.learning_rate < s1.learning_rate and s.attention_anneal_steps == 0
+        assert parse_task_weights(s.task_weights)["arith"] > 1
     assert len(TeacherBuildConfig.stages_for("ar")) == 1
 
 
