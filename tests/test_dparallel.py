@@ -183,7 +183,7 @@ def test_tiny_distill_end_to_end(tiny_teacher, tmp_path):
     merged = export(run_dir, tmp_path / "ckpt")
     hf = AutoModelForCausalLM.from_pretrained(str(merged))
     ck = load_checkpoint(merged)
-    assert ck.recipe == "dparallel" and ck.decode["rule"] == "entropy" and ck.decode["threshold"] == 0.5
+    assert ck.recipe == "dparallel" and ck.decode["rule"] == "entropy" and ck.decode["threshold"] == Config().threshold
     adapter = load_backbone(ck.backbone_target())
     methods = bench_methods(ck, adapter)
     assert set(DEFAULT_METHODS) <= set(methods) and DEFAULT_METHODS[0] == "vanilla"

@@ -65,7 +65,8 @@ def bench_methods(ckpt, adapter) -> dict:
     teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"):
-        m = get_method(name, "dllm", {"block_len": blk})
+        # the teacher's entropy-threshold row uses the checkpoint's threshold: same rule, same threshold
+        m = get_method(name, "dllm", {"block_len": blk, **({"threshold": thr} if name == "entropy-threshold" else {})})
         out[name] = OnModel(m, teacher, blk, f"{m.help} (undistilled teacher)")
     for name, cache in (("dparallel", None), ("dparallel-prefix", "prefix"), ("dparallel-dual", "dual")):
         fn = functools.partial(_dparallel, block_len=blk, threshold=thr, cache=cache)
