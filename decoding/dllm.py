@@ -227,6 +227,24 @@ def _first_free_end(x, P, mask_id, eos_ids) -> torch.Tensor:
     return torch.where(has & ~masked_before, first + P, torch.full_like(first, -1))
 
 
+def end_free_rows(x: torch.Tensor, P: int, pending: torch.Tensor, eos_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """In place: a row whose first end token has nothing pending before it is finished, and its
+    pending positions after that end become the first end id. ``pending`` [B, L] marks positions
+    still to decode (the canvas' masks, or an explicit mask when the mask id may be a real token).
+    Returns (done [B], filled [B, L]): the finished rows and the positions just filled."""
+    resp, pend = x[:, P:], pending[:, P:]
+    is_end = torch.isin(resp, torch.tensor(list(eos_ids), device=x.device)) & ~pend
+    has = is_end.any(1)
+    first = torch.where(has, is_end.long().argmax(1), torch.full_like(has, resp.shape[1], dtype=torch.long))
+    idx = torch.arange(resp.shape[1], device=x.device)[None, :]
+    done = has & ~(pend & (idx < first[:, None])).any(1)
+    fill = done[:, None] & pend & (idx > first[:, None])
+    resp[fill] = eos_ids[0]
+    filled = torch.zeros_like(pending)
+    filled[:, P:] = fill
+    return done, filled
+
+
 @torch.no_grad()
 def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_len: int, policy: Policy,
                        cache: str | None = None, temperature: float = 0.0, generator=None,

@@ -8,8 +8,9 @@ column is the same quantity counted by the harness.
 """
 from __future__ import annotations
 
+from accel.recipes.medusa.inference import DEFAULT_BATCH_SIZE  # noqa: F401  (same regime as Medusa)
+
 DEFAULT_METHODS = ["greedy", "hydra"]
-from accel.recipes.medusa.inference import DEFAULT_BATCH_SIZE  # noqa: E402  (same regime as Medusa)
 
 
 class HydraMethod:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from accel.decoding.dllm import finish, init_canvas
+from accel.decoding.dllm import end_free_rows, finish, init_canvas
 from accel.decoding.masks import full_mask, position_ids
 from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
 from accel.recipes.joint_sampler.layer import additive_mask, backbone_forward, sampler_logits
@@ -50,16 +50,7 @@ def _block_logits(logits: torch.Tensor, s: int, e: int, mask_id: int) -> torch.T
 def end_rows(x: torch.Tensor, P: int, mask_id: int, eos_ids) -> torch.Tensor:
     """In place: rows whose response has an end token with no mask before it get their remaining
     masks turned into end tokens. Returns the bool [B] of such rows."""
-    resp = x[:, P:]
-    is_end = torch.isin(resp, torch.tensor(list(eos_ids), device=x.device))
-    has = is_end.any(1)
-    first = torch.where(has, is_end.long().argmax(1), torch.full_like(has, resp.shape[1], dtype=torch.long))
-    idx = torch.arange(resp.shape[1], device=x.device)[None, :]
-    masked = resp == mask_id
-    done = has & ~(masked & (idx < first[:, None])).any(1)
-    fill = done[:, None] & masked & (idx > first[:, None])
-    resp[fill] = eos_ids[0]
-    return done
+    return end_free_rows(x, P, x == mask_id, eos_ids)[0]
 
 
 @torch.no_grad()

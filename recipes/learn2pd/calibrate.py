@@ -54,8 +54,9 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
             row["accuracy"] = acc(txts)
         table.append(row)
     if scorer:  # the bar: the reference's accuracy, or the best any tau reaches if that is lower
-        bar = min(acc(ref_txt), max(r["accuracy"] for r in table)) - tolerance
-        table.append({"tau": 1.0, "agreement": 1.0, "accuracy": acc(ref_txt), "nfe": float(gen_len)})
+        ref_acc = acc(ref_txt)
+        bar = min(ref_acc, max(r["accuracy"] for r in table)) - tolerance
+        table.append({"tau": 1.0, "agreement": 1.0, "accuracy": ref_acc, "nfe": float(gen_len)})
         ok = [r for r in table[:-1] if r["accuracy"] >= bar - 1e-9]
     else:
         bar = max(r["agreement"] for r in table) - tolerance

@@ -108,7 +108,7 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
     the batch indices of the rows forwarded (CPU tensors).
     """
     import torch
-    from accel.decoding.dllm import finish, init_canvas
+    from accel.decoding.dllm import end_free_rows, finish, init_canvas
     from accel.decoding.masks import full_mask, position_ids
 
     if gen_len % block_len:
@@ -146,27 +146,11 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
                 x[rows, s:e] = blk
                 pending[rows, s:e] = masked & ~newly & ~stuck[:, None]
                 if early_exit:
-                    _end_rows(x, pending, P, adapter.eos_ids)
+                    pending &= ~end_free_rows(x, P, pending, adapter.eos_ids)[1]
                 for i in rows.tolist():
                     nfe[i] += 1
                 step += 1
     return finish(adapter, x, P, nfe)
-
-
-def _end_rows(x, pending, P, eos_ids) -> None:
-    """Rows whose first end token has nothing pending before it: the rest becomes end tokens."""
-    import torch
-    resp, pend = x[:, P:], pending[:, P:]
-    clean = (~pend).long().cumprod(1).bool()  # nothing pending up to and including here
-    is_end = torch.isin(resp, torch.tensor(eos_ids, device=x.device)) & clean
-    has = is_end.any(1)
-    if not has.any():
-        return
-    first = is_end.long().argmax(1)
-    after = torch.arange(resp.shape[1], device=x.device)[None] > first[:, None]
-    tail = after & has[:, None]
-    resp[tail] = eos_ids[0]
-    pend[tail] = False
 
 
 # ---------------------------------------------------------------- dataset

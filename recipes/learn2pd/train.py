@@ -23,30 +23,41 @@ METRICS_FILE = "filter_metrics.json"
 
 
 
-def ensure_oracle(cfg: Config, progress: bool = True) -> Path:
+def _lazy_backbone(cfg: Config):
+    """A loader that loads the teacher at most once per run (oracle decoding and τ calibration share it)."""
+    loaded = []
+
+    def get():
+        if not loaded:
+            from accel.models.backbone import load_backbone
+            adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
+            if adapter.kind != "dllm":
+                raise ConfigError(f"backbone={cfg.backbone} is an AR model; Learn2PD needs a diffusion LM "
+                                  "(e.g. builtin:dllm)")
+            loaded.append(adapter)
+        return loaded[0]
+    return get
+
+
+def ensure_oracle(cfg: Config, progress: bool = True, backbone=None) -> Path:
     """Generates (or resumes) the oracle dataset unless it is already complete."""
     from accel.recipes.learn2pd import oracle
     out = Path(cfg.resolved_oracle_dir())
     if oracle.oracle_complete(out):
         return out
-    from accel.models.backbone import load_backbone
-    adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
-    if adapter.kind != "dllm":
-        raise ConfigError(f"backbone={cfg.backbone} is an AR model; Learn2PD needs a diffusion LM (e.g. builtin:dllm)")
+    adapter = (backbone or _lazy_backbone(cfg))()
     prompts = oracle.load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
     oracle.generate_oracle_dataset(adapter, prompts, out, gen_len=cfg.gen_len, block_len=cfg.block_len,
                                    batch_size=cfg.oracle_batch_size, source=cfg.prompts, progress=progress)
     return out
 
 
-def _calibrate(cfg: Config, filt, val: dict):
+def _calibrate(cfg: Config, filt, val: dict, adapter):
     """τ picked on the held-out prompts (see calibrate.py); logs the table it chose from."""
     import torch
 
-    from accel.models.backbone import load_backbone
     from accel.recipes.learn2pd.calibrate import calibrate_tau
     from accel.recipes.learn2pd.oracle import encode_prompt, load_prompts
-    adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
     scorer = None
     if cfg.prompts == "suite":  # fresh train-split prompts the oracle never decoded, with answers to score
         from accel.data.tasks import generate, resolve_tasks, score
@@ -95,7 +106,8 @@ def run(cfg: Config) -> Path:
 
     cfg.validate()
     run_dir = prepare_run_dir(cfg, "learn2pd")
-    ds, meta = load_oracle_dataset(ensure_oracle(cfg))
+    backbone = _lazy_backbone(cfg)
+    ds, meta = load_oracle_dataset(ensure_oracle(cfg, backbone=backbone))
     if meta["block_len"] != cfg.block_len:
         raise ConfigError(f"oracle data in {cfg.resolved_oracle_dir()} has block_len={meta['block_len']}, "
                           f"config says {cfg.block_len}; set block_len={meta['block_len']} or use another oracle_dir")
@@ -116,7 +128,7 @@ def run(cfg: Config) -> Path:
     filt = filt.cpu().eval()
     calibration = []
     if cfg.calibrate_tau:
-        cfg.tau, calibration = _calibrate(cfg, filt, val)
+        cfg.tau, calibration = _calibrate(cfg, filt, val, backbone())
     metrics = {"tau": cfg.tau, "tau_calibration": calibration, **M.classification_metrics(filt, train, cfg.tau, prefix="train_"),
                **M.classification_metrics(filt, val, cfg.tau, prefix="val_"),
                **M.classification_metrics(filt, val, 0.9, prefix="val@0.9_"),
