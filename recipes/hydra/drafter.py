@@ -5,6 +5,11 @@ is the c-th choice of head d *given its parent path*: head d reads h_t and the e
 the root and the d-1 ancestors drafted above the node. All parents of one level go through
 the head as one batch ([B, parents, d, H]), so a tree costs K small head calls per step.
 
+Drafting is latency-bound at batch 1 (a few dozen tiny ops per level), so `draft` runs the heads
+through `_FusedHeads`: the h_t part of every head's input projection is one matmul for all heads
+(W_in·[h; e] = W_h·h + W_e·e), and each level is plain functional calls (no module dispatch).
+Same weights and math as `HydraHead.forward`; the tree decoder verifies every draft anyway.
+
 Hydra++ reads h_t from its prefix layer, which needs the hidden states of every accepted
 token: the tree decoder reports them through the optional ``observe(hidden, valid,
 position_ids, tokens, prefill)`` hook, and `PrefixState` keeps the layer's own KV cache.
@@ -43,6 +48,26 @@ def plan_tree(paths: list[tuple[int, ...]], device) -> _Plan:
     return _Plan(levels=levels, num_nodes=len(paths))
 
 
+class _FusedHeads:
+    """The heads' weights laid out for drafting: all W_h stacked, per-head W_e and residual blocks."""
+
+    def __init__(self, heads: HydraHeads):
+        H = heads.hidden
+        self.w_h = torch.cat([h.inp.weight[:, :H] for h in heads.heads], 0)  # [K*H, H]
+        self.b_h = torch.cat([h.inp.bias for h in heads.heads], 0)
+        self.w_e = [h.inp.weight[:, H:] for h in heads.heads]
+        self.blocks = [[(b.linear.weight, b.linear.bias) for b in h.blocks] for h in heads.heads]
+        self.lm = [(h.lm_head.weight, h.lm_head.bias) for h in heads.heads]
+
+    def level(self, d: int, h, hw, embs):
+        """Head d (1-based) at every parent: h [B,H], hw [B,K,H] (W_h·h + b), embs [B,P,d,H] -> [B,P,V]."""
+        F = torch.nn.functional
+        y = h[:, None] + F.silu(F.linear(embs.flatten(-2), self.w_e[d - 1]) + hw[:, d - 1, None])
+        for w, b in self.blocks[d - 1]:
+            y = y + F.silu(F.linear(y, w, b))
+        return F.linear(y, *self.lm[d - 1])
+
+
 class HydraDrafter:
     """A Drafter over trained `HydraHeads` and the base model's input embedding."""
 
@@ -51,6 +76,7 @@ class HydraDrafter:
         self.embed = embed
         self.state: PrefixState | None = None
         self._plans: dict = {}
+        self._fused: _FusedHeads | None = None
 
     @property
     def num_heads(self) -> int:
@@ -92,12 +118,15 @@ class HydraDrafter:
         else:
             h = hidden_last.to(self._dtype())
         plan = self._plan(tree, h.device)
+        if self._fused is None:  # a drafter decodes with frozen heads: lay their weights out once
+            self._fused = _FusedHeads(self.heads)
+        fused = self._fused
         B = h.shape[0]
+        hw = torch.nn.functional.linear(h, fused.w_h, fused.b_h).view(B, self.num_heads, -1)
         cand = torch.zeros(B, plan.num_nodes + 1, dtype=torch.long, device=h.device)
         cand[:, 0] = root_token
         for d, (anc, kids, slot, choice, kmax) in enumerate(plan.levels, start=1):
-            embs = self.embed(cand[:, anc]).to(h.dtype)                      # [B, P, d, H]
-            logits = self.heads.heads[d - 1](h[:, None].expand(B, anc.shape[0], h.shape[-1]), embs)
-            top = logits.topk(kmax, dim=-1).indices                          # [B, P, kmax]
+            embs = self.embed(cand[:, anc]).to(h.dtype)                              # [B, P, d, H]
+            top = fused.level(d, h, hw, embs).topk(kmax, dim=-1).indices             # [B, P, kmax]
             cand[:, kids] = top[:, slot, choice]
         return cand

@@ -101,9 +101,7 @@ class PrefixLayer(nn.Module):
         # a query with nothing to attend (left padding) sees itself, so no row is all -inf
         diag = torch.zeros(q, T + q, dtype=torch.bool, device=hidden.device)
         diag[torch.arange(q), T + torch.arange(q)] = True
-        allowed = allowed | diag[None]
-        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
-        mask = mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min)[:, None]
+        mask = (allowed | diag[None])[:, None]  # boolean: the layer runs sdpa (prefix_layer_config)
         pos_emb = self.rotary(hidden, position_ids)
         return self.layer(hidden, attention_mask=mask, position_ids=position_ids, past_key_values=past,
                           use_cache=past is not None, position_embeddings=pos_emb)
