@@ -48,8 +48,9 @@ def test_block_causal_mask_matches_explicit():
 
 @pytest.mark.parametrize("shift", [False, True])
 def test_block_logits_ignore_later_blocks(tok, shift):
-    """Through the model: changing block 2 leaves blocks 0-1 (and the prompt) unchanged under the
-    block-causal mask, but not under full attention (so the check can fail)."""
+    """Through the model: changing block 2 leaves the predictions of blocks 0-1 unchanged under the
+    block-causal mask, but not under full attention (so the check can fail); and every block
+    position's prediction sees its whole block (shifted logits included)."""
     a = _adapter(tok, seed=1, shift=shift)
     P, blk, V = 5, 4, len(tok)
     g = torch.Generator().manual_seed(0)
@@ -59,15 +60,31 @@ def test_block_logits_ignore_later_blocks(tok, shift):
     y = x.clone()
     y[:, P + 2 * blk:] = torch.randint(5, V, (2, blk), generator=g)
     pos = position_ids(valid)
-    keep = P + 2 * blk - (1 if shift else 0)  # shifted logits at the block's first slot come from before it
+    keep = P + 2 * blk
+    z = x.clone()
+    z[:, P + 2 * blk - 2] = (x[:, P + 2 * blk - 2] - 4) % (V - 5) + 5  # one token late in block 1
+    m = block_causal_mask(valid, P, blk, shift=shift)
     with torch.no_grad():
-        lx, _ = forward_logits(a.model, "builtin", shift, x, block_causal_mask(valid, P, blk), pos)
-        ly, _ = forward_logits(a.model, "builtin", shift, y, block_causal_mask(valid, P, blk), pos)
+        lx, _ = forward_logits(a.model, "builtin", shift, x, m, pos)
+        ly, _ = forward_logits(a.model, "builtin", shift, y, m, pos)
+        lz, _ = forward_logits(a.model, "builtin", shift, z, m, pos)
         fx, _ = forward_logits(a.model, "builtin", shift, x, full_mask(valid), pos)
         fy, _ = forward_logits(a.model, "builtin", shift, y, full_mask(valid), pos)
     assert torch.allclose(lx[:, :keep], ly[:, :keep], atol=1e-5)
     assert not torch.allclose(lx[:, keep:], ly[:, keep:], atol=1e-3)
     assert not torch.allclose(fx[:, :keep], fy[:, :keep], atol=1e-5)
+    # block 1's FIRST prediction reacts to block 1's last token; block 0's predictions do not
+    first1 = P + blk
+    assert not torch.allclose(lx[:, first1], lz[:, first1], atol=1e-4)
+    assert torch.allclose(lx[:, :first1], lz[:, :first1], atol=1e-5)
+
+
+def test_shifted_block_causal_mask_groups_by_predicted_token():
+    valid = torch.ones(1, 3 + 8, dtype=torch.bool)
+    m = block_causal_mask(valid, 3, 4, shift=True)[0, 0]
+    assert torch.equal(m, block_causal_mask(valid, 2, 4)[0, 0])
+    assert m[2, 3:6].all() and not m[2, 6:].any()  # the last prompt token sees block 0 (tokens 3..6)
+    assert not m[1, 2:].any()  # earlier prompt tokens see the prompt only
 
 
 def test_llada_family_gets_attention_bias():
@@ -145,7 +162,7 @@ def test_loss_teacher_is_base_under_full_attention(tok, monkeypatch):
     inp[:, P:] = torch.where(masked, tok.mask_token_id, inp[:, P:])
     with torch.no_grad():
         want_t = base(input_ids=inp, attention_mask=full_mask(valid), position_ids=position_ids(valid)).logits
-        base_bc = base(input_ids=inp, attention_mask=block_causal_mask(valid, P, 16),
+        base_bc = base(input_ids=inp, attention_mask=block_causal_mask(valid, P, 16, shift=a.shift_logits),
                        position_ids=position_ids(valid)).logits
     assert torch.allclose(captured["t"], want_t[:, P:], atol=1e-5)
     assert not torch.allclose(captured["s"], base_bc[:, P:], atol=1e-3)  # the adapter is on for the student

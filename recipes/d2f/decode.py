@@ -10,7 +10,9 @@ end token. So several blocks decode at once, each a little behind the one before
 Exact KV cache. Attention is block-causal (`accel.decoding.masks.block_causal_mask`: the
 prompt sees itself, each block sees the prompt, earlier blocks and itself), so the keys of a
 finished block never change once every earlier block is finished: they are exact, not an
-approximation as in Fast-dLLM. The batch keeps one cache for its unfinished rows: it holds the
+approximation as in Fast-dLLM. Shifted-logit models (the built-in, Dream) group hidden states by
+the token they predict (`block_causal_mask(shift=True)`): the cache then ends one column before
+the tail's first token, whose hidden state belongs to the tail. The batch keeps one cache for its unfinished rows: it holds the
 prompt and the leading blocks that were finished in *every* unfinished row when they were last
 fed (one forward of lag: a block's keys are kept from the forward that saw its final tokens).
 Each forward feeds only the tail: from the first uncached block to the furthest added block
@@ -136,7 +138,7 @@ def generate_d2f(adapter, prompts: list[list[int]], gen_len: int = 256, block_le
         if cache and kv is not None:
             kv = _narrow(kv, kv_rows, rows)
         ws = kv_len if cache else 0
-        mask = block_causal_mask(valid[rows, :we], P, blk, q_start=ws)
+        mask = block_causal_mask(valid[rows, :we], P, blk, q_start=ws, shift=bool(shift))
         logits, out = forward_logits(adapter.model, adapter.family, adapter.shift_logits, xr[:, ws:we], mask,
                                      pos[rows, ws:we], past_key_values=kv if cache else None, use_cache=cache)
         forwards += 1

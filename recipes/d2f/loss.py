@@ -3,7 +3,8 @@
 One noisy sequence (`noise.noise_mask`: per-block ratios rising left to right), two passes
 over the same weights: the *student* (base + LoRA) under block-causal attention, the *teacher*
 (the adapter disabled through peft's ``disable_adapter()``, no grad) under full bidirectional
-attention. Over masked positions the student matches the teacher's distribution:
+attention (for shifted-logit models grouped by predicted token, `block_causal_mask(shift=True)`,
+exactly as the decoder). Over masked positions the student matches the teacher's distribution:
 CE(student, softmax(teacher)) = KL(teacher || student) + H(teacher), each position divided by
 its block's mask ratio (the masked-diffusion ELBO weight) and summed over the batch's response
 positions, so the loss is an unbiased per-position mean. The student thus learns to predict
@@ -58,7 +59,7 @@ def make_loss(adapter, block_len: int, min_ratio: float = 0.2, max_ratio: float 
         inp = ids.clone()
         inp[:, P:] = torch.where(masked, torch.full_like(ids[:, P:], mask_id), ids[:, P:])
         pos = position_ids(valid)
-        student, _ = forward_logits(model, family, shift, inp, block_causal_mask(valid, P, block_len), pos)
+        student, _ = forward_logits(model, family, shift, inp, block_causal_mask(valid, P, block_len, shift=shift), pos)
         peft_model = unwrap(model)
         with torch.no_grad(), peft_model.disable_adapter():
             teacher, _ = forward_logits(peft_model, family, shift, inp, full_mask(valid), pos)
