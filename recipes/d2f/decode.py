@@ -45,7 +45,7 @@ from accel.decoding.masks import block_causal_mask, position_ids
 from accel.recipes.d2f.kernels import block_update
 
 PRESETS: dict[str, dict] = {
-    "builtin": dict(block_len=16, tau_add=0.1, tau_act=0.95, tau_conf=0.9),
+    "builtin": dict(block_len=8, tau_add=0.1, tau_act=0.95, tau_conf=0.9),
     "gsm8k": dict(block_len=32, tau_add=0.1, tau_act=0.95, tau_conf=0.9),
     "math": dict(block_len=16, tau_add=0.1, tau_act=0.95, tau_conf=0.9),
     "mbpp": dict(block_len=32, tau_add=0.3, tau_act=0.95, tau_conf=0.95),
