@@ -255,3 +255,61 @@ def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
     assert {"tv", "tv_marginal", "kl", "kl_marginal", "coverage"} <= set(row)
     with pytest.raises(ConfigError, match="max_k"):
         Config(max_k=9).validate()
+
+
+def test_untrained_sampler_is_the_marginal_on_a_shifted_backbone(tok):
+    """Dream-style shift: the slot of position p predicts p+1. The token input of a position
+    unmasked in this step must not leak into that slot's logits (issue 8: with tied embeddings it
+    boosted repeating the chosen token next to it)."""
+    from accel.recipes.joint_sampler.layer import additive_mask, sampler_logits
+    m = make_model("dllm", tok, seed=0, **TINY).eval()
+    ad = Adapter(model=m, tokenizer=tok, family="builtin", kind="dllm", source="tiny", mask_id=tok.mask_token_id,
+                 eos_ids=(tok.eos_token_id,), shift_logits=True)
+    s = build_sampler(ad).eval()
+    ps = prompts(tok)
+    x, valid, P = init_canvas(ad, ps, 8)
+    logits, h = backbone_forward(ad, x, full_mask(valid), position_ids(valid))
+    new = torch.zeros_like(x, dtype=torch.bool)
+    new[:, P + 2] = True
+    x[:, P + 2] = tok.convert_tokens_to_ids("7")
+    with torch.no_grad():
+        q = sampler_logits(ad, s, h, x, new, additive_mask(full_mask(valid)), position_ids(valid))
+    torch.testing.assert_close(q, logits, atol=1e-4, rtol=1e-4)  # P + 3 included
+
+
+def _rec(block, pos, tok, probs):
+    lp = torch.log(torch.tensor(probs, dtype=torch.float32).clamp(min=1e-9))
+    return {"block": block, "pos": pos, "tok": tok, "lp": lp.half(), "resp": torch.zeros(4, dtype=torch.long)}
+
+
+def test_dependence_and_dependence_first_selection():
+    # block of 4 positions, vocab 2: only step 2's token changes a later distribution (step 3's at
+    # position 3: 0.5/0.5 -> 1/0).
+    a = [[1, 0], [1, 0], [0.5, 0.5], [0.5, 0.5]]
+    steps = [_rec(0, 0, 0, a), _rec(0, 1, 0, a), _rec(0, 2, 0, a), _rec(0, 3, 0, [[1, 0]] * 4)]
+    assert D.dependence(steps, 2, 2) == pytest.approx(0.5, abs=1e-3)
+    assert D.dependence(steps, 0, 4) == pytest.approx(0.5, abs=1e-3)  # window reaches step 3
+    assert D.dependence(steps, 0, 2) == pytest.approx(0.0, abs=1e-3)  # window {0, 1}: nothing changes
+    g = torch.Generator().manual_seed(0)
+    assert D.select_states(steps, 2, 5, g, n_plain=0, threshold=0.05) == [2]
+    assert D.select_states(steps, 2, 5, g, n_plain=1, threshold=0.05) in ([0, 2], [1, 2])
+    assert D.select_states(steps, 2, 5, g) == [0, 1, 2]  # uniform (old rule): every step with a successor
+
+
+def test_confidence_logit_ranks_like_confidence_and_order_loss(adapter, data_dir):
+    from accel.recipes.joint_sampler.loss import confidence_logit
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 9, generator=g) * 4
+    logits[0, 0, 0] = 60.0  # near-certain positions stay distinct
+    logits[0, 1, 0] = 59.0
+    c = confidence_logit(logits)
+    assert torch.equal(c[1:].argsort(-1), torch.softmax(logits[1:].double(), -1).amax(-1).argsort(-1))
+    assert float(c[0, 0]) > float(c[0, 1]) + 0.9  # both p == 1.0 even in float64
+    out, _ = data_dir
+    states, _ = D.load_data(out)
+    batch = collate(states, adapter.pad_id)
+    torch.manual_seed(0)
+    s = build_sampler(adapter)
+    l0, m0 = make_loss(adapter, order_weight=1.0)(s, batch)
+    b0, _ = make_loss(adapter)(s, batch)
+    assert float(l0) == pytest.approx(float(b0) + m0["order_ce"], rel=1e-4)

@@ -81,13 +81,62 @@ def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_l
     return steps
 
 
-def select_states(steps: list[dict], max_k: int, n: int, gen: torch.Generator) -> list[int]:
-    """Up to n distinct step indices t whose next step is in the same block (>= 1 sampler pass)."""
+def _probs_at(rec: dict, pos: int, size: int) -> torch.Tensor:
+    """Dense probabilities [size] of a step record at block position `pos` (top-m records: zeros elsewhere)."""
+    p = torch.zeros(size, dtype=torch.float32)
+    lp = rec["lp"][pos].float()
+    if "idx" in rec:
+        p[rec["idx"][pos].long()] = lp.exp()
+    else:
+        p[:lp.shape[0]] = lp.exp()
+    return p
+
+
+def dependence(steps: list[dict], t: int, max_k: int) -> float:
+    """How much the tokens of steps t..t+j-1 change step t+j's distribution, max over the window.
+
+    For every later step t+j (j = 1..max_k-1) in the same block: total variation between the true
+    conditional at the position that step unmasks (its own forward, which saw steps t..t+j-1)
+    and the marginal at that position from step t's forward -- exactly what the sampler's pass j
+    must correct. 0 when the window's tokens are independent given the canvas (the marginal
+    baseline is already exact there, e.g. settled end-token padding or deterministic copies).
+    """
+    b, out = steps[t]["block"], 0.0
+    size = max(int(st["idx"].max()) + 1 if "idx" in st else st["lp"].shape[-1] for st in steps[t:t + max_k])
+    for st in steps[t + 1:t + max_k]:
+        if st["block"] != b:
+            break
+        p, q = _probs_at(st, st["pos"], size), _probs_at(steps[t], st["pos"], size)
+        out = max(out, 0.5 * float((p - q).abs().sum()))
+    return out
+
+
+def select_states(steps: list[dict], max_k: int, n: int, gen: torch.Generator, n_plain: int | None = None,
+                  threshold: float = 0.0) -> list[int]:
+    """Training states of one trajectory: step indices t whose next step is in the same block.
+
+    Dependence-first selection (the fix of issue 8): a trajectory of the built-in tasks is mostly
+    settled end-token padding, where the K-step joint equals the marginals; sampled uniformly,
+    ~5% of the states carried any dependence between a step's tokens (the passes' whole job), so
+    the layer learnt the end-token order but stayed at the marginal on the answer digits. Here
+    up to `n` steps whose window has ``dependence > threshold`` are kept (random among them),
+    plus up to `n_plain` of the others (random; they teach the layer to stay the identity and
+    keep the base confidence order where nothing depends). ``n_plain=None``: uniform selection
+    of up to n states regardless of dependence (the old rule).
+    """
     ok = [t for t in range(len(steps) - 1) if steps[t + 1]["block"] == steps[t]["block"]]
-    if len(ok) <= n:
-        return ok
-    pick = torch.randperm(len(ok), generator=gen)[:n].sort().values.tolist()
-    return [ok[i] for i in pick]
+
+    def pick(cands, m):
+        if len(cands) <= m:
+            return list(cands)
+        return [cands[i] for i in torch.randperm(len(cands), generator=gen)[:m].tolist()]
+
+    if n_plain is None:
+        return sorted(pick(ok, n))
+    dep = [t for t in ok if dependence(steps, t, max_k) > threshold]
+    dset = set(dep)
+    plain = [t for t in ok if t not in dset]
+    return sorted(pick(dep, n) + pick(plain, n_plain))
 
 
 def build_states(prompt: list[int], steps: list[dict], ts: list[int], max_k: int, block_len: int) -> list[dict]:
@@ -142,8 +191,12 @@ def _unstack(t: dict) -> list[dict]:
 
 def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, block_len: int, max_k: int,
                   states_per_prompt: int, temperature: float, topk: int = 0, batch_size: int = 32,
-                  shard_size: int = 64, seed: int = 0, teacher: str = "", progress: bool = True) -> Path:
-    """Writes (or resumes) the data dir for `prompts` (token ids); returns it."""
+                  shard_size: int = 64, seed: int = 0, teacher: str = "", progress: bool = True,
+                  plain_states_per_prompt: int | None = None, dependence_threshold: float = 0.05) -> Path:
+    """Writes (or resumes) the data dir for `prompts` (token ids); returns it.
+
+    States per trajectory: `select_states` (dependence-first with ``plain_states_per_prompt``
+    set; uniform when it is None)."""
     from safetensors.torch import save_file
 
     from accel.trainers.rundir import write_atomic
@@ -152,7 +205,9 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
     out = Path(out_dir).expanduser()
     settings = {"teacher": teacher or str(adapter.source), "gen_len": gen_len, "block_len": block_len,
                 "max_k": max_k, "states_per_prompt": states_per_prompt, "temperature": temperature, "topk": topk,
-                "shard_size": shard_size, "seed": seed, "sampler": "sequential-k1"}
+                "shard_size": shard_size, "seed": seed, "sampler": "sequential-k1",
+                "select": ("uniform" if plain_states_per_prompt is None else
+                           {"plain": plain_states_per_prompt, "threshold": dependence_threshold})}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for p in prompts:
         h.update(json.dumps(p).encode())
@@ -186,7 +241,8 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
                 batch = part[bi:bi + batch_size]
                 trajs = record_trajectories(adapter, batch, gen_len, block_len, temperature, topk, dev_gen)
                 for p, steps in zip(batch, trajs):
-                    states += build_states(p, steps, select_states(steps, max_k, states_per_prompt, gen),
+                    states += build_states(p, steps, select_states(steps, max_k, states_per_prompt, gen,
+                                                                       plain_states_per_prompt, dependence_threshold),
                                            max_k, block_len)
                 bar(len(batch))
             if not states:

@@ -7,7 +7,10 @@ Design (ALGORITHMS.md leaves the inputs open; this is the choice, measured in th
   earlier in the same step, a learned projection of the frozen input embedding of the chosen
   token is *added* to h (``token_input="add"``, default) or *replaces* it (``"replace"``).
   Adding keeps the backbone's view of that position (it knew what was likely there) and tells
-  the layer which value was drawn;
+  the layer which value was drawn. That input only feeds the layer: the output is
+  h + (layer(input) - input), so the token input never reaches the lm_head directly (on a
+  shifted backbone the slot of position p predicts p+1; leaving E(tok) there boosted repeating
+  the token at p+1 through the tied lm_head -- the duplicated digits of issue 8);
 - one full-width ``LlamaDecoderLayer`` (the backbone's hidden size, heads and MLP width; rotary
   positions like the backbone) with bidirectional attention over the whole canvas; its output
   projections (attention o_proj, MLP down_proj) start at zero, so the untrained sampler returns
@@ -95,7 +98,13 @@ class SamplerLayer(nn.Module):
         x = torch.where(nm, h + t, h) if self.token_input == "add" else torch.where(nm, t, h)
         pe = self.rotary(x, position_ids)
         out = self.layer(x, attention_mask=attn_bias.to(x.dtype), position_ids=position_ids, position_embeddings=pe)
-        return out[0] if isinstance(out, tuple) else out
+        out = out[0] if isinstance(out, tuple) else out
+        # the token input feeds the layer (its attention and MLP read it) but is taken back out of
+        # the residual stream: out = h + the layer's learned update. Left in, it lands in the slot
+        # that predicts the NEXT position on shifted (Dream-style) backbones, and with tied
+        # embeddings lm_head(h + E(tok)) boosts repeating the chosen token there -- the untrained
+        # sampler was then not the marginal baseline, and training had to unlearn that first.
+        return out - (x - h)
 
 
 # ------------------------------------------------------------------ backbone helpers

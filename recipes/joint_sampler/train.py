@@ -45,7 +45,9 @@ def ensure_data(cfg: Config, adapter, progress: bool = True) -> Path:
     return generate_data(adapter, ids, cfg.resolved_data_dir(), gen_len=cfg.gen_len, block_len=cfg.block_len,
                          max_k=cfg.max_k, states_per_prompt=cfg.states_per_prompt, temperature=cfg.traj_temperature,
                          topk=cfg.target_topk, batch_size=cfg.data_batch_size, shard_size=cfg.shard_size,
-                         seed=cfg.seed, teacher=backbone_ref(cfg.backbone), progress=progress)
+                         seed=cfg.seed, teacher=backbone_ref(cfg.backbone), progress=progress,
+                         plain_states_per_prompt=cfg.plain_states_per_prompt,
+                         dependence_threshold=cfg.dependence_threshold)
 
 
 def eval_prompts(tok, n: int) -> list[list[int]]:
@@ -78,7 +80,7 @@ def run(cfg: Config) -> Path:
     sampler = build_sampler(adapter, cfg.token_input, cfg.seed)
     sampler.train()
     pad = adapter.pad_id
-    fit(cfg, sampler, make_loss(adapter, cfg.next_weight), states, data_collator=lambda xs: collate(xs, pad))
+    fit(cfg, sampler, make_loss(adapter, cfg.next_weight, cfg.order_weight), states, data_collator=lambda xs: collate(xs, pad))
     sampler.eval()
     if not is_rank0():
         return run_dir
