@@ -135,8 +135,8 @@ def make_loss(adapter, next_weight: float = 1.0, order_weight: float = 0.0):
             kl0 = (kl_terms(torch.log_softmax(bl, -1), batch, tgt, tidx) * sel).sum() / n
             conf = lq.exp().amax(-1).masked_fill(~masked, -1.0)
             order = (conf.argmax(1) == nxt)[have].float().mean() if have.any() else torch.tensor(0.0)
-        return loss, {"kl": float((kl * sel).sum() / n), "kl_next": float(kl_next), "kl_marginal": float(kl0),
-                      "order_ce": float(ce),
+        return loss, {"kl": float((kl * sel).sum().detach() / n), "kl_next": float(kl_next.detach()), "kl_marginal": float(kl0),
+                      "order_ce": float(ce.detach()),
                       "order_acc": float(order),
                       "rows": float(row_ok.sum()) / max(J, 1)}
 
