@@ -27,6 +27,8 @@ import json
 import shutil
 from pathlib import Path
 
+from accel.models.backbone import weights_stamp
+
 META_FILE = "trajectories.json"
 DATA_DIR = "data"
 SHARDS_DIR = "shards"
@@ -156,8 +158,8 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
     if batch_size < 1 or shard_size < 1:
         raise TrajectoryError("batch_size and shard_size must be >= 1")
     out = Path(out_dir).expanduser()
-    settings = {"teacher": teacher or str(adapter.source), "gen_len": gen_len, "block_len": block_len,
-                "filter_correct": filter_correct, "shard_size": shard_size, "sampler": "vanilla",
+    settings = {"teacher": teacher or str(adapter.source), "weights": weights_stamp(str(adapter.source)),
+                "gen_len": gen_len, "block_len": block_len, "filter_correct": filter_correct, "shard_size": shard_size, "sampler": "vanilla",
                 "steps": gen_len, "temperature": 0.0}
     fp = fingerprint(records, settings)
     meta_file = out / META_FILE

@@ -77,3 +77,21 @@ def test_block_causal_mask_matches_explicit():
     for q in range(8):
         for k in range(8):
             assert bool(m[q, k]) == (valid[0, k].item() and blk[k] <= blk[q])
+
+
+def test_weights_stamp_follows_the_weights(tmp_path):
+    """Data caches key on it: a rewritten weight file (same name, same size) must change it."""
+    from accel.models.backbone import weights_stamp
+    assert weights_stamp("random:dllm") == "" and weights_stamp(str(tmp_path)) == ""
+    f = tmp_path / "model.safetensors"
+    data = bytearray(range(256)) * 20000  # 5 MB: the first and last MiB are read, not the middle
+    f.write_bytes(bytes(data))
+    a = weights_stamp(str(tmp_path))
+    assert len(a) == 16 and a == weights_stamp(str(tmp_path))
+    data[-10] ^= 1
+    f.write_bytes(bytes(data))
+    b = weights_stamp(str(tmp_path))
+    assert b != a
+    (tmp_path / "notes.txt").write_text("not a weight file")
+    assert weights_stamp(str(tmp_path)) == b
+    assert weights_stamp("builtin:dllm") != weights_stamp("builtin:ar") != ""

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from accel.models.backbone import weights_stamp
+
 META_FILE = "joint_data.json"
 
 
@@ -203,7 +205,8 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise DataError(f"backbone {adapter.source} is not a diffusion LM; the joint sampler needs a dLLM")
     out = Path(out_dir).expanduser()
-    settings = {"teacher": teacher or str(adapter.source), "gen_len": gen_len, "block_len": block_len,
+    settings = {"teacher": teacher or str(adapter.source), "weights": weights_stamp(str(adapter.source)),
+                "gen_len": gen_len, "block_len": block_len,
                 "max_k": max_k, "states_per_prompt": states_per_prompt, "temperature": temperature, "topk": topk,
                 "shard_size": shard_size, "seed": seed, "sampler": "sequential-k1",
                 "select": ("uniform" if plain_states_per_prompt is None else

@@ -23,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+from accel.models.backbone import weights_stamp
 from accel.trainers.config import ConfigError
 
 META = "oracle_meta.json"
@@ -155,12 +156,13 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
 
 # ---------------------------------------------------------------- dataset
 def _meta(adapter, gen_len, block_len, source, n_prompts, batch_size) -> dict:
-    return {"format": FORMAT, "teacher": adapter.source, "family": adapter.family, "mask_id": adapter.mask_id,
+    return {"format": FORMAT, "teacher": adapter.source, "weights": weights_stamp(str(adapter.source)),
+            "family": adapter.family, "mask_id": adapter.mask_id,
             "shift_logits": adapter.shift_logits, "gen_len": gen_len, "block_len": block_len,
             "prompt_source": source, "n_prompts": n_prompts, "shard_size": batch_size}
 
 
-_MATCH = ("format", "teacher", "gen_len", "block_len", "prompt_source", "n_prompts", "shard_size")
+_MATCH = ("format", "teacher", "weights", "gen_len", "block_len", "prompt_source", "n_prompts", "shard_size")
 
 
 def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, gen_len: int = 64,
@@ -180,7 +182,8 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
         old = json.loads(meta_path.read_text())
         diff = [k for k in _MATCH if old.get(k) != meta.get(k)]
         if diff:
-            raise ConfigError(f"oracle dir {out} was made with different settings ({', '.join(diff)}); "
+            why = ", ".join(k + (" (the teacher's weights changed since)" if k == "weights" else "") for k in diff)
+            raise ConfigError(f"oracle dir {out} was made with different settings ({why}); "
                               "use another oracle_dir or delete it")
         if old.get("complete"):
             return out
