@@ -159,8 +159,8 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
         raise TrajectoryError("batch_size and shard_size must be >= 1")
     out = Path(out_dir).expanduser()
     settings = {"teacher": teacher or str(adapter.source), "weights": weights_stamp(str(adapter.source)),
-                "gen_len": gen_len, "block_len": block_len, "filter_correct": filter_correct, "shard_size": shard_size, "sampler": "vanilla",
-                "steps": gen_len, "temperature": 0.0}
+                "gen_len": gen_len, "block_len": block_len, "filter_correct": filter_correct,
+                "shard_size": shard_size, "sampler": "vanilla", "steps": gen_len, "temperature": 0.0}
     fp = fingerprint(records, settings)
     meta_file = out / META_FILE
     if meta_file.exists():

@@ -9,6 +9,7 @@ alignment, recorded in ``config.accel_dllm``), and any HF causal LM.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -39,7 +40,6 @@ def weights_stamp(source: str) -> str:
     (instant on an 8B checkpoint; retrained weights change every tensor). '' when there are no
     files (``random:*``).
     """
-    import hashlib
     if source.startswith("builtin:"):
         path = builtin_dir(source.split(":", 1)[1])
     elif source.startswith("random:"):

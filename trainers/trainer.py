@@ -331,26 +331,19 @@ def _training_args(cfg, run_dir: Path, use_cuda: bool):
     return TrainingArguments(**kw)
 
 
-_PG_HOOKED = False
-
-
-def _destroy_process_group_at_exit() -> None:
-    """Tear the process group down before the interpreter does.
+def _destroy_process_group() -> None:
+    """Tear the process group down before the interpreter does (registered with atexit below).
 
     A torchrun worker that exits with its gloo/DeepSpeed communicator alive leaves the C++
     runtime to destroy still-joinable threads, which can abort the process at teardown
     ("terminate called without an active exception") after a successful run.
     """
-    global _PG_HOOKED
-    if _PG_HOOKED:
-        return
-    _PG_HOOKED = True
+    dist = sys.modules.get("torch.distributed")  # never imports torch just to find nothing to do
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
-    def destroy():
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    atexit.register(destroy)
+
+atexit.register(_destroy_process_group)
 
 
 def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, trainable_parameters=None,
@@ -409,7 +402,6 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
                            lr_multipliers={id(p): float(f) for ps, f in (lr_multipliers or []) for p in ps})
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    _destroy_process_group_at_exit()
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finally:
