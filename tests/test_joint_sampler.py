@@ -136,6 +136,24 @@ def test_tv_kl_definition():
     assert E.tv_kl(torch.tensor([1.0]), torch.tensor([0.0]))[0] == pytest.approx(1.0)
 
 
+def test_span_state_has_k_masks_left_and_is_reproducible(adapter, tok):
+    """The TV state: the K=1 trajectory's first canvas with exactly k masks left in its block,
+    the same for a prompt in every call; every rule then fills all k, so the metrics compare
+    token assignments of the same positions."""
+    found = [E.span_state(adapter, p, 16, 8, 3, 1.0) for p in prompts(tok)]
+    assert any(f is not None for f in found)
+    for p, f in zip(prompts(tok), found):
+        if f is None:
+            continue
+        x, s, e = f
+        assert x.shape[1] == len(p) + 16 and x[0, :len(p)].tolist() == p
+        assert int((x[0, s:e] == adapter.mask_id).sum()) == 3
+        assert torch.equal(E.span_state(adapter, p, 16, 8, 3, 1.0)[0], x)
+    m = E.joint_metrics(adapter, perturbed(adapter), prompts(tok), 16, 8, k=3, top_m=4)
+    assert len(m["tv"]) == len(m["tv_marginal"]) == sum(f is not None for f in found)
+    assert all(0 < c <= 1 + 1e-6 for c in m["coverage"]) and all(0 <= t <= 1 for t in m["tv"] + m["tv_marginal"])
+
+
 def test_decode_samples_the_distribution_evaluate_computes(adapter, tok):
     """Monte Carlo: K=2 joint decoding of a 2-token block follows rule_prob (same rule in both)."""
     s_ = perturbed(adapter)

@@ -1,31 +1,43 @@
 """Exact evaluation: the true K-token joint of the frozen model vs the sampler's and the marginals'.
 
-For a prompt, the state is the all-mask response canvas (the first K tokens of the answer:
-where consistency matters most on the several-valid-answers tasks). The *true* joint is what
-K steps of the one-token-per-forward rule produce: at each node of a tree, one full forward,
-the most confident masked position of the block, and a token drawn from softmax(logits / T).
-It is enumerated with real full forwards over the tree of choices, keeping the top-m tokens
-per node (``top_m``; one batched forward per tree level). Because positions are a
-deterministic function of the tokens drawn so far, an outcome (a set of (position, token)
-pairs) has at most one path, so the sampler's and the marginal baseline's probability of every
-enumerated outcome is computed exactly by walking their own rule along it (zero when their
-rule picks a position outside the outcome).
+The state (the "short span"): per prompt, the frozen model's own one-token-per-forward
+trajectory (the K=1 rule of `decode.py` at the evaluation temperature, seeded by the prompt) is
+run until its block has exactly K masked positions left; on the built-in tasks those are the
+answer's least certain tokens (the model settles the end-token padding and the forced tokens
+first), e.g. the digits of a ``shuffle`` answer. Every rule unmasks all K of them in one step,
+so an outcome is an assignment of tokens to those K positions and the three rules are compared
+on the same outcomes, whatever order they fill them in.
+
+Why not the all-mask first step: there the K most confident positions are mostly end-token
+padding whose float32 confidences saturate at 1.0 and tie; which tied position goes first is
+noise in the last bit, yet it changes the outcome set, so TV there measured tie-breaking
+between identical end tokens, not the tokens' dependence (session-3 numbers: first-step TV 0.82
+for the marginals and 0.89 for a sampler that did reduce the invalid answers).
+
+The *true* joint is what K steps of the one-token-per-forward rule produce from the state: at
+each node of a tree, one full forward, the most confident masked position, and a token drawn
+from softmax(logits / T). It is enumerated with real full forwards over the tree of choices,
+keeping the top-m tokens per node (``top_m``; one batched forward per tree level). Positions are
+a deterministic function of the tokens drawn so far, so an outcome has one path, and the
+sampler's and the marginal baseline's probability of every enumerated outcome is computed
+exactly by walking their own rule along it.
 
 Metrics per prompt (the enumerated outcomes plus one "rest" bucket holding 1 - covered mass):
 - ``tv``: 0.5 * (sum |P - Q| + |P_rest - Q_rest|), a lower bound of the true TV that is exact
-  when ``coverage`` = sum P = 1 (on the built-in tasks the teacher is confident and m=4 covers
-  nearly everything);
+  when ``coverage`` = sum P = 1;
 - ``kl``: KL(P || Q) over the same outcomes + rest bucket (a lower bound of the true KL, exact at
   coverage 1), Q floored at 1e-6 (the marginal baseline gives zero mass to many true outcomes;
   the floor keeps it finite).
+Prompts whose trajectory never has exactly K masks left in a block (answers shorter than K with
+nothing uncertain) have no span and are skipped; ``n`` counts the scored ones.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
 
-from accel.decoding.dllm import init_canvas
 from accel.decoding.masks import full_mask, position_ids
 from accel.recipes.joint_sampler.decode import _block_logits
 from accel.recipes.joint_sampler.layer import additive_mask, backbone_forward, sampler_logits
@@ -120,29 +132,53 @@ def tv_kl(P: torch.Tensor, Q: torch.Tensor) -> tuple[float, float]:
     return tv, max(kl, 0.0)
 
 
+@torch.no_grad()
+def span_state(adapter, prompt: list[int], gen_len: int, block_len: int, k: int, temperature: float):
+    """(canvas x [1, L], block start s, block end e) of the prompt's first trajectory state with exactly
+    k masks left in its block, or None (module docstring). The trajectory's noise is seeded by the
+    prompt's tokens, so a prompt gets the same state in every call and every batch."""
+    from accel.recipes.joint_sampler.data import record_trajectories
+    seed = int.from_bytes(hashlib.sha256(repr((list(prompt), temperature)).encode()).digest()[:6], "little")
+    gen = torch.Generator(device=adapter.device).manual_seed(seed)
+    steps = record_trajectories(adapter, [list(prompt)], gen_len, block_len, temperature, 0, gen)[0]
+    for st in steps:
+        b = st["block"]
+        if int((st["resp"][b * block_len:(b + 1) * block_len] == adapter.mask_id).sum()) == k:
+            x = torch.tensor([list(prompt) + st["resp"].tolist()], device=adapter.device)
+            s = len(prompt) + b * block_len
+            return x, s, s + block_len
+    return None
+
+
 def joint_metrics(adapter, sampler, prompts: list[list[int]], gen_len: int, block_len: int, k: int = 4,
                   top_m: int = 4, temperature: float = 1.0, cache: dict | None = None) -> dict[str, list[float]]:
-    """Per prompt: tv / kl of the sampler (when given) and of the marginal baseline, and coverage.
+    """Per scored prompt: tv / kl of the sampler (when given) and of the marginal baseline, and coverage.
 
-    `cache` (a dict) memoises the true joint per (prompt, settings) across calls (bench rows share it).
+    `cache` (a dict) memoises the span and its true joint per (prompt, settings) across calls (bench
+    rows share it).
     """
     if temperature <= 0:
         raise ValueError("the joint is compared at a sampling temperature > 0 (T=0 is a point mass)")
     out = {"tv": [], "kl": [], "tv_marginal": [], "kl_marginal": [], "coverage": []}
     for prompt in prompts:
-        x, valid, P = init_canvas(adapter, [prompt], gen_len)
-        attn, pos = full_mask(valid), position_ids(valid)
-        s, e = P, P + block_len
         key = (tuple(prompt), gen_len, block_len, k, top_m, temperature)
         if cache is not None and key in cache:
-            paths, Pt = cache[key]
+            found = cache[key]
         else:
-            paths, Pt = true_joint(adapter, x, attn, pos, s, e, k, top_m, temperature)
+            found = span_state(adapter, prompt, gen_len, block_len, k, temperature)
+            if found is not None:
+                x, s, e = found
+                valid = torch.ones_like(x, dtype=torch.bool)
+                attn, pos = full_mask(valid), position_ids(valid)
+                found = (x, attn, pos, s, e) + true_joint(adapter, x, attn, pos, s, e, k, top_m, temperature)
             if cache is not None:
-                cache[key] = (paths, Pt)
-        Qm = rule_prob(adapter, x, attn, pos, s, e, paths, temperature, None)
-        out["tv_marginal"].append(tv_kl(Pt, Qm)[0])
-        out["kl_marginal"].append(tv_kl(Pt, Qm)[1])
+                cache[key] = found
+        if found is None:
+            continue
+        x, attn, pos, s, e, paths, Pt = found
+        tv, kl = tv_kl(Pt, rule_prob(adapter, x, attn, pos, s, e, paths, temperature, None))
+        out["tv_marginal"].append(tv)
+        out["kl_marginal"].append(kl)
         out["coverage"].append(float(Pt.sum()))
         if sampler is not None:
             tv, kl = tv_kl(Pt, rule_prob(adapter, x, attn, pos, s, e, paths, temperature, sampler))
