@@ -254,7 +254,7 @@ def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
     adapter.model.save_pretrained(str(model_dir))
     tok.save_pretrained(str(model_dir))
     cfg = Config(output_dir=str(tmp_path / "run"), backbone=str(model_dir), device="cpu", tasks=["pick3"],
-                 n_per_task=3, gen_len=8, block_len=8, max_k=4, max_steps=3, save_steps=3,
+                 n_per_task=3, n_per_multi_task=3, gen_len=8, block_len=8, max_k=4, max_steps=3, save_steps=3,
                  per_device_train_batch_size=4, eval_n=1, top_m=2, logging_steps=1)
     run = train.run(cfg)
     metrics = json.loads((run / train.METRICS_FILE).read_text())
