@@ -141,8 +141,9 @@ class Drafter(Protocol):
 
     A drafter with state over the whole context (Hydra++'s prefix layer) may also define
     ``observe(hidden [B,q,H], valid [B,q], position_ids [B,q], tokens [B,q], prefill: bool)``:
-    `generate_tree` calls it with the prompt after the prefill, then after every verification
-    with the accepted path (root + accepted candidates; `valid` masks each row's unaccepted tail).
+    `generate_tree` calls it with the prompt after the prefill, then after every verification that
+    another draft follows, with the accepted path (root + accepted candidates, as many columns as
+    the longest row's; `valid` masks the shorter rows' tails).
     """
     num_heads: int
 
@@ -174,12 +175,18 @@ def _split_model(model):
 
 
 def _compact(cache, idx: torch.Tensor) -> None:
-    """Gathers every layer's keys/values along the sequence axis: idx [B, L'] -> cache length L'."""
+    """Gathers every layer's keys/values along the sequence axis: idx [B, L'] -> cache length L'.
+
+    Batch 1 (the draft-head regime) uses index_select, about 3x cheaper than an expanded gather.
+    """
+    one = idx[0] if idx.shape[0] == 1 else None
     for layer in cache.layers:
         for name in ("keys", "values"):
             t = getattr(layer, name)
-            g = idx[:, None, :, None].expand(t.shape[0], t.shape[1], idx.shape[1], t.shape[3])
-            setattr(layer, name, t.gather(2, g))
+            if one is not None:
+                setattr(layer, name, t.index_select(2, one))
+            else:
+                setattr(layer, name, t.gather(2, idx[:, None, :, None].expand(*t.shape[:2], idx.shape[1], t.shape[3])))
 
 
 def _sample(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
@@ -223,13 +230,13 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     B = ids.shape[0]
     eos = torch.tensor(adapter.eos_ids, device=dev)
     cache = DynamicCache()
-    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=position_ids(valid),
-             past_key_values=cache, use_cache=True)
+    pos = position_ids(valid)
+    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=pos, past_key_values=cache, use_cache=True)
     cache = o.past_key_values
     h_last = o.last_hidden_state[:, -1]
     observe = getattr(drafter, "observe", None)  # optional: drafters with state over the context (Hydra++)
     if observe is not None:
-        observe(o.last_hidden_state, valid, position_ids(valid), tokens=ids, prefill=True)
+        observe(o.last_hidden_state, valid, pos, tokens=ids, prefill=True)
     root = _sample(lm_head(h_last).float(), temperature, generator)
     kv_valid = valid.clone()
     n_valid = valid.sum(1)
@@ -255,33 +262,15 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         best, acc_len, node_argmax = evaluate_candidates(logits, cand, bufs.retrieve, bufs.parent,
                                                          mode=acceptance, temperature=t_eff,
                                                          eps=typical_eps, alpha=typical_alpha)
-        path = bufs.retrieve[best]  # [B, D+1]
+        # the accepted path, cut to the longest row's: what the cache keeps and the drafter observes
+        path = bufs.retrieve[best][:, :int(acc_len.max()) + 1].clamp(min=0)  # [B, q]
         last_node = path[rows, acc_len]
         h_last = hidden[rows, last_node]
         if temperature > 0:
             nxt = _sample(logits[rows, last_node], temperature, generator)
         else:
             nxt = node_argmax[rows, last_node]
-        # compaction: [pad][old valid][accepted path], right-aligned per row
-        n_acc = acc_len + 1  # root + accepted candidates get cache entries
-        new_valid = n_valid + n_acc
-        Lnew = int(new_valid.max())
-        j = torch.arange(Lnew, device=dev)[None].expand(B, Lnew)
-        pad = (Lnew - new_valid)[:, None]
-        old_n = n_valid[:, None]
-        k = j - pad  # index within the row's valid content
-        old_idx = (Lc - old_n + k).clamp(0, Lc - 1)
-        acc_k = (k - old_n).clamp(0, path.shape[1] - 1)
-        new_idx = Lc + path.gather(1, acc_k).clamp(min=0)
-        idx = torch.where(k < 0, torch.zeros_like(k), torch.where(k < old_n, old_idx, new_idx))
-        _compact(cache, idx)
-        kv_valid = k >= 0
-        n_valid = new_valid
-        acc_tokens = cand.gather(1, path.clamp(min=0))  # [B, D+1]
-        if observe is not None:
-            d = torch.arange(path.shape[1], device=dev)[None]
-            observe(hidden.gather(1, path.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])),
-                    d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
+        acc_tokens = cand.gather(1, path)
         for b in range(B):
             if done[b]:
                 continue
@@ -292,6 +281,27 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
             out[b].extend(new)
             if any(t in adapter.eos_ids for t in new) or len(out[b]) >= max_new_tokens:
                 done[b] = True
+        if bool(done.all()):  # no draft follows: skip the cache compaction and the drafter's update
+            break
+        # compaction: [pad][old valid][accepted path], right-aligned per row
+        n_acc = acc_len + 1  # root + accepted candidates get cache entries
+        new_valid = n_valid + n_acc
+        Lnew = int(new_valid.max())
+        j = torch.arange(Lnew, device=dev)[None].expand(B, Lnew)
+        pad = (Lnew - new_valid)[:, None]
+        old_n = n_valid[:, None]
+        k = j - pad  # index within the row's valid content
+        old_idx = (Lc - old_n + k).clamp(0, Lc - 1)
+        acc_k = (k - old_n).clamp(0, path.shape[1] - 1)
+        new_idx = Lc + path.gather(1, acc_k)
+        idx = torch.where(k < 0, torch.zeros_like(k), torch.where(k < old_n, old_idx, new_idx))
+        _compact(cache, idx)
+        kv_valid = k >= 0
+        n_valid = new_valid
+        if observe is not None:
+            d = torch.arange(path.shape[1], device=dev)[None]
+            observe(hidden.gather(1, path[..., None].expand(-1, -1, hidden.shape[-1])),
+                    d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
         root = nxt
     rows_out = [trim_at_end(r[:max_new_tokens], adapter.eos_ids) for r in out]
     texts = [adapter.tokenizer.decode([t for t in r if t not in adapter.eos_ids]) for r in rows_out]

@@ -1,6 +1,7 @@
 """Hydra recipe: heads, prefix layer cache, loss/estimates, tree building, drafter, tree decoding."""
 from __future__ import annotations
 
+import copy
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,11 +27,11 @@ def adapter():
                    eos_ids=(tok.eos_token_id,))
 
 
-def make_heads(adapter, prefix: bool, K: int = 3, seed: int = 0, scale: float = 0.3):
+def make_heads(adapter, prefix: bool, K: int = 3, seed: int = 0, scale: float = 0.3, config=None):
     """Heads with random (non-identity) weights, so every code path actually mixes its inputs."""
     torch.manual_seed(seed)
     m = adapter.model
-    h = HydraHeads(32, m.config.vocab_size, K, 2, 0.0, prefix_config=m.config if prefix else None)
+    h = HydraHeads(32, m.config.vocab_size, K, 2, 0.0, prefix_config=(config or m.config) if prefix else None)
     h.init_from_lm_head(m.get_output_embeddings())
     with torch.no_grad():
         for p in h.parameters():
@@ -55,9 +56,12 @@ def test_init_is_base_predictor(adapter):
     assert len(layers) == 3  # each residual layer its own module (2 layers/head -> 1 ResBlock each)
 
 
-def test_prefix_state_matches_full_context(adapter):
-    """The prefix layer's own KV cache, fed ragged chunks with holes, equals one full pass."""
-    h = make_heads(adapter, prefix=True)
+@pytest.mark.parametrize("kv_heads", [2, 1])
+def test_prefix_state_matches_full_context(adapter, kv_heads):
+    """The prefix layer's own KV cache, fed ragged chunks with holes, equals one full pass (also with GQA)."""
+    cfg = copy.deepcopy(adapter.model.config)
+    cfg.num_key_value_heads = kv_heads
+    h = make_heads(adapter, prefix=True, config=cfg)
     torch.manual_seed(1)
     B, H = 2, 32
     full = torch.randn(B, 9, H)

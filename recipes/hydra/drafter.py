@@ -6,8 +6,9 @@ the root and the d-1 ancestors drafted above the node. All parents of one level 
 the head as one batch ([B, parents, d, H]), so a tree costs K small head calls per step.
 
 Drafting is latency-bound at batch 1 (a few dozen tiny ops per level), so `draft` runs the heads
-through `_FusedHeads`: the h_t part of every head's input projection is one matmul for all heads
-(W_in·[h; e] = W_h·h + W_e·e), and each level is plain functional calls (no module dispatch).
+through `_FusedHeads`: every head reads h_t and the root token, so that part of every head's input
+projection is one matmul for all heads (W_in·[h; e_0; e_1..] = [W_h W_0]·[h; e_0] + W_rest·e_1..),
+level 1 needs no other, and each level is plain functional calls (no module dispatch).
 Same weights and math as `HydraHead.forward`; the tree decoder verifies every draft anyway.
 
 Hydra++ reads h_t from its prefix layer, which needs the hidden states of every accepted
@@ -26,8 +27,8 @@ from accel.recipes.hydra.heads import HydraHeads, PrefixState
 @dataclass
 class _Plan:
     """Per-depth index tensors of one tree: which parents expand, and where each child sits."""
-    levels: list  # per depth d>=1: (ancestors [P, d] node ids root..parent, child nodes [C], child parent slot [C],
-    #                child choice [C], kmax)
+    levels: list  # per depth d>=1: (ancestors [P, d-1] node ids below the root, first child node, end, child's index
+    #                into the parents' flattened top-k [C], kmax); a depth's nodes are contiguous in TreeSpec order
     num_nodes: int
 
 
@@ -41,28 +42,32 @@ def plan_tree(paths: list[tuple[int, ...]], device) -> _Plan:
         kids = [p for p in paths if len(p) == d]
         parents = list(dict.fromkeys(p[:-1] for p in kids))
         slot = {q: i for i, q in enumerate(parents)}
-        anc = [[index[q[:j]] for j in range(d)] for q in parents]
+        kmax = max(p[-1] for p in kids) + 1
         t = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-        levels.append((t(anc), t([index[p] for p in kids]), t([slot[p[:-1]] for p in kids]),
-                       t([p[-1] for p in kids]), max(p[-1] for p in kids) + 1))
+        levels.append((t([[index[q[:j]] for j in range(1, d)] for q in parents]), index[kids[0]], index[kids[-1]] + 1,
+                       t([slot[p[:-1]] * kmax + p[-1] for p in kids]), kmax))
     return _Plan(levels=levels, num_nodes=len(paths))
 
 
 class _FusedHeads:
-    """The heads' weights laid out for drafting: all W_h stacked, per-head W_e and residual blocks."""
+    """The heads' weights laid out for drafting: [W_h W_0] of all heads stacked, per-head W_e of the
+    tokens below the root, residual blocks and vocab projections."""
 
     def __init__(self, heads: HydraHeads):
         H = heads.hidden
-        self.w_h = torch.cat([h.inp.weight[:, :H] for h in heads.heads], 0)  # [K*H, H]
-        self.b_h = torch.cat([h.inp.bias for h in heads.heads], 0)
-        self.w_e = [h.inp.weight[:, H:] for h in heads.heads]
-        self.blocks = [[(b.linear.weight, b.linear.bias) for b in h.blocks] for h in heads.heads]
-        self.lm = [(h.lm_head.weight, h.lm_head.bias) for h in heads.heads]
+        self.w_root = torch.cat([h.inp.weight[:, :2 * H] for h in heads.heads], 0).detach()  # [K*H, 2H]
+        self.b_root = torch.cat([h.inp.bias for h in heads.heads], 0).detach()
+        self.w_e = [h.inp.weight[:, 2 * H:].t().contiguous()[None].detach() for h in heads.heads]  # [1, (d-1)H, H]
+        self.blocks = [[(b.linear.weight.detach(), b.linear.bias.detach()) for b in h.blocks] for h in heads.heads]
+        self.lm = [(h.lm_head.weight.detach(), h.lm_head.bias.detach()) for h in heads.heads]
 
-    def level(self, d: int, h, hw, embs):
-        """Head d (1-based) at every parent: h [B,H], hw [B,K,H] (W_h·h + b), embs [B,P,d,H] -> [B,P,V]."""
+    def level(self, d: int, h, hr, embs):
+        """Head d (1-based) at every parent: h [B,1,H], hr [B,K,1,H] (every head's h and root part),
+        embs [B,P,d-1,H] (the tokens below the root; None at d = 1) -> [B,P,V]."""
         F = torch.nn.functional
-        y = h[:, None] + F.silu(F.linear(embs.flatten(-2), self.w_e[d - 1]) + hw[:, d - 1, None])
+        z = hr[:, d - 1] if embs is None else torch.baddbmm(hr[:, d - 1], embs.flatten(-2),
+                                                              self.w_e[d - 1].expand(h.shape[0], -1, -1))
+        y = h + F.silu(z)
         for w, b in self.blocks[d - 1]:
             y = y + F.silu(F.linear(y, w, b))
         return F.linear(y, *self.lm[d - 1])
@@ -74,6 +79,8 @@ class HydraDrafter:
     def __init__(self, heads: HydraHeads, embed: torch.nn.Module):
         self.heads = heads.eval()
         self.embed = embed
+        # a plain nn.Embedding is a table lookup: index its weight and skip the module call at every level
+        self._table = embed.weight if type(embed) is torch.nn.Embedding and embed.max_norm is None else None
         self.state: PrefixState | None = None
         self._plans: dict = {}
         self._fused: _FusedHeads | None = None
@@ -90,8 +97,10 @@ class HydraDrafter:
         """
         if self.heads.prefix is None:
             return
-        if prefill or self.state is None:
+        if self.state is None:  # frozen heads: the state's fused weights and buffers serve every sequence
             self.state = PrefixState(self.heads.prefix)
+        if prefill:
+            self.state.reset()
         dt = self._dtype()
         self.state.push(hidden.to(dt), valid, position_ids)
 
@@ -99,13 +108,15 @@ class HydraDrafter:
         return next(self.heads.parameters()).dtype
 
     def _plan(self, tree, device) -> _Plan:
-        key = (tuple(tree.paths), str(device))
-        if key not in self._plans:
+        """Built once per tree object and device (hashing the paths every step costs more than a level)."""
+        key = (id(tree), device)
+        hit = self._plans.get(key)
+        if hit is None or hit[0] is not tree:  # the tree is kept in the entry, so a reused id() cannot alias
             if tree.max_depth > self.num_heads:
                 raise ValueError(f"the tree is {tree.max_depth} levels deep but the checkpoint has {self.num_heads} "
                                  "Hydra heads; use a tree of depth <= num_heads")
-            self._plans[key] = plan_tree(list(tree.paths), device)
-        return self._plans[key]
+            hit = self._plans[key] = (tree, plan_tree(list(tree.paths), device))
+        return hit[1]
 
     @torch.no_grad()
     def draft(self, hidden_last, root_token, tree) -> torch.Tensor:
@@ -122,11 +133,16 @@ class HydraDrafter:
             self._fused = _FusedHeads(self.heads)
         fused = self._fused
         B = h.shape[0]
-        hw = torch.nn.functional.linear(h, fused.w_h, fused.b_h).view(B, self.num_heads, -1)
-        cand = torch.zeros(B, plan.num_nodes + 1, dtype=torch.long, device=h.device)
+        hr = torch.nn.functional.linear(torch.cat([h, self._embed(root_token).to(h.dtype)], -1), fused.w_root,
+                                        fused.b_root).view(B, self.num_heads, 1, -1)
+        h = h[:, None]
+        cand = torch.empty(B, plan.num_nodes + 1, dtype=torch.long, device=h.device)
         cand[:, 0] = root_token
-        for d, (anc, kids, slot, choice, kmax) in enumerate(plan.levels, start=1):
-            embs = self.embed(cand[:, anc]).to(h.dtype)                              # [B, P, d, H]
-            top = fused.level(d, h, hw, embs).topk(kmax, dim=-1).indices             # [B, P, kmax]
-            cand[:, kids] = top[:, slot, choice]
+        for d, (anc, start, end, flat, kmax) in enumerate(plan.levels, start=1):
+            embs = self._embed(cand[:, anc]).to(h.dtype) if d > 1 else None         # [B, P, d-1, H]
+            top = fused.level(d, h, hr, embs).topk(kmax, dim=-1).indices             # [B, P, kmax]
+            cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
+
+    def _embed(self, ids):
+        return torch.nn.functional.embedding(ids, self._table) if self._table is not None else self.embed(ids)

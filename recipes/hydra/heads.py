@@ -16,7 +16,8 @@ base config) that attends causally over the base hidden states of the whole cont
 replaces h_t as the heads' input. Its attention and MLP output projections are zero-init,
 so it starts as the identity. At decode time it keeps **its own KV cache** (`PrefixState`):
 after each verification step the hidden states of the newly accepted tokens are pushed
-through it once, so its per-step cost is one layer over ≤ K+1 tokens, not over the context.
+through it once, so its per-step cost is the keys/values of ≤ K+1 tokens and one query (the
+heads read only the newest output), not the context.
 Rows of a batch accept different numbers of tokens; every row appends the same number of
 slots and a key-validity mask hides the unused ones (no per-row ragged cache).
 """
@@ -88,23 +89,18 @@ class PrefixLayer(nn.Module):
         for lin in (self.layer.self_attn.o_proj, self.layer.mlp.down_proj):
             nn.init.zeros_(lin.weight)
 
-    def forward(self, hidden, key_valid, position_ids, past=None):
-        """hidden [B,q,H] (new tokens), key_valid [B,T+q] (cached + new keys), position_ids [B,q].
+    def forward(self, hidden, key_valid, position_ids):
+        """hidden [B,L,H], key_valid [B,L], position_ids [B,L] -> [B,L,H] (training / full-context view).
 
-        Query j attends to valid cached keys and to valid new keys i <= j. Returns [B,q,H].
+        Query j attends to valid keys i <= j. Decoding goes through `PrefixState` (same math).
         """
-        B, q, _ = hidden.shape
-        T = key_valid.shape[1] - q
-        causal = torch.ones(q, q, dtype=torch.bool, device=hidden.device).tril()
-        allowed = torch.cat([key_valid[:, None, :T].expand(B, q, T),
-                             causal[None] & key_valid[:, None, T:]], dim=2)
+        L = hidden.shape[1]
+        causal = torch.ones(L, L, dtype=torch.bool, device=hidden.device).tril()
         # a query with nothing to attend (left padding) sees itself, so no row is all -inf
-        diag = torch.zeros(q, T + q, dtype=torch.bool, device=hidden.device)
-        diag[torch.arange(q), T + torch.arange(q)] = True
-        mask = (allowed | diag[None])[:, None]  # boolean: the layer runs sdpa (prefix_layer_config)
+        mask = (causal[None] & key_valid[:, None]) | torch.eye(L, dtype=torch.bool, device=hidden.device)
         pos_emb = self.rotary(hidden, position_ids)
-        return self.layer(hidden, attention_mask=mask, position_ids=position_ids, past_key_values=past,
-                          use_cache=past is not None, position_embeddings=pos_emb)
+        # boolean mask: the layer runs sdpa (prefix_layer_config)
+        return self.layer(hidden, attention_mask=mask[:, None], position_ids=position_ids, position_embeddings=pos_emb)
 
 
 class HydraHeads(nn.Module):
@@ -161,24 +157,89 @@ class HydraHeads(nn.Module):
 
 
 class PrefixState:
-    """Hydra++ decode state: the prefix layer's own KV cache and the key-validity mask."""
+    """Hydra++ decode state: the prefix layer's own KV cache and key-validity mask.
+
+    Decoding pushes a few tokens per step, so the cost is per-op overhead more than FLOPs: `push`
+    runs the layer as plain functional calls on fused weights (q|k|v and gate|up one matmul each,
+    RoPE from a position table) and writes K/V into buffers that grow by doubling, where the HF
+    layer would add module dispatch, a rotary pass and a DynamicCache `cat` per call. The heads
+    read only each row's newest output, so attention and MLP run for that one query (every token
+    still gets its K/V). Same math as `PrefixLayer.forward` up to rounding (a test compares them).
+    `reset()` starts a new sequence and keeps the buffers.
+    """
 
     def __init__(self, prefix: PrefixLayer):
-        from transformers import DynamicCache
+        attn, mlp = prefix.layer.self_attn, prefix.layer.mlp
+        cfg = attn.config
         self.prefix = prefix
-        self.cache = DynamicCache()
-        self.key_valid = None
+        self.nh, self.nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.hd, self.scale = attn.head_dim, attn.scaling
+        self.w_qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach()
+        self.w_o = attn.o_proj.weight.detach()
+        self.w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+        self.w_down, self.act = mlp.down_proj.weight.detach(), mlp.act_fn
+        self.norms = [(n.weight.detach(), n.variance_epsilon)
+                      for n in (prefix.layer.input_layernorm, prefix.layer.post_attention_layernorm)]
+        self.cap = 0
+        self.reset()
+
+    def reset(self):
+        self.len = 0
         self.last = None
         """[B,H]: the prefix layer's output at each row's newest valid token."""
 
+    def _reserve(self, x, n: int):
+        """Buffers (K, V, key validity, RoPE table) for n keys of x's batch size, grown by doubling."""
+        B = x.shape[0]
+        if n <= self.cap and self.k.shape[0] == B:
+            return
+        cap = max(n + 1, 64, 2 * self.cap if n > self.cap else self.cap)  # a new batch size alone does not grow it
+        k, v, kv = (x.new_zeros(B, self.nkv, cap, self.hd), x.new_zeros(B, self.nkv, cap, self.hd),
+                    torch.zeros(B, cap, dtype=torch.bool, device=x.device))
+        if self.len:
+            k[:, :, :self.len], v[:, :, :self.len], kv[:, :self.len] = (
+                self.k[:, :, :self.len], self.v[:, :, :self.len], self.key_valid[:, :self.len])
+        self.k, self.v, self.key_valid, self.cap = k, v, kv, cap
+        self.ar = torch.arange(cap, device=x.device)
+        cos, sin = self.prefix.rotary(x, self.ar[None])
+        h = self.hd // 2
+        # rotate_half(x) * sin == roll(x, h) * [-sin_1, sin_2]
+        self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :h], sin[0, :, h:]], -1)
+
+    def _norm(self, x, i: int):
+        w, eps = self.norms[i]
+        return F.rms_norm(x, x.shape[-1:], w, eps)
+
     @torch.no_grad()
     def push(self, hidden, valid, position_ids):
-        """Append new tokens (hidden [B,q,H], valid [B,q]); updates `last` where a row got one."""
-        kv = valid if self.key_valid is None else torch.cat([self.key_valid, valid], dim=1)
-        out = self.prefix(hidden, kv, position_ids, past=self.cache)
-        self.key_valid = kv
-        has = valid.any(dim=1)
-        idx = (valid.long() * torch.arange(1, valid.shape[1] + 1, device=valid.device)).argmax(dim=1)
-        newest = out[torch.arange(out.shape[0], device=out.device), idx]
-        self.last = newest if self.last is None else torch.where(has[:, None], newest, self.last)
+        """Append new tokens (hidden [B,q,H], valid [B,q]); updates `last` where a row got one.
+
+        Position ids must be below the cache length after the push (a key never sits left of
+        its position).
+        """
+        B, q, _ = hidden.shape
+        T, nh, nkv = self.len, self.nh, self.nkv
+        n = T + q
+        self._reserve(hidden, n)
+        qkv = F.linear(self._norm(hidden, 0), self.w_qkv).view(B, q, nh + 2 * nkv, self.hd)
+        qk = qkv[:, :, :nh + nkv]
+        qk = qk * self.cos[position_ids, None] + qk.roll(self.hd // 2, -1) * self.sin[position_ids, None]
+        self.k[:, :, T:n] = qk[:, :, nh:].transpose(1, 2)
+        self.v[:, :, T:n] = qkv[:, :, nh + nkv:].transpose(1, 2)
+        self.key_valid[:, T:n] = valid
+        self.len = n
+        rows, newest = self.ar[:B], (valid * self.ar[1:q + 1]).argmax(1)  # each row's newest valid token
+        col = (newest + T)[:, None]
+        keys = self.ar[:n]
+        # a query with nothing to attend (left padding) sees itself, so no row is all -inf
+        mask = (self.key_valid[:, :n] & (keys <= col)) | (keys == col)
+        k, v = self.k[:, :, :n], self.v[:, :, :n]
+        if nh != nkv:  # grouped-query attention (sdpa's enable_gqa needs torch >= 2.5)
+            k, v = k.repeat_interleave(nh // nkv, 1), v.repeat_interleave(nh // nkv, 1)
+        a = F.scaled_dot_product_attention(qk[rows, newest, :nh, None], k, v, attn_mask=mask[:, None, None],
+                                           scale=self.scale)
+        h = hidden[rows, newest] + F.linear(a.reshape(B, -1), self.w_o)
+        gate, up = F.linear(self._norm(h, 1), self.w_gu).chunk(2, -1)
+        out = h + F.linear(self.act(gate) * up, self.w_down)
+        self.last = out if self.last is None else torch.where(valid.any(1)[:, None], out, self.last)
         return self.last

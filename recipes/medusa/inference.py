@@ -31,25 +31,25 @@ def load_heads(ckpt):
     return heads.eval(), s, tree
 
 
-def _medusa(adapter, prompts, gen_len, heads, tree, acceptance="greedy"):
+def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy"):
     from accel.decoding.tree import generate_tree
-    from accel.recipes.medusa.heads import MedusaDrafter
-    w, hw = next(adapter.model.parameters()), next(heads.parameters())
+    w, hw = next(adapter.model.parameters()), next(drafter.heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
-        heads.to(device=w.device, dtype=w.dtype)
-    return generate_tree(adapter, MedusaDrafter(heads), tree, prompts, max_new_tokens=gen_len,
-                         acceptance=acceptance)
+        drafter.heads.to(device=w.device, dtype=w.dtype)
+    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
 
 
 def bench_methods(ckpt, adapter) -> dict:
     """{name: fn(adapter, prompts, gen_len) -> DecodeResult}."""
     from accel.decoding.methods import get_method
     from accel.decoding.tree import TreeSpec
+    from accel.recipes.medusa.heads import MedusaDrafter
     heads, _s, tree = load_heads(ckpt)
+    drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:
-        fn = functools.partial(_medusa, heads=heads, tree=tr, acceptance=acc)
+        fn = functools.partial(_medusa, drafter=drafter, tree=tr, acceptance=acc)
         fn.help = f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node tree, {acc} acceptance"
         out[name] = fn
     return out
