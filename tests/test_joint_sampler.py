@@ -331,3 +331,14 @@ def test_confidence_logit_ranks_like_confidence_and_order_loss(adapter, data_dir
     l0, m0 = make_loss(adapter, order_weight=1.0)(s, batch)
     b0, _ = make_loss(adapter)(s, batch)
     assert float(l0) == pytest.approx(float(b0) + m0["order_ce"], rel=1e-4)
+
+
+def test_builtin_training_prompts_weight_the_several_answer_tasks():
+    from collections import Counter
+
+    from accel.recipes.joint_sampler.config import Config
+    from accel.recipes.joint_sampler.train import training_prompts
+    n = Counter(r["task"] for r in training_prompts(Config(tasks=["copy", "shuffle", "pick3"], n_per_task=3,
+                                                           n_per_multi_task=5)))
+    assert n == {"copy": 3, "shuffle": 5, "pick3": 5}
+    assert Counter(r["task"] for r in training_prompts(Config(tasks=["sort"], n_per_task=4))) == {"sort": 4}

@@ -34,18 +34,23 @@ def load_frozen(cfg: Config):
     return adapter
 
 
+def training_prompts(cfg: Config) -> list[dict]:
+    """Prompt records: the suite's n_per_task per single-answer task and n_per_multi_task per
+    several-valid-answers task (prompts=builtin), or the user's prompt file / dataset."""
+    from accel.data.trajectories import load_prompts
+    if cfg.prompts != "builtin":
+        return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
+    from accel.data.tasks import MULTI_ANSWER_TASKS, resolve_tasks
+    names = resolve_tasks(cfg.tasks or None)
+    groups = [([t for t in names if t not in MULTI_ANSWER_TASKS], cfg.n_per_task),
+              ([t for t in names if t in MULTI_ANSWER_TASKS], cfg.n_per_multi_task)]
+    return [r for ts, n in groups if ts for r in load_prompts("builtin", ts, n, cfg.seed)]
+
+
 def ensure_data(cfg: Config, adapter, progress: bool = True) -> Path:
     from accel.data.tokenizer import chat_prompt_ids
-    from accel.data.trajectories import load_prompts
     from accel.recipes.joint_sampler.data import generate_data
-    if cfg.prompts == "builtin":
-        from accel.data.tasks import MULTI_ANSWER_TASKS, resolve_tasks
-        names = resolve_tasks(cfg.tasks or None)
-        groups = [([t for t in names if t not in MULTI_ANSWER_TASKS], cfg.n_per_task),
-                  ([t for t in names if t in MULTI_ANSWER_TASKS], cfg.n_per_multi_task)]
-        recs = [r for ts, n in groups if ts for r in load_prompts("builtin", ts, n, cfg.seed)]
-    else:
-        recs = load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
+    recs = training_prompts(cfg)
     tok = adapter.tokenizer
     ids = [list(chat_prompt_ids(tok, r["prompt"])) if getattr(tok, "chat_template", None)
            else list(tok(r["prompt"])["input_ids"]) for r in recs]
