@@ -254,7 +254,7 @@ def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
     adapter.model.save_pretrained(str(model_dir))
     tok.save_pretrained(str(model_dir))
     cfg = Config(output_dir=str(tmp_path / "run"), backbone=str(model_dir), device="cpu", tasks=["pick3"],
-                 n_per_task=3, n_per_multi_task=3, gen_len=8, block_len=8, max_k=4, max_steps=3, save_steps=3,
+                 n_per_task=3, n_per_dependent_task=3, gen_len=8, block_len=8, max_k=4, max_steps=3, save_steps=3,
                  per_device_train_batch_size=4, eval_n=1, top_m=2, logging_steps=1)
     run = train.run(cfg)
     metrics = json.loads((run / train.METRICS_FILE).read_text())
@@ -333,12 +333,12 @@ def test_confidence_logit_ranks_like_confidence_and_order_loss(adapter, data_dir
     assert float(l0) == pytest.approx(float(b0) + m0["order_ce"], rel=1e-4)
 
 
-def test_builtin_training_prompts_weight_the_several_answer_tasks():
+def test_builtin_training_prompts_weight_the_dependent_tasks():
     from collections import Counter
 
     from accel.recipes.joint_sampler.config import Config
     from accel.recipes.joint_sampler.train import training_prompts
-    n = Counter(r["task"] for r in training_prompts(Config(tasks=["copy", "shuffle", "pick3"], n_per_task=3,
-                                                           n_per_multi_task=5)))
-    assert n == {"copy": 3, "shuffle": 5, "pick3": 5}
+    n = Counter(r["task"] for r in training_prompts(Config(tasks=["copy", "shuffle", "arith"], n_per_task=3,
+                                                           n_per_dependent_task=5)))
+    assert n == {"copy": 3, "shuffle": 5, "arith": 5}
     assert Counter(r["task"] for r in training_prompts(Config(tasks=["sort"], n_per_task=4))) == {"sort": 4}

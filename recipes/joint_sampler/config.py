@@ -16,12 +16,15 @@ class Config(TrainConfig):
     prompts: str = _f("builtin", "Training prompts: builtin (the suite's train split), a .jsonl with a 'prompt' "
                                  "field, or an HF dataset dir saved with save_to_disk.")
     tasks: list[str] = _f([], "Suite tasks for prompts=builtin (empty = all).")
-    n_per_task: int = _f(128, "Suite prompts per task with one valid answer (prompts=builtin): they keep the "
-                              "layer the identity where the tokens of a step do not depend on each other.")
-    n_per_multi_task: int = _f(2048, "Suite prompts per several-valid-answers task (shuffle, pick3; "
-                                     "prompts=builtin): the dependence the layer learns lives there, and it "
-                                     "generalizes only from many (measured: 128 -> held-out KL no better than "
-                                     "the marginals'; 2048 -> half of theirs).")
+    n_per_task: int = _f(128, "Suite prompts per other task (prompts=builtin): answers the teacher is sure of, "
+                              "where the layer must stay the identity.")
+    dependent_tasks: list[str] = _f(["shuffle", "pick3", "arith"],
+                                    "Suite tasks whose answer tokens depend on each other under the teacher "
+                                    "(several valid answers; arith's final answer copies its worked steps, which "
+                                    "the tiny teacher is unsure of); they get n_per_dependent_task prompts.")
+    n_per_dependent_task: int = _f(2048, "Suite prompts per dependent task (prompts=builtin): the layer learns the "
+                                         "dependence there and generalizes only from many (measured on shuffle and "
+                                         "pick3: 128 -> held-out KL no better than the marginals'; 2048 -> half).")
     data_dir: str = _f("", "Trajectory dataset directory (empty: <output_dir>/data); generated when missing.")
     gen_len: int = _f(64, "Response length of the trajectories (a multiple of block_len); match the decode's "
                           "gen_len (the export's default, 64): the canvas length changes the hidden states.")
@@ -51,8 +54,8 @@ class Config(TrainConfig):
     temperature: float = _f(1.0, "Decode temperature recorded in the export (0 = greedy); TV is measured at it.")
     eval_n: int = _f(16, "Held-out prompts per multi-answer task scored for joint TV after training (0 = none).")
     top_m: int = _f(4, "Exact evaluation: tokens enumerated per position of the true joint's tree.")
-    learning_rate: float = _f(1e-3, "AdamW learning rate of the sampler layer.")
-    max_steps: int = _f(1200, "Optimizer steps.")
+    learning_rate: float = _f(2e-3, "AdamW learning rate of the sampler layer.")
+    max_steps: int = _f(2000, "Optimizer steps.")
     per_device_train_batch_size: int = _f(16, "Training states per micro-batch (each gives max_k-1 sampler rows).")
     warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
     save_steps: int = _f(200, "Checkpoint every N steps (plus a final one).")
@@ -73,8 +76,9 @@ class Config(TrainConfig):
         if self.plain_states_per_prompt < 0 or not 0 <= self.dependence_threshold < 1:
             raise ConfigError("plain_states_per_prompt must be >= 0 and dependence_threshold in [0, 1)")
         if self.states_per_prompt < 1 or self.data_batch_size < 1 or self.shard_size < 1 or self.n_per_task < 1 \
-                or self.n_per_multi_task < 1:
-            raise ConfigError("states_per_prompt, data_batch_size, shard_size, n_per_task and n_per_multi_task "
+                or self.n_per_dependent_task < 1:
+            raise ConfigError("states_per_prompt, data_batch_size, shard_size, n_per_task and "
+                              "n_per_dependent_task "
                               "must be >= 1")
         if self.traj_temperature < 0 or self.temperature < 0:
             raise ConfigError("traj_temperature and temperature must be >= 0 (0 = greedy)")

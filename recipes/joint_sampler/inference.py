@@ -4,8 +4,8 @@ Rows (all at the checkpoint's temperature, default 1.0: the joint is a sampling 
 ``sequential`` (K=1: one token per full forward, the exact joint; the baseline), ``marginal``
 (K tokens per forward drawn independently) and ``joint-sampler`` (K tokens per forward: one
 forward + K-1 sampler passes). ``marginal`` and ``joint-sampler`` carry a ``tv`` (and ``kl``)
-row metric: distance to the enumerated true K-token joint on each bench prompt (`evaluate.py`),
-computed outside the timed decode (the bench's ``row_metrics`` hook). ``joint-tv`` is the
+row metric: distance to the enumerated true K-token joint at each bench prompt's span (the
+trajectory's state with K masks left in its block; `evaluate.py`), computed outside the timed decode (the bench's ``row_metrics`` hook). ``joint-tv`` is the
 joint-sampler row with both distances side by side (tv, tv_marginal, kl, kl_marginal,
 coverage); ``-k8`` rows repeat the comparison at K=8.
 """

@@ -35,15 +35,15 @@ def load_frozen(cfg: Config):
 
 
 def training_prompts(cfg: Config) -> list[dict]:
-    """Prompt records: the suite's n_per_task per single-answer task and n_per_multi_task per
-    several-valid-answers task (prompts=builtin), or the user's prompt file / dataset."""
+    """Prompt records: the suite's n_per_dependent_task per dependent task and n_per_task per other
+    task (prompts=builtin), or the user's prompt file / dataset."""
     from accel.data.trajectories import load_prompts
     if cfg.prompts != "builtin":
         return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
-    from accel.data.tasks import MULTI_ANSWER_TASKS, resolve_tasks
-    names = resolve_tasks(cfg.tasks or None)
-    groups = [([t for t in names if t not in MULTI_ANSWER_TASKS], cfg.n_per_task),
-              ([t for t in names if t in MULTI_ANSWER_TASKS], cfg.n_per_multi_task)]
+    from accel.data.tasks import resolve_tasks
+    names, dep = resolve_tasks(cfg.tasks or None), set(resolve_tasks(cfg.dependent_tasks))
+    groups = [([t for t in names if t not in dep], cfg.n_per_task), ([t for t in names if t in dep],
+                                                                      cfg.n_per_dependent_task)]
     return [r for ts, n in groups if ts for r in load_prompts("builtin", ts, n, cfg.seed)]
 
 
