@@ -342,3 +342,17 @@ def test_builtin_training_prompts_weight_the_dependent_tasks():
                                                            n_per_dependent_task=5)))
     assert n == {"copy": 3, "shuffle": 5, "arith": 5}
     assert Counter(r["task"] for r in training_prompts(Config(tasks=["sort"], n_per_task=4))) == {"sort": 4}
+
+
+def test_token_input_starts_at_the_hidden_states_scale(adapter):
+    """The chosen token's projected embedding starts as long as the hidden states it is added to."""
+    from accel.recipes.joint_sampler.layer import check_head
+    s = build_sampler(adapter)
+    scale = check_head(adapter)
+    assert scale > 0 and torch.allclose(s.tok_proj.weight, torch.eye(s.cfg["hidden_size"]) * scale)
+    emb = adapter.model.get_input_embeddings().weight[:8]
+    x = torch.tensor([[adapter.pad_id] + [adapter.mask_id] * 8])
+    valid = torch.ones_like(x, dtype=torch.bool)
+    _, h = backbone_forward(adapter, x, full_mask(valid), position_ids(valid))
+    ratio = s.tok_proj(emb).norm(dim=-1).mean() / h.norm(dim=-1).mean()
+    assert 0.5 < float(ratio) < 2.0
