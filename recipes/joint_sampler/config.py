@@ -55,7 +55,7 @@ class Config(TrainConfig):
     eval_n: int = _f(16, "Held-out prompts per multi-answer task scored for joint TV after training (0 = none).")
     top_m: int = _f(4, "Exact evaluation: tokens enumerated per position of the true joint's tree.")
     learning_rate: float = _f(2e-3, "AdamW learning rate of the sampler layer.")
-    max_steps: int = _f(2000, "Optimizer steps.")
+    max_steps: int = _f(3000, "Optimizer steps.")
     per_device_train_batch_size: int = _f(16, "Training states per micro-batch (each gives max_k-1 sampler rows).")
     warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
     save_steps: int = _f(200, "Checkpoint every N steps (plus a final one).")
