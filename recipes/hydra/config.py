@@ -43,7 +43,7 @@ class Config(TrainConfig):
     eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
                          "per-head top-k accuracy is measured at save points and at the end (saved to final/, "
                          "builds the tree at export; 0 = none: the tree is the top-1 chain).")
-    tree_nodes: int = _f(32, "Node budget of the candidate tree built at export (excluding the root).")
+    tree_nodes: int = _f(48, "Node budget of the candidate tree built at export (excluding the root).")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def resolved_dropout(self) -> float:

@@ -40,7 +40,7 @@ class Config(TrainConfig):
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                         "medusa2: modules with LoRA.")
     topk: int = _f(4, "Choices per head measured (top-k accuracy) and allowed in the tree.")
-    tree_nodes: int = _f(32, "Candidate-tree node budget (root excluded), built from measured top-k accuracy.")
+    tree_nodes: int = _f(48, "Candidate-tree node budget (root excluded), built from measured top-k accuracy.")
     eval_n: int = _f(32, "Held-out suite examples per task for head accuracy and the tree (data=builtin); "
                          "other data: the last 5% of examples.")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
