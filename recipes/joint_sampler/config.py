@@ -78,8 +78,7 @@ class Config(TrainConfig):
         if self.states_per_prompt < 1 or self.data_batch_size < 1 or self.shard_size < 1 or self.n_per_task < 1 \
                 or self.n_per_dependent_task < 1:
             raise ConfigError("states_per_prompt, data_batch_size, shard_size, n_per_task and "
-                              "n_per_dependent_task "
-                              "must be >= 1")
+                              "n_per_dependent_task must be >= 1")
         if self.traj_temperature < 0 or self.temperature < 0:
             raise ConfigError("traj_temperature and temperature must be >= 0 (0 = greedy)")
         if self.target_topk < 0:

@@ -140,7 +140,8 @@ def span_state(adapter, prompt: list[int], gen_len: int, block_len: int, k: int,
     from accel.recipes.joint_sampler.data import record_trajectories
     seed = int.from_bytes(hashlib.sha256(repr((list(prompt), temperature)).encode()).digest()[:6], "little")
     gen = torch.Generator(device=adapter.device).manual_seed(seed)
-    steps = record_trajectories(adapter, [list(prompt)], gen_len, block_len, temperature, 0, gen)[0]
+    # topk=1: only the canvases are needed, not each step's full-vocabulary log-probs
+    steps = record_trajectories(adapter, [list(prompt)], gen_len, block_len, temperature, 1, gen)[0]
     for st in steps:
         b = st["block"]
         if int((st["resp"][b * block_len:(b + 1) * block_len] == adapter.mask_id).sum()) == k:

@@ -6,10 +6,11 @@ Design (ALGORITHMS.md leaves the inputs open; this is the choice, measured in th
   lm_head reads) from the ONE full forward at the start of the step; at positions unmasked
   earlier in the same step, a learned projection of the frozen input embedding of the chosen
   token is *added* to h (``token_input="add"``, default) or *replaces* it (``"replace"``).
-  The projection starts as the identity scaled to the hidden states' norm (`token_scale`): the
-  built-in teacher's h is ~6x longer than its embeddings, and at scale 1 the token was a small
-  perturbation the layer took longer to find than the data lasted (held-out block KL stayed at
-  the marginals' 0.033-0.035; scaled, 0.016 after 600 steps). Adding keeps the backbone's view of that position (it knew what was likely there) and tells
+  The projection starts as the identity scaled to the hidden states' norm (the scale
+  `check_head` measures): the built-in teacher's h is ~6x longer than its embeddings, and at
+  scale 1 the token was a small perturbation the layer took longer to find than the data lasted
+  (held-out block KL stayed at the marginals' 0.033-0.035; scaled, 0.016 after 600 steps).
+  Adding keeps the backbone's view of that position (it knew what was likely there) and tells
   the layer which value was drawn. That input only feeds the layer: the output is
   h + (layer(input) - input), so the token input never reaches the lm_head directly (on a
   shifted backbone the slot of position p predicts p+1; leaving E(tok) there boosted repeating

@@ -42,8 +42,8 @@ def training_prompts(cfg: Config) -> list[dict]:
         return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
     from accel.data.tasks import resolve_tasks
     names, dep = resolve_tasks(cfg.tasks or None), set(resolve_tasks(cfg.dependent_tasks))
-    groups = [([t for t in names if t not in dep], cfg.n_per_task), ([t for t in names if t in dep],
-                                                                      cfg.n_per_dependent_task)]
+    groups = [([t for t in names if t not in dep], cfg.n_per_task),
+              ([t for t in names if t in dep], cfg.n_per_dependent_task)]
     return [r for ts, n in groups if ts for r in load_prompts("builtin", ts, n, cfg.seed)]
 
 
