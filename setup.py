@@ -1,7 +1,7 @@
 """Package layout: the repository's top-level folders are the subpackages of `accel`.
 
 `cli/` is `accel.cli`, `recipes/d2f/` is `accel.recipes.d2f`, and so on. Every folder under the
-top-level folders below is found here: a folder with an `__init__.py` is a package, any other
+top-level package folders is found here: a folder with an `__init__.py` is a package, any other
 folder ships its files as package data (configs, the built-in teachers, DeepSpeed JSON). A new
 recipe or data folder therefore lands in the wheel without touching packaging.
 """
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from setuptools import setup
 
-TOP_LEVEL = ("cli", "trainers", "recipes", "data", "models", "decoding", "scripts")
+# Every top-level folder with an __init__.py except the tests: cli, core, data, decoding, ...
+TOP_LEVEL = sorted(p.parent.name for p in Path(".").glob("*/__init__.py") if p.parent.name != "tests")
 SKIP = ("__pycache__", ".work", ".egg-info")
 
 packages, package_dir, package_data = [], {}, {}
