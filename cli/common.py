@@ -23,7 +23,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     for mod, name in [("accel.models.backbone", "BackboneError"), ("accel.data.tasks", "UnknownTaskError"),
                       ("accel.decoding.checkpoint", "CheckpointError"), ("accel.trainers.config", "ConfigError"),
                       ("accel.decoding.methods", "MethodError"), ("accel.decoding.bench", "BenchError"),
-                      ("accel.data.trajectories", "TrajectoryError"), ("accel.data.self_distill", "SelfDistillError")]:
+                      ("accel.recipes.shared.trajectories", "TrajectoryError"), ("accel.recipes.shared.self_distill", "SelfDistillError")]:
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, name):
             types.append(getattr(m, name))

@@ -61,7 +61,7 @@ def recipe_exporter(recipe: str):
     """`accel.recipes.<name>.export` of a listed recipe, or a one-line error."""
     import importlib
 
-    from accel.cli.recipes import PLANNED, RECIPES
+    from accel.recipes import PLANNED, RECIPES
 
     entry = next((r for r in RECIPES if r.name == recipe), None)
     if entry is None:

@@ -28,7 +28,7 @@ def build(
     if kind not in ("dllm", "ar"):
         fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
     from accel.models.backbone import builtin_dir
-    from accel.models.teachers import TeacherBuildConfig, build_teacher
+    from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)
     stages = TeacherBuildConfig.stages_for(kind, seed=seed, threads=threads, target=target)
@@ -68,7 +68,7 @@ def evaluate(
     """Exact-match accuracy per task with the slow baseline (the teacher's quality bar)."""
     with user_errors():
         from accel.models.backbone import load_backbone
-        from accel.models.teachers import evaluate as run_eval
+        from accel.trainers.teachers import evaluate as run_eval
         a = load_backbone(target)
         acc = run_eval(a, n, gen_len=gen_len)
     for k, v in acc.items():

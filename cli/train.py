@@ -1,4 +1,4 @@
-"""`accel train RECIPE`: one subcommand per recipe of the 'train' group in `cli/recipes.py`.
+"""`accel train RECIPE`: one subcommand per recipe of the 'train' group in `recipes/__init__.py`.
 
 `accel train NAME [--config FILE] [--output DIR] [--nproc N] [key=value ...]`. `--help`
 lists every config field (type, default, help) from the recipe's dataclass; the config is
@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.recipes import PLANNED, RECIPES
+from accel.recipes import PLANNED, RECIPES
 
 app = typer.Typer(help="Train an accelerator with a recipe (accel train NAME --help lists its config).",
                   no_args_is_help=True)

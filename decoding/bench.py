@@ -81,7 +81,7 @@ def check_target(spec: str) -> str:
 
 def recipe_inference(recipe: str):
     """The `inference` module of a recipe named in a checkpoint, with clear errors."""
-    from accel.cli.recipes import PLANNED, RECIPES
+    from accel.recipes import PLANNED, RECIPES
     entry = next((r for r in RECIPES if r.name == recipe), None)
     if entry is None:
         if recipe in PLANNED:

@@ -44,7 +44,7 @@ import torch
 
 from accel.decoding.cache import BlockCache, check_cache_mode
 from accel.decoding.kernels import argmax_prob_entropy
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 
 
 @dataclass

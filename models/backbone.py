@@ -88,7 +88,7 @@ class Adapter:
     def dllm_logits(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
         """Forward a dLLM; returns (logits aligned to predict each input position, output).
 
-        attention_mask is the 4D bool mask from `accel.decoding.masks` for HF-native models.
+        attention_mask is the 4D bool mask from `accel.models.masks` for HF-native models.
         """
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, use_cache=use_cache)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from accel.data.tokenizer import build_tokenizer
-from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+from accel.models.masks import block_causal_mask, full_mask, position_ids
 from accel.models.backbone import BackboneError, load_backbone
 from accel.models.tiny import make_model
 

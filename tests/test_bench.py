@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from accel.cli import recipes
+import accel.recipes as recipes
 from accel.decoding import bench, dllm
 from accel.decoding.bench import BenchError, run_bench
 from accel.decoding.checkpoint import save_checkpoint

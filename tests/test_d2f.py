@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
-from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+from accel.models.masks import block_causal_mask, full_mask, position_ids
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
 from accel.recipes.d2f.decode import PRESETS, forward_logits, generate_d2f, get_preset

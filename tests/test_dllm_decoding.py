@@ -6,7 +6,7 @@ from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
 from accel.decoding.cache import BlockCache
 from accel.decoding.dllm import (BlockDecision, BlockState, confidence_policy, entropy_policy, generate_blockwise,
                                  generate_threshold, generate_vanilla, init_canvas)
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
 

@@ -37,7 +37,7 @@ def test_variant_defaults(tmp_path):
 
 
 def test_listed_in_recipes():
-    from accel.cli.recipes import PLANNED, get
+    from accel.recipes import PLANNED, get
     assert get("hydra").group == "train" and "hydra" not in PLANNED
 
 

@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 from accel.data.tokenizer import build_tokenizer, chat_prompt_ids  # noqa: E402
 from accel.decoding.dllm import init_canvas  # noqa: E402
-from accel.decoding.masks import full_mask, position_ids  # noqa: E402
+from accel.models.masks import full_mask, position_ids  # noqa: E402
 from accel.models.backbone import Adapter  # noqa: E402
 from accel.models.tiny import make_model  # noqa: E402
 from accel.recipes.joint_sampler import data as D  # noqa: E402

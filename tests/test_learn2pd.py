@@ -113,7 +113,7 @@ def test_calibration_picks_the_cheapest_tau_that_keeps_quality(adapter, tok):
 def test_oracle_labels_match_argmax(adapter, tok):
     """At the first step the label is exactly argmax(logits) == reference, per position."""
     from accel.decoding.dllm import init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     p = ids(tok)
     ref, _ = oracle.reference_canvas(adapter, p, 32, 32)
     steps = []

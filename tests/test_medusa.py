@@ -211,7 +211,7 @@ def test_jsonl_and_errors(tmp_path):
 
 
 def test_self_distill_resumes(tmp_path):
-    from accel.data.self_distill import SelfDistillError, self_distill
+    from accel.recipes.shared.self_distill import SelfDistillError, self_distill
     from accel.recipes.sft.train import load_model
     a = load_model(Config(backbone="random:ar"))
     out = tmp_path / "sd.jsonl"

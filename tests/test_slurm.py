@@ -83,7 +83,7 @@ def _yaml(tmp_path, text):
     ([RECIPE, "--config", "/nonexistent/c.yaml"], "--config /nonexistent/c.yaml: no such file"),
 ])
 def test_render_rejects_bad_input_before_rendering(args, message, monkeypatch):
-    from accel.cli import recipes
+    import accel.recipes as recipes
     monkeypatch.setitem(recipes.PLANNED, "future-recipe", "train")  # every real recipe is built now
     r = invoke("slurm", "render", *args)
     assert r.exit_code == 2

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from accel.data import trajectories as T
+from accel.recipes.shared import trajectories as T
 from accel.data.tokenizer import build_tokenizer
 from accel.decoding.dllm import DecodeResult
 from accel.models.backbone import Adapter

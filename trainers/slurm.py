@@ -97,7 +97,7 @@ def time_to_seconds(value: str) -> int:
 
 def recipe_entry(name: str):
     """The RecipeEntry for `name`, or SlurmError naming the built recipes."""
-    from accel.cli import recipes
+    import accel.recipes as recipes
     try:
         return recipes.get(name)
     except KeyError:

@@ -93,7 +93,7 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
     the input), so the student sees the canvas sizes it will decode with (e.g. gen 256)
     while the loss stays on the blocks that hold the answer.
     """
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     lam = default_entropy_weight(adapter.family) if lam is None else lam
     mask_id, shift = adapter.mask_id, adapter.shift_logits

@@ -1,6 +1,6 @@
 """`accel distill dparallel`: certainty-forcing self-distillation of a dLLM (ALGORITHMS.md).
 
-Pipeline: teacher trajectories (`accel.data.trajectories`; generated into RUN/trajectories
+Pipeline: teacher trajectories (`accel.recipes.shared.trajectories`; generated into RUN/trajectories
 when `trajectories` is empty and none are there yet) → LoRA (or full) fine-tuning with the
 certainty-forcing loss (`loss.py`) through `fit` (DeepSpeed via `deepspeed=zero2`) →
 ``RUN/final/``: the merged HF model (LoRA adapters kept in final/adapter), plus
@@ -35,7 +35,7 @@ def setup_distillation(cfg, recipe: str):
     import torch
 
     from accel.cli.common import UserError
-    from accel.data.trajectories import load_trajectories
+    from accel.recipes.shared.trajectories import load_trajectories
     from accel.recipes.sft.train import load_model
     from accel.trainers.rundir import prepare_run_dir
 
@@ -56,7 +56,7 @@ def setup_distillation(cfg, recipe: str):
 
 def ensure_trajectories(cfg: Config, adapter, run_dir: Path) -> Path:
     """The trajectory dir, generated (resumably) on rank 0 when missing; other ranks wait for it."""
-    from accel.data.trajectories import TrajectoryError, generate_trajectories, is_complete, load_prompts
+    from accel.recipes.shared.trajectories import TrajectoryError, generate_trajectories, is_complete, load_prompts
     from accel.trainers.rundir import is_rank0
 
     out = trajectory_dir(cfg, run_dir)

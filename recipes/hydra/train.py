@@ -98,7 +98,7 @@ def _trainable(heads, base):
 
 def forward_heads(heads, base, batch, max_rank: int):
     """(head logits per head, base logits, ranks, usable, anchor) for one collated batch."""
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.hydra.loss import base_forward, head_ranks
     ids, valid, labels = batch["ids"], batch["valid"], batch["labels"]
     pos = position_ids(valid)

@@ -46,7 +46,7 @@ def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_l
                         topk: int = 0, generator=None) -> list[list[dict]]:
     """Per prompt, the list of its steps: {resp, block, pos, tok, lp} (block-relative pos, lp [blk, V|m])."""
     from accel.decoding.dllm import init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     from accel.recipes.joint_sampler.decode import _block_logits, end_rows
     from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
     from accel.recipes.joint_sampler.layer import backbone_forward

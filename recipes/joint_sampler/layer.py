@@ -145,7 +145,7 @@ def token_embeddings(adapter, ids: torch.Tensor) -> torch.Tensor:
 def check_head(adapter) -> float:
     """Raises HeadMismatch unless lm_head(last hidden state) reproduces the backbone's logits;
     returns the token scale: mean norm of h on the probe canvas / mean norm of the input embeddings."""
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     dev = adapter.device
     x = torch.tensor([[adapter.pad_id] + [adapter.mask_id] * 8], device=dev)
     valid = torch.ones_like(x, dtype=torch.bool)

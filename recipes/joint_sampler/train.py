@@ -37,7 +37,7 @@ def load_frozen(cfg: Config):
 def training_prompts(cfg: Config) -> list[dict]:
     """Prompt records: the suite's n_per_dependent_task per dependent task and n_per_task per other
     task (prompts=builtin), or the user's prompt file / dataset."""
-    from accel.data.trajectories import load_prompts
+    from accel.recipes.shared.trajectories import load_prompts
     if cfg.prompts != "builtin":
         return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
     from accel.data.tasks import resolve_tasks

@@ -110,7 +110,7 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
     """
     import torch
     from accel.decoding.dllm import end_free_rows, finish, init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     if gen_len % block_len:
         raise ValueError(f"gen_len ({gen_len}) must be a multiple of block_len ({block_len})")

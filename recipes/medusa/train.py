@@ -203,7 +203,7 @@ def make_loss(cfg: Config):
     import torch
     import torch.nn.functional as F
 
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.medusa.loss import heads_loss
     from accel.trainers.trainer import unwrap
 
@@ -252,7 +252,7 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
     """Held-out per-head rank statistics -> accuracies, chain estimate, tree and its expected length."""
     import torch
 
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.medusa.loss import accuracies, rank_counts
     from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
 

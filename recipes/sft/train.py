@@ -81,7 +81,7 @@ def make_loss(adapter, cfg: Config):
     import torch
     import torch.nn.functional as F
 
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     def dllm_loss(model, batch):
         ids, valid, resp = batch["ids"], batch["valid"], batch["resp"]
@@ -137,7 +137,7 @@ def run(cfg: Config) -> Path:
 
     eval_fn = None
     if cfg.eval_n > 0 and cfg.data == "builtin":
-        from accel.models.teachers import evaluate
+        from accel.trainers.teachers import evaluate
 
         def eval_fn(m):
             ev = dataclasses.replace(adapter, model=m)

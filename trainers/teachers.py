@@ -186,7 +186,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
 
     from accel.data.tasks import generate, mixture
     from accel.data.tokenizer import build_tokenizer
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     from accel.models.backbone import Adapter
     from accel.models.tiny import make_model
 
