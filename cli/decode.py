@@ -57,6 +57,7 @@ def command(
 def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):
     import time
 
+    from accel.data.prompts import encode_prompt
     from accel.decoding import bench
 
     _quiet_loading()
@@ -67,7 +68,7 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
     gen_len = gen_len or defaults.get("gen_len") or bench.default_gen_len(tgt.adapter)
     bench.check_gen_len(gen_len, {name: fn})
     a = tgt.adapter
-    ids = bench.encode_prompt(a.tokenizer, prompt)
+    ids = encode_prompt(a.tokenizer, prompt)
     t0 = time.perf_counter()
     res = fn(a, [ids], gen_len)
     dt = time.perf_counter() - t0

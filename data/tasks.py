@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+from accel.core.errors import UserError
+
 SPLITS = ("train", "test")
 
 
@@ -119,7 +121,7 @@ TASK_NAMES = tuple(TASKS)
 MULTI_ANSWER_TASKS = tuple(n for n, t in TASKS.items() if t.multi_answer)
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError, ValueError):
     pass
 
 

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt  # noqa: F401 (re-exported for callers of bench.encode_prompt)
+
 DEFAULT_LIMIT = 32
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BLOCK_LEN = 32
@@ -32,7 +35,7 @@ MODEL_GEN_LEN = 256
 """Real backbones (LLaDA, Dream, Llama...) write longer answers: the papers' setting."""
 
 
-class BenchError(ValueError):
+class BenchError(UserError, ValueError):
     """Bad bench input (target, method, lengths, output path); the message says the fix."""
 
 
@@ -185,15 +188,6 @@ def default_limit(gen_len: int, adapter) -> int:
 def default_device() -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """User text in the model's chat format (plain encoding when it has no chat template)."""
-    from accel.data.tokenizer import chat_prompt_ids
-    if getattr(tokenizer, "chat_template", None):
-        ids = chat_prompt_ids(tokenizer, text)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-    return list(tokenizer(text)["input_ids"])
 
 
 def count_tokens(row: list[int], eos_ids) -> int:
@@ -388,10 +382,8 @@ def check_plot_path(path: str | Path) -> Path:
 
 
 def write_json(report: dict, path: str | Path):
-    p = Path(path).expanduser()
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(p)
+    from accel.core.files import write_atomic
+    write_atomic(Path(path).expanduser(), json.dumps(report, indent=2) + "\n")
 
 
 def plot_report(report: dict, path: str | Path):

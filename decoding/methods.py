@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from accel.core.errors import UserError
 
-class MethodError(ValueError):
+
+class MethodError(UserError, ValueError):
     """A bad method name or option; the message lists the valid ones."""
 
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from accel.core.errors import UserError
+
 BUILTIN = ("builtin:dllm", "builtin:ar")
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """A target that cannot be loaded; the message says what to do."""
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import re
 import shlex
 import shutil
@@ -33,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from accel.cli.common import UserError
+from accel.core.errors import UserError
 
 REQUEUE_EXIT = 75
 """Exit status with which the trainer asks to be requeued (EX_TEMPFAIL)."""
@@ -252,11 +251,8 @@ def write_script(spec: JobSpec, argv: list[str] | None = None) -> Path:
     """Render into ``RUN/slurm.sbatch`` (atomically) and return its path."""
     spec.output.mkdir(parents=True, exist_ok=True)
     path = spec.output / SCRIPT_NAME
-    tmp = path.with_name(f".{SCRIPT_NAME}.tmp{os.getpid()}")
-    tmp.write_text(render(spec, argv))
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return path
+    from accel.core.files import write_atomic
+    return write_atomic(path, render(spec, argv), executable=True)
 
 
 def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

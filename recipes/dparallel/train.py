@@ -34,7 +34,7 @@ def setup_distillation(cfg, recipe: str):
     """
     import torch
 
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     from accel.recipes.shared.trajectories import load_trajectories
     from accel.recipes.sft.train import load_model
     from accel.trainers.rundir import prepare_run_dir
@@ -101,7 +101,7 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, ta
 def run(cfg: Config) -> Path:
     import dataclasses
 
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     from accel.recipes.dparallel.loss import default_entropy_weight, make_collator, make_loss
     from accel.recipes.sft.train import save_final
     from accel.trainers.rundir import is_rank0, write_atomic

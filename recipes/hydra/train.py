@@ -199,7 +199,7 @@ def run(cfg: Config) -> Path:
     run_dir = prepare_run_dir(cfg, "hydra")
     adapter = load_model(cfg)
     if adapter.kind != "ar":
-        from accel.cli.common import UserError
+        from accel.core.errors import UserError
         raise UserError(f"backbone={cfg.backbone} is a diffusion LM; Hydra heads draft for AR models "
                         "(use builtin:ar, random:ar or a causal-LM directory)")
     if torch.cuda.is_available():
@@ -229,17 +229,11 @@ def run(cfg: Config) -> Path:
 
 def save_final(heads, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{heads.safetensors, hydra.json}, written to a temp dir and renamed into place."""
-    import shutil
-
-    from safetensors.torch import save_file
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, str(tmp / HEADS_FILE))
+    from accel.core.files import atomic_dir, save_tensors
     meta = {**heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
             "dropout": cfg.resolved_dropout(), "loss": cfg.resolved_loss(), "topk": cfg.topk,
             "tree_nodes": cfg.tree_nodes, "stats": stats}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out, may_replace=lambda p: True) as tmp:
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, tmp / HEADS_FILE)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     return out

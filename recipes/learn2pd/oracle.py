@@ -19,10 +19,10 @@ resumes at the first missing shard; a directory made with other settings is refu
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+from accel.core.files import atomic_dir, write_atomic
+from accel.data.prompts import encode_prompt
 from accel.models.backbone import weights_stamp
 from accel.trainers.config import ConfigError
 
@@ -73,15 +73,6 @@ def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int =
     if not rows:
         raise ConfigError(f"prompts={source}: no prompts found")
     return rows[:n] if n else rows
-
-
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Chat-formatted ids when the tokenizer has a chat template, else plain ids."""
-    if getattr(tokenizer, "chat_template", None):
-        from accel.data.tokenizer import chat_prompt_ids
-        ids = chat_prompt_ids(tokenizer, prompt)
-        return list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
-    return tokenizer(prompt)["input_ids"]
 
 
 # ---------------------------------------------------------------- decoding
@@ -187,7 +178,7 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
                               "use another oracle_dir or delete it")
         if old.get("complete"):
             return out
-    _atomic_write(meta_path, json.dumps(dict(meta, complete=False), indent=2))
+    write_atomic(meta_path, json.dumps(dict(meta, complete=False), indent=2))
     n_shards = (len(prompts) + batch_size - 1) // batch_size
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
@@ -198,13 +189,11 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
             chunk = prompts[k * batch_size:(k + 1) * batch_size]
             ds = datasets.Dataset.from_dict(_shard_records(adapter, chunk, k * batch_size, gen_len, block_len),
                                             features=_features())
-            tmp = out / f".{_shard(k)}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            ds.save_to_disk(str(tmp))
-            os.replace(tmp, out / _shard(k))
+            with atomic_dir(out / _shard(k)) as tmp:
+                ds.save_to_disk(str(tmp))
             written += 1
             advance()
-    _atomic_write(meta_path, json.dumps(dict(meta, complete=True), indent=2))
+    write_atomic(meta_path, json.dumps(dict(meta, complete=True), indent=2))
     return out
 
 
@@ -259,14 +248,6 @@ def oracle_complete(out_dir: str | Path) -> bool:
 def _shard(k: int) -> str:
     return f"shard_{k:05d}"
 
-
-def _atomic_write(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _progress:

@@ -25,7 +25,7 @@ def load_pairs(cfg: Config, tok) -> list[tuple[list[int], list[int]]]:
         from accel.data.tasks import mixture, resolve_tasks
         exs = mixture("train", cfg.n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=cfg.seed)
         return tokenize_examples(tok, exs)
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     path = Path(cfg.data).expanduser()
     if not path.is_file():
         raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
@@ -49,7 +49,7 @@ def load_model(cfg: Config):
     """An Adapter for cfg.backbone; ``random:dllm|ar`` builds a tiny random-init model."""
     from accel.models.backbone import Adapter, load_backbone
     if cfg.backbone.startswith("random:"):
-        from accel.cli.common import UserError
+        from accel.core.errors import UserError
         from accel.data.tokenizer import build_tokenizer
         from accel.models.tiny import make_model
         kind = cfg.backbone.split(":", 1)[1]
@@ -126,7 +126,7 @@ def run(cfg: Config) -> Path:
     run_dir = prepare_run_dir(cfg, "sft")
     adapter = load_model(cfg)
     if adapter.kind == "dllm" and adapter.mask_id is None:
-        from accel.cli.common import UserError
+        from accel.core.errors import UserError
         raise UserError(f"backbone={cfg.backbone}: a dLLM without a mask token id")
     model = adapter.model
     model.train()
@@ -151,15 +151,12 @@ def run(cfg: Config) -> Path:
 
 def save_final(model, tok, out: Path, lora: bool) -> Path:
     """A loadable HF dir; LoRA adapters also kept in out/adapter before merging."""
-    import shutil
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if lora:
-        from accel.trainers.lora import merge_lora, save_adapter
-        save_adapter(model, tmp / "adapter")
-        model = merge_lora(model)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    from accel.core.files import atomic_dir
+    with atomic_dir(out, may_replace=lambda p: True) as tmp:
+        if lora:
+            from accel.trainers.lora import merge_lora, save_adapter
+            save_adapter(model, tmp / "adapter")
+            model = merge_lora(model)
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
     return out

@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from accel.core.errors import UserError
 
-class SelfDistillError(ValueError):
+
+class SelfDistillError(UserError, ValueError):
     """Bad prompts source or an output file that does not match; the message says the fix."""
 
 
@@ -94,7 +96,7 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
                  progress: Callable[[int, int], None] | None = None) -> int:
     """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now."""
     from accel.decoding.ar import generate_greedy
-    from accel.decoding.bench import encode_prompt
+    from accel.data.prompts import encode_prompt
 
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "

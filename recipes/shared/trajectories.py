@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
+from accel.core.errors import UserError
+from accel.core.files import atomic_dir, write_atomic
 from accel.models.backbone import weights_stamp
 
 META_FILE = "trajectories.json"
@@ -34,7 +35,7 @@ DATA_DIR = "data"
 SHARDS_DIR = "shards"
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(UserError, ValueError):
     """Bad trajectory input (prompt source, settings, output dir); the message says the fix."""
 
 
@@ -210,12 +211,10 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
                     cols["task"].append(r["task"])
                     cols["source"].append(r["source"])
                 bar.advance(len(batch))
-            tmp = shards / f".{si:05d}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
-            (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked, "correct": correct,
-                                                         "kept": kept}))
-            tmp.rename(final)
+            with atomic_dir(final) as tmp:
+                Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
+                (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked, "correct": correct,
+                                                             "kept": kept}))
     finally:
         bar.close()
     counts = [json.loads((shards / f"{i:05d}" / "counts.json").read_text()) for i in range(n_shards)]
@@ -225,11 +224,8 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
     if ds is None:
         raise TrajectoryError(f"no trajectory passed the answer check ({sum(c['checked'] for c in counts)} checked); "
                               "use a better-trained teacher or filter_correct=false")
-    tmp = out / f".{DATA_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    shutil.rmtree(out / DATA_DIR, ignore_errors=True)
-    tmp.rename(out / DATA_DIR)
+    with atomic_dir(out / DATA_DIR, may_replace=lambda p: True) as tmp:
+        ds.save_to_disk(str(tmp))
     checked = sum(c["checked"] for c in counts)
     meta.update(complete=True, n_kept=len(ds), n_checked=checked,
                 teacher_accuracy=(sum(c["correct"] for c in counts) / checked) if checked else None)
@@ -259,9 +255,7 @@ def is_complete(path) -> bool:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
 class _Bar:
