@@ -153,12 +153,13 @@ def test_load_prompts_sources(tmp_path):
                                                  {"prompt": "sort 31", "task": "sort"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
-    with pytest.raises(ConfigError, match="bad.jsonl:1 has no string 'prompt'"):
+    from accel.data.prompts import PromptSourceError
+    with pytest.raises(PromptSourceError, match="bad.jsonl:1: needs a string 'prompt'"):
         oracle.load_prompts(str(bad))
     import datasets
     datasets.Dataset.from_dict({"prompt": ["copy 1", "copy 2", "copy 3"]}).save_to_disk(str(tmp_path / "hf"))
     assert [r["prompt"] for r in oracle.load_prompts(str(tmp_path / "hf"), n=2)] == ["copy 1", "copy 2"]
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(PromptSourceError, match="no such file"):
         oracle.load_prompts(str(tmp_path / "missing.jsonl"))
 
 

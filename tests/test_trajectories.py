@@ -131,17 +131,19 @@ def test_resume_after_interruption(adapter, tmp_path, monkeypatch):
 
 def test_prompt_sources_and_errors(tmp_path):
     from datasets import Dataset
+
+    from accel.data.prompts import PromptSourceError
     Dataset.from_dict({"prompt": ["copy 12", "sort 31"], "answer": ["12", "13"]}).save_to_disk(str(tmp_path / "hf"))
     recs = T.load_prompts(str(tmp_path / "hf"))
     assert [r["prompt"] for r in recs] == ["copy 12", "sort 31"] and recs[1]["answer"] == "13"
     assert len(T.load_prompts("builtin", n_per_task=2, limit=5)) == 5
-    with pytest.raises(T.TrajectoryError, match="does not exist"):
+    with pytest.raises(PromptSourceError, match="no such file"):
         T.load_prompts(str(tmp_path / "nope.jsonl"))
     (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\nnot json\n')
-    with pytest.raises(T.TrajectoryError, match="bad.jsonl:2"):
+    with pytest.raises(PromptSourceError, match="bad.jsonl:2"):
         T.load_prompts(str(tmp_path / "bad.jsonl"))
     (tmp_path / "np.jsonl").write_text('{"text": "x"}\n')
-    with pytest.raises(T.TrajectoryError, match="'prompt'"):
+    with pytest.raises(PromptSourceError, match="'prompt'"):
         T.load_prompts(str(tmp_path / "np.jsonl"))
-    with pytest.raises(T.TrajectoryError, match="only applies"):
+    with pytest.raises(PromptSourceError, match="only applies"):
         T.load_prompts(str(tmp_path / "hf"), tasks=["copy"])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.prompts import encode_prompt
+from accel.data.prompts import load_prompts as _load
 from accel.models.backbone import weights_stamp
 from accel.trainers.config import ConfigError
 
@@ -32,47 +33,8 @@ FORMAT = 1
 
 # ---------------------------------------------------------------- prompts
 def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int = 40, seed: int = 0) -> list[dict]:
-    """[{"prompt", "task"}] from the suite (train split, n per task), a .jsonl or an HF dataset dir.
-
-    For jsonl / HF sources `n` caps the number of prompts (0 = all); their task is "user".
-    """
-    if source == "suite":
-        from accel.data.tasks import mixture, resolve_tasks
-        names = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks)
-        return [{"prompt": e["prompt"], "task": e["task"]} for e in mixture("train", n, resolve_tasks(names), seed)]
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"prompts={source}: no such file or directory; pass suite, a .jsonl file or an HF dataset dir")
-    if path.is_file():
-        if path.suffix != ".jsonl":
-            raise ConfigError(f"prompts={source}: expected a .jsonl file with a 'prompt' field per line")
-        rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}:{i} is not valid JSON; each line must be an object with a 'prompt' field") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                raise ConfigError(f"{path}:{i} has no string 'prompt' field")
-            rows.append({"prompt": rec["prompt"], "task": str(rec.get("task", "user"))})
-    else:
-        import datasets
-        try:
-            ds = datasets.load_from_disk(str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"prompts={source}: not a dataset saved with save_to_disk (nor a .jsonl file)") from None
-        if isinstance(ds, datasets.DatasetDict):
-            split = "train" if "train" in ds else next(iter(ds))
-            ds = ds[split]
-        if "prompt" not in ds.column_names:
-            raise ConfigError(f"prompts={source}: dataset has no 'prompt' column (columns: {', '.join(ds.column_names)})")
-        tasks_col = ds["task"] if "task" in ds.column_names else ["user"] * len(ds)
-        rows = [{"prompt": p, "task": str(t)} for p, t in zip(ds["prompt"], tasks_col)]
-    if not rows:
-        raise ConfigError(f"prompts={source}: no prompts found")
-    return rows[:n] if n else rows
+    """[{"prompt", "task"}]: n per task from the suite, or the first n (0 = all) of a file (`accel.data.prompts`)."""
+    return [{"prompt": r["prompt"], "task": r["task"]} for r in _load(source, tasks, n, seed)]
 
 
 # ---------------------------------------------------------------- decoding

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from accel.core.errors import UserError
 from accel.core.files import atomic_dir, write_atomic
+from accel.data.prompts import load_prompt_records
 from accel.models.backbone import weights_stamp
 
 META_FILE = "trajectories.json"
@@ -40,70 +41,7 @@ class TrajectoryError(UserError, ValueError):
 
 
 # ------------------------------------------------------------------ prompts
-def load_prompts(source: str = "builtin", tasks=None, n_per_task: int = 128, seed: int = 0,
-                 limit: int = 0) -> list[dict]:
-    """Prompt records {prompt, answer, task, source, example}.
-
-    source: ``builtin`` (the suite's train split, `n_per_task` per task), a ``.jsonl`` file of
-    {"prompt", optional "answer", optional "task"} lines, or a directory holding an HF dataset
-    saved with ``save_to_disk`` (same columns). limit > 0 keeps the first `limit`.
-    """
-    if source == "builtin":
-        from accel.data.tasks import mixture, resolve_tasks
-        exs = mixture("train", n_per_task, tasks=resolve_tasks(tasks or None), seed=seed)
-        recs = [{"prompt": e["prompt"], "answer": e["answer"], "task": e["task"], "source": "builtin",
-                 "example": e} for e in exs]
-    else:
-        if tasks:
-            raise TrajectoryError(f"tasks={tasks} only applies to the builtin prompt source, not {source}")
-        recs = _user_prompts(Path(source).expanduser())
-    if limit > 0:
-        recs = recs[:limit]
-    if not recs:
-        raise TrajectoryError(f"prompt source {source} has no prompts")
-    return recs
-
-
-def _user_prompts(path: Path) -> list[dict]:
-    rows: list[dict] = []
-    if path.is_file() and path.suffix == ".jsonl":
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TrajectoryError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-    elif path.is_dir():
-        try:
-            from datasets import load_from_disk
-            ds = load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as e:
-            raise TrajectoryError(f"{path}: not an HF dataset saved with save_to_disk ({str(e).splitlines()[0]}); "
-                                  "pass builtin, a .jsonl or such a directory") from None
-        if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: take 'train'
-            if "train" not in ds:
-                raise TrajectoryError(f"{path}: a DatasetDict without a 'train' split (has {list(ds.keys())})")
-            ds = ds["train"]
-        rows = list(ds)
-    elif not path.exists():
-        raise TrajectoryError(f"prompt source {path} does not exist; pass builtin, a .jsonl file or an HF dataset dir")
-    else:
-        raise TrajectoryError(f"prompt source {path}: use builtin, a .jsonl file or a save_to_disk dataset directory")
-    from accel.data.tasks import TASKS
-    out = []
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
-            raise TrajectoryError(f"{path}: record {i} has no string field 'prompt'")
-        ans = r.get("answer")
-        task = str(r.get("task") or "")
-        ex = None
-        meta = r.get("meta") or {}
-        if task in TASKS and (ans is not None or "items" in meta):  # a suite task: scored like the suite
-            ex = {"task": task, "answer": None if ans is None else str(ans), "meta": meta}
-        out.append({"prompt": r["prompt"], "answer": None if ans is None else str(ans), "task": task,
-                    "source": str(path), "example": ex})
-    return out
+load_prompts = load_prompt_records  # {prompt, answer, task, source, example}: accel.data.prompts
 
 
 def _norm(s: str) -> str:
