@@ -12,7 +12,7 @@ from accel.decoding.ar import generate_greedy
 from accel.recipes.medusa.config import Config
 from accel.recipes.medusa.heads import MedusaHeads
 from accel.recipes.medusa.loss import accuracies, heads_loss, rank_counts
-from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
+from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 
 torch.set_num_threads(1)
 

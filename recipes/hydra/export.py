@@ -24,7 +24,7 @@ def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[in
 
     Without statistics (eval_n=0) the tree is the top-1 chain over all heads.
     """
-    from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+    from accel.decoding.tree_build import build_tree, expected_accept_length
     stats = meta.get("stats") or {}
     acc = stats.get("topk_accuracy")
     if not acc:

@@ -141,7 +141,7 @@ def head_statistics(heads, base, pairs, tok, cfg: Config, batch_size: int = 64, 
     import torch
 
     from accel.recipes.hydra.loss import accept_lengths
-    from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+    from accel.decoding.tree_build import build_tree, expected_accept_length
 
     fn = collate(tok)
     dev = next(heads.parameters()).device

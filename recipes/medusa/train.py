@@ -254,7 +254,7 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
 
     from accel.models.masks import position_ids
     from accel.recipes.medusa.loss import accuracies, rank_counts
-    from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
+    from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 
     base = model.get_base()
     body, _ = _split(base)
