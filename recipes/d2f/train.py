@@ -50,9 +50,9 @@ def run(cfg: Config) -> Path:
     import dataclasses
 
     from accel.recipes.d2f.loss import make_loss
-    from accel.recipes.dparallel.loss import make_collator
-    from accel.recipes.dparallel.train import setup_distillation
-    from accel.recipes.sft.train import save_final
+    from accel.recipes.shared.lora_distill import setup_distillation
+    from accel.recipes.shared.lora_distill import trajectory_collator as make_collator
+    from accel.recipes.shared.models import save_final
     from accel.trainers.lora import apply_lora
     from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit

@@ -121,14 +121,4 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
     return loss_fn
 
 
-def make_collator(adapter, gen_len: int):
-    """Deterministic batches of trajectories: left-padded prompts + a gen_len response canvas
-    (trajectories shorter than gen_len are extended with end tokens, which is where they ended)."""
-    from accel.data.collate import dllm_batch
-
-    def collate(rows):
-        pairs = [(list(r["prompt_ids"]), list(r["response_ids"])) for r in rows]
-        ids, valid, resp = dllm_batch(pairs, adapter.pad_id, adapter.eos_ids[0], gen_len)
-        return {"ids": ids, "valid": valid, "resp": resp}
-
-    return collate
+from accel.recipes.shared.lora_distill import trajectory_collator as make_collator  # noqa: E402,F401 (the batch layout)

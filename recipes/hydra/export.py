@@ -74,7 +74,7 @@ def _export_with_base(out_dir, meta, heads, section_h, decode) -> Path:
     from safetensors.torch import save
 
     from accel.decoding.checkpoint import _unshare
-    from accel.recipes.sft.train import load_model
+    from accel.recipes.shared.models import load_model
     adapter = load_model(SimpleNamespace(backbone=meta["backbone"], seed=int(meta.get("seed", 0)),
                                          trust_remote_code=False))
     config = adapter.model.config.to_dict()

@@ -8,7 +8,8 @@ column is the same quantity counted by the harness.
 """
 from __future__ import annotations
 
-from accel.recipes.medusa.inference import DEFAULT_BATCH_SIZE  # noqa: F401  (same regime as Medusa)
+DEFAULT_BATCH_SIZE = 1
+"""Single-stream decoding, the latency-bound regime draft heads are for (as Medusa)."""
 
 DEFAULT_METHODS = ["greedy", "hydra"]
 

@@ -176,7 +176,7 @@ def split_held_out(cfg: Config, tok, pairs):
     never the bench's test prompts); a jsonl gives up its last `eval_n` examples (when it has more)."""
     from types import SimpleNamespace
 
-    from accel.recipes.sft.train import load_pairs
+    from accel.recipes.shared.pairs import load_pairs
     if cfg.eval_n <= 0:
         return pairs, []
     if cfg.data == "builtin":
@@ -190,7 +190,8 @@ def split_held_out(cfg: Config, tok, pairs):
 def run(cfg: Config) -> Path:
     import torch
 
-    from accel.recipes.sft.train import load_model, load_pairs
+    from accel.recipes.shared.models import load_model
+    from accel.recipes.shared.pairs import load_pairs
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 

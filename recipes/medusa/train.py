@@ -276,7 +276,7 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
 def run(cfg: Config) -> Path:
     import torch
 
-    from accel.recipes.sft.train import load_model
+    from accel.recipes.shared.models import load_model
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 
