@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 
 import typer
+from typer.core import TyperCommand
 
 from accel.core.errors import UserError  # noqa: F401 (re-exported: the CLI's callers import it from here)
 
@@ -30,3 +31,11 @@ def user_errors():
         if isinstance(e, user_error_types()):
             fail(str(e))
         raise
+
+
+class PlainUsage(TyperCommand):
+    """Usage lines as people write them (`accel bench [OPTIONS] TARGET`): typer marks required
+    arguments as `{target}`, which reads like a template placeholder."""
+
+    def collect_usage_pieces(self, ctx):
+        return [p.replace("{", "").replace("}", "") for p in super().collect_usage_pieces(ctx)]

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import typer
 
-from accel.cli.common import fail, user_errors
+from accel.cli.common import PlainUsage, fail, user_errors
 
 app = typer.Typer(help="Build and inspect the built-in tiny teachers (a masked-diffusion LM and an AR LM).",
                   no_args_is_help=True)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def build(
-    kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
+    kind: str = typer.Argument(..., metavar="KIND", help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
     max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 2500 + 3000)."),
@@ -48,8 +48,8 @@ def build(
     typer.echo(f"saved {kind} teacher to {out}")
 
 
-@app.command()
-def info(target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory.")):
+@app.command(cls=PlainUsage)
+def info(target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory.")):
     """Print a teacher's family, size and conventions (mask id, logit alignment, end ids)."""
     with user_errors():
         from accel.models.backbone import load_backbone
@@ -59,9 +59,9 @@ def info(target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builti
                f"shift_logits={a.shift_logits} eos_ids={list(a.eos_ids)} vocab={len(a.tokenizer)}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def evaluate(
-    target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory."),
+    target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory."),
     n: int = typer.Option(200, help="Test prompts per task."),
     gen_len: int = typer.Option(32, help="Generation length (dLLM: one token per step, block 32)."),
 ):

@@ -262,13 +262,15 @@ def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
     ckpt = export.export(run, tmp_path / "ckpt")
     with pytest.raises(Exception, match="1..8"):
         export.export(run, tmp_path / "ckpt2", k=9)
-    report = run_bench(str(ckpt), None, ["pick3"], limit=2, gen_len=8, batch_size=2)
+    from accel.recipes.targets import load_target
+    target = load_target(str(ckpt))
+    report = run_bench(target, None, ["pick3"], limit=2, gen_len=8, batch_size=2)
     rows = {r["method"]: r for r in report["rows"] if r["task"] == "all"}
     assert list(rows) == ["sequential", "marginal", "joint-sampler"]
     assert "tv" in rows["marginal"] and "tv" in rows["joint-sampler"] and "tv" not in rows["sequential"]
     assert rows["joint-sampler"]["nfe"] <= 2 and rows["sequential"]["nfe"] > rows["joint-sampler"]["nfe"]
     assert rows["joint-sampler"]["sampler_passes"] > 0
-    tvrep = run_bench(str(ckpt), ["joint-tv"], ["pick3"], limit=1, gen_len=8, batch_size=1)
+    tvrep = run_bench(target, ["joint-tv"], ["pick3"], limit=1, gen_len=8, batch_size=1)
     row = tvrep["rows"][-1]
     assert {"tv", "tv_marginal", "kl", "kl_marginal", "coverage"} <= set(row)
     with pytest.raises(ConfigError, match="max_k"):

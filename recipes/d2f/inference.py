@@ -12,6 +12,12 @@ import functools
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "d2f"]
+METHODS = {"vanilla": "the undistilled teacher, one token per step", "fast-dllm": "the undistilled teacher, Fast-dLLM",
+           "fast-dllm-prefix": "the undistilled teacher, Fast-dLLM + prefix cache",
+           "fast-dllm-dual": "the undistilled teacher, Fast-dLLM + dual cache",
+           "d2f": "the distilled model, pipelined decoding with the exact block KV cache",
+           "d2f-nocache": "d2f without the cache (same tokens at temperature 0)"}
+"""Every row a checkpoint offers (names checked before the model loads)."""
 
 
 def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache=True):
@@ -21,7 +27,7 @@ def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: teacher baselines + the distilled rows."""
+    """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import get_method
     s = ckpt.accel.get("d2f")

@@ -12,6 +12,13 @@ import functools
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "entropy-threshold", "dparallel"]
+METHODS = {"vanilla": "the undistilled teacher, one token per step", "fast-dllm": "the undistilled teacher, Fast-dLLM",
+           "fast-dllm-prefix": "the undistilled teacher, Fast-dLLM + prefix cache",
+           "fast-dllm-dual": "the undistilled teacher, Fast-dLLM + dual cache",
+           "entropy-threshold": "the undistilled teacher, the exported entropy threshold",
+           "dparallel": "the distilled model, the exported entropy threshold",
+           "dparallel-prefix": "dparallel + prefix cache", "dparallel-dual": "dparallel + dual cache"}
+"""Every row a checkpoint offers (names checked before the model loads)."""
 
 
 def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
@@ -21,7 +28,7 @@ def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: teacher baselines + the distilled rows."""
+    """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import get_method
     s = ckpt.accel.get("dparallel")

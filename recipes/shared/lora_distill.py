@@ -84,15 +84,11 @@ def trajectory_collator(adapter, gen_len: int):
     return collate
 
 
-class OnModel:
-    """A MethodFn bound to a fixed adapter: the bench passes the checkpoint's adapter, but a
-    baseline must decode with the teacher (and a method with the distilled model)."""
-
-    def __init__(self, fn, adapter, block_len: int, help: str = ""):
-        self.fn, self.adapter, self.block_len, self.help = fn, adapter, block_len, help
-
-    def __call__(self, _adapter, prompts, gen_len):
-        return self.fn(self.adapter, prompts, gen_len)
+def OnModel(fn, adapter, block_len: int, help: str = ""):
+    """A DecodeMethod that decodes with a fixed adapter: the bench passes the checkpoint's model, but a
+    baseline must decode with the undistilled teacher (and a method with the distilled model)."""
+    from accel.decoding.methods import DecodeMethod
+    return DecodeMethod(getattr(fn, "name", ""), adapter.kind, help, fn, block=block_len, model=adapter)
 
 
 def load_teacher(section: dict, device):
