@@ -7,7 +7,7 @@ exporter for the chosen format does the work.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -22,17 +22,22 @@ def command(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format, when the recipe has "
                                          "several (dparallel/d2f: merged or adapter; medusa: accel, vllm or "
                                          "medusa). Default: the recipe's first."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a decode setting recorded in the "
+                                             "checkpoint, key=value (repeatable), e.g. --set tau=0.95 (learn2pd), "
+                                             "--set threshold=0.3 (dparallel), --set gen_len=256."),
 ):
     """Export a run as an inference checkpoint for `accel decode` / `accel bench` (and vLLM where supported).
 
     Example:
 
       accel export runs/learn2pd --out ckpt/learn2pd && accel bench ckpt/learn2pd
+
+      accel export runs/learn2pd --out ckpt/l2p-tau95 --set tau=0.95
     """
     from accel.recipes import lookup
     with user_errors():
         recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
-        path = recipe.export(run, out, format)
+        path = recipe.export(run, out, format, **_pairs(set_))
     typer.echo(f"exported {recipe.name} run {run} to {path or out}")
 
 
@@ -55,3 +60,13 @@ def read_run_recipe(run: Path) -> str:
     if not isinstance(cfg, dict) or not cfg.get("recipe"):
         fail(f"{cfg_file} has no top-level 'recipe:' key; was this run written by accel train/distill?")
     return str(cfg["recipe"])
+
+
+def _pairs(items: Optional[List[str]]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item!r} is not key=value (e.g. --set tau=0.95)")
+        out[key.strip()] = value.strip()
+    return out

@@ -26,6 +26,9 @@ class Recipe:
     """train(cfg) -> the run directory (resumable: the same output_dir continues the run)."""
     exporters: dict[str, Callable[..., Path]] = field(default_factory=dict)
     """{format: export(run_dir, out_dir, **options) -> checkpoint dir}; the first is the default."""
+    export_options: dict[str, type] = field(default_factory=dict)
+    """{option: type} an exporter accepts to override the run's decode settings (`accel export
+    --set tau=0.9`); checked and converted like config keys before the exporter runs."""
     kind: str = "dllm"
     """The backbone kind its checkpoints decode: 'dllm' or 'ar' (their baselines' kind)."""
     bench_methods: Callable[..., dict] | None = None
@@ -52,7 +55,20 @@ class Recipe:
         fmt = format or self.formats[0]
         if fmt not in self.exporters:
             raise UserError(f"--format {fmt}: {self.name} exports as {' or '.join(self.formats)}")
-        return self.exporters[fmt](run_dir, out_dir, **options)
+        return self.exporters[fmt](run_dir, out_dir, **self.parse_export_options(options))
+
+    def parse_export_options(self, options: dict) -> dict:
+        """Options checked against `export_options` (unknown key: a suggestion; bad value: its type)."""
+        from accel.trainers.config import ConfigError
+        from accel.trainers.loading import _suggest, parse_value
+        out = {}
+        for key, value in options.items():
+            if key not in self.export_options:
+                valid = list(self.export_options)
+                raise ConfigError(f"--set {key}: {self.name} export has no option {key!r}; "
+                                  + (_suggest(key, valid) if valid else "it takes no options"))
+            out[key] = parse_value(key, value, self.export_options[key])
+        return out
 
 
 def lazy(target: str, **bound) -> Callable:

@@ -11,6 +11,7 @@ RECIPE = Recipe(
     Config=Config, train=lazy("accel.recipes.d2f.train:run"),
     exporters={"merged": lazy("accel.recipes.d2f.export:export", format="merged"),
                "adapter": lazy("accel.recipes.d2f.export:export", format="adapter")},
+    export_options={"tau_add": float, "tau_act": float, "tau_conf": float, "gen_len": int},
     bench_methods=lazy("accel.recipes.d2f.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/d2f.md",

@@ -11,6 +11,7 @@ RECIPE = Recipe(
     Config=Config, train=lazy("accel.recipes.dparallel.train:run"),
     exporters={"merged": lazy("accel.recipes.dparallel.export:export", format="merged"),
                "adapter": lazy("accel.recipes.dparallel.export:export", format="adapter")},
+    export_options={"threshold": float, "gen_len": int},
     bench_methods=lazy("accel.recipes.dparallel.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/dparallel.md",

@@ -10,6 +10,7 @@ RECIPE = Recipe(
     summary="Approximate joint sampling: a one-layer sampler for K tokens per full dLLM forward (ADJUST).",
     Config=Config, train=lazy("accel.recipes.joint_sampler.train:run"),
     exporters={"accel": lazy("accel.recipes.joint_sampler.export:export")},
+    export_options={"k": int, "temperature": float, "gen_len": int},
     bench_methods=lazy("accel.recipes.joint_sampler.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/joint-sampler.md",
