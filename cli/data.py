@@ -28,7 +28,7 @@ def learn2pd_oracle(
                                            help="Allow code shipped with the backbone (LLaDA/Dream)."),
 ):
     """Learn2PD oracle labels: per decode step, the block's confidence vector and which predictions
-    already match the teacher's own one-token-per-step answer (ALGORITHMS.md, Learn2PD)."""
+    already match the teacher's own one-token-per-step answer (docs/recipes/learn2pd.md)."""
     if gen_len <= 0 or block_len <= 0 or gen_len % block_len:
         fail(f"--gen-len {gen_len} must be a positive multiple of --block-len {block_len}")
     if batch_size <= 0:

@@ -3,7 +3,7 @@
 A decoder never asks "is this LLaDA?": it asks the adapter for the mask id, the end ids and
 logits aligned so that ``logits[:, i]`` predicts token ``i`` (dLLMs) or ``i + 1`` (AR).
 
-Families (ALGORITHMS.md): LLaDA (mask 126336, unshifted), Dream (mask 151666, shifted:
+Families (docs/backbones.md): LLaDA (mask 126336, unshifted), Dream (mask 151666, shifted:
 ``logits[i-1]`` predicts token ``i``), the built-in tiny dLLM (tokenizer's mask, either
 alignment, recorded in ``config.accel_dllm``), and any HF causal LM.
 """

@@ -1,4 +1,4 @@
-"""D2F pipelined parallel decoding with an exact block KV cache (ALGORITHMS.md, D2F).
+"""D2F pipelined parallel decoding with an exact block KV cache (docs/recipes/d2f.md).
 
 The response grows block by block. Each row keeps a list of added blocks (block 0 at the
 start); after every forward, in every *active* block (added, with masks) the tokens with

@@ -12,7 +12,7 @@ Inputs (tail = the blocks fed this step, from the first not-yet-cached block on)
   is_end [R, NB, BLK] bool  x0 (masked) / the token (decoded) is an end token
   n_blocks [R] int          blocks of the tail this row has added (>= 1; later ones are ignored)
 
-Rule (ALGORITHMS.md, D2F), with fractions taken *before* the step:
+Rule (docs/recipes/d2f.md), with fractions taken *before* the step:
   a block is active when it is added and has masks; it is fully activated when it is the
   tail's first block (everything before the tail is finished) or its predecessor's decoded
   fraction >= tau_act, else semi-activated. Every active block unmasks the positions with

@@ -1,4 +1,4 @@
-"""D2F's asymmetric distillation loss (ALGORITHMS.md, D2F).
+"""D2F's asymmetric distillation loss (docs/recipes/d2f.md).
 
 One noisy sequence (`noise.noise_mask`: per-block ratios rising left to right), two passes
 over the same weights: the *student* (base + LoRA) under block-causal attention, the *teacher*

@@ -1,5 +1,5 @@
 """`accel distill d2f`: Discrete Diffusion Forcing — asymmetric distillation of a dLLM into a
-block-causal student that decodes blocks in a pipeline with an exact KV cache (ALGORITHMS.md).
+block-causal student that decodes blocks in a pipeline with an exact KV cache (docs/recipes/d2f.md).
 
 Pipeline: teacher trajectories (shared with dParallel: `accel.recipes.dparallel.train.
 ensure_trajectories`, generated into RUN/trajectories when `trajectories` is empty) → LoRA

@@ -1,4 +1,4 @@
-"""dParallel's certainty-forcing loss (ALGORITHMS.md, "dParallel"), on teacher trajectories.
+"""dParallel's certainty-forcing loss (docs/recipes/dparallel.md), on teacher trajectories.
 
 Per row: pick a response block k uniformly; blocks before k are clean context, block k is
 masked i.i.d. with p = mask_prob (m), every later block is all [MASK] and carries no loss

@@ -1,4 +1,4 @@
-"""`accel distill dparallel`: certainty-forcing self-distillation of a dLLM (ALGORITHMS.md).
+"""`accel distill dparallel`: certainty-forcing self-distillation of a dLLM (docs/recipes/dparallel.md).
 
 Pipeline: teacher trajectories (`accel.recipes.shared.trajectories`; generated into RUN/trajectories
 when `trajectories` is empty and none are there yet) → LoRA (or full) fine-tuning with the

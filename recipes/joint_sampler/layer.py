@@ -1,6 +1,6 @@
 """The sampler: one transformer layer over the frozen dLLM's final hidden states.
 
-Design (ALGORITHMS.md leaves the inputs open; this is the choice, measured in the report):
+Design (the paper leaves the inputs open; this is the choice, measured in the README; docs/recipes/joint-sampler.md):
 
 - input per position = the backbone's final hidden state h (after its final norm: what its
   lm_head reads) from the ONE full forward at the start of the step; at positions unmasked

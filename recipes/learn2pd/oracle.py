@@ -5,7 +5,7 @@ For each prompt: (1) the reference = LLaDA's vanilla sampler, one token per step
 (softmax probability of the argmax at every block position, decoded ones included) and the
 label vector (the step's prediction == reference token; positions already decoded keep their
 token and so are labelled true), then unmasks exactly the labelled-true masked positions. When
-no masked position is labelled true the reference is copied into the whole block (ALGORITHMS.md).
+no masked position is labelled true the reference is copied into the whole block (docs/recipes/learn2pd.md).
 
 The reference past its first end token is taken as end tokens (only the output up to the end
 matters). Rows are decoded together; a row that finished its block is not forwarded, so the

@@ -5,7 +5,7 @@ The run dir gets, besides the trainer's checkpoints and metrics.jsonl: `filter.s
 and `filter_metrics.json` (precision / recall / FPR at tau on train and held-out prompts),
 which is what `accel export` reads.
 
-Training is full batch (ALGORITHMS.md): the whole training split is one batch, fed to the
+Training is full batch (docs/recipes/learn2pd.md): the whole training split is one batch, fed to the
 shared trainer as a one-item dataset, so resume/metrics/progress come from `fit`.
 """
 from __future__ import annotations
