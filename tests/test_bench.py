@@ -14,24 +14,12 @@ from accel.decoding.checkpoint import save_checkpoint
 from accel.decoding.methods import MethodError, available, get_method, parse_options
 from accel.recipes.targets import load_target
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 HAS_THRESHOLD = hasattr(dllm, "generate_threshold")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
-    tok = build_tokenizer()
-    out = {}
-    for kind in ("dllm", "ar"):
-        make_model(kind, tok, seed=0, **TINY).save_pretrained(str(root / kind))
-        tok.save_pretrained(str(root / kind))
-        out[kind] = str(root / kind)
-    return out
+def models(tiny_dir):
+    return {kind: tiny_dir(kind) for kind in ("dllm", "ar")}
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,12 @@ from typer.testing import CliRunner
 import accel.recipes as recipes
 from accel.cli.main import app
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def dllm_dir(tmp_path_factory):
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-
-    torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("m") / "dllm"
-    tok = build_tokenizer()
-    make_model("dllm", tok, seed=0, **TINY).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return str(d)
+def dllm_dir(tiny_dir):
+    return tiny_dir("dllm")
 
 
 def _torch_free(args: list[str]) -> str:

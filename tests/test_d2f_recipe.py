@@ -9,17 +9,10 @@ SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "d2f" / "s
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
+def tiny_teacher(tiny_dir):
     """A saved random-init tiny dLLM dir (loadable by load_backbone, so adapter export can reference it)."""
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
-    d = tmp_path_factory.mktemp("teacher")
-    make_model("dllm", tok, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-               intermediate_size=64).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
+    from pathlib import Path
+    return Path(tiny_dir("dllm"))
 
 
 def test_config_errors():

@@ -7,7 +7,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from accel.data.tokenizer import build_tokenizer, chat_prompt_ids  # noqa: E402
+from accel.data.tokenizer import chat_prompt_ids  # noqa: E402
 from accel.decoding.dllm import init_canvas  # noqa: E402
 from accel.models.masks import full_mask, position_ids  # noqa: E402
 from accel.models.backbone import Adapter  # noqa: E402
@@ -17,13 +17,8 @@ from accel.recipes.joint_sampler import evaluate as E  # noqa: E402
 from accel.recipes.joint_sampler.decode import generate_joint  # noqa: E402
 from accel.recipes.joint_sampler.layer import backbone_forward, build_sampler  # noqa: E402
 from accel.recipes.joint_sampler.loss import collate, make_loss  # noqa: E402
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from accel.data.tokenizer import build_tokenizer
 from accel.decoding.dllm import BlockState, generate_vanilla
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
@@ -14,8 +13,8 @@ from accel.recipes.learn2pd import oracle
 from accel.recipes.learn2pd.decode import Learn2PDPolicy, generate_learn2pd
 from accel.recipes.learn2pd.kernels import decision_ref
 from accel.trainers.config import ConfigError
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 PROMPTS = ["copy 123", "reverse 4567", "sort 91", "remove 1 from 5678", "insert 3 at 0 in 12"]
 
 
@@ -26,11 +25,6 @@ class NoMaskAdapter(Adapter):
         logits, out = super().dllm_logits(*a, **k)
         logits[..., self.mask_id] = -float("inf")
         return logits, out
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,14 @@
 import json
 
 import pytest
-import torch
 
-from accel.recipes.shared import trajectories as T
-from accel.data.tokenizer import build_tokenizer
 from accel.decoding.dllm import DecodeResult
-from accel.models.backbone import Adapter
-from accel.models.tiny import make_model
+from accel.recipes.shared import trajectories as T
 
 
 @pytest.fixture(scope="module")
-def adapter():
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
-    model = make_model("dllm", tok, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       num_key_value_heads=2, intermediate_size=64).eval()
-    return Adapter(model=model, tokenizer=tok, family="builtin", kind="dllm", source="random:dllm",
-                   mask_id=tok.mask_token_id, eos_ids=(tok.eos_token_id,))
+def adapter(tiny_adapter):
+    return tiny_adapter("dllm")
 
 
 class FakeTeacher:
