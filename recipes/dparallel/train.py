@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 
 from accel.recipes.dparallel.config import Config
-from accel.recipes.shared.lora_distill import ensure_trajectories, setup_distillation, trajectory_dir  # noqa: F401
+from accel.recipes.shared.lora_distill import (ensure_trajectories, run_settings,  # noqa: F401 (also imported from here)
+                                               setup_distillation, trajectory_dir)
 
 SETTINGS_FILE = "dparallel.json"
 
@@ -72,17 +73,8 @@ def run(cfg: Config) -> Path:
               eval_fn=eval_fn)
     if is_rank0():
         save_final(model, adapter.tokenizer, run_dir / "final", lora=cfg.lora_r > 0)
-        teacher = cfg.backbone
-        if not teacher.startswith(("builtin:", "random:")):
-            teacher = str(Path(teacher).expanduser().resolve())
-        settings = {"teacher": teacher, "family": adapter.family, "seed": cfg.seed, "lora": cfg.lora_r > 0,
-                    "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "entropy_weight": lam,
-                    "entropy_temperature": cfg.entropy_temperature, "mask_prob": cfg.mask_prob,
-                    "threshold": cfg.threshold, "block_len": block_len, "train_gen_len": gen_len,
-                    "canvas_lens": canvas,
-                    "steps": res.global_step,
-                    "trajectories": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "n_prompts",
-                                                              "n_kept", "teacher_accuracy")},
-                    "final_metrics": res.metrics}
+        settings = run_settings(cfg, adapter, res, meta, gen_len, entropy_weight=lam,
+                                entropy_temperature=cfg.entropy_temperature, mask_prob=cfg.mask_prob,
+                                threshold=cfg.threshold, block_len=block_len, canvas_lens=canvas)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
     return run_dir

@@ -37,24 +37,27 @@ def _backbone(final: Path, meta: dict) -> str:
     return str((final / b).resolve()) if b == "base" else b
 
 
-def vllm_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
+def _head_tensors(heads: dict, num_heads: int, num_layers: int, layer_key, proj_key) -> dict:
+    """The heads' tensors renamed: layer_key(i, j, p) for residual layer j of head i, proj_key(i) for its projection."""
     out = {}
     for i in range(num_heads):
         for j in range(num_layers):
             for p in ("weight", "bias"):
-                out[f"blocks.{i}.layers.{j}.{p}"] = heads[f"blocks.{i}.{j}.linear.{p}"]
-        out[f"lm_heads.{i}.weight"] = heads[f"lm_heads.{i}.weight"]
+                out[layer_key(i, j, p)] = heads[f"blocks.{i}.{j}.linear.{p}"]
+        out[proj_key(i)] = heads[f"lm_heads.{i}.weight"]
     return out
+
+
+def vllm_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
+    """vLLM's Medusa layout: blocks.{i}.layers.{j}.{weight,bias}, lm_heads.{i}.weight."""
+    return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"blocks.{i}.layers.{j}.{p}",
+                         lambda i: f"lm_heads.{i}.weight")
 
 
 def medusa_repo_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
-    out = {}
-    for i in range(num_heads):
-        for j in range(num_layers):
-            for p in ("weight", "bias"):
-                out[f"{i}.{j}.linear.{p}"] = heads[f"blocks.{i}.{j}.linear.{p}"]
-        out[f"{i}.{num_layers}.weight"] = heads[f"lm_heads.{i}.weight"]
-    return out
+    """The Medusa repository's layout: {i}.{j}.linear.{weight,bias}, {i}.{L}.weight."""
+    return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"{i}.{j}.linear.{p}",
+                         lambda i: f"{i}.{num_layers}.weight")
 
 
 def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict]) -> Path:

@@ -112,3 +112,18 @@ def distilled_adapter(ckpt, adapter, section: str):
     base = copy.deepcopy(adapter.model)
     model = merge_lora(load_adapter(base, ckpt.path)).eval()
     return dataclasses.replace(adapter, model=model, source=str(ckpt.path))
+
+
+def run_settings(cfg, adapter, res, meta, gen_len: int, **recipe_fields) -> dict:
+    """What a distillation run records for its export: the teacher (an absolute path unless built-in or
+    random), LoRA shape, the trajectories it learnt from, its result, and the recipe's own fields."""
+    teacher = cfg.backbone
+    if not teacher.startswith(("builtin:", "random:")):
+        teacher = str(Path(teacher).expanduser().resolve())
+    return {"teacher": teacher, "family": adapter.family, "seed": cfg.seed, "lora": cfg.lora_r > 0,
+            "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
+            "lora_target_modules": list(cfg.lora_target_modules), "train_gen_len": gen_len, **recipe_fields,
+            "steps": res.global_step,
+            "trajectories": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "n_prompts", "n_kept",
+                                                      "teacher_accuracy")},
+            "final_metrics": res.metrics}
