@@ -5,6 +5,7 @@ any model is loaded, so a typo costs nothing. torch is imported only inside the 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import List, Optional
@@ -16,13 +17,14 @@ from accel.cli.common import fail, user_errors
 _METHOD_HELP = (
     "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
     "dLLM: vanilla, fast-dllm, fast-dllm-prefix, fast-dllm-dual, fast-dllm-factor, entropy-threshold; "
-    "AR: greedy, sample; an accel checkpoint adds its recipe's methods. "
+    "AR: greedy, sample; an accel checkpoint adds its recipe's methods: list them with "
+    "`accel bench CKPT --list-methods`. "
     "Default: the target's defaults (dLLM: vanilla + the Fast-dLLM family; AR: greedy)."
 )
 
 
 def command(
-    target: str = typer.Argument(..., help="builtin:dllm, builtin:ar, a local HF model directory (dLLM or "
+    target: str = typer.Argument(..., metavar="TARGET", help="builtin:dllm, builtin:ar, a local HF model directory (dLLM or "
                                            "causal LM), or an inference checkpoint from `accel export`."),
     method: Optional[List[str]] = typer.Option(None, "--method", "-m", help=_METHOD_HELP),
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Task of the built-in suite (repeatable): "
@@ -51,6 +53,8 @@ def command(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
                                            "a checkpoint (LLaDA, Dream) to run. Only for directories you trust."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+    list_methods: bool = typer.Option(False, "--list-methods", help="Print the methods TARGET offers (with the "
+                                      "defaults marked) and exit, without loading the model."),
 ):
     """Benchmark decode methods side by side: accuracy next to NFE, tokens/forward, tokens/s and speedup.
 
@@ -66,8 +70,14 @@ def command(
 
       accel bench builtin:dllm --compare builtin:ar --plot acc_vs_nfe.png
 
-      accel bench runs/learn2pd-export     (an exported checkpoint: its recipe's methods)
+      accel bench ckpt/l2p     (an exported checkpoint: its recipe's methods)
+
+      accel bench ckpt/l2p --list-methods
     """
+    if list_methods:
+        with user_errors():
+            _list_methods(target)
+        return
     with user_errors():
         targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
                             compare)
@@ -99,7 +109,29 @@ def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, 
         chosen = bench.select_methods(fake, method, options, block_len)
         if gen_len is not None:
             bench.check_gen_len(gen_len, chosen)
+    else:  # a checkpoint's method names are known from its recipe, before its weights load
+        check_checkpoint_methods(target, method)
     return list(compare or [])
+
+
+def check_checkpoint_methods(target: str, names) -> None:
+    """Unknown --method names for a checkpoint fail here, before any model is loaded."""
+    from accel.decoding.methods import MethodError
+    from accel.recipes.targets import method_names
+    _kind, offered, _defaults = method_names(target)
+    for name in names or []:
+        if name not in offered:
+            raise MethodError(f"unknown method {name!r} for {target}; choose from: {', '.join(offered)} "
+                              f"(`accel bench {target} --list-methods` describes them)")
+
+
+def _list_methods(target: str) -> None:
+    from accel.recipes.targets import method_names
+    kind, offered, defaults = method_names(target)
+    typer.echo(f"methods of {target} ({kind}; * = run when no --method is given, the first is the baseline):")
+    w = max(len(n) for n in offered)
+    for name in list(dict.fromkeys([*defaults, *offered])):
+        typer.echo(f" {'*' if name in defaults else ' '} {name:<{w}}  {offered.get(name, '')}")
 
 
 def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
@@ -107,8 +139,9 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from accel.decoding import bench
+    from accel.decoding import bench, report as rep
     from accel.decoding.methods import parse_options
+    from accel.recipes.targets import load_target
 
     _quiet_loading()
     err = Console(stderr=True)
@@ -119,17 +152,20 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
         def progress(done, total, description):
             bar.update(job, completed=done, total=total, description=description)
 
-        report = bench.run_bench(target, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
+        main = load_target(target, trust_remote_code, device)
+        others = [load_target(c, trust_remote_code, device) for c in compare]
+        report = bench.run_bench(main, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
                                  progress=progress, block_len=block_len, options=parse_options(opt),
-                                 compare=compare, trust_remote_code=trust_remote_code, device=device)
-    out = Console()
-    for table in bench.report_tables(report):
+                                 compare=others)
+    # a log or a pipe is not a terminal: give the tables room rather than cutting names to "lear…"
+    out = Console() if sys.stdout.isatty() else Console(width=250)
+    for table in rep.report_tables(report):
         out.print(table)
     if json_path is not None:
-        bench.write_json(report, json_path)
+        rep.write_json(report, json_path)
         err.print(f"wrote {json_path}")
     if plot is not None:
-        bench.plot_report(report, plot)
+        rep.plot_report(report, plot)
         err.print(f"wrote {plot}")
 
 

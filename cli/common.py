@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import typer
+from typer.core import TyperCommand
 
-
-class UserError(Exception):
-    """A mistake in the user's input; its message says what was wrong and how to fix it."""
+from accel.core.errors import UserError  # noqa: F401 (re-exported: the CLI's callers import it from here)
 
 
 def fail(message: str, code: int = 2):
@@ -18,16 +16,8 @@ def fail(message: str, code: int = 2):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user (imported lazily: no torch here)."""
-    types: list[type[BaseException]] = [UserError, FileNotFoundError]
-    for mod, name in [("accel.models.backbone", "BackboneError"), ("accel.data.tasks", "UnknownTaskError"),
-                      ("accel.decoding.checkpoint", "CheckpointError"), ("accel.trainers.config", "ConfigError"),
-                      ("accel.decoding.methods", "MethodError"), ("accel.decoding.bench", "BenchError"),
-                      ("accel.data.trajectories", "TrajectoryError"), ("accel.data.self_distill", "SelfDistillError")]:
-        m = sys.modules.get(mod)
-        if m is not None and hasattr(m, name):
-            types.append(getattr(m, name))
-    return tuple(types)
+    """Exception types whose message is meant for the user: every layer's errors derive from UserError."""
+    return (UserError, FileNotFoundError)
 
 
 @contextlib.contextmanager
@@ -41,3 +31,11 @@ def user_errors():
         if isinstance(e, user_error_types()):
             fail(str(e))
         raise
+
+
+class PlainUsage(TyperCommand):
+    """Usage lines as people write them (`accel bench [OPTIONS] TARGET`): typer marks required
+    arguments as `{target}`, which reads like a template placeholder."""
+
+    def collect_usage_pieces(self, ctx):
+        return [p.replace("{", "").replace("}", "") for p in super().collect_usage_pieces(ctx)]

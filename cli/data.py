@@ -28,7 +28,7 @@ def learn2pd_oracle(
                                            help="Allow code shipped with the backbone (LLaDA/Dream)."),
 ):
     """Learn2PD oracle labels: per decode step, the block's confidence vector and which predictions
-    already match the teacher's own one-token-per-step answer (ALGORITHMS.md, Learn2PD)."""
+    already match the teacher's own one-token-per-step answer (docs/recipes/learn2pd.md)."""
     if gen_len <= 0 or block_len <= 0 or gen_len % block_len:
         fail(f"--gen-len {gen_len} must be a positive multiple of --block-len {block_len}")
     if batch_size <= 0:
@@ -70,7 +70,7 @@ def self_distill_cmd(
     with user_errors():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from accel.data.self_distill import load_prompts, self_distill
+        from accel.recipes.shared.self_distill import load_prompts, self_distill
         from accel.models.backbone import load_backbone
         rows = load_prompts(prompts, tasks, n_per_task, seed)
         dev = None if device == "auto" else device
@@ -124,7 +124,7 @@ def trajectories(
         fail(f"--gen-len {gen_len} is not a multiple of --block-len {block_len}")
     with user_errors():
         from accel.data.tasks import resolve_tasks
-        from accel.data.trajectories import generate_trajectories, load_prompts, load_trajectories
+        from accel.recipes.shared.trajectories import generate_trajectories, load_prompts, load_trajectories
         if task:
             resolve_tasks(task)
         records = load_prompts(prompts, task or None, n_per_task, seed, limit)

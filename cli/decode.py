@@ -10,7 +10,7 @@ from accel.cli.common import fail, user_errors
 
 
 def command(
-    target: str = typer.Argument(..., help="builtin:dllm, builtin:ar, a local HF model directory, or an "
+    target: str = typer.Argument(..., metavar="TARGET", help="builtin:dllm, builtin:ar, a local HF model directory, or an "
                                            "inference checkpoint from `accel export`."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="User text; it is wrapped in the model's chat "
                                                           "template, e.g. 'calc 12+3-4' or 'reverse 31415'."),
@@ -46,6 +46,9 @@ def command(
             fail("--prompt is empty; pass the text to complete, e.g. --prompt 'reverse 31415'")
         options = parse_options(opt)
         kind = bench.check_target(target)
+        if kind == "checkpoint" and method:
+            from accel.cli.bench import check_checkpoint_methods
+            check_checkpoint_methods(target, [method])
         if kind != "checkpoint":
             fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
             chosen = bench.select_methods(fake, [method] if method else None, options, block_len)
@@ -57,17 +60,19 @@ def command(
 def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):
     import time
 
+    from accel.data.prompts import encode_prompt
     from accel.decoding import bench
+    from accel.recipes.targets import load_target
 
     _quiet_loading()
-    tgt = bench.load_target(target, trust_remote_code=trust_remote_code, device=device)
+    tgt = load_target(target, trust_remote_code=trust_remote_code, device=device)
     defaults = tgt.checkpoint.decode if tgt.checkpoint is not None else {}
     name = method or defaults.get("method") or tgt.default_methods[0]
     fn = bench.select_methods(tgt, [name], options, block_len)[name]
-    gen_len = gen_len or defaults.get("gen_len") or bench.default_gen_len(tgt.adapter)
+    gen_len = gen_len or bench.checkpoint_gen_len(tgt) or bench.default_gen_len(tgt.adapter)
     bench.check_gen_len(gen_len, {name: fn})
     a = tgt.adapter
-    ids = bench.encode_prompt(a.tokenizer, prompt)
+    ids = encode_prompt(a.tokenizer, prompt)
     t0 = time.perf_counter()
     res = fn(a, [ids], gen_len)
     dt = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""`accel distill RECIPE`: the distillation recipes (group 'distill' in `cli/recipes.py`).
+"""`accel distill RECIPE`: the distillation recipes (group 'distill' in `recipes/__init__.py`).
 
 Same interface as `accel train` (see `accel.cli.train`).
 """

@@ -1,13 +1,13 @@
 """`accel export`: turn a training run into an inference checkpoint via its recipe's exporter.
 
 The run directory records its resolved config as `config.yaml` with a top-level `recipe:` key
-(written by the trainer); that names the recipe whose `export.export(run_dir, out_dir, ...)`
-does the work.
+(written by the trainer); the registry (`accel.recipes`) maps that name to the recipe, whose
+exporter for the chosen format does the work.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,25 +15,30 @@ from accel.cli.common import fail, user_errors
 
 
 def command(
-    run: Path = typer.Argument(..., help="A run directory from `accel train` / `accel distill` "
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory from `accel train` / `accel distill` "
                                          "(the output_dir holding config.yaml and checkpoints)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the inference checkpoint to "
                                                      "(replaced atomically if it is already a checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format, when the recipe has "
-                                         "several (e.g. medusa: accel or vllm). Default: the recipe's own."),
+                                         "several (dparallel/d2f: merged or adapter; medusa: accel, vllm or "
+                                         "medusa). Default: the recipe's first."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a decode setting recorded in the "
+                                             "checkpoint, key=value (repeatable), e.g. --set tau=0.95 (learn2pd), "
+                                             "--set threshold=0.3 (dparallel), --set gen_len=256."),
 ):
     """Export a run as an inference checkpoint for `accel decode` / `accel bench` (and vLLM where supported).
 
     Example:
 
       accel export runs/learn2pd --out ckpt/learn2pd && accel bench ckpt/learn2pd
+
+      accel export runs/learn2pd --out ckpt/l2p-tau95 --set tau=0.95
     """
+    from accel.recipes import lookup
     with user_errors():
-        recipe = read_run_recipe(run)
-        exporter = recipe_exporter(recipe)
-        kwargs = {} if format is None else {"format": format}
-        path = exporter.export(run, out, **kwargs)
-    typer.echo(f"exported {recipe} run {run} to {path or out}")
+        recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
+        path = recipe.export(run, out, format, **_pairs(set_))
+    typer.echo(f"exported {recipe.name} run {run} to {path or out}")
 
 
 def read_run_recipe(run: Path) -> str:
@@ -57,21 +62,11 @@ def read_run_recipe(run: Path) -> str:
     return str(cfg["recipe"])
 
 
-def recipe_exporter(recipe: str):
-    """`accel.recipes.<name>.export` of a listed recipe, or a one-line error."""
-    import importlib
-
-    from accel.cli.recipes import PLANNED, RECIPES
-
-    entry = next((r for r in RECIPES if r.name == recipe), None)
-    if entry is None:
-        if recipe in PLANNED:
-            fail(f"recipe {recipe!r} is not built yet in this version of accel, so its runs cannot be exported")
-        fail(f"unknown recipe {recipe!r} in the run's config.yaml; known: {', '.join(r.name for r in RECIPES)}")
-    name = entry.module + ".export"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name and (name == e.name or name.startswith(e.name + ".")):
-            fail(f"recipe {recipe!r} has no exporter ({name}) in this version of accel")
-        raise
+def _pairs(items: Optional[List[str]]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item!r} is not key=value (e.g. --set tau=0.95)")
+        out[key.strip()] = value.strip()
+    return out

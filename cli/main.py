@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from accel.cli import bench, data, decode, distill, export, slurm, teacher, train
+from accel.cli.common import PlainUsage
 
 app = typer.Typer(
     help="Train, distill, export and benchmark decoding accelerators for language models.\n\n"
@@ -12,9 +13,9 @@ app = typer.Typer(
 )
 app.add_typer(train.app, name="train")
 app.add_typer(distill.app, name="distill")
-app.command(name="export")(export.command)
-app.command(name="decode")(decode.command)
-app.command(name="bench")(bench.command)
+app.command(name="export", cls=PlainUsage)(export.command)
+app.command(name="decode", cls=PlainUsage)(decode.command)
+app.command(name="bench", cls=PlainUsage)(bench.command)
 app.add_typer(data.app, name="data")
 app.add_typer(slurm.app, name="slurm")
 app.add_typer(teacher.app, name="teacher")

@@ -10,19 +10,20 @@ from typing import List, Optional
 
 import typer
 
-from accel.cli.common import user_errors
+from accel.cli.common import PlainUsage, user_errors
 
 app = typer.Typer(help="Run recipes as SLURM batch jobs: srun + torchrun, preemption-safe (requeue + resume).",
                   no_args_is_help=True)
 
-_OVERRIDES = typer.Argument(None, help="Config overrides key=value (dotted for sections), e.g. max_steps=1000.",
+_OVERRIDES = typer.Argument(None, metavar="KEY=VALUE", help="Config overrides key=value (dotted for sections), e.g. max_steps=1000.",
                             show_default=False)
 
 
 def _spec(recipe, overrides, nodes, gpus_per_node, cpus_per_task, time, partition, job_name, output, config,
           sbatch):
+    from accel.recipes import lookup
     from accel.trainers import slurm
-    spec = slurm.prepare(recipe, output=output, config=config, overrides=overrides or [], nodes=nodes,
+    spec = slurm.prepare(lookup(recipe), output=output, config=config, overrides=overrides or [], nodes=nodes,
                          gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, time=time,
                          partition=partition, job_name=job_name, sbatch_args=list(sbatch or []))
     if spec.resume == "never":
@@ -31,7 +32,7 @@ def _spec(recipe, overrides, nodes, gpus_per_node, cpus_per_task, time, partitio
     return spec
 
 
-RecipeArg = typer.Argument(..., help="Recipe name (see `accel train --help` / `accel distill --help`).")
+RecipeArg = typer.Argument(..., metavar="RECIPE", help="Recipe name (see `accel train --help` / `accel distill --help`).")
 NodesOpt = typer.Option(1, "--nodes", help="Nodes; one srun task (a torchrun) per node.")
 GpusOpt = typer.Option(0, "--gpus-per-node", help="GPUs per node = worker processes per node (0: one CPU worker).")
 CpusOpt = typer.Option(None, "--cpus-per-task", help="CPUs for each node's torchrun (default: one per worker).",
@@ -46,7 +47,7 @@ SbatchOpt = typer.Option(None, "--sbatch", help="Extra sbatch option, repeatable
                          show_default=False)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def render(recipe: str = RecipeArg, overrides: Optional[List[str]] = _OVERRIDES, nodes: int = NodesOpt,
            gpus_per_node: int = GpusOpt, cpus_per_task: Optional[int] = CpusOpt, time: str = TimeOpt,
            partition: Optional[str] = PartOpt, job_name: Optional[str] = NameOpt, output: Optional[str] = OutOpt,
@@ -59,7 +60,7 @@ def render(recipe: str = RecipeArg, overrides: Optional[List[str]] = _OVERRIDES,
         typer.echo(slurm.render(spec), nl=False)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def submit(recipe: str = RecipeArg, overrides: Optional[List[str]] = _OVERRIDES, nodes: int = NodesOpt,
            gpus_per_node: int = GpusOpt, cpus_per_task: Optional[int] = CpusOpt, time: str = TimeOpt,
            partition: Optional[str] = PartOpt, job_name: Optional[str] = NameOpt, output: Optional[str] = OutOpt,
@@ -77,8 +78,8 @@ def submit(recipe: str = RecipeArg, overrides: Optional[List[str]] = _OVERRIDES,
                     f"`accel slurm status {spec.output}`", err=True)
 
 
-@app.command()
-def status(run_dir: str = typer.Argument(..., help="Run directory of a submitted job (its --output).")):
+@app.command(cls=PlainUsage)
+def status(run_dir: str = typer.Argument(..., metavar="RUN", help="Run directory of a submitted job (its --output).")):
     """Job id and state of a run dir's last submission, restarts, newest checkpoint and last logged step."""
     with user_errors():
         from accel.trainers import slurm

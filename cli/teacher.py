@@ -5,15 +5,15 @@ from pathlib import Path
 
 import typer
 
-from accel.cli.common import fail, user_errors
+from accel.cli.common import PlainUsage, fail, user_errors
 
 app = typer.Typer(help="Build and inspect the built-in tiny teachers (a masked-diffusion LM and an AR LM).",
                   no_args_is_help=True)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def build(
-    kind: str = typer.Argument(..., help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
+    kind: str = typer.Argument(..., metavar="KIND", help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
     max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 2500 + 3000)."),
@@ -28,7 +28,7 @@ def build(
     if kind not in ("dllm", "ar"):
         fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
     from accel.models.backbone import builtin_dir
-    from accel.models.teachers import TeacherBuildConfig, build_teacher
+    from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)
     stages = TeacherBuildConfig.stages_for(kind, seed=seed, threads=threads, target=target)
@@ -48,8 +48,8 @@ def build(
     typer.echo(f"saved {kind} teacher to {out}")
 
 
-@app.command()
-def info(target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory.")):
+@app.command(cls=PlainUsage)
+def info(target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory.")):
     """Print a teacher's family, size and conventions (mask id, logit alignment, end ids)."""
     with user_errors():
         from accel.models.backbone import load_backbone
@@ -59,16 +59,16 @@ def info(target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builti
                f"shift_logits={a.shift_logits} eos_ids={list(a.eos_ids)} vocab={len(a.tokenizer)}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def evaluate(
-    target: str = typer.Argument("builtin:dllm", help="builtin:dllm, builtin:ar or a model directory."),
+    target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory."),
     n: int = typer.Option(200, help="Test prompts per task."),
     gen_len: int = typer.Option(32, help="Generation length (dLLM: one token per step, block 32)."),
 ):
     """Exact-match accuracy per task with the slow baseline (the teacher's quality bar)."""
     with user_errors():
         from accel.models.backbone import load_backbone
-        from accel.models.teachers import evaluate as run_eval
+        from accel.trainers.teachers import evaluate as run_eval
         a = load_backbone(target)
         acc = run_eval(a, n, gen_len=gen_len)
     for k, v in acc.items():

@@ -1,4 +1,4 @@
-"""`accel train RECIPE`: one subcommand per recipe of the 'train' group in `cli/recipes.py`.
+"""`accel train RECIPE`: one subcommand per recipe of the 'train' group of the registry (`accel.recipes`).
 
 `accel train NAME [--config FILE] [--output DIR] [--nproc N] [key=value ...]`. `--help`
 lists every config field (type, default, help) from the recipe's dataclass; the config is
@@ -7,7 +7,6 @@ the command under torchrun unless this process already is a distributed worker (
 """
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,7 @@ from typing import Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.recipes import PLANNED, RECIPES
+from accel.recipes import PLANNED, RECIPES
 
 app = typer.Typer(help="Train an accelerator with a recipe (accel train NAME --help lists its config).",
                   no_args_is_help=True)
@@ -23,16 +22,9 @@ app = typer.Typer(help="Train an accelerator with a recipe (accel train NAME --h
 _CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def config_class(entry):
-    try:
-        return importlib.import_module(f"{entry.module}.config").Config
-    except (ImportError, AttributeError) as e:
-        fail(f"recipe {entry.name!r} is not usable in this install ({e}); reinstall accel")
-
-
 def help_text(entry, group: str) -> str:
     from accel.trainers.loading import describe_fields
-    rows = describe_fields(config_class(entry))
+    rows = describe_fields(entry.Config)
     w = max(len(r[0]) for r in rows)
     lines = [f"Usage: accel {group} {entry.name} [--config FILE.yaml] [--output DIR] [--nproc N] [key=value ...]",
              "", entry.summary, "",
@@ -55,7 +47,7 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
         fail(f"--nproc {nproc}: must be >= 1")
     with user_errors():
         ov = list(overrides) + ([f"output_dir={output}"] if output else [])
-        cfg = load_config(config_class(entry), config, ov, recipe=entry.name)
+        cfg = load_config(entry.Config, config, ov, recipe=entry.name)
     from accel.trainers.launch import in_distributed_worker, relaunch
     if nproc > 1 and not in_distributed_worker():
         argv = ["-m", "accel.cli.main", group, entry.name]
@@ -64,10 +56,9 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
         argv += [f"output_dir={cfg.output_dir}", *overrides]
         raise typer.Exit(relaunch(nproc, argv, cfg.output_dir))
     from accel.trainers.trainer import TrainingError
-    train = importlib.import_module(f"{entry.module}.train")
     try:
         with user_errors():
-            run_dir = train.run(cfg)
+            run_dir = entry.train(cfg)
     except TrainingError as e:
         fail(str(e), code=1)
     from accel.trainers.rundir import is_rank0
@@ -95,11 +86,23 @@ def _planned_command(group: str, name: str):
     return command
 
 
+def _other_group_command(entry):
+    def command(ctx: typer.Context):
+        fail(f"{entry.name} is a {entry.group} recipe: did you mean `accel {entry.group} {entry.name}`?")
+    return command
+
+
 def register(app_: typer.Typer, group: str) -> None:
+    """One subcommand per recipe of `group` (also under its '_' spelling, hidden); the other group's
+    recipes answer with the right command instead of "No such command"."""
     for entry in RECIPES:
         if entry.group == group:
-            app_.command(name=entry.name, help=entry.summary, add_help_option=False,
-                         context_settings=_CTX)(_make_command(group, entry))
+            for name in dict.fromkeys([entry.name, entry.name.replace("-", "_")]):
+                app_.command(name=name, help=entry.summary, add_help_option=False, hidden=name != entry.name,
+                             context_settings=_CTX)(_make_command(group, entry))
+        else:
+            app_.command(name=entry.name, hidden=True, add_help_option=False,
+                         context_settings=_CTX)(_other_group_command(entry))
     for name, g in PLANNED.items():
         if g == group:
             app_.command(name=name, help="(not built yet)", context_settings=_CTX)(_planned_command(group, name))

@@ -1,7 +1,7 @@
 """The built-in synthetic task suite: seeded generators, answer extraction and scoring.
 
 Tasks are deliberately short and digit-aligned so that a ~1M-parameter model trained for
-minutes on a CPU solves them (see DESIGN.md, calibration): what matters is that a decoding
+minutes on a CPU solves them (the README, "The built-in world"): what matters is that a decoding
 speedup is measured against a teacher that is actually right.
 
 Every example is ``{"task", "prompt", "response", "answer", "meta"}`` where ``prompt`` is
@@ -15,6 +15,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 from typing import Callable
+
+from accel.core.errors import UserError
 
 SPLITS = ("train", "test")
 
@@ -119,7 +121,7 @@ TASK_NAMES = tuple(TASKS)
 MULTI_ANSWER_TASKS = tuple(n for n, t in TASKS.items() if t.multi_answer)
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError, ValueError):
     pass
 
 

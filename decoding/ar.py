@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
-from accel.decoding.masks import position_ids
+from accel.models.masks import position_ids
 
 
 @torch.no_grad()

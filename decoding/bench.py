@@ -1,27 +1,33 @@
 """The bench harness: the same prompts decoded by every method in one process, side by side.
 
-Numbers follow DESIGN.md: accuracy (the task suite's exact-match/validity score) next to NFE
-(full-model forwards per prompt), tokens per forward, tokens/s and the tokens/s ratio to the
-first method of the same run (the baseline). Tokens are counted identically for every method —
-generated ids up to and including the first end token — so a method cannot look fast by
-emitting padding after its answer. Each method is warmed up once on a tiny batch before timing.
+It runs, times and scores (`run_bench`); `accel.decoding.report` turns the result into a table,
+JSON or a plot. Numbers (docs/architecture.md, "Measuring"): accuracy (the task suite's
+exact-match/validity score) next to NFE (full-model forwards per prompt), tokens per forward,
+tokens/s and the tokens/s ratio to the first method of the same run (the baseline). Tokens are
+counted identically for every method — generated ids up to and including the first end token —
+so a method cannot look fast by emitting padding after its answer. Each method is warmed up once
+on a tiny batch before timing.
 
-TARGET kinds: ``builtin:dllm``/``builtin:ar``, an HF model directory (dLLM or causal LM), or an
-accel inference checkpoint, whose recipe supplies the methods through
-``accel.recipes.<name>.inference`` (`DEFAULT_METHODS`, `bench_methods(ckpt, adapter)`).
+A `Target` is a loaded model with its `DecodeMethod`s. Plain models (``builtin:dllm``,
+``builtin:ar``, an HF directory) load here; an accel checkpoint's methods come from its recipe,
+so checkpoints are loaded by `accel.recipes.targets.load_target` (above this layer).
 
 No torch at import time: the CLI imports this module for its cheap checks.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import platform
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt  # noqa: F401 (re-exported for callers of bench.encode_prompt)
+from accel.decoding.report import (check_output_path, check_plot_path, plot_report,  # noqa: F401 (re-exported)
+                                   report_tables, write_json)
 
 DEFAULT_LIMIT = 32
 DEFAULT_BATCH_SIZE = 32
@@ -32,7 +38,7 @@ MODEL_GEN_LEN = 256
 """Real backbones (LLaDA, Dream, Llama...) write longer answers: the papers' setting."""
 
 
-class BenchError(ValueError):
+class BenchError(UserError, ValueError):
     """Bad bench input (target, method, lengths, output path); the message says the fix."""
 
 
@@ -43,7 +49,7 @@ class Target:
     adapter: object
     default_methods: list[str]
     recipe_methods: dict[str, Callable] = field(default_factory=dict)
-    """Methods a checkpoint's recipe provides (empty for plain models)."""
+    """{name: DecodeMethod} a checkpoint's recipe provides (empty for plain models)."""
     checkpoint: object = None
     default_batch_size: int = 0
     """The recipe's bench batch size when --batch-size is not given (0: DEFAULT_BATCH_SIZE)."""
@@ -79,47 +85,21 @@ def check_target(spec: str) -> str:
     return "checkpoint" if "accel" in cfg else detect_family(cfg)[1]
 
 
-def recipe_inference(recipe: str):
-    """The `inference` module of a recipe named in a checkpoint, with clear errors."""
-    from accel.cli.recipes import PLANNED, RECIPES
-    entry = next((r for r in RECIPES if r.name == recipe), None)
-    if entry is None:
-        if recipe in PLANNED:
-            raise BenchError(f"the checkpoint's recipe {recipe!r} is not built in this version of accel")
-        raise BenchError(f"the checkpoint's recipe {recipe!r} is unknown to this accel "
-                         f"(known: {', '.join(r.name for r in RECIPES)}); upgrade accel or re-export")
-    name = entry.module + ".inference"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise BenchError(f"recipe {recipe!r} has no inference module ({name}) in this version of accel; "
-                             "it cannot decode its checkpoints yet") from None
-        raise
-
-
-def load_target(spec: str, trust_remote_code: bool = False, device: str | None = None) -> Target:
-    """Loads a TARGET (built-in, model directory or accel checkpoint) onto `device`."""
-    from accel.decoding.checkpoint import load_checkpoint
+def load_model_target(spec: str, trust_remote_code: bool = False, device: str | None = None) -> Target:
+    """A plain model TARGET (built-in or HF directory) with its kind's baseline methods."""
     from accel.decoding.methods import DEFAULT_METHODS
     from accel.models.backbone import load_backbone
 
-    device = device or default_device()
     if check_target(spec) == "checkpoint":
-        ckpt = load_checkpoint(spec)
-        inference = recipe_inference(ckpt.recipe)
-        adapter = load_backbone(ckpt.backbone_target(), trust_remote_code=trust_remote_code, device=device)
-        methods = dict(inference.bench_methods(ckpt, adapter))
-        return Target(spec=spec, adapter=adapter, default_methods=list(inference.DEFAULT_METHODS),
-                      recipe_methods=methods, checkpoint=ckpt,
-                      default_batch_size=getattr(inference, "DEFAULT_BATCH_SIZE", 0))
-    adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device)
+        raise BenchError(f"{spec} is an accel checkpoint: its methods come from its recipe; "
+                         "load it with accel.recipes.targets.load_target")
+    adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device or default_device())
     return Target(spec=spec, adapter=adapter, default_methods=list(DEFAULT_METHODS[adapter.kind]))
 
 
 def select_methods(target: Target, names: list[str] | None = None, options: dict | None = None,
                    block_len: int | None = None) -> dict[str, Callable]:
-    """{name: MethodFn} for `names` (default: the target's defaults), recipe methods first.
+    """{name: DecodeMethod} for `names` (default: the target's defaults), recipe methods first.
 
     `options` go to every baseline method that declares the key (an option no selected method
     declares is an error); `block_len` overrides the block of every dLLM baseline method.
@@ -133,7 +113,8 @@ def select_methods(target: Target, names: list[str] | None = None, options: dict
     out, used = {}, set()
     for name in names:
         if name in target.recipe_methods:
-            out[name] = target.recipe_methods[name]
+            m = target.recipe_methods[name]
+            out[name] = m if m.name == name else dataclasses.replace(m, name=name)
             continue
         if name not in available(target.kind):
             valid = list(target.recipe_methods) + [m for m in available(target.kind) if m not in target.recipe_methods]
@@ -172,6 +153,14 @@ def default_gen_len(adapter) -> int:
     return BUILTIN_GEN_LEN if builtin or str(adapter.source).startswith("builtin:") else MODEL_GEN_LEN
 
 
+def checkpoint_gen_len(target: Target) -> int | None:
+    """The generation length a checkpoint was exported with (`accel decode` and `accel bench` share it)."""
+    if target.checkpoint is None:
+        return None
+    g = target.checkpoint.decode.get("gen_len")
+    return int(g) if g else None
+
+
 def default_limit(gen_len: int, adapter) -> int:
     """Prompts per task when --limit is not given: fewer for long generations on a CPU.
 
@@ -185,15 +174,6 @@ def default_limit(gen_len: int, adapter) -> int:
 def default_device() -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """User text in the model's chat format (plain encoding when it has no chat template)."""
-    from accel.data.tokenizer import chat_prompt_ids
-    if getattr(tokenizer, "chat_template", None):
-        ids = chat_prompt_ids(tokenizer, text)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-    return list(tokenizer(text)["input_ids"])
 
 
 def count_tokens(row: list[int], eos_ids) -> int:
@@ -224,7 +204,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
               device: str | None = None) -> dict:
     """Decodes `limit` test prompts per task with every method; returns the report dict.
 
-    target: a TARGET string or a loaded `Target`. compare: more TARGETs whose default methods
+    target: a loaded `Target` (or a plain model TARGET string). compare: more targets whose default methods
     join the run as extra rows (renamed ``<target>/<method>`` only on a name clash).
     progress(done, total, description) is called as prompts finish.
     """
@@ -235,14 +215,14 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
     task_names = resolve_tasks(tasks)
-    main = target if isinstance(target, Target) else load_target(target, trust_remote_code, device)
+    main = target if isinstance(target, Target) else load_model_target(target, trust_remote_code, device)
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
-    gen_len = gen_len or default_gen_len(main.adapter)
+    gen_len = gen_len or checkpoint_gen_len(main) or default_gen_len(main.adapter)
     if limit is None:
         limit = default_limit(gen_len, main.adapter)
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]
     for spec in compare:
-        other = spec if isinstance(spec, Target) else load_target(spec, trust_remote_code, device)
+        other = spec if isinstance(spec, Target) else load_model_target(spec, trust_remote_code, device)
         taken = {r[0] for r in runs}
         for n, fn in select_methods(other, None, None, block_len).items():
             runs.append((f"{other.spec}/{n}" if n in taken else n, fn, other))
@@ -285,13 +265,14 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 if progress:
                     progress(done, total, f"{name}: {task}")
 
-    rows = _rows([r[0] for r in runs], task_names, stats, metric_sums)
+    rows = _rows([r[0] for r in runs], task_names, stats, metric_sums,
+                 untimed={n for n, fn, _t in runs if not getattr(fn, "timed", True)})
     return {
         "target": main.spec, "compare": [c.spec if isinstance(c, Target) else c for c in compare],
         "kind": main.kind, "gen_len": gen_len, "block_len": block_len, "limit": limit, "batch_size": batch_size,
         "tasks": task_names,
         "methods": [{"name": n, "target": t.spec, "kind": t.kind,
-                     "help": method_help(fn)}
+                     "help": method_help(fn), "timed": getattr(fn, "timed", True)}
                     for n, fn, t in runs],
         "device": _device_name(main.adapter), "versions": _versions(), "rows": rows,
     }
@@ -306,13 +287,12 @@ def method_help(fn) -> str:
 
 
 def _add_row_metrics(sums, name, task, res, fn, adapter, batch, gen_len):
-    """Recipe row metrics of one batch: per-prompt lists from ``res.extra["row_metrics"]`` (computed
-    while decoding) and from ``fn.row_metrics(adapter, prompts, gen_len)`` (an optional method hook
-    called here, outside the timed decode, for costly measurements such as the joint sampler's TV)."""
+    """Row metrics of one batch: per-prompt lists from ``res.extra["row_metrics"]`` (computed while
+    decoding) and from the method's ``row_metrics`` (called here, outside the timed decode, for costly
+    measurements such as the joint sampler's TV)."""
     found = dict((res.extra or {}).get("row_metrics") or {})
-    hook = getattr(fn, "row_metrics", None)
-    if callable(hook):
-        found.update(hook(adapter, batch, gen_len) or {})
+    if hasattr(fn, "metrics"):
+        found.update(fn.metrics(adapter, batch, gen_len))
     acc = sums.setdefault((name, task), {})
     for metric, values in found.items():
         s = acc.setdefault(metric, [0.0, 0])
@@ -320,7 +300,9 @@ def _add_row_metrics(sums, name, task, res, fn, adapter, batch, gen_len):
         s[1] += len(values)
 
 
-def _rows(method_names, task_names, stats, metric_sums=None) -> list[dict]:
+def _rows(method_names, task_names, stats, metric_sums=None, untimed=()) -> list[dict]:
+    """One row per (method, task) and per method over all tasks. Untimed methods (an oracle that reads
+    the answer) get no tokens/s and no speedup, and are never the baseline."""
     rows = []
     for scope in list(task_names) + ["all"]:
         tasks = task_names if scope == "all" else [scope]
@@ -328,12 +310,14 @@ def _rows(method_names, task_names, stats, metric_sums=None) -> list[dict]:
         for m in method_names:
             c, n, nfe, tok, sec = (sum(stats[(m, t)][k] for t in tasks) for k in range(5))
             tps = tok / sec if sec > 0 else 0.0
-            if base_tps is None:
+            if m in untimed:
+                tps = None
+            elif base_tps is None:
                 base_tps = tps
             rows.append({"method": m, "task": scope, "n": n, "accuracy": c / n, "nfe": nfe / n,
                          "tokens": tok, "tokens_per_forward": tok / nfe if nfe else 0.0,
                          "tokens_per_s": tps, "seconds": sec,
-                         "speedup": tps / base_tps if base_tps else None})
+                         "speedup": tps / base_tps if base_tps and tps is not None else None})
             extra = {}  # recipe row metrics averaged over the scope's prompts
             for t in tasks:
                 for metric, (total, count) in (metric_sums or {}).get((m, t), {}).items():
@@ -361,86 +345,3 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-def check_output_path(path: str | Path, flag: str) -> Path:
-    """Fails before any decoding if `path` cannot be written (missing dir, a directory, read-only)."""
-    p = Path(path).expanduser()
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise BenchError(f"{flag} {p} is a directory; pass a file path such as {p / 'bench.json'}")
-    if not parent.is_dir():
-        raise BenchError(f"{flag} {p}: directory {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise BenchError(f"{flag} {p} is not writable; choose another path")
-    return p
-
-
-def check_plot_path(path: str | Path) -> Path:
-    p = check_output_path(path, "--plot")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise BenchError("--plot needs matplotlib; install it with pip install 'accel[plot]'") from None
-    if p.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise BenchError(f"--plot {p}: use a .png, .pdf or .svg file name")
-    return p
-
-
-def write_json(report: dict, path: str | Path):
-    p = Path(path).expanduser()
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(p)
-
-
-def plot_report(report: dict, path: str | Path):
-    """Accuracy vs NFE on the 'all' rows, one labelled point per method."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in report["rows"] if r["task"] == "all"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    max_nfe = max([r["nfe"] for r in rows] + [1.0])
-    placed: list[tuple[float, float]] = []
-    for r in rows:
-        x, y = r["nfe"], r["accuracy"]
-        ax.scatter(x, y, s=40)
-        # stack the labels of (nearly) coincident points instead of drawing them on top of each other
-        k = sum(abs(x - px) < 0.03 * max_nfe and abs(y - py) < 0.03 for px, py in placed)
-        placed.append((x, y))
-        ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
-    ax.set_xlabel("NFE per prompt (full-model forwards)")
-    ax.set_ylabel("accuracy (all tasks)")
-    ax.set_ylim(-0.03, 1.08)
-    ax.set_xlim(0, max_nfe * 1.25)
-    ax.set_title(f"{report['target']} · gen {report['gen_len']} · {report['limit']} prompts/task", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(str(path))
-    plt.close(fig)
-
-
-def report_tables(report: dict):
-    """Two rich tables: the overall comparison, and accuracy per task per method."""
-    from rich.table import Table
-
-    def num(x, fmt):
-        return "-" if x is None else format(x, fmt)
-
-    overall = Table(title=f"{report['target']} · gen_len {report['gen_len']} · {report['device']}")
-    for col in ("method", "accuracy", "NFE", "tok/fwd", "tok/s", "speedup"):
-        overall.add_column(col, justify="left" if col == "method" else "right")
-    for r in (r for r in report["rows"] if r["task"] == "all"):
-        overall.add_row(r["method"], num(r["accuracy"], ".3f"), num(r["nfe"], ".1f"),
-                        num(r["tokens_per_forward"], ".2f"), num(r["tokens_per_s"], ".1f"),
-                        num(r["speedup"], ".2f") + ("x" if r["speedup"] is not None else ""))
-    per_task = Table(title="accuracy per task")
-    per_task.add_column("method")
-    for t in report["tasks"]:
-        per_task.add_column(t, justify="right")
-    acc = {(r["method"], r["task"]): r["accuracy"] for r in report["rows"]}
-    for m in dict.fromkeys(r["method"] for r in report["rows"]):
-        per_task.add_row(m, *(f"{acc[(m, t)]:.2f}" for t in report["tasks"]))
-    return overall, per_task

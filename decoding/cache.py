@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from accel.decoding.masks import full_mask
+from accel.models.masks import full_mask
 
 CACHE_MODES = (None, "prefix", "dual")
 

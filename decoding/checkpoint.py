@@ -15,19 +15,17 @@ unpickled — and writes are atomic: a half-written checkpoint never replaces a 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from accel.trainers.checkpoint import fsync_dir
+from accel.core.errors import UserError
+from accel.core.files import atomic_dir, save_tensors
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A directory that is not a readable accel checkpoint; the message says what to do."""
 
 
@@ -144,29 +142,12 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
     config = dict(backbone_config or {})
     config["accel"] = section
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out, may_replace=lambda p: p.is_dir() and (is_checkpoint(p) or not any(p.iterdir()))) as tmp:
         if tensors:
-            from safetensors.torch import save_file
-            save_file(_unshare(tensors), str(tmp / weights_name), metadata={"format": "pt"})
-            _fsync(tmp / weights_name)
+            save_tensors(_unshare(tensors), tmp / weights_name, metadata={"format": "pt"})
         for name, data in (extra_files or {}).items():
-            _write(tmp / name, data.encode() if isinstance(data, str) else data)
-        _write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
-        fsync_dir(tmp)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-        tmp.rename(out)
-        fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
     return out
 
 
@@ -181,16 +162,5 @@ def _unshare(tensors: dict) -> dict:
         out[k] = t
     return out
 
-
-def _write(path: Path, data: bytes):
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync(path: Path):
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
 
 

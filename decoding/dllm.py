@@ -44,7 +44,7 @@ import torch
 
 from accel.decoding.cache import BlockCache, check_cache_mode
 from accel.decoding.kernels import argmax_prob_entropy
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 
 
 @dataclass
@@ -114,7 +114,7 @@ def finish(adapter, x: torch.Tensor, prompt_len: int, nfe: list[int], **extra) -
 @torch.no_grad()
 def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block_len: int = 32,
                      steps: int | None = None, temperature: float = 0.0, generator=None) -> DecodeResult:
-    """LLaDA's low-confidence remasking sampler (ALGORITHMS.md), exactly.
+    """LLaDA's low-confidence remasking sampler (docs/baselines.md), exactly.
 
     steps defaults to gen_len (one token per step). Confidence is the softmax probability of
     the (possibly Gumbel-noised) argmax; positions after the current block get -inf.

@@ -17,15 +17,10 @@ Conventions shared by the kernel and the reference (the reference is the oracle)
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
-try:  # triton is optional (extra [kernels]); the reference is the CPU path
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from accel.core.triton_gate import require_triton, tl, triton, triton_available, use_triton  # noqa: F401 (tl: the kernels' language)
 
 
 def argmax_prob_entropy_ref(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,21 +91,10 @@ if triton is not None:
         tl.store(ent_ptr + row, ent)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def triton_available(device: torch.device | str) -> bool:
-    """True when the Triton path can run on `device` (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    if triton is None:
-        return False
-    return torch.device(device).type == "cuda" or _interpreting()
-
 
 def argmax_prob_entropy_triton(logits: torch.Tensor, block_v: int | None = None):
     """The Triton path; logits [..., V] of float32/bfloat16/float16."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; install accel[kernels] or use argmax_prob_entropy_ref")
+    require_triton("argmax_prob_entropy_ref")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"argmax_prob_entropy: unsupported dtype {logits.dtype}; use float32, bfloat16 or float16")
     lead, V = logits.shape[:-1], logits.shape[-1]
@@ -135,6 +119,6 @@ def argmax_prob_entropy(logits: torch.Tensor, force: bool = False):
     Triton on CUDA tensors when triton is installed; the torch reference otherwise. force=True
     runs the Triton path on CPU too when TRITON_INTERPRET=1 (how tests check the kernel).
     """
-    if triton is not None and (logits.is_cuda or (force and _interpreting())):
+    if use_triton(logits, force):
         return argmax_prob_entropy_triton(logits)
     return argmax_prob_entropy_ref(logits)

@@ -1,9 +1,12 @@
-"""Baseline decode methods by name: what `accel bench` / `accel decode` compare accelerators against.
+"""Decode methods: the one type (`DecodeMethod`) and the baselines accelerators are compared against.
 
-A method is a `Method` — callable as ``fn(adapter, prompts, gen_len) -> DecodeResult`` with its
-options bound — plus the backbone kind it applies to and a one-line help. Options can be
-overridden per run (``--opt threshold=0.8``); only keys the method declares are accepted, so a
-typo is an error rather than a silently ignored setting.
+A `DecodeMethod` is what `accel bench` / `accel decode` run, for baselines and recipes alike:
+callable as ``m(adapter, prompts, gen_len) -> DecodeResult`` with its options bound, plus the
+backbone kind it decodes, a one-line help, the block length the generation length must be a
+multiple of, optionally a fixed model to decode with (a recipe's undistilled teacher), and
+optional untimed row metrics. Baseline options can be overridden per run (``--opt
+threshold=0.8``); only keys the method declares are accepted, so a typo is an error rather
+than a silently ignored setting.
 
 Samplers are imported when a method is *called*, not when this module is imported: the CLI
 reads names and help from here without importing torch.
@@ -13,14 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from accel.core.errors import UserError
 
-class MethodError(ValueError):
+
+class MethodError(UserError, ValueError):
     """A bad method name or option; the message lists the valid ones."""
 
 
 @dataclass(frozen=True)
-class Method:
-    """A named decode method with bound options; call it like a MethodFn."""
+class DecodeMethod:
+    """A named decode method with bound options; call it as m(adapter, prompts, gen_len)."""
     name: str
     kind: str
     """'dllm' or 'ar': the backbone kind it decodes."""
@@ -28,14 +33,33 @@ class Method:
     run: Callable
     """run(adapter, prompts, gen_len, **options) -> DecodeResult"""
     options: dict = field(default_factory=dict)
+    block: int | None = None
+    """Block length gen_len must be a multiple of, when not an option (None: options['block_len'])."""
+    model: object = None
+    """An adapter to decode with instead of the one the bench passes (e.g. the undistilled teacher)."""
+    row_metrics: Callable | None = None
+    """row_metrics(adapter, prompts, gen_len) -> {metric: [one value per prompt]}: extra report columns,
+    computed by the bench outside the timed decode (e.g. the joint sampler's TV distance)."""
+    timed: bool = True
+    """False for decoders that read the reference answer (an oracle): no tokens/s or speedup."""
 
     def __call__(self, adapter, prompts, gen_len):
-        return self.run(adapter, prompts, gen_len, **self.options)
+        return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options)
 
     @property
     def block_len(self) -> int | None:
         """Block length the generation length must be a multiple of (None: no constraint)."""
-        return self.options.get("block_len")
+        return self.block or self.options.get("block_len")
+
+    def metrics(self, adapter, prompts, gen_len) -> dict:
+        """The row metrics of one batch ({} when the method has none)."""
+        if self.row_metrics is None:
+            return {}
+        return self.row_metrics(self.model if self.model is not None else adapter, prompts, gen_len) or {}
+
+
+Method = DecodeMethod
+"""The former name of `DecodeMethod`."""
 
 
 def _vanilla(adapter, prompts, gen_len, block_len=32, steps=None, temperature=0.0, seed=0):
@@ -107,7 +131,7 @@ def describe(kind: str | None = None) -> dict[str, str]:
     return {n: f"[{s[0]}] {s[1]}" for n, s in _SPECS.items() if kind in (None, s[0])}
 
 
-def get_method(name: str, kind: str, options: dict | None = None) -> Method:
+def get_method(name: str, kind: str, options: dict | None = None) -> DecodeMethod:
     """The baseline method `name` for a `kind` backbone, with `options` overriding its defaults."""
     spec = _SPECS.get(name)
     if spec is None or spec[0] != kind:
@@ -120,7 +144,7 @@ def get_method(name: str, kind: str, options: dict | None = None) -> Method:
         if key not in defaults:
             raise MethodError(f"method {name!r} has no option {key!r}; its options are: {', '.join(defaults)}")
         opts[key] = coerce_option(name, key, value, defaults[key])
-    return Method(name=name, kind=k, help=help_, run=run, options=opts)
+    return DecodeMethod(name=name, kind=k, help=help_, run=run, options=opts)
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:

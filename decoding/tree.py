@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
-from accel.decoding.masks import position_ids
+from accel.models.masks import position_ids
 
 
 @dataclass

@@ -20,16 +20,11 @@ Shared conventions (the torch reference is the oracle and the CPU path):
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - only without triton
-    triton = None
-else:
+from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
+
+if triton is not None:
     from accel.decoding.kernels import online_argmax_entropy_step
 
 
@@ -131,8 +126,7 @@ if triton is not None:
 def evaluate_candidates_triton(logits, cand, retrieve, parent, mode: str = "greedy", temperature: float = 1.0,
                                eps: float = 0.09, alpha: float = 0.3, block_v: int | None = None):
     """The Triton path (CUDA tensors, or CPU under TRITON_INTERPRET=1)."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; install accel[kernels] or use evaluate_candidates_ref")
+    require_triton("evaluate_candidates_ref")
     if mode not in ("greedy", "typical"):
         raise ValueError(f"mode={mode!r}: choose greedy or typical")
     B, N1, V = logits.shape
@@ -157,14 +151,11 @@ def evaluate_candidates_triton(logits, cand, retrieve, parent, mode: str = "gree
     return best, length, amax
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 def evaluate_candidates(logits, cand, retrieve, parent, mode: str = "greedy", temperature: float = 1.0,
                         eps: float = 0.09, alpha: float = 0.3, force: bool = False):
     """(best_path, accept_len, node_argmax): Triton on CUDA, the torch reference on CPU
     (force=True runs Triton on CPU under TRITON_INTERPRET=1, for tests)."""
-    if triton is not None and (logits.is_cuda or (force and _interpreting())):
+    if use_triton(logits, force):
         return evaluate_candidates_triton(logits, cand, retrieve, parent, mode, temperature, eps, alpha)
     return evaluate_candidates_ref(logits, cand, retrieve, parent, mode, temperature, eps, alpha)

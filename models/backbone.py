@@ -3,7 +3,7 @@
 A decoder never asks "is this LLaDA?": it asks the adapter for the mask id, the end ids and
 logits aligned so that ``logits[:, i]`` predicts token ``i`` (dLLMs) or ``i + 1`` (AR).
 
-Families (ALGORITHMS.md): LLaDA (mask 126336, unshifted), Dream (mask 151666, shifted:
+Families (docs/backbones.md): LLaDA (mask 126336, unshifted), Dream (mask 151666, shifted:
 ``logits[i-1]`` predicts token ``i``), the built-in tiny dLLM (tokenizer's mask, either
 alignment, recorded in ``config.accel_dllm``), and any HF causal LM.
 """
@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from accel.core.errors import UserError
+
 BUILTIN = ("builtin:dllm", "builtin:ar")
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """A target that cannot be loaded; the message says what to do."""
 
 
@@ -88,7 +90,7 @@ class Adapter:
     def dllm_logits(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
         """Forward a dLLM; returns (logits aligned to predict each input position, output).
 
-        attention_mask is the 4D bool mask from `accel.decoding.masks` for HF-native models.
+        attention_mask is the 4D bool mask from `accel.models.masks` for HF-native models.
         """
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, use_cache=use_cache)

@@ -1,7 +1,7 @@
 """Configs of the built-in tiny teachers: ordinary `LlamaForCausalLM`s.
 
 The dLLM is the same architecture run with a bidirectional (or block-causal) 4D attention
-mask, which transformers honours natively (DESIGN.md, verified facts); its conventions
+mask, which transformers honours natively (docs/backbones.md); its conventions
 (mask id, logit alignment) are recorded in `config.json` under `accel_dllm` so the adapter
 can read them back from any saved directory.
 """

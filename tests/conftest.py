@@ -1,5 +1,61 @@
+"""Shared test set-up: environment, and the tiny random-init models most tests decode with.
+
+`TINY` is the model size every test uses (a 2-layer, 32-wide Llama over the built-in
+tokenizer: milliseconds per forward on a CPU). Fixtures:
+
+- `tok`: the built-in tokenizer.
+- `tiny_model(kind, seed=0, **overrides)`: a fresh eval-mode model ('dllm' or 'ar').
+- `tiny_adapter(kind, seed=0, **overrides)`: the same wrapped as a backbone `Adapter`.
+- `tiny_dir(kind, seed=0)`: a saved model + tokenizer directory (made once per session), for
+  code that loads a TARGET path (`load_backbone`, `accel bench DIR`, a recipe's backbone=).
+"""
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="session")
+def tok():
+    from accel.data.tokenizer import build_tokenizer
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tok):
+    def make(kind: str, seed: int = 0, **overrides):
+        import torch
+
+        from accel.models.tiny import make_model
+        torch.set_num_threads(1)
+        return make_model(kind, tok, seed=seed, **{**TINY, **overrides}).eval()
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tok, tiny_model):
+    def make(kind: str, seed: int = 0, **overrides):
+        from accel.models.backbone import Adapter
+        return Adapter(model=tiny_model(kind, seed, **overrides), tokenizer=tok, family="builtin", kind=kind,
+                       source=f"random:{kind}", mask_id=tok.mask_token_id if kind == "dllm" else None,
+                       eos_ids=(tok.eos_token_id,))
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, tok, tiny_model):
+    made = {}
+
+    def get(kind: str, seed: int = 0) -> str:
+        if (kind, seed) not in made:
+            d = tmp_path_factory.mktemp(f"tiny-{kind}-{seed}")
+            tiny_model(kind, seed).save_pretrained(str(d))
+            tok.save_pretrained(str(d))
+            made[(kind, seed)] = str(d)
+        return made[(kind, seed)]
+    return get

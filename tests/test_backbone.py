@@ -3,24 +3,15 @@ import json
 import pytest
 import torch
 
-from accel.data.tokenizer import build_tokenizer
-from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+from accel.models.masks import block_causal_mask, full_mask, position_ids
 from accel.models.backbone import BackboneError, load_backbone
-from accel.models.tiny import make_model
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    tok = build_tokenizer()
-    out = {}
-    for kind in ("dllm", "ar"):
-        d = tmp_path_factory.mktemp(kind)
-        make_model(kind, tok, seed=1, **TINY).save_pretrained(d)
-        tok.save_pretrained(d)
-        out[kind] = d
-    return out
+def tiny_dirs(tiny_dir):
+    from pathlib import Path
+    return {kind: Path(tiny_dir(kind, seed=1)) for kind in ("dllm", "ar")}
 
 
 def test_load_families(tiny_dirs):

@@ -2,36 +2,24 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
 import torch
 
-from accel.cli import recipes
+import accel.recipes as recipes
 from accel.decoding import bench, dllm
 from accel.decoding.bench import BenchError, run_bench
 from accel.decoding.checkpoint import save_checkpoint
 from accel.decoding.methods import MethodError, available, get_method, parse_options
+from accel.recipes.targets import load_target
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 HAS_THRESHOLD = hasattr(dllm, "generate_threshold")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
-    tok = build_tokenizer()
-    out = {}
-    for kind in ("dllm", "ar"):
-        make_model(kind, tok, seed=0, **TINY).save_pretrained(str(root / kind))
-        tok.save_pretrained(str(root / kind))
-        out[kind] = str(root / kind)
-    return out
+def models(tiny_dir):
+    return {kind: tiny_dir(kind) for kind in ("dllm", "ar")}
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +159,10 @@ def bench_defaults(kind):
 
 
 def _fake_recipe(monkeypatch, calls):
-    """Registers recipe 'fake' whose inference module offers 'fake-fast' (vanilla at block 16)."""
-    inference = types.ModuleType("fake_accel_recipe.inference")
-    inference.DEFAULT_METHODS = ["vanilla", "fake-fast"]
+    """Registers recipe 'fake' whose checkpoints offer 'fake-fast' (vanilla at block 16)."""
+    from accel.decoding.methods import DecodeMethod
+    from accel.recipes.recipe import Recipe
+    from accel.trainers.config import TrainConfig
 
     def bench_methods(ckpt, adapter):
         scale = float(ckpt.tensors()["scale"][0])
@@ -182,14 +171,12 @@ def _fake_recipe(monkeypatch, calls):
         def fake_fast(a, prompts, gen_len):
             calls.append((scale, len(prompts), gen_len))
             return base(a, prompts, gen_len)
-        fake_fast.help = "vanilla in blocks of 16, for the test"
-        return {"fake-fast": fake_fast}
+        return {"fake-fast": DecodeMethod("fake-fast", "dllm", "vanilla in blocks of 16, for the test", fake_fast,
+                                          block=16)}
 
-    inference.bench_methods = bench_methods
-    monkeypatch.setitem(sys.modules, "fake_accel_recipe", types.ModuleType("fake_accel_recipe"))
-    monkeypatch.setitem(sys.modules, "fake_accel_recipe.inference", inference)
-    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
-        recipes.RecipeEntry("fake", "train", "fake_accel_recipe", "a test recipe")])
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + (
+        Recipe("fake", "train", "a test recipe", TrainConfig, train=lambda cfg: None, bench_methods=bench_methods,
+               default_methods=("vanilla", "fake-fast"), methods={"fake-fast": "vanilla in blocks of 16"}),))
 
 
 def test_checkpoint_target_uses_the_recipe(models, tmp_path, monkeypatch):
@@ -197,7 +184,7 @@ def test_checkpoint_target_uses_the_recipe(models, tmp_path, monkeypatch):
     _fake_recipe(monkeypatch, calls)
     ck = save_checkpoint(tmp_path / "ck", {"recipe": "fake", "backbone": models["dllm"]},
                          {"scale": torch.tensor([2.5])})
-    r = run_bench(str(ck), None, ["copy"], limit=2, gen_len=32, batch_size=2)
+    r = run_bench(load_target(str(ck)), None, ["copy"], limit=2, gen_len=32, batch_size=2)
     assert [m["name"] for m in r["methods"]] == ["vanilla", "fake-fast"]
     assert r["methods"][1]["help"] == "vanilla in blocks of 16, for the test"
     assert calls and all(c[0] == 2.5 and c[2] == 32 for c in calls)
@@ -208,14 +195,16 @@ def test_checkpoint_target_uses_the_recipe(models, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("recipe, match", [("someday", "not built in this version"),
                                            ("nonsense", "unknown to this accel"),
-                                           ("learn2pd-ghost", "no inference module")])
+                                           ("learn2pd-ghost", "no decode methods")])
 def test_checkpoint_recipe_errors(models, tmp_path, monkeypatch, recipe, match):
-    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
-        recipes.RecipeEntry("learn2pd-ghost", "train", "accel.recipes.no_such_recipe_xyz", "")])
+    from accel.recipes.recipe import Recipe
+    from accel.trainers.config import TrainConfig
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + (
+        Recipe("learn2pd-ghost", "train", "", TrainConfig, train=lambda cfg: None),))
     monkeypatch.setattr(recipes, "PLANNED", {"someday": "train"})
     ck = save_checkpoint(tmp_path / "ck", {"recipe": recipe, "backbone": models["dllm"]})
     with pytest.raises(BenchError, match=match):
-        run_bench(str(ck), None, ["copy"], limit=1, gen_len=32)
+        load_target(str(ck))
 
 
 def test_bad_inputs_fail_before_decoding(models, tmp_path):

@@ -51,14 +51,13 @@ def test_backbone_target_resolution(tmp_path):
 def test_replace_is_atomic_when_the_write_crashes(tmp_path, monkeypatch):
     out = tmp_path / "ck"
     save_checkpoint(out, _section(version="old"), {"w": torch.zeros(2)})
-    real_write = ck._write
+    import accel.core.files as files
+    real_sync = files.fsync_tree
 
-    def crash(path, data):
-        if path.name == "config.json":  # weights already written: the new checkpoint is half done
-            raise OSError("disk full")
-        real_write(path, data)
+    def crash(path):  # every file written, nothing published yet
+        raise OSError("disk full")
 
-    monkeypatch.setattr(ck, "_write", crash)
+    monkeypatch.setattr(files, "fsync_tree", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(out, _section(version="new"), {"w": torch.ones(2)}, extra_files={"x.txt": "x"})
     c = load_checkpoint(out)
@@ -66,7 +65,7 @@ def test_replace_is_atomic_when_the_write_crashes(tmp_path, monkeypatch):
     assert not (out / "x.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
-    monkeypatch.setattr(ck, "_write", real_write)
+    monkeypatch.setattr(files, "fsync_tree", real_sync)
     save_checkpoint(out, _section(version="new"), {"w": torch.ones(2)})
     c = load_checkpoint(out)
     assert c.accel["version"] == "new" and torch.equal(c.tensors()["w"], torch.ones(2))
@@ -120,3 +119,16 @@ def test_refuses_pickled_weights(tmp_path):
     (d / "pytorch_model.bin").write_bytes(b"not opened")
     with pytest.raises(CheckpointError, match="not safetensors"):
         load_checkpoint(d)
+
+
+def test_written_files_are_group_readable(tmp_path):
+    """safetensors creates files 0600; an exported checkpoint must be readable like any file (umask 022)."""
+    import os
+    old = os.umask(0o022)
+    try:
+        out = save_checkpoint(tmp_path / "ck", _section(), {"w": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+    assert out.stat().st_mode & 0o777 == 0o755

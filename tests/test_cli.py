@@ -4,30 +4,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from accel.cli import recipes
+import accel.recipes as recipes
 from accel.cli.main import app
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def dllm_dir(tmp_path_factory):
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-
-    torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("m") / "dllm"
-    tok = build_tokenizer()
-    make_model("dllm", tok, seed=0, **TINY).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return str(d)
+def dllm_dir(tiny_dir):
+    return tiny_dir("dllm")
 
 
 def _torch_free(args: list[str]) -> str:
@@ -87,11 +77,11 @@ def test_bad_bench_inputs(dllm_dir, tmp_path):
 
 def test_unwritable_json(dllm_dir, tmp_path, monkeypatch):
     # chmod does not stop root (CI containers), so simulate a read-only directory
-    from accel.decoding import bench
+    from accel.decoding import report
     ro = tmp_path / "ro"
     ro.mkdir()
-    real = bench.os.access
-    monkeypatch.setattr(bench.os, "access", lambda p, mode: False if str(p) == str(ro) else real(p, mode))
+    real = report.os.access
+    monkeypatch.setattr(report.os, "access", lambda p, mode: False if str(p) == str(ro) else real(p, mode))
     _one_line_error(runner.invoke(app, ["bench", dllm_dir, "--json", str(ro / "r.json")]), "not writable")
 
 
@@ -127,8 +117,9 @@ def _run_dir(tmp_path, text):
 
 
 def test_export_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
-        recipes.RecipeEntry("ghost", "train", "accel.recipes.no_such_recipe_xyz", "")])
+    from accel.recipes.recipe import Recipe
+    from accel.trainers.config import TrainConfig
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + (Recipe("ghost", "train", "", TrainConfig, train=print),))
     monkeypatch.setattr(recipes, "PLANNED", {"someday": "train"})
     out = str(tmp_path / "out")
     (tmp_path / "plain").mkdir()
@@ -144,24 +135,22 @@ def test_export_errors(tmp_path, monkeypatch):
 
 def test_export_calls_the_recipe(tmp_path, monkeypatch):
     from accel.decoding.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from accel.recipes.recipe import Recipe
+    from accel.trainers.config import TrainConfig
     calls = []
-    mod = types.ModuleType("fake_accel_recipe2.export")
 
     def export(run_dir, out_dir, **kw):
         calls.append(kw)
-        if kw.get("format") == "bad":
-            raise CheckpointError("format 'bad' is not supported; choose accel")
+        if kw.get("tau") == "bad":
+            raise CheckpointError("tau 'bad' is not a number")
         return save_checkpoint(out_dir, {"recipe": "fake2", "backbone": "builtin:dllm"}, {"w": torch.ones(1)})
 
-    mod.export = export
-    monkeypatch.setitem(sys.modules, "fake_accel_recipe2", types.ModuleType("fake_accel_recipe2"))
-    monkeypatch.setitem(sys.modules, "fake_accel_recipe2.export", mod)
-    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + [
-        recipes.RecipeEntry("fake2", "train", "fake_accel_recipe2", "")])
+    monkeypatch.setattr(recipes, "RECIPES", recipes.RECIPES + (
+        Recipe("fake2", "train", "", TrainConfig, train=print, exporters={"accel": export, "other": export}),))
     run = _run_dir(tmp_path, "recipe: fake2\nlearning_rate: 0.001\n")
     r = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "ck")])
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "ck").recipe == "fake2" and calls == [{}]
     r = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "ck"), "--format", "bad"])
-    _one_line_error(r, "format 'bad'")
-    assert calls[-1] == {"format": "bad"}
+    _one_line_error(r, "--format bad: fake2 exports as accel or other")
+    assert len(calls) == 1  # checked before the exporter runs

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accel.cli.recipes import PLANNED, RECIPES
+import accel.recipes as recipes
+from accel.recipes import PLANNED, RECIPES
 from accel.trainers.config import ConfigError, TrainConfig, _f
 from accel.trainers.loading import describe_fields, load_config
 
@@ -92,7 +93,6 @@ def _shipped_yamls():
 
 
 def test_every_shipped_yaml_loads_into_its_recipe_config():
-    import importlib
     ymls = _shipped_yamls()
     assert ymls, "no shipped YAMLs"
     for y in ymls:
@@ -101,9 +101,7 @@ def test_every_shipped_yaml_loads_into_its_recipe_config():
         name = yaml.safe_load(text).get("recipe") or y.parent.name
         assert any(f"accel slurm submit {name} --config" in line for line in head), y
         assert any(line.lstrip("# ").startswith("local: accel ") for line in head), y
-        entry = next(r for r in RECIPES if r.name == name)
-        mod = importlib.import_module(f"{entry.module}.config")
-        load_config(mod.Config, y, [], recipe=name)
+        load_config(recipes.get(name).Config, y, [], recipe=name)
 
 
 def test_help_lists_every_field_and_typo_fails_fast_without_torch():
@@ -126,7 +124,8 @@ def test_help_lists_every_field_and_typo_fails_fast_without_torch():
 def test_planned_recipes_say_not_built(monkeypatch):
     from typer.testing import CliRunner
 
-    from accel.cli import recipes, train
+    import accel.recipes as recipes
+    from accel.cli import train
     monkeypatch.setitem(recipes.PLANNED, "future-recipe", "train")  # every real recipe is built now
     import importlib
     app = importlib.reload(train).app
@@ -140,7 +139,7 @@ def test_planned_recipes_say_not_built(monkeypatch):
 
 def test_config_files_import_no_torch():
     code = ("import sys, importlib\n" + "".join(
-        f"importlib.import_module('{r.module}.config')\n" for r in RECIPES
+        f"importlib.import_module('accel.recipes.{r.name.replace('-', '_')}')\n" for r in RECIPES
         if (ROOT / 'recipes' / r.name.replace('-', '_') / 'config.py').exists()) + "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr[-2000:]

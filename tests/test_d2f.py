@@ -4,20 +4,15 @@ import copy
 import pytest
 import torch
 
-from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
-from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+from accel.data.tokenizer import chat_prompt_ids
+from accel.models.masks import block_causal_mask, full_mask, position_ids
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
 from accel.recipes.d2f.decode import PRESETS, forward_logits, generate_d2f, get_preset
 from accel.recipes.d2f.loss import distill_loss, make_loss
 from accel.recipes.d2f.noise import block_ratios, noise_mask
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 def _adapter(tok, seed=0, shift=False):

@@ -9,17 +9,10 @@ SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "d2f" / "s
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
+def tiny_teacher(tiny_dir):
     """A saved random-init tiny dLLM dir (loadable by load_backbone, so adapter export can reference it)."""
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.tiny import make_model
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
-    d = tmp_path_factory.mktemp("teacher")
-    make_model("dllm", tok, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-               intermediate_size=64).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
+    from pathlib import Path
+    return Path(tiny_dir("dllm"))
 
 
 def test_config_errors():
@@ -70,7 +63,7 @@ def test_tiny_distill_end_to_end(tiny_teacher, tmp_path):
     assert len(res.tokens) == 2 and all(1 <= n <= 32 for n in res.nfe)
     assert methods["d2f-nocache"](adapter, prompts, 32).tokens == res.tokens
     assert methods["vanilla"](adapter, prompts, 32).nfe == [32, 32]
-    assert methods["vanilla"].adapter is not methods["d2f"].adapter  # baselines run on the teacher
+    assert methods["vanilla"].model is not methods["d2f"].model  # baselines run on the teacher
 
     ad = export(run_dir, tmp_path / "ckpt-adapter", format="adapter")
     ck2 = load_checkpoint(ad)
@@ -79,11 +72,11 @@ def test_tiny_distill_end_to_end(tiny_teacher, tmp_path):
     m2 = bench_methods(ck2, teacher)
     x = torch.tensor([prompts[0]])
     with torch.no_grad():  # adapters applied at load == the merged export, and differ from the teacher
-        a = m2["d2f"].adapter.model(input_ids=x).logits
+        a = m2["d2f"].model.model(input_ids=x).logits
         b = hf(input_ids=x).logits
         c = teacher.model(input_ids=x).logits
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-5)
-    assert m2["vanilla"].adapter is teacher
+    assert m2["vanilla"].model is teacher
 
     with pytest.raises(CheckpointError, match="--format"):
         export(run_dir, tmp_path / "x", format="vllm")

@@ -2,22 +2,17 @@
 import pytest
 import torch
 
-from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
+from accel.data.tokenizer import chat_prompt_ids
 from accel.decoding.cache import BlockCache
 from accel.decoding.dllm import (BlockDecision, BlockState, confidence_policy, entropy_policy, generate_blockwise,
                                  generate_threshold, generate_vanilla, init_canvas)
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 PROMPTS = ["copy 123", "reverse 98765", "calc 12+3-4", "sort 3412", "insert 5 at 1 in 4321", "copy 7",
            "remove 3 from 12345", "reverse 11"]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 def _adapter(tok, shift=False, no_mask_pred=True, seed=0):
@@ -44,7 +39,7 @@ def prompts(tok):
 
 # ------------------------------------------------------------------ vanilla (LLaDA) exactness
 def llada_generate(model, prompt, steps, gen_length, block_length, mask_id):
-    """The published LLaDA `generate`, unbatched, T=0, cfg=0, written from ALGORITHMS.md."""
+    """The published LLaDA `generate`, unbatched, T=0, cfg=0, written from docs/baselines.md."""
     P = len(prompt)
     x = torch.full((1, P + gen_length), mask_id, dtype=torch.long)
     x[0, :P] = torch.tensor(prompt)

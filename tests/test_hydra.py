@@ -15,8 +15,8 @@ from accel.models.tiny import make_model
 from accel.recipes.hydra.drafter import HydraDrafter
 from accel.recipes.hydra.heads import HydraHeads, PrefixState
 from accel.recipes.hydra.loss import accept_lengths, hydra_loss
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def test_variant_defaults(tmp_path):
 
 
 def test_listed_in_recipes():
-    from accel.cli.recipes import PLANNED, get
+    from accel.recipes import PLANNED, get
     assert get("hydra").group == "train" and "hydra" not in PLANNED
 
 
@@ -69,7 +69,8 @@ def test_train_export_bench(tmp_path):
     assert len((run_dir / "self_distill.jsonl").read_text().splitlines()) == 8
     ck = load_checkpoint(export(run_dir, tmp_path / "ck", tree_nodes=5))
     assert ck.accel["backbone"] == "." and 1 <= len(ck.accel["hydra"]["tree"]) <= 5
-    rep = run_bench(str(ck.path), tasks=["copy"], limit=3, gen_len=12, batch_size=3)
+    from accel.recipes.targets import load_target
+    rep = run_bench(load_target(str(ck.path)), tasks=["copy"], limit=3, gen_len=12, batch_size=3)
     rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
     assert list(rows) == ["greedy", "hydra"]
     assert rows["hydra"]["accuracy"] == rows["greedy"]["accuracy"]
@@ -91,7 +92,7 @@ def test_export_references_builtin_base(tmp_path):
     from accel.models.backbone import builtin_dir
     if not (builtin_dir("ar") / "model.safetensors").exists():
         pytest.skip("built-in AR teacher not in this checkout")
-    from accel.decoding.bench import load_target
+    from accel.recipes.targets import load_target
     from accel.models.backbone import load_backbone
     from accel.recipes.hydra.export import export
     from accel.recipes.hydra.train import build_heads, save_final

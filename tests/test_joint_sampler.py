@@ -7,9 +7,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from accel.data.tokenizer import build_tokenizer, chat_prompt_ids  # noqa: E402
+from accel.data.tokenizer import chat_prompt_ids  # noqa: E402
 from accel.decoding.dllm import init_canvas  # noqa: E402
-from accel.decoding.masks import full_mask, position_ids  # noqa: E402
+from accel.models.masks import full_mask, position_ids  # noqa: E402
 from accel.models.backbone import Adapter  # noqa: E402
 from accel.models.tiny import make_model  # noqa: E402
 from accel.recipes.joint_sampler import data as D  # noqa: E402
@@ -17,13 +17,8 @@ from accel.recipes.joint_sampler import evaluate as E  # noqa: E402
 from accel.recipes.joint_sampler.decode import generate_joint  # noqa: E402
 from accel.recipes.joint_sampler.layer import backbone_forward, build_sampler  # noqa: E402
 from accel.recipes.joint_sampler.loss import collate, make_loss  # noqa: E402
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -262,13 +257,15 @@ def test_train_export_bench_end_to_end(adapter, tok, tmp_path):
     ckpt = export.export(run, tmp_path / "ckpt")
     with pytest.raises(Exception, match="1..8"):
         export.export(run, tmp_path / "ckpt2", k=9)
-    report = run_bench(str(ckpt), None, ["pick3"], limit=2, gen_len=8, batch_size=2)
+    from accel.recipes.targets import load_target
+    target = load_target(str(ckpt))
+    report = run_bench(target, None, ["pick3"], limit=2, gen_len=8, batch_size=2)
     rows = {r["method"]: r for r in report["rows"] if r["task"] == "all"}
     assert list(rows) == ["sequential", "marginal", "joint-sampler"]
     assert "tv" in rows["marginal"] and "tv" in rows["joint-sampler"] and "tv" not in rows["sequential"]
     assert rows["joint-sampler"]["nfe"] <= 2 and rows["sequential"]["nfe"] > rows["joint-sampler"]["nfe"]
     assert rows["joint-sampler"]["sampler_passes"] > 0
-    tvrep = run_bench(str(ckpt), ["joint-tv"], ["pick3"], limit=1, gen_len=8, batch_size=1)
+    tvrep = run_bench(target, ["joint-tv"], ["pick3"], limit=1, gen_len=8, batch_size=1)
     row = tvrep["rows"][-1]
     assert {"tv", "tv_marginal", "kl", "kl_marginal", "coverage"} <= set(row)
     with pytest.raises(ConfigError, match="max_k"):

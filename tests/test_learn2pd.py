@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from accel.data.tokenizer import build_tokenizer
 from accel.decoding.dllm import BlockState, generate_vanilla
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
@@ -14,8 +13,8 @@ from accel.recipes.learn2pd import oracle
 from accel.recipes.learn2pd.decode import Learn2PDPolicy, generate_learn2pd
 from accel.recipes.learn2pd.kernels import decision_ref
 from accel.trainers.config import ConfigError
+from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
 PROMPTS = ["copy 123", "reverse 4567", "sort 91", "remove 1 from 5678", "insert 3 at 0 in 12"]
 
 
@@ -26,11 +25,6 @@ class NoMaskAdapter(Adapter):
         logits, out = super().dllm_logits(*a, **k)
         logits[..., self.mask_id] = -float("inf")
         return logits, out
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +107,7 @@ def test_calibration_picks_the_cheapest_tau_that_keeps_quality(adapter, tok):
 def test_oracle_labels_match_argmax(adapter, tok):
     """At the first step the label is exactly argmax(logits) == reference, per position."""
     from accel.decoding.dllm import init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     p = ids(tok)
     ref, _ = oracle.reference_canvas(adapter, p, 32, 32)
     steps = []
@@ -153,12 +147,13 @@ def test_load_prompts_sources(tmp_path):
                                                  {"prompt": "sort 31", "task": "sort"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
-    with pytest.raises(ConfigError, match="bad.jsonl:1 has no string 'prompt'"):
+    from accel.data.prompts import PromptSourceError
+    with pytest.raises(PromptSourceError, match="bad.jsonl:1: needs a string 'prompt'"):
         oracle.load_prompts(str(bad))
     import datasets
     datasets.Dataset.from_dict({"prompt": ["copy 1", "copy 2", "copy 3"]}).save_to_disk(str(tmp_path / "hf"))
     assert [r["prompt"] for r in oracle.load_prompts(str(tmp_path / "hf"), n=2)] == ["copy 1", "copy 2"]
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(PromptSourceError, match="no such file"):
         oracle.load_prompts(str(tmp_path / "missing.jsonl"))
 
 

@@ -12,7 +12,7 @@ from accel.decoding.ar import generate_greedy
 from accel.recipes.medusa.config import Config
 from accel.recipes.medusa.heads import MedusaHeads
 from accel.recipes.medusa.loss import accuracies, heads_loss, rank_counts
-from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
+from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 
 torch.set_num_threads(1)
 
@@ -211,7 +211,7 @@ def test_jsonl_and_errors(tmp_path):
 
 
 def test_self_distill_resumes(tmp_path):
-    from accel.data.self_distill import SelfDistillError, self_distill
+    from accel.recipes.shared.self_distill import SelfDistillError, self_distill
     from accel.recipes.sft.train import load_model
     a = load_model(Config(backbone="random:ar"))
     out = tmp_path / "sd.jsonl"

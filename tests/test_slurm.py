@@ -83,7 +83,7 @@ def _yaml(tmp_path, text):
     ([RECIPE, "--config", "/nonexistent/c.yaml"], "--config /nonexistent/c.yaml: no such file"),
 ])
 def test_render_rejects_bad_input_before_rendering(args, message, monkeypatch):
-    from accel.cli import recipes
+    import accel.recipes as recipes
     monkeypatch.setitem(recipes.PLANNED, "future-recipe", "train")  # every real recipe is built now
     r = invoke("slurm", "render", *args)
     assert r.exit_code == 2
@@ -100,7 +100,8 @@ def test_distill_recipes_run_through_accel_distill(tmp_path):
 
 
 def test_output_dir_override_becomes_the_run_dir(tmp_path):
-    spec = slurm.prepare(RECIPE, overrides=[f"output_dir={tmp_path}/r", "max_steps=2"])
+    import accel.recipes as recipes
+    spec = slurm.prepare(recipes.get(RECIPE), overrides=[f"output_dir={tmp_path}/r", "max_steps=2"])
     assert spec.output == tmp_path / "r" and spec.overrides == ["max_steps=2"]
 
 

@@ -2,7 +2,7 @@
 import torch
 from safetensors.torch import load_file
 
-from accel.models.teachers import TeacherBuildConfig, build_teacher
+from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
 
 def _cfg(**kw):
@@ -30,7 +30,7 @@ def test_dllm_starts_from_ar_with_shifted_logits(tmp_path):
 
 
 def test_dllm_build_has_reweighted_refinement_stages():
-    from accel.models.teachers import parse_task_weights
+    from accel.trainers.teachers import parse_task_weights
     s1, *later = TeacherBuildConfig.stages_for("dllm")
     assert later and s1.attention_anneal_steps > 0
     for s in later:  # refinement stages: lower LR, plain bidirectional attention, arithmetic weighted up
@@ -43,7 +43,7 @@ def test_task_weights_are_validated():
     import pytest
 
     from accel.data.tasks import UnknownTaskError
-    from accel.models.teachers import parse_task_weights
+    from accel.trainers.teachers import parse_task_weights
     assert parse_task_weights(" arith=2, copy=1 ") == {"arith": 2, "copy": 1}
     with pytest.raises(ValueError, match="task=N"):
         parse_task_weights("arith=0")
@@ -54,7 +54,7 @@ def test_task_weights_are_validated():
 def test_annealed_mask_goes_from_causal_to_bidirectional():
     import random
 
-    from accel.models.teachers import annealed_mask
+    from accel.trainers.teachers import annealed_mask
     valid = torch.ones(2, 6, dtype=torch.bool)
     valid[1, :2] = False  # left padding stays invisible
     causal = annealed_mask(valid, 0.0, random.Random(0))

@@ -2,23 +2,14 @@
 import json
 
 import pytest
-import torch
 
-from accel.data import trajectories as T
-from accel.data.tokenizer import build_tokenizer
 from accel.decoding.dllm import DecodeResult
-from accel.models.backbone import Adapter
-from accel.models.tiny import make_model
+from accel.recipes.shared import trajectories as T
 
 
 @pytest.fixture(scope="module")
-def adapter():
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
-    model = make_model("dllm", tok, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       num_key_value_heads=2, intermediate_size=64).eval()
-    return Adapter(model=model, tokenizer=tok, family="builtin", kind="dllm", source="random:dllm",
-                   mask_id=tok.mask_token_id, eos_ids=(tok.eos_token_id,))
+def adapter(tiny_adapter):
+    return tiny_adapter("dllm")
 
 
 class FakeTeacher:
@@ -131,17 +122,19 @@ def test_resume_after_interruption(adapter, tmp_path, monkeypatch):
 
 def test_prompt_sources_and_errors(tmp_path):
     from datasets import Dataset
+
+    from accel.data.prompts import PromptSourceError
     Dataset.from_dict({"prompt": ["copy 12", "sort 31"], "answer": ["12", "13"]}).save_to_disk(str(tmp_path / "hf"))
     recs = T.load_prompts(str(tmp_path / "hf"))
     assert [r["prompt"] for r in recs] == ["copy 12", "sort 31"] and recs[1]["answer"] == "13"
     assert len(T.load_prompts("builtin", n_per_task=2, limit=5)) == 5
-    with pytest.raises(T.TrajectoryError, match="does not exist"):
+    with pytest.raises(PromptSourceError, match="no such file"):
         T.load_prompts(str(tmp_path / "nope.jsonl"))
     (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\nnot json\n')
-    with pytest.raises(T.TrajectoryError, match="bad.jsonl:2"):
+    with pytest.raises(PromptSourceError, match="bad.jsonl:2"):
         T.load_prompts(str(tmp_path / "bad.jsonl"))
     (tmp_path / "np.jsonl").write_text('{"text": "x"}\n')
-    with pytest.raises(T.TrajectoryError, match="'prompt'"):
+    with pytest.raises(PromptSourceError, match="'prompt'"):
         T.load_prompts(str(tmp_path / "np.jsonl"))
-    with pytest.raises(T.TrajectoryError, match="only applies"):
+    with pytest.raises(PromptSourceError, match="only applies"):
         T.load_prompts(str(tmp_path / "hf"), tasks=["copy"])

@@ -14,34 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
+from accel.core.files import default_modes, fsync_dir, fsync_tree  # noqa: F401 (fsync_dir: re-exported)
+
 MARKER = "COMPLETE"
 STAGING = ".staging"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
-
-def _fsync_tree(path: Path) -> None:
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(root))
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it survives a crash (best effort where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def is_complete(path: str | Path) -> bool:
@@ -85,7 +63,8 @@ def publish(staged: Path, run_dir: str | Path, step: int) -> Path:
     """fsync `staged`, mark it complete and rename it to RUN/checkpoint-<step> atomically."""
     run_dir = Path(run_dir)
     (staged / MARKER).write_text(json.dumps({"step": step, "time": time.time()}))
-    _fsync_tree(staged)
+    default_modes(staged)  # group-readable like any file (safetensors writes 0600)
+    fsync_tree(staged)
     dst = run_dir / f"checkpoint-{step}"
     if dst.exists():  # re-saving the same step (e.g. preempted exactly at a save point)
         old = run_dir / f".old-checkpoint-{step}"

@@ -18,6 +18,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from accel.core.files import write_atomic  # noqa: F401 (re-exported: callers import it from here)
+
 PACKAGES = ("accel", "torch", "transformers", "accelerate", "peft", "deepspeed", "datasets", "triton",
             "safetensors", "tokenizers", "numpy", "wandb")
 
@@ -50,15 +52,6 @@ def git_info(path: str | Path | None = None) -> dict[str, object]:
 def is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write-then-rename so a reader never sees half a file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def prepare_run_dir(cfg, recipe: str, output_dir: str | Path | None = None) -> Path:

@@ -23,8 +23,6 @@ Preemption protocol (the reason the script looks the way it does):
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
 import re
 import shlex
 import shutil
@@ -33,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from accel.cli.common import UserError
+from accel.core.errors import UserError
 
 REQUEUE_EXIT = 75
 """Exit status with which the trainer asks to be requeued (EX_TEMPFAIL)."""
@@ -95,47 +93,29 @@ def time_to_seconds(value: str) -> int:
     return (int(a) * 60 + int(b)) * 60 + int(c)
 
 
-def recipe_entry(name: str):
-    """The RecipeEntry for `name`, or SlurmError naming the built recipes."""
-    from accel.cli import recipes
-    try:
-        return recipes.get(name)
-    except KeyError:
-        pass
-    built = ", ".join(r.name for r in recipes.RECIPES)
-    if name in recipes.PLANNED:
-        raise SlurmError(f"recipe {name!r} is not built yet in this version of accel; built recipes: {built}")
-    import difflib
-    close = difflib.get_close_matches(name, [r.name for r in recipes.RECIPES] + list(recipes.PLANNED), n=2)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise SlurmError(f"unknown recipe {name!r}; {hint}built recipes: {built}")
-
-
-def load_recipe_config(entry, config: Path | None, overrides: list[str]):
+def load_recipe_config(recipe, config: Path | None, overrides: list[str]):
     """The resolved recipe config (defaults < YAML < overrides); raises ConfigError on bad keys."""
     from accel.trainers.loading import load_config
-    try:
-        mod = importlib.import_module(f"{entry.module}.config")
-    except ImportError as e:
-        raise SlurmError(f"recipe {entry.name!r} is listed but its config cannot be imported ({e})") from None
-    return load_config(mod.Config, config, overrides, recipe=entry.name)
+    return load_config(recipe.Config, config, overrides, recipe=recipe.name)
 
 
-def prepare(recipe: str, *, output: str | Path | None = None, config: str | Path | None = None,
+def prepare(recipe, *, output: str | Path | None = None, config: str | Path | None = None,
             overrides: list[str] | None = None, **options) -> JobSpec:
     """Validate everything a job needs (recipe, config keys, flags) and return its JobSpec.
+
+    `recipe` is the registry's `Recipe` (the CLI looks the name up in `accel.recipes`; the
+    trainers layer sits below the recipes and never imports them).
 
     The output dir is --output, else the config's ``output_dir``; relative paths are taken
     from the current directory, as a local run would.
     """
-    entry = recipe_entry(recipe)
     overrides = list(overrides or [])
     cfg_path = Path(config).expanduser().resolve() if config else None
-    cfg = load_recipe_config(entry, cfg_path, overrides)
+    cfg = load_recipe_config(recipe, cfg_path, overrides)
     out_dir = Path(output or cfg.output_dir).expanduser().resolve()
     # output_dir travels as --output; drop it from the overrides so the two cannot disagree.
     overrides = [o for o in overrides if o.split("=", 1)[0].strip().lstrip("-").replace("-", "_") != "output_dir"]
-    spec = JobSpec(recipe=entry.name, group=entry.group, output=out_dir, config=cfg_path,
+    spec = JobSpec(recipe=recipe.name, group=recipe.group, output=out_dir, config=cfg_path,
                    overrides=overrides, resume=str(getattr(cfg, "resume", "auto")),
                    **{k: v for k, v in options.items() if v is not None})
     check(spec)
@@ -252,11 +232,8 @@ def write_script(spec: JobSpec, argv: list[str] | None = None) -> Path:
     """Render into ``RUN/slurm.sbatch`` (atomically) and return its path."""
     spec.output.mkdir(parents=True, exist_ok=True)
     path = spec.output / SCRIPT_NAME
-    tmp = path.with_name(f".{SCRIPT_NAME}.tmp{os.getpid()}")
-    tmp.write_text(render(spec, argv))
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return path
+    from accel.core.files import write_atomic
+    return write_atomic(path, render(spec, argv), executable=True)
 
 
 def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""D2F pipelined parallel decoding with an exact block KV cache (ALGORITHMS.md, D2F).
+"""D2F pipelined parallel decoding with an exact block KV cache (docs/recipes/d2f.md).
 
 The response grows block by block. Each row keeps a list of added blocks (block 0 at the
 start); after every forward, in every *active* block (added, with masks) the tokens with
@@ -7,7 +7,7 @@ fraction >= tau_act; block 0 always) unmasks at least its most confident token. 
 block is added when the last block's decoded fraction >= tau_add and the row has decoded no
 end token. So several blocks decode at once, each a little behind the one before it.
 
-Exact KV cache. Attention is block-causal (`accel.decoding.masks.block_causal_mask`: the
+Exact KV cache. Attention is block-causal (`accel.models.masks.block_causal_mask`: the
 prompt sees itself, each block sees the prompt, earlier blocks and itself), so the keys of a
 finished block never change once every earlier block is finished: they are exact, not an
 approximation as in Fast-dLLM. Shifted-logit models (the built-in, Dream) group hidden states by
@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 
 from accel.decoding.dllm import DecodeResult, _first_free_end, finish, init_canvas, token_stats
-from accel.decoding.masks import block_causal_mask, position_ids
+from accel.models.masks import block_causal_mask, position_ids
 from accel.recipes.d2f.kernels import block_update
 
 PRESETS: dict[str, dict] = {

@@ -31,7 +31,7 @@ def export(run_dir, out_dir, format: str = "merged", gen_len: int | None = None,
     for k, v in taus.items():
         if not 0 <= v <= 1:
             raise CheckpointError(f"{k}={v}: must be in [0, 1]")
-    decode = {"method": "d2f", "block_len": int(s["block_len"]), **taus, "gen_len": int(gen_len or 256),
+    decode = {"method": "d2f", "block_len": int(s["block_len"]), **taus, "gen_len": int(gen_len or s.get("train_gen_len") or 256),
               "cache": True}
     section_s = {k: s[k] for k in _SECTION_KEYS if k in s}
     section_s.update(block_len=int(s["block_len"]), format=format, **taus)

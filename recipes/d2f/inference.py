@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import functools
 
-from accel.recipes.dparallel.inference import OnModel, load_teacher
+from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "d2f"]
-
-
-def distilled_adapter(ckpt, adapter):
-    """The distilled model: the checkpoint's own model (merged) or the teacher + its adapters."""
-    import copy
-    import dataclasses
-    if ckpt.accel["d2f"].get("format", "merged") == "merged":
-        return adapter
-    from accel.trainers.lora import load_adapter, merge_lora
-    model = merge_lora(load_adapter(copy.deepcopy(adapter.model), ckpt.path)).eval()
-    return dataclasses.replace(adapter, model=model, source=str(ckpt.path))
+METHODS = {"vanilla": "the undistilled teacher, one token per step", "fast-dllm": "the undistilled teacher, Fast-dLLM",
+           "fast-dllm-prefix": "the undistilled teacher, Fast-dLLM + prefix cache",
+           "fast-dllm-dual": "the undistilled teacher, Fast-dLLM + dual cache",
+           "d2f": "the distilled model, pipelined decoding with the exact block KV cache",
+           "d2f-nocache": "d2f without the cache (same tokens at temperature 0)"}
+"""Every row a checkpoint offers (names checked before the model loads)."""
 
 
 def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache=True):
@@ -32,7 +27,7 @@ def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: teacher baselines + the distilled rows."""
+    """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import get_method
     s = ckpt.accel.get("d2f")
@@ -41,7 +36,7 @@ def bench_methods(ckpt, adapter) -> dict:
     blk = int(s["block_len"])
     taus = {k: float(s[k]) for k in ("tau_add", "tau_act", "tau_conf")}
     fmt = s.get("format", "merged")
-    student = distilled_adapter(ckpt, adapter)
+    student = distilled_adapter(ckpt, adapter, "d2f")
     teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual"):

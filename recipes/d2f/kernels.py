@@ -12,7 +12,7 @@ Inputs (tail = the blocks fed this step, from the first not-yet-cached block on)
   is_end [R, NB, BLK] bool  x0 (masked) / the token (decoded) is an end token
   n_blocks [R] int          blocks of the tail this row has added (>= 1; later ones are ignored)
 
-Rule (ALGORITHMS.md, D2F), with fractions taken *before* the step:
+Rule (docs/recipes/d2f.md), with fractions taken *before* the step:
   a block is active when it is added and has masks; it is fully activated when it is the
   tail's first block (everything before the tail is finished) or its predecessor's decoded
   fraction >= tau_act, else semi-activated. Every active block unmasks the positions with
@@ -26,15 +26,10 @@ Outputs (kernel and reference agree exactly): transfer [R, NB, BLK] bool, frac [
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
-try:  # triton is optional; the reference is the CPU path and the test oracle
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = None
+from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
 
 
 def block_update_ref(conf, masked, is_end, n_blocks, tau_conf: float, tau_act: float, tau_add: float):
@@ -99,14 +94,10 @@ if triton is not None:
         tl.store(add_ptr + row, add.to(tl.int8))
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 def block_update_triton(conf, masked, is_end, n_blocks, tau_conf: float, tau_act: float, tau_add: float):
     """The Triton path (one program per row); same contract as `block_update_ref`."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; install accel[kernels] or use block_update_ref")
+    require_triton("block_update_ref")
     R, NB, BLK = conf.shape
     conf = conf.float().contiguous()
     m8 = masked.to(torch.int8).contiguous()
@@ -127,6 +118,6 @@ def block_update(conf, masked, is_end, n_blocks, tau_conf: float, tau_act: float
                  force: bool = False):
     """Triton on CUDA tensors (when installed), the reference otherwise; force=True runs Triton on
     CPU under TRITON_INTERPRET=1 (how tests check the kernel)."""
-    if triton is not None and (conf.is_cuda or (force and _interpreting())):
+    if use_triton(conf, force):
         return block_update_triton(conf, masked, is_end, n_blocks, tau_conf, tau_act, tau_add)
     return block_update_ref(conf, masked, is_end, n_blocks, tau_conf, tau_act, tau_add)

@@ -1,4 +1,4 @@
-"""D2F's asymmetric distillation loss (ALGORITHMS.md, D2F).
+"""D2F's asymmetric distillation loss (docs/recipes/d2f.md).
 
 One noisy sequence (`noise.noise_mask`: per-block ratios rising left to right), two passes
 over the same weights: the *student* (base + LoRA) under block-causal attention, the *teacher*
@@ -43,7 +43,7 @@ def make_loss(adapter, block_len: int, min_ratio: float = 0.2, max_ratio: float 
     `model` is the peft model (possibly inside a DDP/DeepSpeed wrapper); the teacher pass runs
     on the unwrapped peft model with its adapter disabled.
     """
-    from accel.decoding.masks import block_causal_mask, full_mask, position_ids
+    from accel.models.masks import block_causal_mask, full_mask, position_ids
     from accel.recipes.d2f.decode import forward_logits
     from accel.recipes.d2f.noise import noise_mask
     from accel.trainers.trainer import unwrap

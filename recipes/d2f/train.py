@@ -1,5 +1,5 @@
 """`accel distill d2f`: Discrete Diffusion Forcing — asymmetric distillation of a dLLM into a
-block-causal student that decodes blocks in a pipeline with an exact KV cache (ALGORITHMS.md).
+block-causal student that decodes blocks in a pipeline with an exact KV cache (docs/recipes/d2f.md).
 
 Pipeline: teacher trajectories (shared with dParallel: `accel.recipes.dparallel.train.
 ensure_trajectories`, generated into RUN/trajectories when `trajectories` is empty) → LoRA
@@ -50,9 +50,9 @@ def run(cfg: Config) -> Path:
     import dataclasses
 
     from accel.recipes.d2f.loss import make_loss
-    from accel.recipes.dparallel.loss import make_collator
-    from accel.recipes.dparallel.train import setup_distillation
-    from accel.recipes.sft.train import save_final
+    from accel.recipes.shared.lora_distill import run_settings, setup_distillation
+    from accel.recipes.shared.lora_distill import trajectory_collator as make_collator
+    from accel.recipes.shared.models import save_final
     from accel.trainers.lora import apply_lora
     from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit
@@ -73,17 +73,8 @@ def run(cfg: Config) -> Path:
     res = fit(cfg, model, loss_fn, ds, data_collator=make_collator(adapter, gen_len), eval_fn=eval_fn)
     if is_rank0():
         save_final(model, adapter.tokenizer, run_dir / "final", lora=True)
-        teacher = cfg.backbone
-        if not teacher.startswith(("builtin:", "random:")):
-            teacher = str(Path(teacher).expanduser().resolve())
-        settings = {"teacher": teacher, "family": adapter.family, "seed": cfg.seed, "lora_r": cfg.lora_r,
-                    "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
-                    "lora_target_modules": list(cfg.lora_target_modules), "block_len": block_len,
-                    "tau_add": cfg.tau_add, "tau_act": cfg.tau_act, "tau_conf": cfg.tau_conf,
-                    "min_ratio": cfg.min_ratio, "max_ratio": cfg.max_ratio, "train_gen_len": gen_len,
-                    "steps": res.global_step,
-                    "trajectories": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "n_prompts",
-                                                              "n_kept", "teacher_accuracy")},
-                    "final_metrics": res.metrics}
+        settings = run_settings(cfg, adapter, res, meta, gen_len, block_len=block_len, tau_add=cfg.tau_add,
+                                tau_act=cfg.tau_act, tau_conf=cfg.tau_conf, min_ratio=cfg.min_ratio,
+                                max_ratio=cfg.max_ratio)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
     return run_dir

@@ -28,7 +28,7 @@ def export(run_dir, out_dir, format: str = "merged", threshold: float | None = N
     if thr <= 0:
         raise CheckpointError(f"threshold={thr}: must be > 0 (entropy in nats; paper: 0.45-0.5)")
     decode = {"method": "dparallel", "rule": "entropy", "threshold": thr, "block_len": s["block_len"],
-              "gen_len": int(gen_len or 256)}
+              "gen_len": int(gen_len or s.get("train_gen_len") or 256)}
     section_s = {k: s[k] for k in ("teacher", "family", "seed", "lora_r", "lora_alpha", "entropy_weight",
                                    "entropy_temperature", "mask_prob", "train_gen_len", "steps", "trajectories")}
     section_s.update(threshold=thr, block_len=s["block_len"], format=format)

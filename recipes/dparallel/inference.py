@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import functools
 
+from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
+
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "entropy-threshold", "dparallel"]
-
-
-class OnModel:
-    """A MethodFn bound to a fixed adapter: the bench passes the checkpoint's adapter, but a
-    baseline must decode with the teacher (and a method with the distilled model)."""
-
-    def __init__(self, fn, adapter, block_len: int, help: str = ""):
-        self.fn, self.adapter, self.block_len, self.help = fn, adapter, block_len, help
-
-    def __call__(self, _adapter, prompts, gen_len):
-        return self.fn(self.adapter, prompts, gen_len)
-
-
-def load_teacher(section: dict, device):
-    """The undistilled backbone (random:dllm is rebuilt from its seed, as in training)."""
-    from types import SimpleNamespace
-
-    from accel.recipes.sft.train import load_model
-    adapter = load_model(SimpleNamespace(backbone=section["teacher"], seed=int(section.get("seed", 0)),
-                                         trust_remote_code=False))
-    adapter.model.to(device).eval()
-    return adapter
-
-
-def distilled_adapter(ckpt, adapter):
-    """The distilled model: the checkpoint's own model (merged) or the teacher + its adapters."""
-    import copy
-    import dataclasses
-    if ckpt.accel["dparallel"].get("format", "merged") == "merged":
-        return adapter
-    from accel.trainers.lora import load_adapter, merge_lora
-    base = copy.deepcopy(adapter.model)
-    model = merge_lora(load_adapter(base, ckpt.path)).eval()
-    return dataclasses.replace(adapter, model=model, source=str(ckpt.path))
+METHODS = {"vanilla": "the undistilled teacher, one token per step", "fast-dllm": "the undistilled teacher, Fast-dLLM",
+           "fast-dllm-prefix": "the undistilled teacher, Fast-dLLM + prefix cache",
+           "fast-dllm-dual": "the undistilled teacher, Fast-dLLM + dual cache",
+           "entropy-threshold": "the undistilled teacher, the exported entropy threshold",
+           "dparallel": "the distilled model, the exported entropy threshold",
+           "dparallel-prefix": "dparallel + prefix cache", "dparallel-dual": "dparallel + dual cache"}
+"""Every row a checkpoint offers (names checked before the model loads)."""
 
 
 def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
@@ -53,7 +28,7 @@ def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: teacher baselines + the distilled rows."""
+    """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import get_method
     s = ckpt.accel.get("dparallel")
@@ -61,7 +36,7 @@ def bench_methods(ckpt, adapter) -> dict:
         raise CheckpointError(f"{ckpt.path} has no \"dparallel\" section; re-export it with `accel export RUN --out DIR`")
     blk, thr = int(s["block_len"]), float(s["threshold"])
     fmt = s.get("format", "merged")
-    student = distilled_adapter(ckpt, adapter)
+    student = distilled_adapter(ckpt, adapter, "dparallel")
     teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"):

@@ -14,15 +14,10 @@ float32 whatever the logits dtype; ties for the lowest entropy go to the lowest 
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
-try:  # triton is optional; the reference is the CPU path and the test oracle
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = None
+from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
 
 
 def entropy_transfer_ref(logits: torch.Tensor, masked: torch.Tensor, threshold: float):
@@ -83,14 +78,10 @@ if triton is not None:
         tl.store(tr_ptr + r * N + rows, tr.to(tl.int8), mask=rin)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 def entropy_transfer_triton(logits: torch.Tensor, masked: torch.Tensor, threshold: float, block_v: int | None = None):
     """The Triton path (CUDA, or CPU under TRITON_INTERPRET=1); logits fp32/bf16/fp16."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; use entropy_transfer_ref")
+    require_triton("entropy_transfer_ref")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"entropy_transfer: unsupported dtype {logits.dtype}; use float32, bfloat16 or float16")
     R, N, V = logits.shape
@@ -113,7 +104,7 @@ def entropy_transfer(logits: torch.Tensor, masked: torch.Tensor, threshold: floa
 
     force=True runs the Triton path on CPU when TRITON_INTERPRET=1 (how tests check the kernel).
     """
-    if triton is not None and (logits.is_cuda or (force and _interpreting())):
+    if use_triton(logits, force):
         return entropy_transfer_triton(logits, masked, threshold)
     return entropy_transfer_ref(logits, masked, threshold)
 

@@ -1,4 +1,4 @@
-"""dParallel's certainty-forcing loss (ALGORITHMS.md, "dParallel"), on teacher trajectories.
+"""dParallel's certainty-forcing loss (docs/recipes/dparallel.md), on teacher trajectories.
 
 Per row: pick a response block k uniformly; blocks before k are clean context, block k is
 masked i.i.d. with p = mask_prob (m), every later block is all [MASK] and carries no loss
@@ -93,7 +93,7 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
     the input), so the student sees the canvas sizes it will decode with (e.g. gen 256)
     while the loss stays on the blocks that hold the answer.
     """
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     lam = default_entropy_weight(adapter.family) if lam is None else lam
     mask_id, shift = adapter.mask_id, adapter.shift_logits
@@ -121,14 +121,4 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
     return loss_fn
 
 
-def make_collator(adapter, gen_len: int):
-    """Deterministic batches of trajectories: left-padded prompts + a gen_len response canvas
-    (trajectories shorter than gen_len are extended with end tokens, which is where they ended)."""
-    from accel.data.collate import dllm_batch
-
-    def collate(rows):
-        pairs = [(list(r["prompt_ids"]), list(r["response_ids"])) for r in rows]
-        ids, valid, resp = dllm_batch(pairs, adapter.pad_id, adapter.eos_ids[0], gen_len)
-        return {"ids": ids, "valid": valid, "resp": resp}
-
-    return collate
+from accel.recipes.shared.lora_distill import trajectory_collator as make_collator  # noqa: E402,F401 (the batch layout)

@@ -1,6 +1,6 @@
-"""`accel distill dparallel`: certainty-forcing self-distillation of a dLLM (ALGORITHMS.md).
+"""`accel distill dparallel`: certainty-forcing self-distillation of a dLLM (docs/recipes/dparallel.md).
 
-Pipeline: teacher trajectories (`accel.data.trajectories`; generated into RUN/trajectories
+Pipeline: teacher trajectories (`accel.recipes.shared.trajectories`; generated into RUN/trajectories
 when `trajectories` is empty and none are there yet) → LoRA (or full) fine-tuning with the
 certainty-forcing loss (`loss.py`) through `fit` (DeepSpeed via `deepspeed=zero2`) →
 ``RUN/final/``: the merged HF model (LoRA adapters kept in final/adapter), plus
@@ -14,72 +14,13 @@ LLaDA-like models, 1 for Dream); LoRA rank/lr are scaled for a 1M-parameter mode
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from accel.recipes.dparallel.config import Config
+from accel.recipes.shared.lora_distill import (ensure_trajectories, run_settings,  # noqa: F401 (also imported from here)
+                                               setup_distillation, trajectory_dir)
 
 SETTINGS_FILE = "dparallel.json"
-
-
-def trajectory_dir(cfg: Config, run_dir: Path) -> Path:
-    return Path(cfg.trajectories).expanduser() if cfg.trajectories else run_dir / "trajectories"
-
-
-def setup_distillation(cfg, recipe: str):
-    """Run dir, dLLM adapter and teacher trajectories for a distillation recipe (dParallel, D2F).
-
-    Returns (run_dir, adapter, dataset, meta); fails with a UserError on an AR backbone or
-    trajectories whose length is not a multiple of cfg.block_len.
-    """
-    import torch
-
-    from accel.cli.common import UserError
-    from accel.data.trajectories import load_trajectories
-    from accel.recipes.sft.train import load_model
-    from accel.trainers.rundir import prepare_run_dir
-
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(cfg, recipe)
-    adapter = load_model(cfg)
-    if adapter.kind != "dllm" or adapter.mask_id is None:
-        raise UserError(f"backbone={cfg.backbone}: {recipe} distills a diffusion LM (with a mask token); "
-                        "this is an AR model — use builtin:dllm, LLaDA or Dream")
-    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
-    gen_len = int(meta["gen_len"])
-    if gen_len % cfg.block_len:
-        raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={cfg.block_len}; "
-                        "set block_len to a divisor or regenerate them")
-    return run_dir, adapter, ds, meta
-
-
-def ensure_trajectories(cfg: Config, adapter, run_dir: Path) -> Path:
-    """The trajectory dir, generated (resumably) on rank 0 when missing; other ranks wait for it."""
-    from accel.data.trajectories import TrajectoryError, generate_trajectories, is_complete, load_prompts
-    from accel.trainers.rundir import is_rank0
-
-    out = trajectory_dir(cfg, run_dir)
-    if is_complete(out):
-        return out
-    if cfg.trajectories and not out.exists():
-        raise TrajectoryError(f"trajectories={cfg.trajectories}: no such directory; make it with "
-                              "`accel data trajectories --out DIR` or leave trajectories empty")
-    if not is_rank0():
-        while not is_complete(out):  # rank 0 is decoding; trajectories are small, so poll
-            time.sleep(2)
-        return out
-    records = load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
-    model = adapter.model
-    was = model.training
-    model.eval()
-    try:
-        generate_trajectories(adapter, records, out, gen_len=cfg.gen_len, block_len=cfg.block_len,
-                              batch_size=cfg.traj_batch_size, filter_correct=cfg.filter_correct,
-                              teacher=cfg.backbone)
-    finally:
-        model.train(was)
-    return out
 
 
 def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, tasks=None) -> dict:
@@ -101,9 +42,9 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, ta
 def run(cfg: Config) -> Path:
     import dataclasses
 
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     from accel.recipes.dparallel.loss import default_entropy_weight, make_collator, make_loss
-    from accel.recipes.sft.train import save_final
+    from accel.recipes.shared.models import save_final
     from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit
 
@@ -132,17 +73,8 @@ def run(cfg: Config) -> Path:
               eval_fn=eval_fn)
     if is_rank0():
         save_final(model, adapter.tokenizer, run_dir / "final", lora=cfg.lora_r > 0)
-        teacher = cfg.backbone
-        if not teacher.startswith(("builtin:", "random:")):
-            teacher = str(Path(teacher).expanduser().resolve())
-        settings = {"teacher": teacher, "family": adapter.family, "seed": cfg.seed, "lora": cfg.lora_r > 0,
-                    "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "entropy_weight": lam,
-                    "entropy_temperature": cfg.entropy_temperature, "mask_prob": cfg.mask_prob,
-                    "threshold": cfg.threshold, "block_len": block_len, "train_gen_len": gen_len,
-                    "canvas_lens": canvas,
-                    "steps": res.global_step,
-                    "trajectories": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "n_prompts",
-                                                              "n_kept", "teacher_accuracy")},
-                    "final_metrics": res.metrics}
+        settings = run_settings(cfg, adapter, res, meta, gen_len, entropy_weight=lam,
+                                entropy_temperature=cfg.entropy_temperature, mask_prob=cfg.mask_prob,
+                                threshold=cfg.threshold, block_len=block_len, canvas_lens=canvas)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
     return run_dir

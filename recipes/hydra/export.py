@@ -24,7 +24,7 @@ def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[in
 
     Without statistics (eval_n=0) the tree is the top-1 chain over all heads.
     """
-    from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+    from accel.decoding.tree_build import build_tree, expected_accept_length
     stats = meta.get("stats") or {}
     acc = stats.get("topk_accuracy")
     if not acc:
@@ -74,7 +74,7 @@ def _export_with_base(out_dir, meta, heads, section_h, decode) -> Path:
     from safetensors.torch import save
 
     from accel.decoding.checkpoint import _unshare
-    from accel.recipes.sft.train import load_model
+    from accel.recipes.shared.models import load_model
     adapter = load_model(SimpleNamespace(backbone=meta["backbone"], seed=int(meta.get("seed", 0)),
                                          trust_remote_code=False))
     config = adapter.model.config.to_dict()

@@ -8,22 +8,21 @@ column is the same quantity counted by the harness.
 """
 from __future__ import annotations
 
-from accel.recipes.medusa.inference import DEFAULT_BATCH_SIZE  # noqa: F401  (same regime as Medusa)
+DEFAULT_BATCH_SIZE = 1
+"""Single-stream decoding, the latency-bound regime draft heads are for (as Medusa)."""
 
 DEFAULT_METHODS = ["greedy", "hydra"]
 
 
-class HydraMethod:
-    """A MethodFn: tree decoding of the bench's adapter with this checkpoint's heads and tree."""
+METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
+           "hydra-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)"}
+"""The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
-    def __init__(self, drafter, tree, acceptance: str, help: str):
-        self.drafter, self.tree, self.acceptance, self.help = drafter, tree, acceptance, help
-        self.block_len = None
 
-    def __call__(self, adapter, prompts, gen_len):
-        from accel.decoding.tree import generate_tree
-        return generate_tree(adapter, self.drafter, self.tree, prompts, max_new_tokens=gen_len,
-                             acceptance=self.acceptance)
+def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance):
+    """Tree decoding of the bench's adapter with this checkpoint's heads and tree."""
+    from accel.decoding.tree import generate_tree
+    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
 
 
 def load_heads(ckpt, adapter):
@@ -50,8 +49,8 @@ def load_heads(ckpt, adapter):
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: greedy, hydra, hydra-typical."""
-    from accel.decoding.methods import get_method
+    """{name: DecodeMethod}: greedy, hydra, hydra-typical."""
+    from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
     heads = load_heads(ckpt, adapter)
@@ -61,7 +60,7 @@ def bench_methods(ckpt, adapter) -> dict:
     name = "Hydra++" if s.get("prefix_layer") else "Hydra"
     return {
         "greedy": get_method("greedy", "ar"),
-        "hydra": HydraMethod(drafter, tree, "greedy", f"{name} heads, {tree.num_nodes}-node tree, greedy acceptance"),
-        "hydra-typical": HydraMethod(drafter, tree, "typical",
-                                     f"{name} heads, {tree.num_nodes}-node tree, typical acceptance"),
+        **{m: DecodeMethod(m, "ar", f"{name} heads, {tree.num_nodes}-node tree, {acc} acceptance", _hydra,
+                           options=dict(drafter=drafter, tree=tree, acceptance=acc))
+           for m, acc in (("hydra", "greedy"), ("hydra-typical", "typical"))},
     }

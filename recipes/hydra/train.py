@@ -98,7 +98,7 @@ def _trainable(heads, base):
 
 def forward_heads(heads, base, batch, max_rank: int):
     """(head logits per head, base logits, ranks, usable, anchor) for one collated batch."""
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.hydra.loss import base_forward, head_ranks
     ids, valid, labels = batch["ids"], batch["valid"], batch["labels"]
     pos = position_ids(valid)
@@ -141,7 +141,7 @@ def head_statistics(heads, base, pairs, tok, cfg: Config, batch_size: int = 64, 
     import torch
 
     from accel.recipes.hydra.loss import accept_lengths
-    from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+    from accel.decoding.tree_build import build_tree, expected_accept_length
 
     fn = collate(tok)
     dev = next(heads.parameters()).device
@@ -176,7 +176,7 @@ def split_held_out(cfg: Config, tok, pairs):
     never the bench's test prompts); a jsonl gives up its last `eval_n` examples (when it has more)."""
     from types import SimpleNamespace
 
-    from accel.recipes.sft.train import load_pairs
+    from accel.recipes.shared.pairs import load_pairs
     if cfg.eval_n <= 0:
         return pairs, []
     if cfg.data == "builtin":
@@ -190,7 +190,8 @@ def split_held_out(cfg: Config, tok, pairs):
 def run(cfg: Config) -> Path:
     import torch
 
-    from accel.recipes.sft.train import load_model, load_pairs
+    from accel.recipes.shared.models import load_model
+    from accel.recipes.shared.pairs import load_pairs
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 
@@ -199,7 +200,7 @@ def run(cfg: Config) -> Path:
     run_dir = prepare_run_dir(cfg, "hydra")
     adapter = load_model(cfg)
     if adapter.kind != "ar":
-        from accel.cli.common import UserError
+        from accel.core.errors import UserError
         raise UserError(f"backbone={cfg.backbone} is a diffusion LM; Hydra heads draft for AR models "
                         "(use builtin:ar, random:ar or a causal-LM directory)")
     if torch.cuda.is_available():
@@ -229,17 +230,11 @@ def run(cfg: Config) -> Path:
 
 def save_final(heads, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{heads.safetensors, hydra.json}, written to a temp dir and renamed into place."""
-    import shutil
-
-    from safetensors.torch import save_file
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, str(tmp / HEADS_FILE))
+    from accel.core.files import atomic_dir, save_tensors
     meta = {**heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
             "dropout": cfg.resolved_dropout(), "loss": cfg.resolved_loss(), "topk": cfg.topk,
             "tree_nodes": cfg.tree_nodes, "stats": stats}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out, may_replace=lambda p: True) as tmp:
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, tmp / HEADS_FILE)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     return out

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import torch
 
+from accel.core.errors import UserError
 from accel.models.backbone import weights_stamp
 
 META_FILE = "joint_data.json"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad data settings or a data dir made with other settings; the message says the fix."""
 
 
@@ -46,7 +47,7 @@ def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_l
                         topk: int = 0, generator=None) -> list[list[dict]]:
     """Per prompt, the list of its steps: {resp, block, pos, tok, lp} (block-relative pos, lp [blk, V|m])."""
     from accel.decoding.dllm import init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     from accel.recipes.joint_sampler.decode import _block_logits, end_rows
     from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
     from accel.recipes.joint_sampler.layer import backbone_forward
@@ -199,9 +200,8 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
 
     States per trajectory: `select_states` (dependence-first with ``plain_states_per_prompt``
     set; uniform when it is None)."""
-    from safetensors.torch import save_file
+    from accel.core.files import save_tensors, write_atomic
 
-    from accel.trainers.rundir import write_atomic
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise DataError(f"backbone {adapter.source} is not a diffusion LM; the joint sampler needs a dLLM")
     out = Path(out_dir).expanduser()
@@ -251,7 +251,7 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
             if not states:
                 continue
             tmp = f.with_name(f.name + ".tmp")
-            save_file(_stack(states), str(tmp))
+            save_tensors(_stack(states), tmp)
             write_atomic(out / (f.name + ".json"), json.dumps({"n_states": len(states)}))
             tmp.rename(f)
             n_states += len(states)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from accel.decoding.dllm import end_free_rows, finish, init_canvas
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
 from accel.recipes.joint_sampler.layer import additive_mask, backbone_forward, sampler_logits
 

@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from accel.decoding.masks import full_mask, position_ids
+from accel.models.masks import full_mask, position_ids
 from accel.recipes.joint_sampler.decode import _block_logits
 from accel.recipes.joint_sampler.layer import additive_mask, backbone_forward, sampler_logits
 

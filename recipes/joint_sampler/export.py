@@ -36,7 +36,7 @@ def export(run_dir, out_dir, k: int | None = None, temperature: float | None = N
     section = {
         "recipe": "joint-sampler", "backbone": s["backbone"],
         "decode": {"method": "joint-sampler", "k": k, "temperature": temperature, "block_len": s["block_len"],
-                   "gen_len": int(gen_len or 64)},
+                   "gen_len": int(gen_len or s.get("gen_len") or 64)},
         "joint_sampler": {"layer": s["layer"], "token_input": s["token_input"], "block_len": s["block_len"],
                           "max_k": s["max_k"], "k": k, "temperature": temperature, "top_m": s["top_m"],
                           "data": s.get("data")},

@@ -14,6 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_METHODS = ["sequential", "marginal", "joint-sampler"]
+METHODS = {"sequential": "one token per full forward (K=1): the exact joint, the baseline",
+           "marginal": "K tokens per full forward, drawn independently from the marginals (+ tv, kl)",
+           "joint-sampler": "K tokens per full forward: 1 forward + K-1 sampler passes (+ tv, kl)",
+           "joint-tv": "joint sampler with exact TV/KL of sampler and marginals to the true joint",
+           "marginal-k8": "K=8, independent marginals", "joint-sampler-k8": "K=8: 1 forward + 7 sampler passes"}
+"""Every row a checkpoint offers (names checked before the model loads)."""
 
 
 def load_sampler(ckpt, device="cpu"):
@@ -38,7 +44,7 @@ def load_sampler(ckpt, device="cpu"):
 
 @dataclass
 class JointMethod:
-    """A MethodFn (adapter, prompts, gen_len) -> DecodeResult with the bench's optional hooks."""
+    """The runner of a joint-sampler DecodeMethod: decoding, and its TV/KL row metrics."""
     name: str
     help: str
     k: int
@@ -81,10 +87,14 @@ def bench_methods(ckpt, adapter) -> dict:
         int(s.get("top_m", 4))
     cache: dict = {}  # the true joint per prompt, shared by every row
 
+    from accel.decoding.methods import DecodeMethod
+
     def m(name, help_, k_, mode, metrics=()):
         # K=8 enumerates 2 tokens per node (2^7 leaves) instead of top_m^7: same cost order as K=4
-        return JointMethod(name, help_, k_, mode, sampler if mode == "joint" else None, blk, T, metrics=metrics,
-                           top_m=top_m if k_ <= 4 else 2, cache=cache)
+        jm = JointMethod(name, help_, k_, mode, sampler if mode == "joint" else None, blk, T, metrics=metrics,
+                         top_m=top_m if k_ <= 4 else 2, cache=cache)
+        return DecodeMethod(name, "dllm", help_, jm, block=blk,
+                            row_metrics=jm.row_metrics if metrics and k_ >= 2 else None)
 
     return {
         "sequential": m("sequential", "one token per full forward (K=1): the exact joint, the baseline", 1, "marginal"),

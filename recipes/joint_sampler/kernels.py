@@ -17,15 +17,10 @@ Conventions shared by kernel and reference (the reference is the CPU path and te
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
-try:  # triton is optional; the reference is the CPU path
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
 
 
 def gumbel_noise(shape, generator=None, device=None) -> torch.Tensor:
@@ -102,15 +97,11 @@ if triton is not None:
         tl.store(conf_ptr + row, tl.where(found, best_c, 0.0))
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 def sample_step_triton(logits: torch.Tensor, avail: torch.Tensor, temperature: float = 0.0,
                        gumbel: torch.Tensor | None = None, block_v: int | None = None):
     """The Triton path (CUDA, or CPU tensors under TRITON_INTERPRET=1)."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; use sample_step_ref")
+    require_triton("sample_step_ref")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"sample_step: unsupported dtype {logits.dtype}; use float32, bfloat16 or float16")
     R, N, V = logits.shape
@@ -136,6 +127,6 @@ def sample_step(logits: torch.Tensor, avail: torch.Tensor, temperature: float = 
                 gumbel: torch.Tensor | None = None, force: bool = False):
     """One sampling pass: Triton on CUDA tensors (or CPU with force=True under TRITON_INTERPRET=1),
     the torch reference otherwise. Returns (pos, tok, conf) per row."""
-    if triton is not None and (logits.is_cuda or (force and _interpreting())):
+    if use_triton(logits, force):
         return sample_step_triton(logits, avail, temperature, gumbel)
     return sample_step_ref(logits, avail, temperature, gumbel)

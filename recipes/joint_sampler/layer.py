@@ -1,6 +1,6 @@
 """The sampler: one transformer layer over the frozen dLLM's final hidden states.
 
-Design (ALGORITHMS.md leaves the inputs open; this is the choice, measured in the report):
+Design (the paper leaves the inputs open; this is the choice, measured in the README; docs/recipes/joint-sampler.md):
 
 - input per position = the backbone's final hidden state h (after its final norm: what its
   lm_head reads) from the ONE full forward at the start of the step; at positions unmasked
@@ -145,7 +145,7 @@ def token_embeddings(adapter, ids: torch.Tensor) -> torch.Tensor:
 def check_head(adapter) -> float:
     """Raises HeadMismatch unless lm_head(last hidden state) reproduces the backbone's logits;
     returns the token scale: mean norm of h on the probe canvas / mean norm of the input embeddings."""
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     dev = adapter.device
     x = torch.tensor([[adapter.pad_id] + [adapter.mask_id] * 8], device=dev)
     valid = torch.ones_like(x, dtype=torch.bool)

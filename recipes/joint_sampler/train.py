@@ -37,7 +37,7 @@ def load_frozen(cfg: Config):
 def training_prompts(cfg: Config) -> list[dict]:
     """Prompt records: the suite's n_per_dependent_task per dependent task and n_per_task per other
     task (prompts=builtin), or the user's prompt file / dataset."""
-    from accel.data.trajectories import load_prompts
+    from accel.recipes.shared.trajectories import load_prompts
     if cfg.prompts != "builtin":
         return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
     from accel.data.tasks import resolve_tasks
@@ -71,8 +71,8 @@ def eval_prompts(tok, n: int) -> list[list[int]]:
 
 def run(cfg: Config) -> Path:
     import torch
-    from safetensors.torch import save_file
 
+    from accel.core.files import save_tensors
     from accel.recipes.joint_sampler.data import load_data
     from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
     from accel.recipes.joint_sampler.layer import build_sampler
@@ -98,7 +98,7 @@ def run(cfg: Config) -> Path:
         return run_dir
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in sampler.state_dict().items()
                if not k.startswith("rotary.")}
-    save_file(tensors, str(run_dir / SAMPLER_FILE))
+    save_tensors(tensors, run_dir / SAMPLER_FILE)
     settings = {"backbone": backbone_ref(cfg.backbone), "layer": sampler.cfg, "token_input": cfg.token_input,
                 "block_len": cfg.block_len, "gen_len": cfg.gen_len, "max_k": cfg.max_k, "k_default": cfg.k_default,
                 "temperature": cfg.temperature, "top_m": cfg.top_m,

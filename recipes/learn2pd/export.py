@@ -32,7 +32,7 @@ def export(run_dir, out_dir, tau: float | None = None, eotp: bool | None = None,
     section = {
         "recipe": "learn2pd", "backbone": s["backbone"],
         "decode": {"method": "learn2pd+eotp" if eotp else "learn2pd", "block_len": s["block_len"],
-                   "gen_len": int(gen_len or 256), "tau": tau, "eotp": eotp},
+                   "gen_len": int(gen_len or s.get("gen_len") or 256), "tau": tau, "eotp": eotp},
         "learn2pd": {"block_len": s["block_len"], "hidden_size": s["hidden_size"], "tau": tau, "eotp": eotp,
                      "oracle": {k: s["oracle"].get(k) for k in ("teacher", "gen_len", "block_len", "prompt_source",
                                                                   "n_prompts")}},

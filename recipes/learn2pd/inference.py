@@ -6,9 +6,16 @@ not a usable decoder. It stops a row at its end token (early exit) like the thre
 """
 from __future__ import annotations
 
-import functools
-
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "learn2pd", "learn2pd+eotp", "oracle"]
+METHODS = {
+    "learn2pd": "learned unmask filter: unmask the tokens it accepts (plus the top-1), no end-of-text prediction",
+    "learn2pd+eotp": "learned filter + End-of-Text Prediction: stop at a decoded end token",
+    "learn2pd+eotp-prefix": "learn2pd+eotp with a prefix KV cache",
+    "learn2pd+eotp-dual": "learn2pd+eotp with a dual (prefix + suffix) KV cache",
+    "oracle": "extremely greedy parallel: unmask every token that already matches the reference (reads the "
+              "answer: a lower bound on NFE, not a decoder)",
+}
+"""The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
 def load_filter(ckpt):
@@ -39,13 +46,14 @@ def _oracle(adapter, prompts, gen_len, block_len):
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: the baselines plus Learn2PD's rows."""
-    from accel.decoding.methods import get_method
+    """{name: DecodeMethod}: the baselines plus Learn2PD's rows."""
+    from accel.decoding.methods import DecodeMethod, get_method
     filt, s = load_filter(ckpt)
     blk, tau = int(s["block_len"]), float(s["tau"])
     out = {name: get_method(name, "dllm", {"block_len": blk}) for name in ("vanilla", "fast-dllm")}
     for name, eotp, cache in [("learn2pd", False, None), ("learn2pd+eotp", True, None),
                               ("learn2pd+eotp-prefix", True, "prefix"), ("learn2pd+eotp-dual", True, "dual")]:
-        out[name] = functools.partial(_l2p, filt=filt, tau=tau, eotp=eotp, cache=cache)
-    out["oracle"] = functools.partial(_oracle, block_len=blk)
+        out[name] = DecodeMethod(name, "dllm", METHODS[name] + f" (tau {tau})", _l2p, block=blk,
+                                 options=dict(filt=filt, tau=tau, eotp=eotp, cache=cache))
+    out["oracle"] = DecodeMethod("oracle", "dllm", METHODS["oracle"], _oracle, options={"block_len": blk}, timed=False)
     return out

@@ -19,15 +19,10 @@ uses the reference then.
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
-try:  # optional dependency (extra [kernels])
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
 
 
 def decision_ref(conf: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, w1, b1, w2, b2, tau: float,
@@ -126,15 +121,11 @@ if triton is not None:
             tl.store(end_ptr + b, end.to(tl.int64))
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 def step_triton(logits: torch.Tensor, masked: torch.Tensor, w1, b1, w2, b2, tau: float, end_ids,
                 eotp: bool = True, block_v: int | None = None):
     """The fused Triton path (top-1 schedule); same outputs as `step_ref`."""
-    if triton is None:
-        raise RuntimeError("triton is not installed; install accel[kernels] or use step_ref")
+    require_triton("step_ref")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"learn2pd step: unsupported logits dtype {logits.dtype}; use float32, bfloat16 or float16")
     B, L, V = logits.shape
@@ -165,6 +156,6 @@ def step_triton(logits: torch.Tensor, masked: torch.Tensor, w1, b1, w2, b2, tau:
 def learn2pd_step(logits, masked, w1, b1, w2, b2, tau, end_ids, eotp=True, k=1, force_triton=False):
     """Triton on CUDA (k == 1) when installed, the torch reference otherwise; force_triton runs the
     kernel on CPU under TRITON_INTERPRET=1 (tests)."""
-    if triton is not None and k == 1 and (logits.is_cuda or (force_triton and _interpreting())):
+    if k == 1 and use_triton(logits, force_triton):
         return step_triton(logits, masked, w1, b1, w2, b2, tau, end_ids, eotp)
     return step_ref(logits, masked, w1, b1, w2, b2, tau, end_ids, eotp, k)

@@ -1,6 +1,6 @@
 """The Learn2PD filter: block confidence vector -> one "already final?" logit per position.
 
-Architecture (open in the paper, ALGORITHMS.md): Linear(L, H) -> ReLU -> Linear(H, L); at
+Architecture (open in the paper; docs/recipes/learn2pd.md): Linear(L, H) -> ReLU -> Linear(H, L); at
 L = H = 32 that is 2,112 parameters. Trained with BCE-with-logits, full batch, AdamW. Loss is on
 still-masked positions by default (`loss_on="masked"`): decode only ever asks the filter about
 masked positions, so decoded ones (always labelled true) would only bias it. Metrics are

@@ -5,7 +5,7 @@ For each prompt: (1) the reference = LLaDA's vanilla sampler, one token per step
 (softmax probability of the argmax at every block position, decoded ones included) and the
 label vector (the step's prediction == reference token; positions already decoded keep their
 token and so are labelled true), then unmasks exactly the labelled-true masked positions. When
-no masked position is labelled true the reference is copied into the whole block (ALGORITHMS.md).
+no masked position is labelled true the reference is copied into the whole block (docs/recipes/learn2pd.md).
 
 The reference past its first end token is taken as end tokens (only the output up to the end
 matters). Rows are decoded together; a row that finished its block is not forwarded, so the
@@ -19,10 +19,11 @@ resumes at the first missing shard; a directory made with other settings is refu
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+from accel.core.files import atomic_dir, write_atomic
+from accel.data.prompts import encode_prompt
+from accel.data.prompts import load_prompts as _load
 from accel.models.backbone import weights_stamp
 from accel.trainers.config import ConfigError
 
@@ -32,56 +33,8 @@ FORMAT = 1
 
 # ---------------------------------------------------------------- prompts
 def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int = 40, seed: int = 0) -> list[dict]:
-    """[{"prompt", "task"}] from the suite (train split, n per task), a .jsonl or an HF dataset dir.
-
-    For jsonl / HF sources `n` caps the number of prompts (0 = all); their task is "user".
-    """
-    if source == "suite":
-        from accel.data.tasks import mixture, resolve_tasks
-        names = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks)
-        return [{"prompt": e["prompt"], "task": e["task"]} for e in mixture("train", n, resolve_tasks(names), seed)]
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"prompts={source}: no such file or directory; pass suite, a .jsonl file or an HF dataset dir")
-    if path.is_file():
-        if path.suffix != ".jsonl":
-            raise ConfigError(f"prompts={source}: expected a .jsonl file with a 'prompt' field per line")
-        rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}:{i} is not valid JSON; each line must be an object with a 'prompt' field") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                raise ConfigError(f"{path}:{i} has no string 'prompt' field")
-            rows.append({"prompt": rec["prompt"], "task": str(rec.get("task", "user"))})
-    else:
-        import datasets
-        try:
-            ds = datasets.load_from_disk(str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"prompts={source}: not a dataset saved with save_to_disk (nor a .jsonl file)") from None
-        if isinstance(ds, datasets.DatasetDict):
-            split = "train" if "train" in ds else next(iter(ds))
-            ds = ds[split]
-        if "prompt" not in ds.column_names:
-            raise ConfigError(f"prompts={source}: dataset has no 'prompt' column (columns: {', '.join(ds.column_names)})")
-        tasks_col = ds["task"] if "task" in ds.column_names else ["user"] * len(ds)
-        rows = [{"prompt": p, "task": str(t)} for p, t in zip(ds["prompt"], tasks_col)]
-    if not rows:
-        raise ConfigError(f"prompts={source}: no prompts found")
-    return rows[:n] if n else rows
-
-
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Chat-formatted ids when the tokenizer has a chat template, else plain ids."""
-    if getattr(tokenizer, "chat_template", None):
-        from accel.data.tokenizer import chat_prompt_ids
-        ids = chat_prompt_ids(tokenizer, prompt)
-        return list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
-    return tokenizer(prompt)["input_ids"]
+    """[{"prompt", "task"}]: n per task from the suite, or the first n (0 = all) of a file (`accel.data.prompts`)."""
+    return [{"prompt": r["prompt"], "task": r["task"]} for r in _load(source, tasks, n, seed)]
 
 
 # ---------------------------------------------------------------- decoding
@@ -110,7 +63,7 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
     """
     import torch
     from accel.decoding.dllm import end_free_rows, finish, init_canvas
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     if gen_len % block_len:
         raise ValueError(f"gen_len ({gen_len}) must be a multiple of block_len ({block_len})")
@@ -187,7 +140,7 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
                               "use another oracle_dir or delete it")
         if old.get("complete"):
             return out
-    _atomic_write(meta_path, json.dumps(dict(meta, complete=False), indent=2))
+    write_atomic(meta_path, json.dumps(dict(meta, complete=False), indent=2))
     n_shards = (len(prompts) + batch_size - 1) // batch_size
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
@@ -198,13 +151,11 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
             chunk = prompts[k * batch_size:(k + 1) * batch_size]
             ds = datasets.Dataset.from_dict(_shard_records(adapter, chunk, k * batch_size, gen_len, block_len),
                                             features=_features())
-            tmp = out / f".{_shard(k)}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            ds.save_to_disk(str(tmp))
-            os.replace(tmp, out / _shard(k))
+            with atomic_dir(out / _shard(k)) as tmp:
+                ds.save_to_disk(str(tmp))
             written += 1
             advance()
-    _atomic_write(meta_path, json.dumps(dict(meta, complete=True), indent=2))
+    write_atomic(meta_path, json.dumps(dict(meta, complete=True), indent=2))
     return out
 
 
@@ -259,14 +210,6 @@ def oracle_complete(out_dir: str | Path) -> bool:
 def _shard(k: int) -> str:
     return f"shard_{k:05d}"
 
-
-def _atomic_write(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _progress:

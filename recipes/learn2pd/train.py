@@ -5,7 +5,7 @@ The run dir gets, besides the trainer's checkpoints and metrics.jsonl: `filter.s
 and `filter_metrics.json` (precision / recall / FPR at tau on train and held-out prompts),
 which is what `accel export` reads.
 
-Training is full batch (ALGORITHMS.md): the whole training split is one batch, fed to the
+Training is full batch (docs/recipes/learn2pd.md): the whole training split is one batch, fed to the
 shared trainer as a one-item dataset, so resume/metrics/progress come from `fit`.
 """
 from __future__ import annotations
@@ -97,8 +97,8 @@ class _FullBatch:
 
 def run(cfg: Config) -> Path:
     import torch
-    from safetensors.torch import save_file
 
+    from accel.core.files import save_tensors
     from accel.recipes.learn2pd import model as M
     from accel.recipes.learn2pd.oracle import load_oracle_dataset
     from accel.trainers.rundir import prepare_run_dir, write_atomic
@@ -133,7 +133,7 @@ def run(cfg: Config) -> Path:
                **M.classification_metrics(filt, val, cfg.tau, prefix="val_"),
                **M.classification_metrics(filt, val, 0.9, prefix="val@0.9_"),
                "train_steps": int(train["conf"].shape[0]), "val_steps": int(val["conf"].shape[0])}
-    save_file({k: v.detach().contiguous() for k, v in filt.state_dict().items()}, str(run_dir / FILTER_FILE))
+    save_tensors({k: v.detach().contiguous() for k, v in filt.state_dict().items()}, run_dir / FILTER_FILE)
     settings = {"block_len": cfg.block_len, "hidden_size": cfg.hidden_size, "tau": cfg.tau, "eotp": cfg.eotp,
                 "backbone": backbone_ref(cfg.backbone), "gen_len": cfg.gen_len, "oracle": meta}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))

@@ -17,15 +17,13 @@ run's ``final/base`` by absolute path (the accel format) — keep the run direct
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 FORMATS = ("accel", "vllm", "medusa")
 
 
 def _final(run_dir: Path) -> tuple[Path, dict]:
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     final = Path(run_dir) / "final"
     meta_file = final / "medusa.json"
     if not meta_file.is_file() or not (final / "heads.safetensors").is_file():
@@ -39,55 +37,46 @@ def _backbone(final: Path, meta: dict) -> str:
     return str((final / b).resolve()) if b == "base" else b
 
 
-def vllm_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
+def _head_tensors(heads: dict, num_heads: int, num_layers: int, layer_key, proj_key) -> dict:
+    """The heads' tensors renamed: layer_key(i, j, p) for residual layer j of head i, proj_key(i) for its projection."""
     out = {}
     for i in range(num_heads):
         for j in range(num_layers):
             for p in ("weight", "bias"):
-                out[f"blocks.{i}.layers.{j}.{p}"] = heads[f"blocks.{i}.{j}.linear.{p}"]
-        out[f"lm_heads.{i}.weight"] = heads[f"lm_heads.{i}.weight"]
+                out[layer_key(i, j, p)] = heads[f"blocks.{i}.{j}.linear.{p}"]
+        out[proj_key(i)] = heads[f"lm_heads.{i}.weight"]
     return out
+
+
+def vllm_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
+    """vLLM's Medusa layout: blocks.{i}.layers.{j}.{weight,bias}, lm_heads.{i}.weight."""
+    return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"blocks.{i}.layers.{j}.{p}",
+                         lambda i: f"lm_heads.{i}.weight")
 
 
 def medusa_repo_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
-    out = {}
-    for i in range(num_heads):
-        for j in range(num_layers):
-            for p in ("weight", "bias"):
-                out[f"{i}.{j}.linear.{p}"] = heads[f"blocks.{i}.{j}.linear.{p}"]
-        out[f"{i}.{num_layers}.weight"] = heads[f"lm_heads.{i}.weight"]
-    return out
+    """The Medusa repository's layout: {i}.{j}.linear.{weight,bias}, {i}.{L}.weight."""
+    return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"{i}.{j}.linear.{p}",
+                         lambda i: f"{i}.{num_layers}.weight")
 
 
 def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict]) -> Path:
     """Atomic directory write (temp dir, then rename); never replaces a non-empty foreign dir."""
-    from safetensors.torch import save_file
-
-    from accel.cli.common import UserError
+    from accel.core.files import atomic_dir, save_tensors
     out = Path(out).expanduser().absolute()
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "config.json").exists())):
-        raise UserError(f"{out} exists and is not a model directory; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out, may_replace=lambda p: p.is_dir() and (not any(p.iterdir()) or (p / "config.json").exists()),
+                    refuse=f"{out} exists and is not a model directory; choose another --out or remove it") as tmp:
         for name, t in tensors.items():
-            save_file({k: v.contiguous() for k, v in t.items()}, str(tmp / name), metadata={"format": "pt"})
+            save_tensors({k: v.contiguous() for k, v in t.items()}, tmp / name, metadata={"format": "pt"})
         for name, data in files.items():
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 def export(run_dir, out_dir, format: str = "accel") -> Path:
     from safetensors.torch import load_file
 
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     if format not in FORMATS:
         raise UserError(f"--format {format}: Medusa exports as one of {', '.join(FORMATS)}")
     final, meta = _final(Path(run_dir))

@@ -6,9 +6,11 @@ eps 0.09, alpha 0.3) and ``medusa-chain`` (a top-1 chain over all heads: what vL
 """
 from __future__ import annotations
 
-import functools
-
 DEFAULT_METHODS = ["greedy", "medusa"]
+METHODS = {"medusa": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
+           "medusa-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
+           "medusa-chain": "a top-1 chain over all heads (what vLLM proposes)"}
+"""The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 DEFAULT_BATCH_SIZE = 1
 """Draft heads trade extra tokens per forward for fewer forwards: a win where a forward costs the
 same for 1 or 25 tokens (single-stream, latency-bound decoding), not at large batch on a CPU."""
@@ -41,7 +43,7 @@ def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy"):
 
 def bench_methods(ckpt, adapter) -> dict:
     """{name: fn(adapter, prompts, gen_len) -> DecodeResult}."""
-    from accel.decoding.methods import get_method
+    from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
     heads, _s, tree = load_heads(ckpt)
@@ -49,7 +51,7 @@ def bench_methods(ckpt, adapter) -> dict:
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:
-        fn = functools.partial(_medusa, drafter=drafter, tree=tr, acceptance=acc)
-        fn.help = f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node tree, {acc} acceptance"
-        out[name] = fn
+        out[name] = DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node tree, "
+                                             f"{acc} acceptance", _medusa,
+                                 options=dict(drafter=drafter, tree=tr, acceptance=acc))
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from accel.recipes.medusa.tree_build import chain_accept_length
+from accel.decoding.tree_build import chain_accept_length
 
 
 def head_targets(labels: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:

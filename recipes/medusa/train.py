@@ -34,12 +34,12 @@ USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
 
 # -- data ---------------------------------------------------------------------------------------
 def _err(msg):
-    from accel.cli.common import UserError
+    from accel.core.errors import UserError
     return UserError(msg)
 
 
 def prompt_ids(tok, prompt: str) -> list[int]:
-    from accel.decoding.bench import encode_prompt
+    from accel.data.prompts import encode_prompt
     return encode_prompt(tok, prompt)
 
 
@@ -203,7 +203,7 @@ def make_loss(cfg: Config):
     import torch
     import torch.nn.functional as F
 
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.medusa.loss import heads_loss
     from accel.trainers.trainer import unwrap
 
@@ -252,9 +252,9 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
     """Held-out per-head rank statistics -> accuracies, chain estimate, tree and its expected length."""
     import torch
 
-    from accel.decoding.masks import position_ids
+    from accel.models.masks import position_ids
     from accel.recipes.medusa.loss import accuracies, rank_counts
-    from accel.recipes.medusa.tree_build import build_tree, chain_accept_length, expected_accept_length
+    from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 
     base = model.get_base()
     body, _ = _split(base)
@@ -276,7 +276,7 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
 def run(cfg: Config) -> Path:
     import torch
 
-    from accel.recipes.sft.train import load_model
+    from accel.recipes.shared.models import load_model
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 
@@ -310,12 +310,14 @@ def run(cfg: Config) -> Path:
 
 def save_final(model, adapter, cfg: Config, measured: dict, out: Path) -> Path:
     """RUN/final: heads.safetensors + medusa.json (+ base/ when the base must ship with the heads)."""
-    import shutil
+    from accel.core.files import atomic_dir
+    with atomic_dir(out, may_replace=lambda p: True) as tmp:
+        _write_final(model, adapter, cfg, measured, tmp)
+    return out
 
-    from safetensors.torch import save_file
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+
+def _write_final(model, adapter, cfg: Config, measured: dict, tmp: Path) -> None:
+    from accel.core.files import save_tensors
     backbone = cfg.backbone
     if cfg.mode == "medusa2" or cfg.backbone.startswith("random:"):
         from accel.trainers.lora import merge_lora, save_adapter
@@ -328,12 +330,9 @@ def save_final(model, adapter, cfg: Config, measured: dict, out: Path) -> Path:
         backbone = "base"
     elif not cfg.backbone.startswith("builtin:"):
         backbone = str(Path(cfg.backbone).expanduser().resolve())
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
-              str(tmp / "heads.safetensors"))
+    save_tensors({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
+                 tmp / "heads.safetensors")
     meta = {**model.heads.config(), "backbone": backbone, "mode": cfg.mode, "loss": cfg.loss,
             "tree": measured["tree"].to_json(), "head_accuracy": measured["accuracy"],
             "chain_accept_len": measured["chain_accept_len"], "tree_accept_len": measured["tree_accept_len"]}
     (tmp / "medusa.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out

@@ -13,54 +13,11 @@ that `load_backbone` and `accel decode` read like any other model.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from accel.recipes.sft.config import Config
-
-
-def load_pairs(cfg: Config, tok) -> list[tuple[list[int], list[int]]]:
-    from accel.data.collate import tokenize_examples
-    if cfg.data == "builtin":
-        from accel.data.tasks import mixture, resolve_tasks
-        exs = mixture("train", cfg.n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=cfg.seed)
-        return tokenize_examples(tok, exs)
-    from accel.cli.common import UserError
-    path = Path(cfg.data).expanduser()
-    if not path.is_file():
-        raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
-    exs = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str) or not isinstance(ex.get("response"), str):
-            raise UserError(f"{path}:{i}: each line must be an object with string fields prompt and response")
-        exs.append(ex)
-    if not exs:
-        raise UserError(f"data={cfg.data}: the file has no examples")
-    return tokenize_examples(tok, exs)
-
-
-def load_model(cfg: Config):
-    """An Adapter for cfg.backbone; ``random:dllm|ar`` builds a tiny random-init model."""
-    from accel.models.backbone import Adapter, load_backbone
-    if cfg.backbone.startswith("random:"):
-        from accel.cli.common import UserError
-        from accel.data.tokenizer import build_tokenizer
-        from accel.models.tiny import make_model
-        kind = cfg.backbone.split(":", 1)[1]
-        if kind not in ("dllm", "ar"):
-            raise UserError(f"backbone={cfg.backbone}: use random:dllm or random:ar")
-        tok = build_tokenizer()
-        model = make_model(kind, tok, seed=cfg.seed, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=2, intermediate_size=64)
-        return Adapter(model=model, tokenizer=tok, family="builtin", kind=kind, source=cfg.backbone,
-                       mask_id=tok.mask_token_id if kind == "dllm" else None, eos_ids=(tok.eos_token_id,))
-    return load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code)
+from accel.recipes.shared.models import load_model, save_final  # noqa: F401 (also imported from here)
+from accel.recipes.shared.pairs import load_pairs
 
 
 def make_collator(adapter, cfg: Config):
@@ -81,7 +38,7 @@ def make_loss(adapter, cfg: Config):
     import torch
     import torch.nn.functional as F
 
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
 
     def dllm_loss(model, batch):
         ids, valid, resp = batch["ids"], batch["valid"], batch["resp"]
@@ -126,7 +83,7 @@ def run(cfg: Config) -> Path:
     run_dir = prepare_run_dir(cfg, "sft")
     adapter = load_model(cfg)
     if adapter.kind == "dllm" and adapter.mask_id is None:
-        from accel.cli.common import UserError
+        from accel.core.errors import UserError
         raise UserError(f"backbone={cfg.backbone}: a dLLM without a mask token id")
     model = adapter.model
     model.train()
@@ -137,7 +94,7 @@ def run(cfg: Config) -> Path:
 
     eval_fn = None
     if cfg.eval_n > 0 and cfg.data == "builtin":
-        from accel.models.teachers import evaluate
+        from accel.trainers.teachers import evaluate
 
         def eval_fn(m):
             ev = dataclasses.replace(adapter, model=m)
@@ -148,18 +105,3 @@ def run(cfg: Config) -> Path:
         save_final(model, adapter.tokenizer, run_dir / "final", lora=cfg.lora_r > 0)
     return run_dir
 
-
-def save_final(model, tok, out: Path, lora: bool) -> Path:
-    """A loadable HF dir; LoRA adapters also kept in out/adapter before merging."""
-    import shutil
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if lora:
-        from accel.trainers.lora import merge_lora, save_adapter
-        save_adapter(model, tmp / "adapter")
-        model = merge_lora(model)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
+from accel.core.errors import UserError
+from accel.core.files import atomic_dir, write_atomic
+from accel.data.prompts import load_prompt_records
 from accel.models.backbone import weights_stamp
 
 META_FILE = "trajectories.json"
@@ -34,75 +36,12 @@ DATA_DIR = "data"
 SHARDS_DIR = "shards"
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(UserError, ValueError):
     """Bad trajectory input (prompt source, settings, output dir); the message says the fix."""
 
 
 # ------------------------------------------------------------------ prompts
-def load_prompts(source: str = "builtin", tasks=None, n_per_task: int = 128, seed: int = 0,
-                 limit: int = 0) -> list[dict]:
-    """Prompt records {prompt, answer, task, source, example}.
-
-    source: ``builtin`` (the suite's train split, `n_per_task` per task), a ``.jsonl`` file of
-    {"prompt", optional "answer", optional "task"} lines, or a directory holding an HF dataset
-    saved with ``save_to_disk`` (same columns). limit > 0 keeps the first `limit`.
-    """
-    if source == "builtin":
-        from accel.data.tasks import mixture, resolve_tasks
-        exs = mixture("train", n_per_task, tasks=resolve_tasks(tasks or None), seed=seed)
-        recs = [{"prompt": e["prompt"], "answer": e["answer"], "task": e["task"], "source": "builtin",
-                 "example": e} for e in exs]
-    else:
-        if tasks:
-            raise TrajectoryError(f"tasks={tasks} only applies to the builtin prompt source, not {source}")
-        recs = _user_prompts(Path(source).expanduser())
-    if limit > 0:
-        recs = recs[:limit]
-    if not recs:
-        raise TrajectoryError(f"prompt source {source} has no prompts")
-    return recs
-
-
-def _user_prompts(path: Path) -> list[dict]:
-    rows: list[dict] = []
-    if path.is_file() and path.suffix == ".jsonl":
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TrajectoryError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-    elif path.is_dir():
-        try:
-            from datasets import load_from_disk
-            ds = load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as e:
-            raise TrajectoryError(f"{path}: not an HF dataset saved with save_to_disk ({str(e).splitlines()[0]}); "
-                                  "pass builtin, a .jsonl or such a directory") from None
-        if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: take 'train'
-            if "train" not in ds:
-                raise TrajectoryError(f"{path}: a DatasetDict without a 'train' split (has {list(ds.keys())})")
-            ds = ds["train"]
-        rows = list(ds)
-    elif not path.exists():
-        raise TrajectoryError(f"prompt source {path} does not exist; pass builtin, a .jsonl file or an HF dataset dir")
-    else:
-        raise TrajectoryError(f"prompt source {path}: use builtin, a .jsonl file or a save_to_disk dataset directory")
-    from accel.data.tasks import TASKS
-    out = []
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
-            raise TrajectoryError(f"{path}: record {i} has no string field 'prompt'")
-        ans = r.get("answer")
-        task = str(r.get("task") or "")
-        ex = None
-        meta = r.get("meta") or {}
-        if task in TASKS and (ans is not None or "items" in meta):  # a suite task: scored like the suite
-            ex = {"task": task, "answer": None if ans is None else str(ans), "meta": meta}
-        out.append({"prompt": r["prompt"], "answer": None if ans is None else str(ans), "task": task,
-                    "source": str(path), "example": ex})
-    return out
+load_prompts = load_prompt_records  # {prompt, answer, task, source, example}: accel.data.prompts
 
 
 def _norm(s: str) -> str:
@@ -210,12 +149,10 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
                     cols["task"].append(r["task"])
                     cols["source"].append(r["source"])
                 bar.advance(len(batch))
-            tmp = shards / f".{si:05d}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
-            (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked, "correct": correct,
-                                                         "kept": kept}))
-            tmp.rename(final)
+            with atomic_dir(final) as tmp:
+                Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
+                (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked, "correct": correct,
+                                                             "kept": kept}))
     finally:
         bar.close()
     counts = [json.loads((shards / f"{i:05d}" / "counts.json").read_text()) for i in range(n_shards)]
@@ -225,11 +162,8 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
     if ds is None:
         raise TrajectoryError(f"no trajectory passed the answer check ({sum(c['checked'] for c in counts)} checked); "
                               "use a better-trained teacher or filter_correct=false")
-    tmp = out / f".{DATA_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    shutil.rmtree(out / DATA_DIR, ignore_errors=True)
-    tmp.rename(out / DATA_DIR)
+    with atomic_dir(out / DATA_DIR, may_replace=lambda p: True) as tmp:
+        ds.save_to_disk(str(tmp))
     checked = sum(c["checked"] for c in counts)
     meta.update(complete=True, n_kept=len(ds), n_checked=checked,
                 teacher_accuracy=(sum(c["correct"] for c in counts) / checked) if checked else None)
@@ -259,9 +193,7 @@ def is_complete(path) -> bool:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
 class _Bar:

@@ -14,61 +14,17 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from accel.core.errors import UserError
+from accel.data.prompts import load_prompts as _load
 
-class SelfDistillError(ValueError):
+
+class SelfDistillError(UserError, ValueError):
     """Bad prompts source or an output file that does not match; the message says the fix."""
 
 
 def load_prompts(source: str, tasks: str = "all", n_per_task: int = 256, seed: int = 0) -> list[str]:
-    """Prompts from ``suite`` (train split), a .jsonl with "prompt" (or ShareGPT "conversations"/
-    "messages": the first user turn), or a ShareGPT .json list."""
-    if source == "suite":
-        from accel.data.tasks import mixture, resolve_tasks
-        names = None if tasks in ("", "all") else [t.strip() for t in tasks.split(",") if t.strip()]
-        return [e["prompt"] for e in mixture("train", n_per_task, tasks=resolve_tasks(names), seed=seed)]
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise SelfDistillError(f"--prompts {source}: no such file; use suite, a .jsonl with a \"prompt\" field "
-                               "or ShareGPT conversations")
-    if path.suffix == ".json":
-        try:
-            recs = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SelfDistillError(f"{path}: not valid JSON ({e.msg})") from None
-        if not isinstance(recs, list):
-            raise SelfDistillError(f"{path}: a .json prompts file must hold a list")
-        items = [(f"{path}[{i}]", r) for i, r in enumerate(recs)]
-    else:
-        items = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append((f"{path}:{i}", json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise SelfDistillError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-    out = []
-    for where, r in items:
-        p = _prompt_of(r)
-        if p is None:
-            raise SelfDistillError(f"{where}: needs a string \"prompt\" or a conversation with a user turn")
-        out.append(p)
-    if n_per_task > 0:
-        out = out[:n_per_task]
-    if not out:
-        raise SelfDistillError(f"--prompts {source}: no prompts found")
-    return out
-
-
-def _prompt_of(r) -> str | None:
-    if not isinstance(r, dict):
-        return None
-    if isinstance(r.get("prompt"), str):
-        return r["prompt"]
-    for turn in r.get("conversations") or r.get("messages") or []:
-        if isinstance(turn, dict) and str(turn.get("from", turn.get("role", ""))).lower() in ("human", "user"):
-            text = turn.get("value", turn.get("content"))
-            return text if isinstance(text, str) else None
-    return None
+    """Prompt texts: n_per_task per task from the suite, or the first n_per_task of a file (`accel.data.prompts`)."""
+    return [r["prompt"] for r in _load(source, tasks, n_per_task, seed)]
 
 
 def _done_lines(out: Path, prompts: list[str]) -> int:
@@ -94,7 +50,7 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
                  progress: Callable[[int, int], None] | None = None) -> int:
     """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now."""
     from accel.decoding.ar import generate_greedy
-    from accel.decoding.bench import encode_prompt
+    from accel.data.prompts import encode_prompt
 
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "

@@ -20,6 +20,7 @@ passes `target` at an evaluation point.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -27,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from accel.core.files import atomic_dir, write_atomic
 from accel.data.collate import ar_batch as _ar_batch
 from accel.data.collate import tokenize_examples as _tokenize_examples
 
@@ -186,7 +188,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
 
     from accel.data.tasks import generate, mixture
     from accel.data.tokenizer import build_tokenizer
-    from accel.decoding.masks import full_mask, position_ids
+    from accel.models.masks import full_mask, position_ids
     from accel.models.backbone import Adapter
     from accel.models.tiny import make_model
 
@@ -273,9 +275,10 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             metrics.write(json.dumps({"step": step + 1, "eval": acc}) + "\n")
             metrics.flush()
             _save(model, tok, work_dir / "latest")
+            buf = io.BytesIO()
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                        "torch_rng": torch.get_rng_state()}, work_dir / "state.tmp")
-            (work_dir / "state.tmp").replace(state_file)
+                        "torch_rng": torch.get_rng_state()}, buf)
+            write_atomic(state_file, buf.getvalue())
             (work_dir / "rng.json").write_text(json.dumps(_rng_to_json(rng)))
             if worst >= cfg.target:
                 done = True
@@ -297,20 +300,7 @@ def _rng_from_json(work_dir):
 
 
 def _save(model, tok, out: Path):
-    """Atomic-enough HF save: write to a temp dir, then swap it in."""
-    import shutil
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    """HF save into a temp dir swapped in by one rename."""
+    with atomic_dir(out, may_replace=lambda p: True) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))

@@ -1,0 +1,89 @@
+"""The recipe interface: one typed object per recipe, listed in `accel.recipes.RECIPES`.
+
+A recipe package ``accel.recipes.<name>`` exports ``RECIPE = Recipe(...)`` from its
+``__init__.py``. Importing it must stay cheap (no torch): the CLI builds every recipe's
+``--help`` from ``Config`` at start-up, so ``train``, the exporters and ``bench_methods`` import
+the heavy modules only when they are called. docs/architecture.md walks through adding one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    """User-facing name, spelled with '-' (`accel train joint-sampler`); '_' is accepted on input."""
+    group: str
+    """CLI group: 'train' or 'distill'."""
+    summary: str
+    """One line for `accel train --help` and the docs."""
+    Config: type
+    """A `accel.trainers.config.TrainConfig` subclass: every setting, with help and validation."""
+    train: Callable[[object], Path]
+    """train(cfg) -> the run directory (resumable: the same output_dir continues the run)."""
+    exporters: dict[str, Callable[..., Path]] = field(default_factory=dict)
+    """{format: export(run_dir, out_dir, **options) -> checkpoint dir}; the first is the default."""
+    export_options: dict[str, type] = field(default_factory=dict)
+    """{option: type} an exporter accepts to override the run's decode settings (`accel export
+    --set tau=0.9`); checked and converted like config keys before the exporter runs."""
+    kind: str = "dllm"
+    """The backbone kind its checkpoints decode: 'dllm' or 'ar' (their baselines' kind)."""
+    bench_methods: Callable[..., dict] | None = None
+    """bench_methods(ckpt, adapter) -> {name: DecodeMethod}: what `accel bench CKPT` can run."""
+    methods: dict[str, str] = field(default_factory=dict)
+    """{name: help} of the checkpoint's own methods, known without loading anything: `--method`
+    is checked against these and the baselines of `kind` before a model loads."""
+    default_methods: tuple[str, ...] = ()
+    """Bench rows when no --method is given; the first is the baseline speedups are relative to."""
+    default_batch_size: int = 0
+    """Bench batch size when --batch-size is not given (0: the bench's default)."""
+    docs: str = ""
+    """The method note under docs/ (e.g. docs/recipes/learn2pd.md)."""
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return tuple(self.exporters)
+
+    def export(self, run_dir, out_dir, format: str | None = None, **options) -> Path:
+        """Export a finished run with the exporter of `format` (default: the recipe's first)."""
+        from accel.core.errors import UserError
+        if not self.exporters:
+            raise UserError(f"recipe {self.name!r} has no exporter: its runs are used as they are")
+        fmt = format or self.formats[0]
+        if fmt not in self.exporters:
+            raise UserError(f"--format {fmt}: {self.name} exports as {' or '.join(self.formats)}")
+        return self.exporters[fmt](run_dir, out_dir, **self.parse_export_options(options))
+
+    def parse_export_options(self, options: dict) -> dict:
+        """Options checked against `export_options` (unknown key: a suggestion; bad value: its type)."""
+        from accel.trainers.config import ConfigError
+        from accel.trainers.loading import _suggest, parse_value
+        out = {}
+        for key, value in options.items():
+            if key not in self.export_options:
+                valid = list(self.export_options)
+                raise ConfigError(f"--set {key}: {self.name} export has no option {key!r}; "
+                                  + (_suggest(key, valid) if valid else "it takes no options"))
+            out[key] = parse_value(key, value, self.export_options[key])
+        return out
+
+
+def lazy(target: str, **bound) -> Callable:
+    """A callable for ``"package.module:function"`` that imports the module on first call.
+
+    Recipe packages use it so that listing recipes (the CLI's help) never imports torch;
+    `bound` keyword arguments are passed on every call (e.g. an exporter's ``format``).
+    """
+    module, _, attr = target.partition(":")
+
+    def call(*args, **kwargs):
+        import importlib
+        return getattr(importlib.import_module(module), attr)(*args, **{**bound, **kwargs})
+
+    call.__name__ = attr
+    call.__qualname__ = f"lazy({target})"
+    call.__doc__ = f"{target} (imported when called)"
+    return call

@@ -1,0 +1,133 @@
+"""The recipe interface: every registered recipe satisfies it, and a new one needs one folder + one line.
+
+`test_every_recipe_satisfies_the_interface` walks the registry; `test_a_new_recipe_runs_end_to_end`
+registers a minimal recipe (what docs/architecture.md walks through) and drives it through the
+CLI: accel train -> accel export -> accel bench.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import accel.recipes as recipes
+from accel.decoding.methods import DecodeMethod, available, get_method
+from accel.recipes.recipe import Recipe
+from accel.trainers.config import TrainConfig, _f
+from accel.trainers.loading import config_to_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("recipe", recipes.RECIPES, ids=lambda r: r.name)
+def test_every_recipe_satisfies_the_interface(recipe, tmp_path, tiny_adapter):
+    assert recipe.name == recipes.normalize(recipe.name) and recipes.get(recipe.name.replace("-", "_")) is recipe
+    assert recipe.group in ("train", "distill") and recipe.summary and recipe.kind in ("dllm", "ar")
+    assert (ROOT / recipe.docs).is_file(), f"{recipe.name}: method note {recipe.docs} missing"
+    # the package exports exactly this object
+    assert importlib.import_module(f"accel.recipes.{recipe.name.replace('-', '_')}").RECIPE is recipe
+    # config round-trip: defaults -> config.yaml -> the same config
+    assert issubclass(recipe.Config, TrainConfig)
+    cfg = load_config(recipe.Config, None, [f"output_dir={tmp_path / 'run'}"], recipe=recipe.name)
+    f = tmp_path / "config.yaml"
+    f.write_text(yaml.safe_dump({"recipe": recipe.name, **config_to_dict(cfg)}))
+    assert config_to_dict(load_config(recipe.Config, f, recipe=recipe.name)) == config_to_dict(cfg)
+    assert callable(recipe.train) and all(callable(e) for e in recipe.exporters.values())
+    if recipe.bench_methods is None:
+        return
+    # every default bench row is offered, and the baseline rows decode on the kind's teacher
+    offered = set(recipe.methods) | set(available(recipe.kind))
+    assert recipe.default_methods and set(recipe.default_methods) <= offered
+    adapter = tiny_adapter(recipe.kind)
+    prompt = [adapter.tokenizer("copy 12")["input_ids"]]
+    for name in recipe.default_methods:
+        if name in available(recipe.kind) and name not in recipe.methods:
+            res = get_method(name, recipe.kind)(adapter, prompt, 32)
+            assert len(res.tokens) == 1 and res.nfe[0] >= 1
+
+
+# ------------------------------------------------------------------ a minimal new recipe
+@dataclasses.dataclass
+class DummyConfig(TrainConfig):
+    output_dir: str = _f("runs/dummy", "Run directory.")
+    backbone: str = _f("builtin:dllm", "The dLLM to decode with.")
+    threshold: float = _f(0.9, "Confidence threshold the exported decoder uses.")
+
+
+def dummy_train(cfg: DummyConfig) -> Path:
+    from accel.core.files import write_atomic
+    from accel.trainers.rundir import prepare_run_dir
+    run_dir = prepare_run_dir(cfg, "dummy")
+    write_atomic(run_dir / "dummy.json", json.dumps({"backbone": cfg.backbone, "threshold": cfg.threshold}))
+    return run_dir
+
+
+def dummy_export(run_dir, out_dir, threshold: float | None = None) -> Path:
+    import torch
+
+    from accel.decoding.checkpoint import save_checkpoint
+    s = json.loads((Path(run_dir) / "dummy.json").read_text())
+    if threshold is not None:
+        s["threshold"] = threshold
+    return save_checkpoint(out_dir, {"recipe": "dummy", "backbone": s["backbone"],
+                                     "decode": {"gen_len": 32}, "dummy": s},
+                           tensors={"threshold": torch.tensor([s["threshold"]])})
+
+
+def dummy_methods(ckpt, adapter) -> dict:
+    thr = float(ckpt.tensors()["threshold"][0])
+    base = get_method("fast-dllm", "dllm", {"threshold": thr, "block_len": 16})
+    return {"dummy": DecodeMethod("dummy", "dllm", f"Fast-dLLM at the trained threshold {thr}", base.run,
+                                  options=base.options)}
+
+
+DUMMY = Recipe(name="dummy", group="train", summary="A minimal recipe for the interface test.", Config=DummyConfig,
+               train=dummy_train, exporters={"accel": dummy_export}, export_options={"threshold": float},
+               bench_methods=dummy_methods,
+               default_methods=("vanilla", "dummy"), methods={"dummy": "Fast-dLLM at the trained threshold"})
+
+
+def test_a_new_recipe_runs_end_to_end(tmp_path, tiny_dir):
+    import accel.cli.main as main
+    import accel.cli.train as train
+    saved = recipes.RECIPES
+    recipes.RECIPES = saved + (DUMMY,)
+    try:
+        app = importlib.reload(main) if importlib.reload(train) else None
+        runner = CliRunner()
+        run, ckpt = tmp_path / "run", tmp_path / "ckpt"
+        r = runner.invoke(app.app, ["train", "dummy", "--output", str(run), f"backbone={tiny_dir('dllm')}",
+                                    "threshold=0.8"])
+        assert r.exit_code == 0, r.output
+        assert yaml.safe_load((run / "config.yaml").read_text())["recipe"] == "dummy"
+        r = runner.invoke(app.app, ["export", str(run), "--out", str(ckpt)])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app.app, ["bench", str(ckpt), "--task", "copy", "--limit", "2", "--batch-size", "2",
+                                    "--json", str(tmp_path / "b.json")])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / "b.json").read_text())
+        assert rep["gen_len"] == 32  # the checkpoint's decode default
+        rows = {x["method"]: x for x in rep["rows"] if x["task"] == "all"}
+        assert list(rows) == ["vanilla", "dummy"] and rows["vanilla"]["nfe"] == 32
+        assert 1 <= rows["dummy"]["nfe"] <= 32 and rep["methods"][1]["help"].endswith("0.800000011920929")
+        r = runner.invoke(app.app, ["bench", str(ckpt), "-m", "nope"])
+        assert r.exit_code == 2 and "choose from: dummy" in r.output
+        # export --set: typed overrides of the recorded decode settings, strict like config keys
+        for args, message in ((["--set", "thresh=0.5"], "did you mean threshold?"),
+                              (["--set", "threshold=high"], "expected a number"),
+                              (["--set", "threshold"], "not key=value")):
+            r = runner.invoke(app.app, ["export", str(run), "--out", str(tmp_path / "c2"), *args])
+            assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        r = runner.invoke(app.app, ["export", str(run), "--out", str(tmp_path / "c2"), "--set", "threshold=0.5"])
+        assert r.exit_code == 0, r.output
+        from accel.decoding.checkpoint import load_checkpoint
+        assert load_checkpoint(tmp_path / "c2").accel["dummy"]["threshold"] == 0.5
+    finally:
+        recipes.RECIPES = saved
+        importlib.reload(train)
+        importlib.reload(main)
