@@ -33,6 +33,11 @@ class Method:
         return self.run(adapter, prompts, gen_len, **self.options)
 
     @property
+    def uses_cache(self) -> bool:
+        """Whether it decodes with a KV cache (a backbone whose code has none cannot run it)."""
+        return bool(self.options.get("cache"))
+
+    @property
     def block_len(self) -> int | None:
         """Block length the generation length must be a multiple of (None: no constraint)."""
         return self.options.get("block_len")
@@ -95,6 +100,11 @@ DEFAULT_METHODS = {
     "ar": ["greedy"],
 }
 """Bench rows when no --method is given; the first is the baseline speedups are relative to."""
+
+
+def uses_cache(fn) -> bool:
+    """Whether a method (a `Method` or a recipe's bound method) needs the backbone's KV cache."""
+    return bool(getattr(fn, "uses_cache", False))
 
 
 def available(kind: str) -> list[str]:

@@ -16,20 +16,26 @@ class OnModel:
     """A MethodFn bound to a fixed adapter: the bench passes the checkpoint's adapter, but a
     baseline must decode with the teacher (and a method with the distilled model)."""
 
-    def __init__(self, fn, adapter, block_len: int, help: str = ""):
+    def __init__(self, fn, adapter, block_len: int, help: str = "", uses_cache: bool | None = None):
         self.fn, self.adapter, self.block_len, self.help = fn, adapter, block_len, help
+        if uses_cache is None:  # a Method knows; a partial says through its cache= keyword
+            uses_cache = bool(getattr(fn, "uses_cache", False) or getattr(fn, "keywords", {}).get("cache"))
+        self.uses_cache = uses_cache
 
     def __call__(self, _adapter, prompts, gen_len):
         return self.fn(self.adapter, prompts, gen_len)
 
 
-def load_teacher(section: dict, device):
-    """The undistilled backbone (random:dllm is rebuilt from its seed, as in training)."""
+def load_teacher(section: dict, device, trust_remote_code: bool = False):
+    """The undistilled backbone (random:dllm is rebuilt from its seed, as in training).
+
+    trust_remote_code: the flag the checkpoint itself was loaded with (the teacher of a LLaDA or
+    Dream checkpoint runs the same shipped code)."""
     from types import SimpleNamespace
 
     from accel.recipes.sft.train import load_model
     adapter = load_model(SimpleNamespace(backbone=section["teacher"], seed=int(section.get("seed", 0)),
-                                         trust_remote_code=False))
+                                         trust_remote_code=trust_remote_code))
     adapter.model.to(device).eval()
     return adapter
 
@@ -62,7 +68,7 @@ def bench_methods(ckpt, adapter) -> dict:
     blk, thr = int(s["block_len"]), float(s["threshold"])
     fmt = s.get("format", "merged")
     student = distilled_adapter(ckpt, adapter)
-    teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
+    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"):
         # the teacher's entropy-threshold row uses the checkpoint's threshold: same rule, same threshold

@@ -46,6 +46,9 @@ def setup_distillation(cfg, recipe: str):
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise UserError(f"backbone={cfg.backbone}: {recipe} distills a diffusion LM (with a mask token); "
                         "this is an AR model — use builtin:dllm, LLaDA or Dream")
+    if recipe == "d2f":  # before any trajectory is generated: D2F cannot run on a model ignoring its mask
+        from accel.recipes.d2f.decode import require_block_causal
+        require_block_causal(adapter)
     ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
     gen_len = int(meta["gen_len"])
     if gen_len % cfg.block_len:
