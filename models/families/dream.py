@@ -16,6 +16,8 @@ user's files and transformers stay untouched):
 - its ``from_pretrained`` override reloads the generation config as ``DreamGenerationConfig``,
   whose validation transformers 5 rejects; generation config is not used here, so the
   subclass loads through the standard ``from_pretrained``;
+- the published ``_tied_weights_keys`` is a list; transformers 5 expects a {target: source}
+  mapping when saving;
 - transformers 5 builds the model on the meta device and only fills tensors found in the
   checkpoint, so the non-persistent RoPE ``inv_freq`` buffers come back as uninitialised
   memory (different logits on every load): ``reset_rope_parameters()`` recomputes them.
@@ -87,6 +89,11 @@ def _compatible(base):
     from transformers import PreTrainedModel
 
     class Compatible(base):
+        _auto_class = "AutoModel"  # save_pretrained copies the shipped code beside the weights
+        # transformers 5 reads tied weights as {target: source}; the published list form breaks saving
+        if isinstance(getattr(base, "_tied_weights_keys", None), list):
+            _tied_weights_keys = {k: "model.embed_tokens.weight" for k in base._tied_weights_keys}
+
         @classmethod
         def from_pretrained(cls, *args, **kwargs):
             return PreTrainedModel.from_pretrained.__func__(cls, *args, **kwargs)

@@ -8,7 +8,8 @@ constant, which RoPE cannot see); and it refuses a KV cache. Logits are unshifte
 transformers 5 compatibility, applied to a subclass made at load time (the user's files and
 transformers stay untouched): the published ``__init__`` never calls ``post_init()`` (which
 transformers 5 needs to set up tied-weight bookkeeping), and its ``tie_weights()`` does not
-accept the keyword arguments transformers 5 passes.
+accept the keyword arguments transformers 5 passes. Both subclasses keep ``_auto_class``, so a
+saved (distilled) model gets the shipped code files beside its weights, as the original had.
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def _compatible(base):
         return _COMPAT[base]
 
     class Compatible(base):
+        _auto_class = "AutoModel"  # save_pretrained copies the shipped code beside the weights
+
         def __init__(self, config, *args, **kwargs):
             super().__init__(config, *args, **kwargs)
             self.post_init()
