@@ -162,6 +162,12 @@ def _read_config(path: Path) -> dict:
         raise BackboneError(f"{cfg_file} is not valid JSON: {e}") from None
 
 
+def _native(cfg: dict) -> bool:
+    """Whether transformers knows the config's model type without the shipped code."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    return str(cfg.get("model_type", "")) in CONFIG_MAPPING
+
+
 def detect_family(cfg: dict) -> tuple[str, str]:
     """(family, kind) from a config dict."""
     from accel.models.families import detect
@@ -192,7 +198,8 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
     cfg = _read_config(path)
     fam = detect(cfg)
     remote = "auto_map" in cfg
-    if remote and fam.name in ("llada", "dream") and not trust_remote_code:
+    if remote and not trust_remote_code and (fam.name in ("llada", "dream") or not _native(cfg)):
+        # (without this, transformers would stop and ask on stdin)
         raise BackboneError(f"{path} is a {fam.name} checkpoint whose code ships with the weights; "
                             "re-run with --trust-remote-code (config key trust_remote_code=true) if you trust "
                             "that directory")
