@@ -31,7 +31,9 @@ def help_text(entry, group: str) -> str:
              "Config precedence: defaults < --config YAML < key=value. Options:",
              "  --config FILE   YAML with any of the keys below (shipped: recipes/configs/)",
              "  --output DIR    run directory (same as output_dir=DIR)",
-             "  --nproc N       processes on this node (re-launches under torchrun)", "",
+             "  --nproc N       processes on this node (re-launches under torchrun)",
+             "  --trust-remote-code  let model code shipped with the backbone run (LLaDA, Dream);",
+             "                  the same as trust_remote_code=true", "",
              "Config keys (key=value):"]
     for name, tp, default, h in rows:
         lines.append(f"  {name:<{w}}  {tp} = {default}")
@@ -71,11 +73,14 @@ def _make_command(group: str, entry):
                 config: Optional[Path] = typer.Option(None, "--config", help="YAML config file."),
                 output: Optional[str] = typer.Option(None, "--output", help="Run directory (output_dir)."),
                 nproc: int = typer.Option(1, "--nproc", help="Processes on this node (torchrun)."),
+                trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                                       help="Same as trust_remote_code=true."),
                 show_help: bool = typer.Option(False, "--help", "-h", help="List every config key.")):
         if show_help:
             typer.echo(help_text(entry, group))
             raise typer.Exit(0)
-        run_recipe(group, entry, config, output, nproc, list(ctx.args))
+        extra = ["trust_remote_code=true"] if trust_remote_code else []
+        run_recipe(group, entry, config, output, nproc, list(ctx.args) + extra)
     return command
 
 

@@ -94,7 +94,29 @@ def load_model_target(spec: str, trust_remote_code: bool = False, device: str | 
         raise BenchError(f"{spec} is an accel checkpoint: its methods come from its recipe; "
                          "load it with accel.recipes.targets.load_target")
     adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device or default_device())
-    return Target(spec=spec, adapter=adapter, default_methods=list(DEFAULT_METHODS[adapter.kind]))
+    defaults = [m for m in DEFAULT_METHODS[adapter.kind] if adapter.supports_cache or not method_uses_cache(m, adapter)]
+    return Target(spec=spec, adapter=adapter, default_methods=defaults)
+
+
+def method_uses_cache(name: str, adapter, recipe_methods: dict | None = None) -> bool:
+    from accel.decoding.methods import get_method, uses_cache
+    if recipe_methods and name in recipe_methods:
+        return uses_cache(recipe_methods[name])
+    return get_method(name, adapter.kind).uses_cache
+
+
+def check_cache_support(target: Target, methods: dict[str, Callable]) -> None:
+    """A backbone whose code has no KV cache (LLaDA's) cannot run cached methods: one line naming
+    the methods that do run."""
+    from accel.decoding.methods import MethodError, available, uses_cache
+    if getattr(target.adapter, "supports_cache", True):
+        return
+    bad = [n for n, fn in methods.items() if uses_cache(fn)]
+    if bad:
+        names = list(target.recipe_methods) + [m for m in available(target.kind) if m not in target.recipe_methods]
+        ok = [n for n in names if not method_uses_cache(n, target.adapter, target.recipe_methods)]
+        raise MethodError(f"{bad[0]} decodes with a KV cache, which the model code of {target.spec} "
+                          f"({target.adapter.family}) does not support; methods that run: {', '.join(ok)}")
 
 
 def select_methods(target: Target, names: list[str] | None = None, options: dict | None = None,
@@ -129,6 +151,7 @@ def select_methods(target: Target, names: list[str] | None = None, options: dict
     if stray:
         raise MethodError(f"--opt {sorted(stray)[0]}: no selected method has this option "
                           f"(methods: {', '.join(names)})")
+    check_cache_support(target, out)
     return out
 
 

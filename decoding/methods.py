@@ -42,9 +42,16 @@ class DecodeMethod:
     computed by the bench outside the timed decode (e.g. the joint sampler's TV distance)."""
     timed: bool = True
     """False for decoders that read the reference answer (an oracle): no tokens/s or speedup."""
+    needs_cache: bool | None = None
+    """Whether `run` decodes with a KV cache when that is not an option (None: options['cache'])."""
 
     def __call__(self, adapter, prompts, gen_len):
         return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options)
+
+    @property
+    def uses_cache(self) -> bool:
+        """Whether it decodes with a KV cache (a backbone whose code has none cannot run it)."""
+        return bool(self.options.get("cache")) if self.needs_cache is None else self.needs_cache
 
     @property
     def block_len(self) -> int | None:
@@ -119,6 +126,11 @@ DEFAULT_METHODS = {
     "ar": ["greedy"],
 }
 """Bench rows when no --method is given; the first is the baseline speedups are relative to."""
+
+
+def uses_cache(fn) -> bool:
+    """Whether a method (a `Method` or a recipe's bound method) needs the backbone's KV cache."""
+    return bool(getattr(fn, "uses_cache", False))
 
 
 def available(kind: str) -> list[str]:

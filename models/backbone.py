@@ -87,19 +87,54 @@ class Adapter:
         pid = self.tokenizer.pad_token_id
         return self.eos_ids[0] if pid is None else pid
 
-    def dllm_logits(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
-        """Forward a dLLM; returns (logits aligned to predict each input position, output).
+    @property
+    def family_spec(self):
+        """The `accel.models.families.Family` that knows how to call this model."""
+        from accel.models.families import get_family
+        return get_family(self.family)
 
-        attention_mask is the 4D bool mask from `accel.models.masks` for HF-native models.
+    @property
+    def supports_cache(self) -> bool:
+        """Whether KV-cached decoding runs: the family's code has a cache and the self-check passed it."""
+        return bool(self.extra.get("cache", self.family_spec.supports_cache))
+
+    @property
+    def n_tokens(self) -> int:
+        """Ids the tokenizer can decode; logit rows at and above it (padded vocabularies) are no token."""
+        return len(self.tokenizer)
+
+    def forward(self, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
+                output_hidden_states: bool = False, model=None):
+        """One forward in the family's own interface; returns (aligned logits, ForwardOut).
+
+        Aligned: ``logits[:, i]`` predicts token ``i`` (dLLMs; Dream's shifted logits are moved
+        back one place, the first position keeping its own). `model` overrides the adapter's
+        (a peft/DDP wrapper of it, during training). ``out.past_key_values`` is the cache the
+        forward filled, whether or not the model returns it.
         """
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, use_cache=use_cache)
+        out = self.family_spec.forward(self.model if model is None else model, ids, mask4d, pos,
+                                       past_key_values=past_key_values, use_cache=use_cache,
+                                       output_hidden_states=output_hidden_states)
         logits = out.logits
         if self.shift_logits:
-            # Dream convention: logits[i-1] predicts token i; the first position keeps its own.
             import torch
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         return logits, out
+
+    def decodable(self, logits):
+        """In place: rows past the tokenizer (padded vocabulary) get -inf, so no decoder emits them."""
+        if logits.shape[-1] > self.n_tokens:
+            logits[..., self.n_tokens:] = -float("inf")
+        return logits
+
+    def dllm_logits(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
+        """Forward a dLLM for decoding: (aligned logits with undecodable rows at -inf, ForwardOut).
+
+        attention_mask is the 4D bool mask from `accel.decoding.masks`.
+        """
+        logits, out = self.forward(input_ids, attention_mask, position_ids, past_key_values=past_key_values,
+                                   use_cache=use_cache)
+        return self.decodable(logits), out
 
 
 def backbone_ref(target: str) -> str:
@@ -129,22 +164,29 @@ def _read_config(path: Path) -> dict:
         raise BackboneError(f"{cfg_file} is not valid JSON: {e}") from None
 
 
+def _native(cfg: dict) -> bool:
+    """Whether transformers knows the config's model type without the shipped code."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    return str(cfg.get("model_type", "")) in CONFIG_MAPPING
+
+
 def detect_family(cfg: dict) -> tuple[str, str]:
     """(family, kind) from a config dict."""
-    mt = str(cfg.get("model_type", "")).lower()
-    if "accel_dllm" in cfg:
-        return "builtin", "dllm"
-    if "llada" in mt:
-        return "llada", "dllm"
-    if "dream" in mt:
-        return "dream", "dllm"
-    return "causal-lm", "ar"
+    from accel.models.families import detect
+    fam = detect(cfg)
+    return fam.name, fam.kind
 
 
-def load_backbone(target: str, trust_remote_code: bool = False, device: str | None = None, dtype=None) -> Adapter:
-    """Loads `target` (``builtin:dllm``, ``builtin:ar`` or a local HF directory) as an Adapter."""
-    import torch
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+def load_backbone(target: str, trust_remote_code: bool = False, device: str | None = None, dtype=None,
+                  check: bool = True) -> Adapter:
+    """Loads `target` (``builtin:dllm``, ``builtin:ar`` or a local HF directory) as an Adapter.
+
+    Model code shipped with a checkpoint (LLaDA, Dream) runs only with trust_remote_code, is
+    made loadable under transformers 5 by its family (`accel.models.families`) and is probed
+    after loading (`accel.models.selfcheck`; check=False skips that). Any failure is one
+    BackboneError line.
+    """
+    from accel.models.families import detect, quiet_load
 
     if target.startswith("builtin:"):
         kind = target.split(":", 1)[1]
@@ -156,36 +198,44 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
     else:
         path = Path(target).expanduser()
     cfg = _read_config(path)
-    family, kind = detect_family(cfg)
-    needs_remote = family in ("llada", "dream") and "auto_map" in cfg
-    if needs_remote and not trust_remote_code:
-        raise BackboneError(f"{path} is a {family} checkpoint whose code ships with the weights; "
-                            "re-run with --trust-remote-code if you trust that directory")
+    fam = detect(cfg)
+    remote = "auto_map" in cfg
+    if remote and not trust_remote_code and (fam.name in ("llada", "dream") or not _native(cfg)):
+        # (without this, transformers would stop and ask on stdin)
+        raise BackboneError(f"{path} is a {fam.name} checkpoint whose code ships with the weights; "
+                            "re-run with --trust-remote-code (config key trust_remote_code=true) if you trust "
+                            "that directory")
     kw = dict(trust_remote_code=trust_remote_code)
     if dtype is not None:
         kw["dtype"] = dtype
+    from transformers import AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
-        if family == "causal-lm" or family == "builtin":
-            model = AutoModelForCausalLM.from_pretrained(str(path), **kw)
-        else:
-            model = AutoModel.from_pretrained(str(path), **kw)
-    except (OSError, ValueError) as e:
-        raise BackboneError(f"could not load a model from {path}: {str(e).splitlines()[0]}") from None
+        with quiet_load():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
+            model = fam.load_model(path, cfg, **kw)
+            fam.after_load(model)
+    except Exception as e:  # noqa: BLE001 - shipped model code can raise anything; the user gets one line
+        msg = (str(e).strip().splitlines() or [""])[0]
+        raise BackboneError(f"could not load a model from {path}: {type(e).__name__}: {msg}") from None
     model.eval()
     if device:
         model.to(device)
-    eos = tokenizer.eos_token_id
-    eos_ids = tuple(i for i in [eos] if i is not None)
-    if family == "builtin":
+    if fam.name == "builtin":
         meta = cfg["accel_dllm"]
         mask_id, shift = int(meta["mask_token_id"]), bool(meta.get("shift_logits", False))
-    elif family == "llada":
-        mask_id, shift, eos_ids = 126336, False, (126081, 126348)
-    elif family == "dream":
-        mask_id, shift = cfg.get("mask_token_id", 151666), True
+    elif fam.kind == "dllm":
+        mask_id, shift = int(cfg.get("mask_token_id") or fam.mask_id), fam.shift_logits
     else:
         mask_id, shift = None, False
     source = target if target.startswith("builtin:") else str(path)
-    return Adapter(model=model, tokenizer=tokenizer, family=family, kind=kind, source=source,
-                   mask_id=mask_id, shift_logits=shift, eos_ids=eos_ids)
+    adapter = Adapter(model=model, tokenizer=tokenizer, family=fam.name, kind=fam.kind, source=source,
+                      mask_id=mask_id, shift_logits=shift, eos_ids=fam.end_ids(tokenizer, cfg),
+                      extra={"trust_remote_code": bool(trust_remote_code)})
+    if check:
+        from accel.models import selfcheck
+        try:
+            with quiet_load():  # also spends the model code's once-per-process warnings
+                selfcheck.run(adapter, fingerprint=remote)
+        except selfcheck.SelfCheckError as e:
+            raise BackboneError(str(e)) from None
+    return adapter

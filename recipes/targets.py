@@ -7,7 +7,7 @@ targets here, then hand them to the harness (`accel.decoding.bench.run_bench`).
 """
 from __future__ import annotations
 
-from accel.decoding.bench import BenchError, Target, check_target, default_device, load_model_target
+from accel.decoding.bench import BenchError, Target, method_uses_cache, check_target, default_device, load_model_target
 
 
 def checkpoint_recipe(spec: str):
@@ -56,5 +56,6 @@ def load_target(spec: str, trust_remote_code: bool = False, device: str | None =
         if not isinstance(m, DecodeMethod):
             raise TypeError(f"recipe {recipe.name!r}: bench_methods()[{name!r}] is a {type(m).__name__}, "
                             "not a DecodeMethod")
-    return Target(spec=spec, adapter=adapter, default_methods=list(recipe.default_methods), recipe_methods=methods,
+    defaults = [m for m in recipe.default_methods if adapter.supports_cache or not method_uses_cache(m, adapter, methods)]
+    return Target(spec=spec, adapter=adapter, default_methods=defaults, recipe_methods=methods,
                   checkpoint=ckpt, default_batch_size=recipe.default_batch_size)

@@ -91,8 +91,8 @@ def test_llada_family_gets_attention_bias():
             return type("O", (), {"logits": torch.zeros(*input_ids.shape, 3)})()
     mask = block_causal_mask(torch.ones(1, 6, dtype=torch.bool), 2, 2)
     forward_logits(Fake(), "llada", False, torch.zeros(1, 6, dtype=torch.long), mask, None)
-    assert not seen.get("attention_mask") and torch.equal(torch.isneginf(seen["bias"]), ~mask)
-    with pytest.raises(ValueError, match="cache=False"):
+    assert not seen.get("attention_mask") and "position_ids" not in seen and torch.equal(seen["bias"], mask)
+    with pytest.raises(ValueError, match="no KV cache"):
         forward_logits(Fake(), "llada", False, torch.zeros(1, 6, dtype=torch.long), mask, None, use_cache=True)
 
 

@@ -66,7 +66,7 @@ class Spy(torch.nn.Module):
         self.emb = torch.nn.Embedding(V, V)
         self.seen = []
 
-    def forward(self, input_ids, attention_mask, position_ids):
+    def forward(self, input_ids, attention_mask, position_ids, use_cache=False):
         self.seen.append(input_ids.clone())
         return SimpleNamespace(logits=self.emb(input_ids))
 

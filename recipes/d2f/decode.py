@@ -25,13 +25,11 @@ Rows finish when their first end token has no mask before it (early exit; later 
 become end tokens) or when all gen_len // block_len blocks are added and decoded; finished rows
 leave the batch (and the cache). Per-row NFE counts the forwards a row was part of.
 
-Backbones: the built-in dLLM and HF-native models take the 4D boolean mask through
-``attention_mask`` (transformers' Llama honours it, eager and sdpa). Dream's remote code
-accepts the same 4D mask (its sdpa path passes it through). LLaDA's remote code (OLMo-style)
-takes an additive ``attention_bias`` [B, 1, Lq, Lk] instead and has no HF cache object, so for
-LLaDA `forward_logits` passes the mask as a bias and decoding runs with cache=False. Neither
-remote model is available in this environment: only the adapter path is tested, with tiny
-Llama models.
+Backbones: each family's forward (`accel.models.families`) takes the 4D boolean mask in its
+own interface (LLaDA: as ``attention_bias``; Dream and HF-native models: ``attention_mask``).
+A family without a KV cache (LLaDA's published code) decodes with cache=False: the same tokens,
+more compute. A model whose code ignores the mask (an older LLaDA variant) is refused: the
+load-time self-check (`accel.models.selfcheck`) records whether a block-causal mask is honoured.
 
 Presets (`PRESETS`): the paper's per-task evaluation settings (block size, tau_add, tau_act,
 tau_conf) and the built-in default used by `accel distill d2f`.
@@ -62,23 +60,27 @@ def get_preset(name: str) -> dict:
 
 def forward_logits(model, family: str, shift_logits: bool, ids, mask4d, pos, past_key_values=None,
                    use_cache: bool = False):
-    """(logits aligned so [:, i] predicts token i, model output) under a 4D bool mask.
+    """(logits aligned so [:, i] predicts token i, ForwardOut) under a 4D bool mask.
 
-    `model` may be a peft/DDP wrapper. LLaDA's remote code gets the mask as an additive
-    attention_bias (it has no position_ids and no HF cache); everything else the 4D mask.
+    `model` may be a peft/DDP wrapper; the family passes the mask the way its code takes it
+    (`accel.models.families`) and returns the cache it filled.
     """
-    if family == "llada":
-        if past_key_values is not None or use_cache:
-            raise ValueError("LLaDA's remote code has no HF KV cache; decode it with cache=False")
-        bias = torch.zeros(mask4d.shape, dtype=torch.float32, device=ids.device).masked_fill(~mask4d, float("-inf"))
-        out = model(input_ids=ids, attention_bias=bias)
-    else:
-        out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, past_key_values=past_key_values,
-                    use_cache=use_cache)
+    from accel.models.families import get_family
+    out = get_family(family).forward(model, ids, mask4d, pos, past_key_values=past_key_values, use_cache=use_cache)
     logits = out.logits
     if shift_logits:
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
     return logits, out
+
+
+def require_block_causal(adapter) -> None:
+    """D2F trains and decodes under a block-causal mask; a model whose code ignores the mask
+    would silently decode with full attention, so it is refused (the load self-check measured it)."""
+    if adapter.extra.get("block_causal", True) is False:
+        from accel.models.backbone import BackboneError
+        raise BackboneError(f"{adapter.source}: this model's code ignores the attention mask (block 0's logits move "
+                            "when a later block changes), so D2F's block-causal training and decoding cannot run "
+                            "on it; use a model version whose code applies attention_bias, or dParallel/Learn2PD")
 
 
 def check_params(gen_len: int, block_len: int, tau_add: float, tau_act: float, tau_conf: float) -> None:
@@ -112,8 +114,9 @@ def generate_d2f(adapter, prompts: list[list[int]], gen_len: int = 256, block_le
     check_params(gen_len, block_len, tau_add, tau_act, tau_conf)
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    if cache and adapter.family == "llada":
-        cache = False  # LLaDA's remote code has no HF cache object (module docstring)
+    require_block_causal(adapter)
+    if cache and not adapter.supports_cache:
+        cache = False  # the family's code has no KV cache (module docstring)
     x, valid, P = init_canvas(adapter, prompts, gen_len)
     pos = position_ids(valid)
     B, dev = x.shape[0], x.device
@@ -150,6 +153,8 @@ def generate_d2f(adapter, prompts: list[list[int]], gen_len: int = 256, block_le
                 kv.crop(kv_len - we)
         tail = logits[:, ts - ws:we - ws].float()
         tail[..., mask_id] = -float("inf")  # [MASK] is never a prediction
+        if tail.shape[-1] > adapter.n_tokens:
+            tail[..., adapter.n_tokens:] = -float("inf")  # padded vocabulary rows are no token
         x0, conf, _ = token_stats(tail, temperature, generator)
         cur = xr[:, ts:we]
         masked = cur == mask_id

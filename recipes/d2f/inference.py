@@ -37,14 +37,17 @@ def bench_methods(ckpt, adapter) -> dict:
     taus = {k: float(s[k]) for k in ("tau_add", "tau_act", "tau_conf")}
     fmt = s.get("format", "merged")
     student = distilled_adapter(ckpt, adapter, "d2f")
-    teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
+    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual"):
         m = get_method(name, "dllm")
         out[name] = OnModel(m, teacher, m.block_len, f"{m.help} (undistilled teacher)")
     desc = ", ".join(f"{k} {v}" for k, v in taus.items())
     for name, cache in (("d2f", True), ("d2f-nocache", False)):
+        # a backbone without a KV cache (LLaDA) runs `d2f` uncached: the same tokens, more compute
+        cache = cache and student.supports_cache
         fn = functools.partial(_d2f, block_len=blk, cache=cache, **taus)
         out[name] = OnModel(fn, student, blk, f"D2F pipelined decoding, block {blk}, {desc}"
-                                              + (", exact block KV cache" if cache else ", no cache"))
+                                              + (", exact block KV cache" if cache else ", no cache"),
+                            uses_cache=False)
     return out

@@ -57,7 +57,8 @@ def run(cfg: Config) -> Path:
     from accel.trainers.rundir import is_rank0, write_atomic
     from accel.trainers.trainer import fit
 
-    run_dir, adapter, ds, meta = setup_distillation(cfg, "d2f")
+    from accel.recipes.d2f.decode import require_block_causal
+    run_dir, adapter, ds, meta = setup_distillation(cfg, "d2f", check_model=require_block_causal)
     gen_len, block_len = int(meta["gen_len"]), cfg.block_len
     model = adapter.model
     model.train()

@@ -37,7 +37,7 @@ def bench_methods(ckpt, adapter) -> dict:
     blk, thr = int(s["block_len"]), float(s["threshold"])
     fmt = s.get("format", "merged")
     student = distilled_adapter(ckpt, adapter, "dparallel")
-    teacher = load_teacher(s, adapter.device) if fmt == "merged" else adapter
+    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"):
         # the teacher's entropy-threshold row uses the checkpoint's threshold: same rule, same threshold

@@ -75,9 +75,11 @@ def certainty_forcing(logits_m, logits_mbar, labels, m, mbar, lam: float, temper
     return loss, metrics
 
 
-def aligned_logits(model, shift_logits: bool, ids, attention_mask, position_ids):
-    """Forward a (possibly wrapped) dLLM; logits[:, i] predicts token i (Dream realigned)."""
-    logits = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).logits
+def aligned_logits(model, shift_logits: bool, ids, attention_mask, position_ids, family: str = "causal-lm"):
+    """Forward a (possibly wrapped) dLLM in its family's interface (`accel.models.families`);
+    logits[:, i] predicts token i (Dream realigned)."""
+    from accel.models.families import get_family
+    logits = get_family(family).forward(model, ids, attention_mask, position_ids).logits
     if shift_logits:
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
     return logits
@@ -113,7 +115,7 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
         inp = torch.cat([ids, ids])
         inp[:, P:] = torch.where(torch.cat([m | later, mbar | later]), mask_id, inp[:, P:])
         v2 = torch.cat([valid, valid])
-        logits = aligned_logits(model, shift, inp, full_mask(v2), position_ids(v2))[:, P:]
+        logits = aligned_logits(model, shift, inp, full_mask(v2), position_ids(v2), adapter.family)[:, P:]
         loss, metrics = certainty_forcing(logits[:B], logits[B:], resp_ids, m, mbar, lam, temperature)
         metrics["canvas_len"] = float(C)
         return loss, metrics

@@ -41,9 +41,11 @@ def check_args(k: int, mode: str, sampler, temperature: float):
         raise ValueError(f"temperature={temperature}: must be >= 0 (0 = greedy)")
 
 
-def _block_logits(logits: torch.Tensor, s: int, e: int, mask_id: int) -> torch.Tensor:
+def _block_logits(logits: torch.Tensor, s: int, e: int, mask_id: int, n_tokens: int | None = None) -> torch.Tensor:
     blk = logits[:, s:e].float()
     blk[..., mask_id] = -float("inf")  # [MASK] is never a prediction
+    if n_tokens is not None:
+        blk[..., n_tokens:] = -float("inf")  # padded vocabulary rows (Dream) are no token
     return blk
 
 
@@ -78,7 +80,7 @@ def generate_joint(adapter, prompts: list[list[int]], gen_len: int = 64, block_l
             xr = x[rows]
             logits, h = backbone_forward(adapter, xr, attn[rows], pos[rows])
             nfe[rows] += 1
-            blk = _block_logits(logits, s, e, mask_id)
+            blk = _block_logits(logits, s, e, mask_id, adapter.n_tokens)
             avail = xr[:, s:e] == mask_id
             new = torch.zeros_like(xr, dtype=torch.bool)
             for j in range(k):
@@ -87,7 +89,7 @@ def generate_joint(adapter, prompts: list[list[int]], gen_len: int = 64, block_l
                     break
                 if j > 0 and mode == "joint":
                     lj = sampler_logits(adapter, sampler, h, xr, new, bias[rows], pos[rows])
-                    blk = _block_logits(lj, s, e, mask_id)
+                    blk = _block_logits(lj, s, e, mask_id, adapter.n_tokens)
                     passes[rows[live]] += 1
                 g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
                 p, t, _ = sample_step(blk, avail, temperature, g, force=force_kernel)

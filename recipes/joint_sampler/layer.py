@@ -120,12 +120,8 @@ def additive_mask(mask4d: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
 
 def backbone_forward(adapter, x, attn4d, pos):
     """(aligned logits [B, L, V], final hidden h [B, L, H]) from ONE full forward of the frozen dLLM."""
-    out = adapter.model(input_ids=x, attention_mask=attn4d, position_ids=pos, output_hidden_states=True)
-    h = out.hidden_states[-1]
-    logits = out.logits
-    if adapter.shift_logits:
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-    return logits, h
+    logits, out = adapter.forward(x, attn4d, pos, output_hidden_states=True)
+    return logits, out.hidden_states[-1]
 
 
 def head_logits(adapter, hidden: torch.Tensor) -> torch.Tensor:

@@ -50,9 +50,8 @@ def make_loss(adapter, cfg: Config):
         none = ~masked.any(dim=1)
         masked[none, first[none]] = True
         inp = torch.where(masked, torch.full_like(ids, adapter.mask_id), ids)
-        logits = model(input_ids=inp, attention_mask=full_mask(valid), position_ids=position_ids(valid)).logits
-        if adapter.shift_logits:
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        # in the family's own interface (LLaDA: attention_bias), aligned (Dream's shift undone)
+        logits, _ = adapter.forward(inp, full_mask(valid), position_ids(valid), model=model)
         sel = logits[masked].float()
         loss = F.cross_entropy(sel, ids[masked])
         acc = (sel.argmax(-1) == ids[masked]).float().mean()

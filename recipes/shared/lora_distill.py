@@ -15,11 +15,12 @@ def trajectory_dir(cfg, run_dir: Path) -> Path:
     return Path(cfg.trajectories).expanduser() if cfg.trajectories else run_dir / "trajectories"
 
 
-def setup_distillation(cfg, recipe: str):
+def setup_distillation(cfg, recipe: str, check_model=None):
     """Run dir, dLLM adapter and teacher trajectories for a distillation recipe (dParallel, D2F).
 
     Returns (run_dir, adapter, dataset, meta); fails with a UserError on an AR backbone or
-    trajectories whose length is not a multiple of cfg.block_len.
+    trajectories whose length is not a multiple of cfg.block_len. `check_model(adapter)` runs
+    before any trajectory is generated (D2F refuses a model that ignores its attention mask).
     """
     import torch
 
@@ -35,6 +36,8 @@ def setup_distillation(cfg, recipe: str):
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise UserError(f"backbone={cfg.backbone}: {recipe} distills a diffusion LM (with a mask token); "
                         "this is an AR model — use builtin:dllm, LLaDA or Dream")
+    if check_model is not None:
+        check_model(adapter)
     ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
     gen_len = int(meta["gen_len"])
     if gen_len % cfg.block_len:
@@ -84,20 +87,33 @@ def trajectory_collator(adapter, gen_len: int):
     return collate
 
 
-def OnModel(fn, adapter, block_len: int, help: str = ""):
+def OnModel(fn, adapter, block_len: int, help: str = "", uses_cache: bool | None = None):
     """A DecodeMethod that decodes with a fixed adapter: the bench passes the checkpoint's model, but a
-    baseline must decode with the undistilled teacher (and a method with the distilled model)."""
+    baseline must decode with the undistilled teacher (and a method with the distilled model).
+
+    `uses_cache`: whether `fn` needs the backbone's KV cache (default: a DecodeMethod knows; a
+    partial says through its cache= keyword), so a backbone without one refuses it up front."""
+    import dataclasses
+
     from accel.decoding.methods import DecodeMethod
-    return DecodeMethod(getattr(fn, "name", ""), adapter.kind, help, fn, block=block_len, model=adapter)
+    if uses_cache is None:
+        uses_cache = bool(fn.uses_cache if isinstance(fn, DecodeMethod) else getattr(fn, "keywords", {}).get("cache"))
+    if isinstance(fn, DecodeMethod):
+        return dataclasses.replace(fn, help=help or fn.help, block=block_len, model=adapter, needs_cache=uses_cache)
+    return DecodeMethod(getattr(fn, "name", ""), adapter.kind, help, fn, block=block_len, model=adapter,
+                        needs_cache=uses_cache)
 
 
-def load_teacher(section: dict, device):
-    """The undistilled backbone (random:dllm is rebuilt from its seed, as in training)."""
+def load_teacher(section: dict, device, trust_remote_code: bool = False):
+    """The undistilled backbone (random:dllm is rebuilt from its seed, as in training).
+
+    trust_remote_code: the flag the checkpoint itself was loaded with (the teacher of a LLaDA or
+    Dream checkpoint runs the same shipped code)."""
     from types import SimpleNamespace
 
     from accel.recipes.shared.models import load_model
     adapter = load_model(SimpleNamespace(backbone=section["teacher"], seed=int(section.get("seed", 0)),
-                                         trust_remote_code=False))
+                                         trust_remote_code=trust_remote_code))
     adapter.model.to(device).eval()
     return adapter
 

@@ -1,0 +1,117 @@
+"""Model families: how to load a backbone and how to call it, one small class per family.
+
+Decoders and recipes speak one interface: ``forward(model, ids, mask4d, pos, ...)`` with a 4D
+boolean attention mask (True = attend), explicit position ids and an optional HF cache object,
+returning logits *as the model produces them* plus the cache and hidden states. Each family
+translates that into what its published code accepts (LLaDA: an ``attention_bias``, no
+position ids, no cache; Dream: a cache object it fills but does not return) and declares what
+it cannot do (``supports_cache``), so a decoder asks the family instead of testing names.
+
+A new family is a subclass in its own module here, registered in ``FAMILIES``; the base class
+is the HF-native behaviour (Llama/Qwen causal LMs, the built-in tiny models).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+
+@dataclass
+class ForwardOut:
+    """What a family forward returns, whatever the model's own output type was."""
+    logits: object
+    past_key_values: object = None
+    hidden_states: tuple | None = None
+
+
+class Family:
+    """HF-native behaviour: the 4D mask as ``attention_mask``, position ids, the returned cache."""
+    name = "causal-lm"
+    kind = "ar"
+    mask_id: int | None = None
+    shift_logits = False
+    supports_cache = True
+    """Whether the model's code accepts a KV cache (Fast-dLLM prefix/dual, cached D2F)."""
+    extra_end_tokens: tuple[str, ...] = ()
+    """Chat end tokens that also end a generation, by text (looked up in the tokenizer)."""
+
+    def auto_class(self):
+        from transformers import AutoModelForCausalLM
+        return AutoModelForCausalLM
+
+    def load_model(self, path, cfg: dict, **kw):
+        """The model from directory `path` (`cfg`: its config.json), compatible with this transformers."""
+        return self.auto_class().from_pretrained(str(path), **kw)
+
+    def after_load(self, model) -> None:
+        """Repairs applied to the loaded object (buffers the loader left uninitialised, config defaults)."""
+
+    def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
+                output_hidden_states: bool = False) -> ForwardOut:
+        kw = {} if past_key_values is None else {"past_key_values": past_key_values}
+        if output_hidden_states:
+            kw["output_hidden_states"] = True
+        out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, use_cache=use_cache, **kw)
+        return ForwardOut(out.logits, getattr(out, "past_key_values", None), getattr(out, "hidden_states", None))
+
+    def end_ids(self, tokenizer, cfg: dict) -> tuple[int, ...]:
+        """Ids that end a generation: the tokenizer's eos plus the family's chat end tokens."""
+        ids = [tokenizer.eos_token_id]
+        for text in self.extra_end_tokens:
+            tid = tokenizer.convert_tokens_to_ids(text)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+                ids.append(tid)
+        return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+class Builtin(Family):
+    """accel's own tiny models: mask id and alignment recorded in ``config.accel_dllm``."""
+    name = "builtin"
+    kind = "dllm"
+
+
+@contextlib.contextmanager
+def quiet_load():
+    """Model code written for older transformers warns on every load (deprecated rope keys, ...);
+    the user can do nothing about it, so it is kept off their terminal."""
+    from transformers.utils import logging as hf_logging
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def remote_class(path, cfg: dict, auto_name: str = "AutoModel"):
+    """The model class named by the checkpoint's ``auto_map`` (its shipped code), imported."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    ref = cfg.get("auto_map", {}).get(auto_name)
+    if ref is None:
+        raise ValueError(f"config.json has no auto_map.{auto_name} entry naming the model class")
+    return get_class_from_dynamic_module(ref, str(path))
+
+
+def get_family(name: str) -> Family:
+    from accel.models.families.dream import Dream
+    from accel.models.families.llada import LLaDA
+    table = {"llada": LLaDA, "dream": Dream, "builtin": Builtin, "causal-lm": Family}
+    return table[name]()
+
+
+def detect(cfg: dict) -> Family:
+    """The family of a config.json dict."""
+    mt = str(cfg.get("model_type", "")).lower()
+    if "accel_dllm" in cfg:
+        return Builtin()
+    if "llada" in mt:
+        return get_family("llada")
+    if "dream" in mt:
+        return get_family("dream")
+    return Family()

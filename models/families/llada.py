@@ -1,0 +1,74 @@
+"""LLaDA (GSAI-ML) as published: OLMo-style code shipped with the weights.
+
+Its forward takes an additive (or boolean) ``attention_bias`` [B, 1, Lq, Lk], not a 4D
+``attention_mask`` (it reads that one as 2D padding); it has no ``position_ids`` (positions
+are 0..L-1 of the fed sequence; with left padding that only shifts every row's positions by a
+constant, which RoPE cannot see); and it refuses a KV cache. Logits are unshifted.
+
+transformers 5 compatibility, applied to a subclass made at load time (the user's files and
+transformers stay untouched): the published ``__init__`` never calls ``post_init()`` (which
+transformers 5 needs to set up tied-weight bookkeeping), and its ``tie_weights()`` does not
+accept the keyword arguments transformers 5 passes. Both subclasses keep ``_auto_class``, so a
+saved (distilled) model gets the shipped code files beside its weights, as the original had.
+"""
+from __future__ import annotations
+
+from accel.models.families import Family, ForwardOut, remote_class
+
+MASK_ID, EOS_ID, EOT_ID = 126336, 126081, 126348
+
+
+class LLaDA(Family):
+    name = "llada"
+    kind = "dllm"
+    mask_id = MASK_ID
+    shift_logits = False
+    supports_cache = False
+
+    def auto_class(self):
+        from transformers import AutoModel
+        return AutoModel
+
+    def load_model(self, path, cfg: dict, **kw):
+        base = remote_class(path, cfg, "AutoModel")
+        return _compatible(base).from_pretrained(str(path), **kw)
+
+    def after_load(self, model) -> None:
+        # transformers 5 no longer defaults config.use_cache; the published forward reads it
+        if getattr(model.config, "use_cache", None) is None:
+            model.config.use_cache = False
+
+    def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
+                output_hidden_states: bool = False) -> ForwardOut:
+        if past_key_values is not None or use_cache:
+            raise ValueError("LLaDA's published code has no KV cache; decode it without one")
+        out = model(input_ids=ids, attention_bias=mask4d, use_cache=False, output_hidden_states=output_hidden_states)
+        return ForwardOut(out.logits, None, getattr(out, "hidden_states", None))
+
+    def end_ids(self, tokenizer, cfg: dict) -> tuple[int, ...]:
+        """<|endoftext|> (126081) and the chat turn end <|eot_id|> (126348)."""
+        return tuple(dict.fromkeys([EOS_ID, EOT_ID] + [i for i in [tokenizer.eos_token_id] if i is not None]))
+
+
+_COMPAT: dict = {}
+
+
+def _compatible(base):
+    """A subclass of the published model class that loads under transformers 5 (made once per class)."""
+    if base in _COMPAT:
+        return _COMPAT[base]
+
+    class Compatible(base):
+        _auto_class = "AutoModel"  # save_pretrained copies the shipped code beside the weights
+
+        def __init__(self, config, *args, **kwargs):
+            super().__init__(config, *args, **kwargs)
+            self.post_init()
+
+        def tie_weights(self, *args, **kwargs):  # the published one takes no arguments
+            return base.tie_weights(self)
+
+    Compatible.__name__ = Compatible.__qualname__ = base.__name__
+    Compatible.__module__ = base.__module__
+    _COMPAT[base] = Compatible
+    return Compatible

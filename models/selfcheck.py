@@ -1,0 +1,138 @@
+"""A short probe after every load of shipped model code: is this model computing what we think?
+
+Code written for an older transformers can load without an error and still be wrong (Dream's
+RoPE buffers left uninitialised; a LLaDA variant that drops the attention bias). A few tiny
+forwards catch that before hours of decoding or training do:
+
+- logits are finite, and two forwards of the same input agree (no stray state);
+- the logits agree with the ones an earlier load of the same weights gave on this machine
+  (a fingerprint per weights stamp, device type and dtype, kept under ``$ACCEL_CACHE_DIR`` or
+  ``~/.cache/accel``): a load that leaves state uninitialised differs from load to load;
+- dLLMs: a block-causal mask is honoured (block 0's logits do not move when a block-1 token
+  changes). D2F needs that; other decoders use full attention and do not;
+- where the family has a KV cache: feeding a block against the cached prefix gives the logits
+  of one uncached forward under the equivalent mask (Fast-dLLM prefix/dual and cached D2F rely
+  on it).
+
+Results land in ``adapter.extra``: ``block_causal`` and ``cache`` (bools), read by the decoders.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+TOL = 1e-3
+"""Max abs logit difference, relative to the logits' scale, that counts as equal."""
+
+
+class SelfCheckError(ValueError):
+    """The loaded model fails the probe; the message says which part and what it means."""
+
+
+def _close(a, b) -> tuple[bool, float]:
+    diff = float((a.float() - b.float()).abs().max())
+    scale = max(1.0, float(a.float().abs().max()))
+    return diff <= TOL * scale, diff
+
+
+def _probe_ids(adapter, n: int):
+    """Deterministic ordinary token ids (no specials), the same on every load."""
+    import torch
+    vocab = min(len(adapter.tokenizer), adapter.model.get_input_embeddings().num_embeddings, 30000)
+    lo = 100 if vocab > 400 else 0  # past the usual specials, when there is room
+    ids = [(1009 * (i + 1)) % (vocab - lo) + lo for i in range(n)]
+    return torch.tensor([ids], device=adapter.device)
+
+
+def run(adapter, fingerprint: bool = False) -> None:
+    """Probe `adapter` (see the module docstring); raises SelfCheckError, fills adapter.extra."""
+    import torch
+    from accel.models.masks import block_causal_mask, full_mask, position_ids
+
+    fam = adapter.family_spec
+    dllm = adapter.kind == "dllm"
+    with torch.no_grad():
+        ids = _probe_ids(adapter, 12)
+        if dllm:
+            ids[:, 6:] = adapter.mask_id
+        valid = torch.ones_like(ids, dtype=torch.bool)
+        pos = position_ids(valid)
+        mask = full_mask(valid)
+        a = fam.forward(adapter.model, ids, mask, pos).logits
+        b = fam.forward(adapter.model, ids, mask, pos).logits
+        if not torch.isfinite(a).all():
+            raise SelfCheckError(f"{adapter.source}: the model's logits are not finite on a probe input; "
+                                 "its weights or its code do not load correctly with this transformers version")
+        same, diff = _close(a, b)
+        if not same:
+            raise SelfCheckError(f"{adapter.source}: two forwards of the same input differ (max {diff:.3g}); "
+                                 "the model is not deterministic in eval mode")
+        if fingerprint:
+            _check_fingerprint(adapter, a)
+        if dllm:
+            adapter.extra["block_causal"] = _honours_block_mask(adapter, ids, valid, pos)
+            adapter.extra["cache"] = fam.supports_cache and _cache_matches(adapter, ids, valid, pos)
+
+
+def _honours_block_mask(adapter, ids, valid, pos) -> bool:
+    """Block 0 (positions 4..7) must not see a change in block 1 (8..11) under a block-causal mask."""
+    from accel.models.masks import block_causal_mask
+    fam = adapter.family_spec
+    P, blk = 4, 4
+    mask = block_causal_mask(valid, P, blk, shift=adapter.shift_logits)
+    x2 = ids.clone()
+    x2[:, P + blk + 1] = ids[0, 1]
+    a = fam.forward(adapter.model, ids, mask, pos).logits
+    b = fam.forward(adapter.model, x2, mask, pos).logits
+    q = slice(P - int(adapter.shift_logits), P + blk - int(adapter.shift_logits))  # block 0's query states
+    return _close(a[:, q], b[:, q])[0]
+
+
+def _cache_matches(adapter, ids, valid, pos) -> bool:
+    """Cached block forward == uncached forward under the mask where the prefix cannot see the block."""
+    from accel.models.masks import block_causal_mask, full_mask
+    fam = adapter.family_spec
+    P, L = 8, ids.shape[1]
+    mask = block_causal_mask(valid, P, L - P)
+    full = fam.forward(adapter.model, ids, mask, pos).logits[:, P:]
+    pre = fam.forward(adapter.model, ids[:, :P], full_mask(valid[:, :P]), pos[:, :P], use_cache=True)
+    if pre.past_key_values is None:
+        return False
+    blk = fam.forward(adapter.model, ids[:, P:], full_mask(valid, L - P), pos[:, P:],
+                      past_key_values=pre.past_key_values, use_cache=True).logits
+    return _close(full, blk)[0]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ACCEL_CACHE_DIR") or Path.home() / ".cache" / "accel")
+
+
+def _check_fingerprint(adapter, logits) -> None:
+    """Compare the probe's logits with the ones an earlier load of the same weights gave."""
+    from accel.models.backbone import weights_stamp
+    stamp = weights_stamp(adapter.source)
+    if not stamp:
+        return
+    dtype = str(next(adapter.model.parameters()).dtype).replace("torch.", "")
+    path = cache_dir() / "probes" / f"{adapter.family}-{stamp}-{adapter.device.type}-{dtype}.json"
+    head = logits[0, :, :64].float().cpu()
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if earlier is not None:
+        import torch
+        same, diff = _close(torch.tensor(earlier["logits"]), head)
+        if not same:
+            raise SelfCheckError(f"{adapter.source}: its logits differ from an earlier load of the same weights "
+                                 f"(max {diff:.3g}): the model's code leaves state uninitialised when loaded with "
+                                 "this transformers version; its family is not supported yet")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"source": adapter.source, "logits": head.tolist()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only loses the cross-load comparison

@@ -1,0 +1,222 @@
+"""LLaDA and Dream as published: tiny random-weight models built from their shipped code
+(`published_dllm` in conftest.py), through the library and through every dLLM command."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from accel.cli.main import app
+from accel.models.backbone import BackboneError, load_backbone
+
+runner = CliRunner()
+FAMILIES = ("llada", "dream")
+CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+SMALL = ["prompts=builtin", "tasks=[arith]", "n_per_task=2", "gen_len=16", "block_len=8", "max_steps=2",
+         "save_steps=2", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def adapters(published_dllm):
+    torch.set_num_threads(1)
+    return {f: load_backbone(published_dllm[f], trust_remote_code=True) for f in FAMILIES}
+
+
+def _ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def _one_line(result, *words):
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _prompts(adapter):
+    tok = adapter.tokenizer
+    return [tok.encode("calc 1+2"), tok.encode("reverse 31415 and then some more words here")]
+
+
+# ------------------------------------------------------------------ loading and the self-check
+def test_families_load_with_their_conventions(adapters):
+    ll, dr = adapters["llada"], adapters["dream"]
+    assert (ll.family, ll.mask_id, ll.shift_logits) == ("llada", 126336, False)
+    assert set(ll.eos_ids) == {126081, 126348}
+    assert (dr.family, dr.mask_id, dr.shift_logits) == ("dream", 151666, True)
+    assert dr.tokenizer.convert_tokens_to_ids("<|im_end|>") in dr.eos_ids and dr.tokenizer.eos_token_id in dr.eos_ids
+    assert ll.extra["block_causal"] and dr.extra["block_causal"]
+    assert not ll.supports_cache and dr.supports_cache  # LLaDA's code refuses a cache; Dream's matches uncached
+
+
+def test_dream_logits_identical_across_loads(published_dllm, adapters):
+    again = load_backbone(published_dllm["dream"], trust_remote_code=True)
+    x = torch.tensor([_prompts(again)[1]])
+    with torch.no_grad():
+        a, _ = adapters["dream"].forward(x)
+        b, _ = again.forward(x)
+    assert torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def test_without_the_flag_loading_names_it(published_dllm):
+    for f in FAMILIES:
+        with pytest.raises(BackboneError, match="--trust-remote-code"):
+            load_backbone(published_dllm[f])
+
+
+def test_load_failure_in_shipped_code_is_one_line(published_dllm, tmp_path):
+    import shutil
+    d = tmp_path / "broken"
+    shutil.copytree(published_dllm["llada"], d)
+    d.chmod(0o755)
+    code = d / "modeling_llada.py"
+    code.chmod(0o644)
+    code.write_text(code.read_text().replace("        super().__init__(config)\n",
+                                             "        super().__init__(config)\n        raise RuntimeError('boom')\n", 1))
+    with pytest.raises(BackboneError, match="RuntimeError: boom"):
+        load_backbone(str(d), trust_remote_code=True)
+
+
+def test_nobias_variant_is_caught(published_dllm):
+    a = load_backbone(published_dllm["llada-nobias"], trust_remote_code=True)
+    assert a.extra["block_causal"] is False
+
+
+# ------------------------------------------------------------------ decoding
+@pytest.mark.parametrize("family", FAMILIES)
+def test_vanilla_batched_equals_unbatched(adapters, family):
+    from accel.decoding.dllm import generate_vanilla
+    a = adapters[family]
+    ps = _prompts(a)
+    both = generate_vanilla(a, ps, gen_len=16, block_len=8)
+    alone = [generate_vanilla(a, [p], gen_len=16, block_len=8).tokens[0] for p in ps]
+    assert both.tokens == alone
+
+
+def test_dream_d2f_cached_equals_uncached(adapters):
+    from accel.recipes.d2f.decode import generate_d2f
+    a = adapters["dream"]
+    kw = dict(gen_len=16, block_len=4, tau_add=0.1, tau_act=0.5, tau_conf=0.3)
+    cached = generate_d2f(a, _prompts(a), cache=True, **kw)
+    plain = generate_d2f(a, _prompts(a), cache=False, **kw)
+    assert cached.extra["cache"] and not plain.extra["cache"]
+    assert cached.tokens == plain.tokens
+    assert cached.extra["tokens_fed"] < plain.extra["tokens_fed"]
+
+
+def test_dream_never_emits_padded_vocabulary(adapters):
+    from accel.decoding.dllm import generate_threshold
+    a = adapters["dream"]
+    assert a.n_tokens == 151667 < a.model.config.vocab_size
+    x = torch.tensor([_prompts(a)[0] + [a.mask_id] * 4])
+    with torch.no_grad():
+        logits, _ = a.dllm_logits(x, None)
+    assert torch.isneginf(logits[..., a.n_tokens:]).all() and torch.isfinite(logits[..., :a.n_tokens]).any()
+    res = generate_threshold(a, _prompts(a), gen_len=16, block_len=8, threshold=0.5)
+    assert all(t < a.n_tokens for row in res.tokens for t in row)
+    assert all(isinstance(a.tokenizer.decode(row), str) for row in res.tokens)
+
+
+# ------------------------------------------------------------------ shipped YAMLs
+@pytest.mark.parametrize("path", ["d2f/llada-8b.yaml", "d2f/dream-7b.yaml", "dparallel/llada-8b.yaml",
+                                  "dparallel/dream-7b.yaml", "sft/llada-8b-lora.yaml"])
+def test_shipped_yamls_name_modules_that_exist(adapters, path):
+    import importlib
+    cfg = yaml.safe_load((CONFIGS / path).read_text())
+    family = "llada" if "llada" in path else "dream"
+    targets = cfg.get("lora_target_modules")
+    if targets is None:
+        recipe = {"d2f": "d2f", "dparallel": "dparallel", "sft": "sft"}[path.split("/")[0]]
+        targets = importlib.import_module(f"accel.recipes.{recipe}.config").Config().lora_target_modules
+    names = {n.rsplit(".", 1)[-1] for n, _ in adapters[family].model.named_modules()}
+    assert cfg.get("trust_remote_code") is True
+    assert set(targets) <= names, sorted(set(targets) - names)
+
+
+# ------------------------------------------------------------------ every command
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bench_and_decode(published_dllm, family):
+    d = published_dllm[family]
+    common = ["--trust-remote-code", "--limit", "1", "--task", "arith", "--gen-len", "16", "--block-len", "8"]
+    methods = ["vanilla", "fast-dllm", "entropy-threshold"] + (["fast-dllm-prefix", "fast-dllm-dual"]
+                                                               if family == "dream" else [])
+    out = _ok(runner.invoke(app, ["bench", d, *sum((["-m", m] for m in methods), []), *common]))
+    for m in methods:
+        assert m in out.stdout
+    if family == "llada":  # no cache in its code: one line naming what runs
+        _one_line(runner.invoke(app, ["bench", d, "-m", "fast-dllm-dual", *common]),
+                  "fast-dllm-dual", "KV cache", "vanilla, fast-dllm")
+        default = _ok(runner.invoke(app, ["bench", d, *common]))
+        assert "fast-dllm-prefix" not in default.stdout and "fast-dllm" in default.stdout
+    _ok(runner.invoke(app, ["decode", d, "--trust-remote-code", "-p", "calc 1+2", "--gen-len", "16",
+                            "--block-len", "8", "-m", "fast-dllm"]))
+
+
+def _train(args):
+    return runner.invoke(app, args)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_commands(published_dllm, family, tmp_path):
+    """learn2pd, dParallel (with its shipped YAML), D2F (shipped YAML; export; bench the export),
+    joint sampler: a couple of steps each."""
+    d = published_dllm[family]
+    yml = {"llada": "llada-8b.yaml", "dream": "dream-7b.yaml"}[family]
+    big = ["trajectories=", "deepspeed=", "bf16=false", "gradient_accumulation_steps=1", "per_device_train_batch_size=2",
+           "lora_r=2", "lora_alpha=4", "filter_correct=false"]
+    _ok(_train(["train", "learn2pd", "--trust-remote-code", f"backbone={d}", "prompts=suite", "tasks=arith",
+                "n_per_task=2", "gen_len=16", "block_len=8", "oracle_batch_size=2", "max_steps=2", "save_steps=2",
+                "calib_per_task=1", "device=cpu", f"output_dir={tmp_path / 'l2p'}"]))
+    for recipe, extra in (("dparallel", ["canvas_lens=[]"]), ("d2f", ["eval_n=0"])):
+        run, ck = tmp_path / recipe, tmp_path / f"{recipe}-ck"
+        _ok(_train(["distill", recipe, "--config", str(CONFIGS / recipe / yml), "--trust-remote-code",
+                    f"backbone={d}", *big, *extra, *[s for s in SMALL if s != "device=cpu"], f"output_dir={run}"]))
+        _ok(runner.invoke(app, ["export", str(run), "--out", str(ck)]))
+        assert json.loads((ck / "config.json").read_text())["auto_map"]  # the shipped code travels with it
+        method = "dparallel" if recipe == "dparallel" else "d2f"
+        out = _ok(runner.invoke(app, ["bench", str(ck), "--trust-remote-code", "-m", method, "--limit", "1",
+                                      "--task", "arith", "--gen-len", "16"]))
+        assert method in out.stdout
+    _ok(_train(["train", "joint-sampler", "--trust-remote-code", f"backbone={d}", *SMALL,
+                "dependent_tasks=[shuffle]", "n_per_dependent_task=2", "max_k=2", "states_per_prompt=2",
+                "plain_states_per_prompt=1", "eval_n=0", "per_device_train_batch_size=2",
+                f"output_dir={tmp_path / 'js'}"]))
+
+
+def test_every_command_without_the_flag_names_it(published_dllm, tmp_path):
+    d = published_dllm["llada"]
+    for args in (["bench", d, "--limit", "1"], ["decode", d, "-p", "hi"],
+                 ["train", "learn2pd", f"backbone={d}", f"output_dir={tmp_path / 'a'}"],
+                 ["distill", "dparallel", f"backbone={d}", f"output_dir={tmp_path / 'b'}"],
+                 ["distill", "d2f", f"backbone={d}", f"output_dir={tmp_path / 'c'}"],
+                 ["train", "joint-sampler", f"backbone={d}", f"output_dir={tmp_path / 'd'}"]):
+        _one_line(runner.invoke(app, args), "--trust-remote-code")
+
+
+def test_d2f_refuses_a_model_that_ignores_its_mask(published_dllm, tmp_path):
+    _one_line(runner.invoke(app, ["distill", "d2f", "--trust-remote-code", f"backbone={published_dllm['llada-nobias']}",
+                                  "lora_target_modules=[q_proj,k_proj,v_proj,attn_out]",
+                                  f"output_dir={tmp_path / 'r'}"]), "ignores the attention mask", "D2F")
+
+
+def test_a_load_that_disagrees_with_an_earlier_one_is_refused(published_dllm, adapters):
+    """The cross-load fingerprint: what catches state a loader leaves uninitialised (Dream's RoPE
+    buffers before `reset_rope_parameters`), simulated by altering the stored probe."""
+    from accel.models.selfcheck import cache_dir
+    files = sorted((cache_dir() / "probes").glob("dream-*.json"))
+    assert files, "the first load stores a fingerprint"
+    saved = files[0].read_text()
+    probe = json.loads(saved)
+    probe["logits"][0][0] += 50.0
+    files[0].write_text(json.dumps(probe))
+    try:
+        with pytest.raises(BackboneError, match="differ from an earlier load"):
+            load_backbone(published_dllm["dream"], trust_remote_code=True)
+    finally:
+        files[0].write_text(saved)
