@@ -208,15 +208,15 @@ def test_d2f_refuses_a_model_that_ignores_its_mask(published_dllm, tmp_path):
 def test_a_load_that_disagrees_with_an_earlier_one_is_refused(published_dllm, adapters):
     """The cross-load fingerprint: what catches state a loader leaves uninitialised (Dream's RoPE
     buffers before `reset_rope_parameters`), simulated by altering the stored probe."""
-    from accel.models.selfcheck import cache_dir
-    files = sorted((cache_dir() / "probes").glob("dream-*.json"))
-    assert files, "the first load stores a fingerprint"
-    saved = files[0].read_text()
+    from accel.models.selfcheck import fingerprint_path
+    path = fingerprint_path(adapters["dream"])
+    assert path.exists(), "the first load stores a fingerprint"
+    saved = path.read_text()
     probe = json.loads(saved)
     probe["logits"][0][0] += 50.0
-    files[0].write_text(json.dumps(probe))
+    path.write_text(json.dumps(probe))
     try:
         with pytest.raises(BackboneError, match="differ from an earlier load"):
             load_backbone(published_dllm["dream"], trust_remote_code=True)
     finally:
-        files[0].write_text(saved)
+        path.write_text(saved)
