@@ -220,3 +220,15 @@ def test_a_load_that_disagrees_with_an_earlier_one_is_refused(published_dllm, ad
             load_backbone(published_dllm["dream"], trust_remote_code=True)
     finally:
         path.write_text(saved)
+
+
+def test_cached_decoding_on_llada_is_one_clear_error(adapters):
+    import functools
+
+    from accel.decoding.dllm import generate_threshold
+    from accel.decoding.methods import uses_cache
+    a = adapters["llada"]
+    with pytest.raises(BackboneError, match="no KV cache"):
+        generate_threshold(a, _prompts(a), gen_len=16, block_len=8, cache="prefix")
+    assert uses_cache(functools.partial(generate_threshold, cache="dual"))  # recipes' partials are recognised
+    assert not uses_cache(functools.partial(generate_threshold, cache=None))

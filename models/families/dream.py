@@ -25,6 +25,7 @@ user's files and transformers stay untouched):
 from __future__ import annotations
 
 import sys
+import warnings
 
 from accel.models.families import Family, ForwardOut, remote_class
 
@@ -44,6 +45,10 @@ class Dream(Family):
         return AutoModel
 
     def load_model(self, path, cfg: dict, **kw):
+        # its config re-validates RoPE through an API transformers 5 deprecates, whenever a library
+        # (peft) copies it: a warning on every training run the user can do nothing about
+        warnings.filterwarnings("ignore", message=".*rope_config_validation.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*`rope_scaling` is deprecated.*", category=FutureWarning)
         base = remote_class(path, cfg, "AutoModel")
         _add_default_rope(sys.modules[base.__module__])
         return _compatible(base).from_pretrained(str(path), **kw)

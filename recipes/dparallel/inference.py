@@ -18,8 +18,9 @@ class OnModel:
 
     def __init__(self, fn, adapter, block_len: int, help: str = "", uses_cache: bool | None = None):
         self.fn, self.adapter, self.block_len, self.help = fn, adapter, block_len, help
-        if uses_cache is None:  # a Method knows; a partial says through its cache= keyword
-            uses_cache = bool(getattr(fn, "uses_cache", False) or getattr(fn, "keywords", {}).get("cache"))
+        if uses_cache is None:
+            from accel.decoding.methods import uses_cache as needs_cache
+            uses_cache = needs_cache(fn)
         self.uses_cache = uses_cache
 
     def __call__(self, _adapter, prompts, gen_len):
