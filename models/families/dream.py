@@ -44,11 +44,13 @@ class Dream(Family):
         from transformers import AutoModel
         return AutoModel
 
-    def load_model(self, path, cfg: dict, **kw):
-        # its config re-validates RoPE through an API transformers 5 deprecates, whenever a library
-        # (peft) copies it: a warning on every training run the user can do nothing about
+    def silence(self) -> None:
+        # its config re-validates RoPE through an API transformers 5 deprecates whenever a library
+        # (peft) rebuilds it: warnings on every training run that the user can do nothing about
         warnings.filterwarnings("ignore", message=".*rope_config_validation.*", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*`rope_scaling` is deprecated.*", category=FutureWarning)
+
+    def load_model(self, path, cfg: dict, **kw):
         base = remote_class(path, cfg, "AutoModel")
         _add_default_rope(sys.modules[base.__module__])
         return _compatible(base).from_pretrained(str(path), **kw)
