@@ -111,12 +111,15 @@ def load_target(spec: str, trust_remote_code: bool = False, device: str | None =
         adapter = load_backbone(ckpt.backbone_target(), trust_remote_code=trust_remote_code, device=device)
         methods = dict(inference.bench_methods(ckpt, adapter))
         defaults = [m for m in inference.DEFAULT_METHODS if adapter.supports_cache or not _cached(m, adapter, methods)]
+        one = 1 if adapter.extra.get("block_causal") is False else 0  # see below
         return Target(spec=spec, adapter=adapter, default_methods=defaults,
                       recipe_methods=methods, checkpoint=ckpt,
-                      default_batch_size=getattr(inference, "DEFAULT_BATCH_SIZE", 0))
+                      default_batch_size=one or getattr(inference, "DEFAULT_BATCH_SIZE", 0))
     adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device)
     defaults = [m for m in DEFAULT_METHODS[adapter.kind] if adapter.supports_cache or not _cached(m, adapter)]
-    return Target(spec=spec, adapter=adapter, default_methods=defaults)
+    # a model whose code ignores attention masks cannot batch padded prompts (`init_canvas`)
+    one = 1 if adapter.extra.get("block_causal") is False else 0
+    return Target(spec=spec, adapter=adapter, default_methods=defaults, default_batch_size=one)
 
 
 def _cached(name: str, adapter, recipe_methods: dict | None = None) -> bool:

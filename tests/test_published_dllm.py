@@ -84,8 +84,15 @@ def test_load_failure_in_shipped_code_is_one_line(published_dllm, tmp_path):
 
 
 def test_nobias_variant_is_caught(published_dllm):
+    from accel.decoding.dllm import generate_vanilla
     a = load_backbone(published_dllm["llada-nobias"], trust_remote_code=True)
     assert a.extra["block_causal"] is False
+    with pytest.raises(BackboneError, match="cannot share a batch"):  # its padding would be attended
+        generate_vanilla(a, _prompts(a), gen_len=8, block_len=8)
+    assert len(generate_vanilla(a, _prompts(a)[:1], gen_len=8, block_len=8).tokens[0]) >= 1
+    out = _ok(runner.invoke(app, ["bench", published_dllm["llada-nobias"], "--trust-remote-code", "-m", "fast-dllm",
+                                  "--limit", "2", "--task", "arith", "--gen-len", "8", "--block-len", "8"]))
+    assert "fast-dllm" in out.stdout  # the bench decodes it one prompt at a time
 
 
 # ------------------------------------------------------------------ decoding
