@@ -95,7 +95,9 @@ def load_model_target(spec: str, trust_remote_code: bool = False, device: str | 
                          "load it with accel.recipes.targets.load_target")
     adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device or default_device())
     defaults = [m for m in DEFAULT_METHODS[adapter.kind] if adapter.supports_cache or not method_uses_cache(m, adapter)]
-    return Target(spec=spec, adapter=adapter, default_methods=defaults)
+    # a model whose code ignores attention masks cannot batch padded prompts (`init_canvas`)
+    one = 1 if adapter.extra.get("block_causal") is False else 0
+    return Target(spec=spec, adapter=adapter, default_methods=defaults, default_batch_size=one)
 
 
 def method_uses_cache(name: str, adapter, recipe_methods: dict | None = None) -> bool:

@@ -38,6 +38,10 @@ class BlockCache:
 
     def __init__(self, adapter, mode: str | None = None):
         check_cache_mode(mode)
+        if mode is not None and not getattr(adapter, "supports_cache", True):
+            from accel.models.backbone import BackboneError
+            raise BackboneError(f"{adapter.source}: its model code ({adapter.family}) has no KV cache, so cache={mode!r} "
+                                "cannot run; decode without a cache")
         self.adapter, self.mode = adapter, mode
         self.kv = None
         self.kv_valid = None  # [rows, cached keys] validity, in cache order

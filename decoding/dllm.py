@@ -97,6 +97,13 @@ def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator=None) -
 
 def init_canvas(adapter, prompts: list[list[int]], gen_len: int):
     """Left-padded prompt followed by gen_len masks; returns (x, valid, prompt_len)."""
+    if getattr(adapter, "extra", {}).get("block_causal") is False and len({len(p) for p in prompts}) > 1:
+        # the load self-check found the model's code ignoring attention masks: padding would be attended
+        from accel.models.backbone import BackboneError
+        raise BackboneError(f"{adapter.source}: this model's code ignores the attention mask, so prompts of "
+                            "different lengths cannot share a batch (their padding would be attended); "
+                            "decode one prompt per batch (accel bench: --batch-size 1; data generation: "
+                            "its batch size key = 1)")
     ids, valid = left_pad(prompts, adapter.pad_id, adapter.device)
     B, P = ids.shape
     x = torch.cat([ids, torch.full((B, gen_len), adapter.mask_id, dtype=torch.long, device=ids.device)], 1)

@@ -129,8 +129,11 @@ DEFAULT_METHODS = {
 
 
 def uses_cache(fn) -> bool:
-    """Whether a method (a `Method` or a recipe's bound method) needs the backbone's KV cache."""
-    return bool(getattr(fn, "uses_cache", False))
+    """Whether a method (a `Method`, a recipe's bound method or a partial with a cache= keyword)
+    needs the backbone's KV cache."""
+    if hasattr(fn, "uses_cache"):
+        return bool(fn.uses_cache)
+    return bool((getattr(fn, "keywords", None) or {}).get("cache"))
 
 
 def available(kind: str) -> list[str]:

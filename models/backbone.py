@@ -3,9 +3,11 @@
 A decoder never asks "is this LLaDA?": it asks the adapter for the mask id, the end ids and
 logits aligned so that ``logits[:, i]`` predicts token ``i`` (dLLMs) or ``i + 1`` (AR).
 
-Families (docs/backbones.md): LLaDA (mask 126336, unshifted), Dream (mask 151666, shifted:
+Families (`accel.models.families`, one class each: how to load and call the model; docs/backbones.md): LLaDA
+(mask 126336, unshifted, ``attention_bias``, no cache), Dream (mask 151666, shifted:
 ``logits[i-1]`` predicts token ``i``), the built-in tiny dLLM (tokenizer's mask, either
-alignment, recorded in ``config.accel_dllm``), and any HF causal LM.
+alignment, recorded in ``config.accel_dllm``), and any HF causal LM. Shipped model code is
+probed after loading (`accel.models.selfcheck`).
 """
 from __future__ import annotations
 
@@ -217,6 +219,7 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
     except Exception as e:  # noqa: BLE001 - shipped model code can raise anything; the user gets one line
         msg = (str(e).strip().splitlines() or [""])[0]
         raise BackboneError(f"could not load a model from {path}: {type(e).__name__}: {msg}") from None
+    fam.silence()
     model.eval()
     if device:
         model.to(device)

@@ -57,5 +57,6 @@ def load_target(spec: str, trust_remote_code: bool = False, device: str | None =
             raise TypeError(f"recipe {recipe.name!r}: bench_methods()[{name!r}] is a {type(m).__name__}, "
                             "not a DecodeMethod")
     defaults = [m for m in recipe.default_methods if adapter.supports_cache or not method_uses_cache(m, adapter, methods)]
+    one = 1 if adapter.extra.get("block_causal") is False else 0  # padded batches need a working mask
     return Target(spec=spec, adapter=adapter, default_methods=defaults, recipe_methods=methods,
-                  checkpoint=ckpt, default_batch_size=recipe.default_batch_size)
+                  checkpoint=ckpt, default_batch_size=one or recipe.default_batch_size)

@@ -84,8 +84,15 @@ def test_load_failure_in_shipped_code_is_one_line(published_dllm, tmp_path):
 
 
 def test_nobias_variant_is_caught(published_dllm):
+    from accel.decoding.dllm import generate_vanilla
     a = load_backbone(published_dllm["llada-nobias"], trust_remote_code=True)
     assert a.extra["block_causal"] is False
+    with pytest.raises(BackboneError, match="cannot share a batch"):  # its padding would be attended
+        generate_vanilla(a, _prompts(a), gen_len=8, block_len=8)
+    assert len(generate_vanilla(a, _prompts(a)[:1], gen_len=8, block_len=8).tokens[0]) >= 1
+    out = _ok(runner.invoke(app, ["bench", published_dllm["llada-nobias"], "--trust-remote-code", "-m", "fast-dllm",
+                                  "--limit", "2", "--task", "arith", "--gen-len", "8", "--block-len", "8"]))
+    assert "fast-dllm" in out.stdout  # the bench decodes it one prompt at a time
 
 
 # ------------------------------------------------------------------ decoding
@@ -208,15 +215,27 @@ def test_d2f_refuses_a_model_that_ignores_its_mask(published_dllm, tmp_path):
 def test_a_load_that_disagrees_with_an_earlier_one_is_refused(published_dllm, adapters):
     """The cross-load fingerprint: what catches state a loader leaves uninitialised (Dream's RoPE
     buffers before `reset_rope_parameters`), simulated by altering the stored probe."""
-    from accel.models.selfcheck import cache_dir
-    files = sorted((cache_dir() / "probes").glob("dream-*.json"))
-    assert files, "the first load stores a fingerprint"
-    saved = files[0].read_text()
+    from accel.models.selfcheck import fingerprint_path
+    path = fingerprint_path(adapters["dream"])
+    assert path.exists(), "the first load stores a fingerprint"
+    saved = path.read_text()
     probe = json.loads(saved)
     probe["logits"][0][0] += 50.0
-    files[0].write_text(json.dumps(probe))
+    path.write_text(json.dumps(probe))
     try:
         with pytest.raises(BackboneError, match="differ from an earlier load"):
             load_backbone(published_dllm["dream"], trust_remote_code=True)
     finally:
-        files[0].write_text(saved)
+        path.write_text(saved)
+
+
+def test_cached_decoding_on_llada_is_one_clear_error(adapters):
+    import functools
+
+    from accel.decoding.dllm import generate_threshold
+    from accel.decoding.methods import uses_cache
+    a = adapters["llada"]
+    with pytest.raises(BackboneError, match="no KV cache"):
+        generate_threshold(a, _prompts(a), gen_len=16, block_len=8, cache="prefix")
+    assert uses_cache(functools.partial(generate_threshold, cache="dual"))  # recipes' partials are recognised
+    assert not uses_cache(functools.partial(generate_threshold, cache=None))

@@ -13,6 +13,7 @@ is the HF-native behaviour (Llama/Qwen causal LMs, the built-in tiny models).
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ class Family:
 
     def after_load(self, model) -> None:
         """Repairs applied to the loaded object (buffers the loader left uninitialised, config defaults)."""
+
+    def silence(self) -> None:
+        """Process-wide filters for warnings the model's code raises on every use (after loading)."""
 
     def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
                 output_hidden_states: bool = False) -> ForwardOut:
@@ -98,7 +102,9 @@ def remote_class(path, cfg: dict, auto_name: str = "AutoModel"):
     return get_class_from_dynamic_module(ref, str(path))
 
 
+@functools.lru_cache(maxsize=None)
 def get_family(name: str) -> Family:
+    """The (stateless, shared) family object for a name recorded on an Adapter."""
     from accel.models.families.dream import Dream
     from accel.models.families.llada import LLaDA
     table = {"llada": LLaDA, "dream": Dream, "builtin": Builtin, "causal-lm": Family}

@@ -25,6 +25,7 @@ user's files and transformers stay untouched):
 from __future__ import annotations
 
 import sys
+import warnings
 
 from accel.models.families import Family, ForwardOut, remote_class
 
@@ -42,6 +43,12 @@ class Dream(Family):
     def auto_class(self):
         from transformers import AutoModel
         return AutoModel
+
+    def silence(self) -> None:
+        # its config re-validates RoPE through an API transformers 5 deprecates whenever a library
+        # (peft) rebuilds it: warnings on every training run that the user can do nothing about
+        warnings.filterwarnings("ignore", message=".*rope_config_validation.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*`rope_scaling` is deprecated.*", category=FutureWarning)
 
     def load_model(self, path, cfg: dict, **kw):
         base = remote_class(path, cfg, "AutoModel")
