@@ -179,7 +179,7 @@ def test_training_commands(published_dllm, family, tmp_path):
            "lora_r=2", "lora_alpha=4", "filter_correct=false"]
     _ok(_train(["train", "learn2pd", "--trust-remote-code", f"backbone={d}", "prompts=suite", "tasks=arith",
                 "n_per_task=2", "gen_len=16", "block_len=8", "oracle_batch_size=2", "max_steps=2", "save_steps=2",
-                "calib_per_task=1", "device=cpu", f"output_dir={tmp_path / 'l2p'}"]))
+                "calibrate_tau=false", "device=cpu", f"output_dir={tmp_path / 'l2p'}"]))
     for recipe, extra in (("dparallel", ["canvas_lens=[]"]), ("d2f", ["eval_n=0"])):
         run, ck = tmp_path / recipe, tmp_path / f"{recipe}-ck"
         _ok(_train(["distill", recipe, "--config", str(CONFIGS / recipe / yml), "--trust-remote-code",
