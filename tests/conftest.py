@@ -101,3 +101,27 @@ def published_dllm(tmp_path_factory):
     code.write_text(text.replace("attn_mask=attention_bias,", "attn_mask=None,"))
     out["llada-nobias"] = str(old)
     return out
+
+
+@pytest.fixture(scope="session")
+def check_adapter_export():
+    """For the LoRA-distillation recipes: an `adapter` export references the teacher, applies the
+    adapters at load (same logits as the merged export, not the teacher's), and runs the
+    baselines on the teacher itself."""
+    def check(export, bench_methods, run_dir, out_dir, teacher_dir, merged_model, prompt_ids, method: str):
+        import torch
+
+        from accel.decoding.checkpoint import load_checkpoint
+        from accel.models.backbone import load_backbone
+        ck = load_checkpoint(export(run_dir, out_dir, format="adapter"))
+        assert ck.backbone_target() == str(teacher_dir.resolve()) and ck.weight_files == ["adapter_model.safetensors"]
+        teacher = load_backbone(ck.backbone_target())
+        methods = bench_methods(ck, teacher)
+        x = torch.tensor([prompt_ids])
+        with torch.no_grad():
+            a = methods[method].model.model(input_ids=x).logits
+            b = merged_model(input_ids=x).logits
+            c = teacher.model(input_ids=x).logits
+        assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-5)
+        assert methods["vanilla"].model is teacher
+    return check

@@ -152,7 +152,7 @@ def tiny_teacher(tiny_dir):
     return Path(tiny_dir("dllm"))
 
 
-def test_tiny_distill_end_to_end(tiny_teacher, tmp_path):
+def test_tiny_distill_end_to_end(tiny_teacher, tmp_path, check_adapter_export):
     from transformers import AutoModelForCausalLM
 
     from accel.data.tasks import test_split
@@ -185,18 +185,8 @@ def test_tiny_distill_end_to_end(tiny_teacher, tmp_path):
     assert len(res.tokens) == 2 and all(1 <= n <= 32 for n in res.nfe)
     assert methods["vanilla"](adapter, prompts, 32).nfe == [32, 32]
 
-    ad = export(run_dir, tmp_path / "ckpt-adapter", format="adapter")
-    ck2 = load_checkpoint(ad)
-    assert ck2.backbone_target() == str(tiny_teacher.resolve()) and ck2.weight_files == ["adapter_model.safetensors"]
-    teacher = load_backbone(ck2.backbone_target())
-    m2 = bench_methods(ck2, teacher)
-    x = torch.tensor([prompts[0]])
-    with torch.no_grad():  # adapters applied at load == the merged export, and differ from the teacher
-        a = m2["dparallel"].model.model(input_ids=x).logits
-        b = hf(input_ids=x).logits
-        c = teacher.model(input_ids=x).logits
-    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-5)
-    assert m2["vanilla"].model is teacher
+    check_adapter_export(export, bench_methods, run_dir, tmp_path / "ckpt-adapter", tiny_teacher, hf, prompts[0],
+                         "dparallel")
 
     from accel.decoding.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="--format"):

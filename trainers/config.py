@@ -31,6 +31,29 @@ def _f(default, help: str, choices: tuple | None = None):
     return field(default=default, metadata=meta)
 
 
+def defaults(**values):
+    """Class decorator (placed under ``@dataclass``): new defaults for inherited fields, same help.
+
+    A recipe changes how long or how wide it trains without restating what `max_steps` means::
+
+        @dataclass
+        @defaults(max_steps=300, save_steps=100)
+        class Config(TrainConfig): ...
+    """
+    def apply(cls):
+        ann = dict(cls.__dict__.get("__annotations__", {}))
+        for key, value in values.items():
+            base = next((b.__dataclass_fields__[key] for b in cls.__mro__[1:]
+                         if key in getattr(b, "__dataclass_fields__", {})), None)
+            if base is None:
+                raise TypeError(f"{cls.__name__}: no inherited field {key!r} to give a default")
+            ann.setdefault(key, base.type)
+            setattr(cls, key, _f(value, base.metadata.get("help", ""), base.metadata.get("choices")))
+        cls.__annotations__ = ann
+        return cls
+    return apply
+
+
 def field_help(f) -> str:
     return f.metadata.get("help", "")
 

@@ -7,24 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
+@defaults(max_steps=300, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=100)
 class Config(TrajectoryDataConfig, TrainConfig):
     output_dir: str = _f("runs/d2f", "Run directory: checkpoints, metrics.jsonl, final/ (merged model), d2f.json.")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
                                        "local HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
     learning_rate: float = _f(1e-3, "Peak learning rate (paper, 7B/8B LoRA: 1e-5).")
-    max_steps: int = _f(300, "Optimizer steps to train for.")
-    per_device_train_batch_size: int = _f(32, "Trajectories per device per micro-batch.")
-    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
     weight_decay: float = _f(0.05, "AdamW weight decay (paper: 0.05).")
     adam_beta1: float = _f(0.9, "AdamW beta1 (paper: 0.9).")
     adam_beta2: float = _f(0.95, "AdamW beta2 (paper: 0.95).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (paper: 1.0).")
-    save_steps: int = _f(100, "Checkpoint every N steps (plus a final one).")
     # -- data (the trajectory fields come from TrajectoryDataConfig, shared with dParallel)
     gen_len: int = _f(64, "Trajectory length in tokens (built-in answers are <= 20 tokens; paper data: up to 512).")
     block_len: int = _f(8, "D2F block length: noising blocks, block-causal attention and decoding (paper: 16; "

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
+@defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50)
 class Config(TrajectoryDataConfig, TrainConfig):
     output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
                                        "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
     learning_rate: float = _f(2e-4, "Peak learning rate (paper, LLaDA-8B LoRA: 2e-5; built-in teacher: 2e-4 kept 0.806 vs 0.778 at 1e-3).")
-    max_steps: int = _f(120, "Optimizer steps to train for.")
-    per_device_train_batch_size: int = _f(32, "Trajectories per device per micro-batch.")
-    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
-    save_steps: int = _f(50, "Checkpoint every N steps (plus a final one).")
     # -- data
     gen_len: int = _f(64, "Trajectory length in tokens (paper: 256; built-in answers are <= 20 tokens).")
     block_len: int = _f(32, "Semi-AR block length (trajectories, loss blocks and decoding).")

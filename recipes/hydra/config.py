@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
 
 VARIANTS = ("hydra", "hydra++")
 
 
 @dataclass
+@defaults(warmup_ratio=0.05, max_steps=4800, per_device_train_batch_size=32, save_steps=1200)
 class Config(TrainConfig):
     output_dir: str = _f("runs/hydra", "Run directory: checkpoints, metrics.jsonl, final/ (heads + head stats).")
     backbone: str = _f("builtin:ar", "The AR model the heads draft for (frozen): builtin:ar, a local HF dir, or "
@@ -26,10 +27,6 @@ class Config(TrainConfig):
                            "(CE against the base model's softmax).", choices=("auto", "ce", "distill"))
     learning_rate: float = _f(1e-3, "Peak learning rate (paper, Hydra++ on Vicuna-7B: 5e-4).")
     weight_decay: float = _f(0.0, "AdamW weight decay (paper, Hydra++: 0.1).")
-    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
-    max_steps: int = _f(4800, "Optimizer steps to train for.")
-    per_device_train_batch_size: int = _f(32, "Sequences per device per micro-batch.")
-    save_steps: int = _f(1200, "Checkpoint every N steps (plus a final one).")
     # -- data
     data: str = _f("builtin", "builtin (the synthetic task suite's prompts) or a .jsonl of {prompt, response}.")
     tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
 
 
 @dataclass
+@defaults(max_steps=3000, warmup_ratio=0.05, save_steps=200, logging_steps=10)
 class Config(TrainConfig):
     """Trajectory data (generated when missing, resumable) -> sampler-layer training -> run dir."""
     output_dir: str = _f("runs/joint-sampler", "Run directory: trajectory data (unless data_dir), sampler, metrics.")
@@ -55,11 +56,7 @@ class Config(TrainConfig):
     eval_n: int = _f(16, "Held-out prompts per multi-answer task scored for joint TV after training (0 = none).")
     top_m: int = _f(4, "Exact evaluation: tokens enumerated per position of the true joint's tree.")
     learning_rate: float = _f(2e-3, "AdamW learning rate of the sampler layer.")
-    max_steps: int = _f(3000, "Optimizer steps.")
     per_device_train_batch_size: int = _f(16, "Training states per micro-batch (each gives max_k-1 sampler rows).")
-    warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
-    save_steps: int = _f(200, "Checkpoint every N steps (plus a final one).")
-    logging_steps: int = _f(10, "Write metrics.jsonl every N steps.")
     threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
 
     def resolved_data_dir(self) -> str:

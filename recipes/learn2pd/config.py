@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from accel.trainers.config import ConfigError, TrainConfig
+from accel.trainers.config import ConfigError, TrainConfig, defaults
 
 
 def _f(default, help: str, choices: tuple | None = None):
@@ -12,6 +12,7 @@ def _f(default, help: str, choices: tuple | None = None):
 
 
 @dataclass
+@defaults(lr_scheduler_type="constant", save_steps=500, logging_steps=50, max_grad_norm=0.0)
 class Config(TrainConfig):
     """Oracle-data generation + filter training. Filter training is full batch (all oracle steps
     of the training split in one batch), so the batch-size / accumulation fields do not apply."""
@@ -42,10 +43,6 @@ class Config(TrainConfig):
     eotp: bool = _f(True, "End-of-Text Prediction on by default in the exported checkpoint.")
     learning_rate: float = _f(3e-3, "AdamW learning rate (full batch).")
     max_steps: int = _f(1500, "Full-batch optimizer steps.")
-    lr_scheduler_type: str = _f("constant", "LR schedule: constant, linear or cosine.")
-    save_steps: int = _f(500, "Checkpoint every N steps (plus a final one).")
-    logging_steps: int = _f(50, "Write metrics.jsonl every N steps.")
-    max_grad_norm: float = _f(0.0, "Gradient clipping norm (0 disables).")
     per_device_train_batch_size: int = _f(1, "Unused: every step sees the whole training split (full batch).")
 
     def resolved_oracle_dir(self) -> str:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
 
 
 @dataclass
+@defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400)
 class Config(TrainConfig):
     output_dir: str = _f("runs/medusa", "Run directory: checkpoints, metrics.jsonl, resolved config, final/.")
     backbone: str = _f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests).")
@@ -25,10 +26,6 @@ class Config(TrainConfig):
                          "LM term: the base keeps its outputs); ce: CE to the data's next tokens.",
                    choices=("ce", "kl"))
     learning_rate: float = _f(1e-3, "Peak learning rate (medusa2: the LoRA rate; heads get head_lr_mult x).")
-    warmup_ratio: float = _f(0.1, "Fraction of steps with linear LR warm-up.")
-    max_steps: int = _f(1200, "Optimizer steps.")
-    per_device_train_batch_size: int = _f(32, "Examples per device per micro-batch.")
-    save_steps: int = _f(400, "Checkpoint every N steps (plus a final one).")
     head_lr_mult: float = _f(4.0, "medusa2: heads' LR multiplier over the LoRA learning rate.")
     lambda_heads: float = _f(0.3, "medusa2: weight of the heads' loss next to the LM loss (paper: 0.2, 0.01 for "
                                   "self-distillation on 7B models; built-in teacher: 0.3 keeps greedy accuracy "

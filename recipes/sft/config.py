@@ -3,15 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f
+from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
 
 
 @dataclass
+@defaults(learning_rate=3e-4, max_steps=100, save_steps=25)
 class Config(TrainConfig):
     output_dir: str = _f("runs/sft", "Run directory: checkpoints, metrics.jsonl, resolved config.")
-    learning_rate: float = _f(3e-4, "Peak learning rate.")
-    max_steps: int = _f(100, "Optimizer steps to train for (overrides num_train_epochs when > 0).")
-    save_steps: int = _f(25, "Checkpoint every N steps (plus a final one).")
     backbone: str = _f("builtin:dllm", "builtin:dllm, builtin:ar, a local HF dir, or random:dllm / random:ar "
                                        "(a tiny random-init model, for smoke tests).")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
