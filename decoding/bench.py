@@ -226,12 +226,15 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
               limit: int | None = None, gen_len: int | None = None, batch_size: int | None = None,
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
-              device: str | None = None) -> dict:
+              device: str | None = None, prompt_sets: dict[str, list[dict]] | None = None) -> dict:
     """Decodes `limit` test prompts per task with every method; returns the report dict.
 
     target: a loaded `Target` (or a plain model TARGET string). compare: more targets whose default methods
     join the run as extra rows (renamed ``<target>/<method>`` only on a name clash).
     progress(done, total, description) is called as prompts finish.
+    prompt_sets: {name: examples} decoded instead of the suite's test split (the hook for other prompt
+    sources): each example is a dict with a "prompt", scored by `accel.data.tasks.score`; each name
+    becomes a task column of the report.
     """
     from accel.data.tasks import resolve_tasks, score, test_split
 
@@ -239,7 +242,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         raise BenchError(f"--limit must be >= 1 (got {limit})")
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
-    task_names = resolve_tasks(tasks)
+    task_names = list(prompt_sets) if prompt_sets else resolve_tasks(tasks)
     main = target if isinstance(target, Target) else load_model_target(target, trust_remote_code, device)
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or checkpoint_gen_len(main) or default_gen_len(main.adapter)
@@ -254,7 +257,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     for _, fn, _t in runs:
         check_gen_len(gen_len, {_: fn})
 
-    examples = {t: test_split(t, limit) for t in task_names}
+    examples = dict(prompt_sets) if prompt_sets else {t: test_split(t, limit) for t in task_names}
     encoded: dict[int, dict[str, list[list[int]]]] = {}
     total = len(runs) * sum(len(v) for v in examples.values())
     done = 0

@@ -6,6 +6,7 @@ touches the timing code. The table carries its own legend (`LEGEND`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def plot_report(report: dict, path: str | Path):
     placed: list[tuple[float, float]] = []
     for r, x, y in zip(rows, xs, ys):
         ax.scatter(x, y, s=40)
-        # stack the labels of (nearly) coincident points instead of drawing them on top of each other
-        k = sum(abs(x / px - 1) < 0.08 and abs(y - py) < 0.3 * pad for px, py in placed)
+        # stack the labels of nearby points (a label spans about a quarter decade) instead of overlapping them
+        k = sum(abs(math.log10(x / px)) < 0.25 and abs(y - py) < 0.3 * pad for px, py in placed)
         placed.append((x, y))
         ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
     ax.set_xlabel("NFE per prompt (full-model forwards, log scale)")

@@ -237,3 +237,11 @@ def test_method_help():
     assert bench.method_help(functools.partial(fn, k=2)) == "Decodes k at a time."
     assert bench.method_help(get_method("vanilla", "dllm")).startswith("LLaDA")
     assert bench.method_help(lambda a, p, g: None) == ""
+
+
+def test_prompt_sets_replace_the_suite_split(models):
+    """The prompt-source hook: named example sets become the report's task columns."""
+    from accel.data.tasks import test_split
+    r = run_bench(models["dllm"], ["vanilla"], prompt_sets={"mine": test_split("copy", 3)}, gen_len=32, batch_size=3)
+    assert r["tasks"] == ["mine"] and {x["task"] for x in r["rows"]} == {"mine", "all"}
+    assert [x["n"] for x in r["rows"] if x["task"] == "mine"] == [3]
