@@ -90,8 +90,9 @@ class Adapter:
 
         attention_mask is the 4D bool mask from `accel.decoding.masks` for HF-native models.
         """
+        from accel.models.kv import cache_kwargs
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, use_cache=use_cache)
+                         use_cache=use_cache, **cache_kwargs(self.model, past_key_values))
         logits = out.logits
         if self.shift_logits:
             # Dream convention: logits[i-1] predicts token i; the first position keeps its own.

@@ -42,6 +42,7 @@ import torch
 
 from accel.decoding.dllm import DecodeResult, _first_free_end, finish, init_canvas, token_stats
 from accel.decoding.masks import block_causal_mask, position_ids
+from accel.models.kv import cache_kwargs, output_cache
 from accel.recipes.d2f.kernels import block_update
 
 PRESETS: dict[str, dict] = {
@@ -73,8 +74,8 @@ def forward_logits(model, family: str, shift_logits: bool, ids, mask4d, pos, pas
         bias = torch.zeros(mask4d.shape, dtype=torch.float32, device=ids.device).masked_fill(~mask4d, float("-inf"))
         out = model(input_ids=ids, attention_bias=bias)
     else:
-        out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, past_key_values=past_key_values,
-                    use_cache=use_cache)
+        out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, use_cache=use_cache,
+                    **cache_kwargs(model, past_key_values))
     logits = out.logits
     if shift_logits:
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
@@ -145,7 +146,7 @@ def generate_d2f(adapter, prompts: list[list[int]], gen_len: int = 256, block_le
         fed += R * (we - ws)
         nfe[rows] += 1
         if cache:
-            kv, kv_rows, kv_len = out.past_key_values, rows, ts - shift
+            kv, kv_rows, kv_len = output_cache(out), rows, ts - shift
             if we > kv_len:  # keep blocks < c: finished in every row when fed, so their keys are final
                 kv.crop(kv_len - we)
         tail = logits[:, ts - ws:we - ws].float()

@@ -111,6 +111,6 @@ def run(cfg: Config) -> Path:
                             cfg.block_len, k=cfg.k_default, top_m=cfg.top_m, temperature=t)
         metrics = {"k": cfg.k_default, "temperature": t, "top_m": cfg.top_m, "n": len(per["tv"]), **summarize(per)}
         write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"final": True, **metrics}) + "\n")
+        from accel.trainers.runguard import write_final_metrics
+        write_final_metrics(run_dir, metrics)
     return run_dir

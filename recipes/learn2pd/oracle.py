@@ -191,8 +191,11 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
     n_shards = (len(prompts) + batch_size - 1) // batch_size
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
-    with _progress(progress, n_shards, len(todo)) as advance:
+    from accel.trainers.preempt import stop_guard
+    datasets.disable_progress_bars()  # per-shard "Saving the dataset" bars; ours is the one over shards
+    with _progress(progress, n_shards, len(todo)) as advance, stop_guard("Learn2PD oracle data") as stop:
         for k in todo:
+            stop.check(f"{n_shards - len(todo) + written} of {n_shards} shards in {out}")
             if max_shards is not None and written >= max_shards:
                 return out
             chunk = prompts[k * batch_size:(k + 1) * batch_size]
