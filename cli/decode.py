@@ -46,12 +46,25 @@ def command(
             fail("--prompt is empty; pass the text to complete, e.g. --prompt 'reverse 31415'")
         options = parse_options(opt)
         kind = bench.check_target(target)
+        if kind == "checkpoint" and gen_len is not None and block_len is None:
+            check_checkpoint_gen_len(target, gen_len)
         if kind != "checkpoint":
             fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
             chosen = bench.select_methods(fake, [method] if method else None, options, block_len)
             if gen_len is not None:
                 bench.check_gen_len(gen_len, dict(list(chosen.items())[:1]))
         _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device)
+
+
+def check_checkpoint_gen_len(target: str, gen_len: int) -> None:
+    """--gen-len against the block length an exported checkpoint decodes with, before any model loads."""
+    from accel.decoding.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(target)
+    blk = int(ckpt.decode.get("block_len") or 0)
+    if blk and (gen_len < 1 or gen_len % blk):
+        lo = max(blk, gen_len // blk * blk)
+        fail(f"--gen-len {gen_len} is not a multiple of the {ckpt.recipe} checkpoint's block length {blk}; "
+             f"use --gen-len {lo} or {lo + blk}")
 
 
 def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):

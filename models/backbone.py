@@ -160,6 +160,11 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
     if needs_remote and not trust_remote_code:
         raise BackboneError(f"{path} is a {family} checkpoint whose code ships with the weights; "
                             "re-run with --trust-remote-code if you trust that directory")
+    from accel.models.weightfiles import WeightFileError, check_model_dir
+    try:
+        check_model_dir(path)
+    except WeightFileError as e:
+        raise BackboneError(str(e)) from None
     kw = dict(trust_remote_code=trust_remote_code)
     if dtype is not None:
         kw["dtype"] = dtype

@@ -84,21 +84,19 @@ _active: list[StopGuard] = []
 
 @contextlib.contextmanager
 def stop_guard(what: str, run_dir: str | Path | None = None):
-    """Catch stop signals for the duration of a long loop (nested guards share the outer one's flag)."""
-    if _active:
-        outer = _active[-1]
-        guard = StopGuard(what, outer.signals, Path(run_dir) if run_dir else outer.run_dir)
-        _active.append(guard)
-        try:
-            yield guard
-        finally:
-            _active.pop()
-        return
-    signals = StopSignals().install()
-    guard = StopGuard(what, signals, Path(run_dir) if run_dir else None)
+    """Catch stop signals for the duration of a long loop (nested guards share the outer one's flag).
+
+    A signal that arrives during the last unit still ends the process (75) when the block exits,
+    rather than being forgotten when the default handler comes back."""
+    outer = _active[-1] if _active else None
+    signals = outer.signals if outer else StopSignals().install()
+    guard = StopGuard(what, signals, Path(run_dir) if run_dir else (outer.run_dir if outer else None))
     _active.append(guard)
     try:
         yield guard
+        # a signal during the last unit: the work is complete and saved, but the job must still stop
+        guard.check("all of it (it had just finished)")
     finally:
         _active.pop()
-        signals.restore()
+        if outer is None:
+            signals.restore()
