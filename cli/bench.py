@@ -138,5 +138,5 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
 
 def _quiet_loading():
     """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()

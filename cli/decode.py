@@ -81,6 +81,10 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
     bench.check_gen_len(gen_len, {name: fn})
     a = tgt.adapter
     ids = bench.encode_prompt(a.tokenizer, prompt)
+    from accel.data.prompt_check import unknown_warning
+    warning = unknown_warning(a.tokenizer, prompt, target)
+    if warning:
+        typer.secho(warning, err=True, fg=typer.colors.YELLOW)
     t0 = time.perf_counter()
     res = fn(a, [ids], gen_len)
     dt = time.perf_counter() - t0
@@ -94,5 +98,5 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
 
 def _quiet_loading():
     """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()

@@ -80,6 +80,8 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
             runguard.lock_run_dir(cfg.output_dir)
         if continue_run:
             runguard.clear_finished(cfg.output_dir)
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()
     from accel.trainers.trainer import TrainingError
     train = importlib.import_module(f"{entry.module}.train")
     try:
