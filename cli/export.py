@@ -28,11 +28,15 @@ def command(
 
       accel export runs/learn2pd --out ckpt/learn2pd && accel bench ckpt/learn2pd
     """
+    from accel.cli.interrupts import interruptible
     with user_errors():
         recipe = read_run_recipe(run)
         exporter = recipe_exporter(recipe)
         kwargs = {} if format is None else {"format": format}
-        path = exporter.export(run, out, **kwargs)
+        safe = (f"{out} is as it was (an export is written beside it and renamed into place only when complete); "
+                "rerun the export")
+        with interruptible(safe):
+            path = exporter.export(run, out, **kwargs)
     typer.echo(f"exported {recipe} run {run} to {path or out}")
 
 

@@ -62,6 +62,10 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
         ov = list(overrides) + ([f"output_dir={output}"] if output else [])
         cfg = load_config(config_class(entry), config, ov, recipe=entry.name)
         runguard.check_recipe(cfg.output_dir, entry.name, f"accel {group} {entry.name}")
+    from accel.cli.backbone_check import check_backbone
+    wrong = check_backbone(entry.name, cfg)
+    if wrong:
+        fail(wrong)
     from accel.trainers.rundir import is_rank0
     if runguard.finished_info(cfg.output_dir) is not None and not continue_run:
         if is_rank0():
@@ -84,8 +88,10 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
     quiet_libraries()
     from accel.trainers.trainer import TrainingError
     train = importlib.import_module(f"{entry.module}.train")
+    from accel.cli.interrupts import interruptible
     try:
-        with user_errors():
+        with interruptible(f"the newest complete checkpoint in {cfg.output_dir} is intact; rerun the same command "
+                           "to resume from it"), user_errors():
             run_dir = train.run(cfg)
     except TrainingError as e:
         fail(str(e), code=1)

@@ -153,6 +153,7 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    old = None
     try:
         if tensors:
             from safetensors.torch import save_file
@@ -162,14 +163,18 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
             _write(tmp / name, data.encode() if isinstance(data, str) else data)
         _write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
         fsync_dir(tmp)
-        old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(old)
         tmp.rename(out)
         fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:  # Ctrl-C or a full disk: the previous checkpoint must be back in place
+        if not tmp.exists() and old is not None:
+            shutil.rmtree(old, ignore_errors=True)  # the new one was already renamed in
+        else:
+            if old is not None and not out.exists():
+                old.rename(out)
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -269,3 +269,92 @@ def test_decode_gen_len_not_a_multiple_of_the_checkpoints_block(finished_run, tm
         r = runner.invoke(app, cmd)
         assert r.exit_code == 2 and "--gen-len 50 is not a multiple of the learn2pd checkpoint's block length 32" \
             in r.output, r.output
+
+
+# ------------------------------------------------------------------ go further: tired-user mistakes
+@pytest.mark.parametrize("args,msg", [
+    (["train", "learn2pd", "backbone=builtin:ar"], "backbone=builtin:ar is an autoregressive model (builtin:ar, "
+                                                   "Llama, ...), but learn2pd needs a diffusion LM"),
+    (["train", "medusa", "backbone=builtin:dllm"], "backbone=builtin:dllm is a diffusion LM (builtin:dllm, LLaDA, "
+                                                   "Dream), but medusa needs an autoregressive model"),
+    (["distill", "dparallel", "backbone=random:ar"], "set backbone=builtin:dllm"),
+])
+def test_wrong_backbone_kind_fails_before_the_run_dir_exists(args, msg, tmp_path):
+    run = tmp_path / "run"
+    r = runner.invoke(app, args[:2] + ["--output", str(run)] + args[2:])
+    assert r.exit_code == 2 and msg in r.output, r.output
+    assert not run.exists()
+
+
+def test_unknown_words_in_a_free_form_prompt_warn(backbone_dir):
+    from accel.data.prompt_check import unknown_words
+    from accel.data.tokenizer import build_tokenizer
+    assert unknown_words(build_tokenizer(), "What is the capital of France?") == ["What", "is", "capital", "France?"]
+    assert unknown_words(build_tokenizer(), "reverse 31415") == []
+    r = runner.invoke(app, ["decode", str(backbone_dir), "-p", "What is the capital of France?", "-m", "fast-dllm",
+                            "--gen-len", "32"])
+    assert r.exit_code == 0 and "tokenizer does not know 'What', 'is', 'capital', 'France?'" in r.output
+    r = runner.invoke(app, ["decode", str(backbone_dir), "-p", "reverse 314", "-m", "fast-dllm", "--gen-len", "32"])
+    assert r.exit_code == 0 and "does not know" not in r.output
+
+
+def _fake_ckpt(out, value):
+    from accel.decoding.checkpoint import save_checkpoint
+    return save_checkpoint(out, {"recipe": "learn2pd", "backbone": "builtin:dllm"}, {"w": torch.full((4,), value)})
+
+
+def test_export_interrupted_or_out_of_space_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from accel.decoding import checkpoint as C
+    out = tmp_path / "ck"
+    _fake_ckpt(out, 1.0)
+    real_write = C._write
+
+    for exc, code in ((KeyboardInterrupt(), 130), (OSError(errno.ENOSPC, "No space left on device"), 1)):
+        def boom(path, data, exc=exc):
+            if path.name == "config.json":
+                raise exc
+            real_write(path, data)
+        monkeypatch.setattr(C, "_write", boom)
+        monkeypatch.setattr("accel.cli.export.read_run_recipe", lambda run: "learn2pd")
+        monkeypatch.setattr("accel.recipes.learn2pd.export.export", lambda run, o, **kw: _fake_ckpt(o, 2.0))
+        r = runner.invoke(app, ["export", str(tmp_path), "--out", str(out)])
+        assert r.exit_code == code, r.output
+        assert ("interrupted; nothing is lost" if code == 130 else "no space left on the device") in r.output
+        assert f"{out} is as it was" in r.output and "Traceback" not in r.output
+        assert C.load_checkpoint(out).tensors()["w"].tolist() == [1.0] * 4  # the previous export, intact
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dirs left behind
+    monkeypatch.setattr(C, "_write", real_write)
+    # interrupted after the new one was renamed in: the new one stays, the old one is cleaned up
+    real_fsync = C.fsync_dir
+
+    def late(path):
+        real_fsync(path)
+        if path == out.parent:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(C, "fsync_dir", late)
+    with pytest.raises(KeyboardInterrupt):
+        _fake_ckpt(out, 3.0)
+    monkeypatch.setattr(C, "fsync_dir", real_fsync)
+    assert C.load_checkpoint(out).tensors()["w"].tolist() == [3.0] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_resumable(backbone_dir, tmp_path, monkeypatch):
+    import errno
+
+    from accel.trainers import checkpoint as ckpt_lib
+    run = tmp_path / "run"
+
+    def full(staged, run_dir, step):
+        raise OSError(errno.ENOSPC, "No space left on device", str(staged))
+    monkeypatch.setattr(ckpt_lib, "publish", full)
+    args = ["train", "learn2pd", "--output", str(run), f"backbone={backbone_dir}", *L2P]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and "no space left on the device writing" in r.output, r.output
+    assert "rerun the same command to resume" in r.output and "Traceback" not in r.output
+    assert runguard.finished_info(run) is None
+    monkeypatch.undo()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "finished at step 4" in r.output, r.output
