@@ -100,3 +100,12 @@ def stop_guard(what: str, run_dir: str | Path | None = None):
         _active.pop()
         if outer is None:
             signals.restore()
+
+
+def poll(kept: str = "") -> None:
+    """`check(kept)` on the innermost active stop guard; a no-op outside one (library use, tests).
+
+    For loops deep inside a step (τ calibration, final evaluation) that should not take a guard
+    argument through every call."""
+    if _active:
+        _active[-1].check(kept)

@@ -30,7 +30,7 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
     from accel.recipes.learn2pd.decode import generate_learn2pd
     from accel.recipes.learn2pd.oracle import reference_canvas
 
-    stop_check = _stop_check()
+    from accel.trainers.preempt import poll
     if not prompts:
         raise ValueError("τ calibration needs at least one held-out prompt")
     chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
@@ -43,7 +43,7 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
 
     table = []
     for tau in sorted(grid):
-        stop_check()
+        poll("the trained filter's checkpoint (τ calibration reruns on resume)")
         toks, txts, nfe = [], [], []
         for c in chunks:
             res = generate_learn2pd(adapter, c, gen_len, filt, tau=tau, eotp=eotp)
@@ -65,12 +65,3 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
         ok = [r for r in table if r["agreement"] >= bar - 1e-9]
     return ok[0]["tau"], table
 
-
-def _stop_check():
-    """Inside a stop guard (`accel train learn2pd`), a stop signal ends calibration between τ values:
-    the trained filter's checkpoint is kept and a rerun calibrates again."""
-    from accel.trainers import preempt
-    if not preempt._active:
-        return lambda: None
-    guard = preempt._active[-1]
-    return lambda: guard.check("the trained filter's checkpoint (τ calibration reruns on resume)")
