@@ -30,9 +30,12 @@ def final_metrics(run_dir: str | Path) -> dict:
     rows = _rows(Path(run_dir))
     step = max((r["step"] for r in rows if isinstance(r.get("step"), int)), default=None)
     final = next((r for r in reversed(rows) if r.get("final")), None)
-    last = final or next((r for r in reversed(rows) if "loss" in r), {})
-    evals = next((r for r in reversed(rows) if any(k.startswith("eval_") for k in r)), {})
-    merged = {**{k: v for k, v in evals.items() if k.startswith("eval_")}, **last}
+    if final is not None:  # the recipe's own summary of the finished run
+        merged = dict(final)
+    else:
+        last = next((r for r in reversed(rows) if "loss" in r), {})
+        evals = next((r for r in reversed(rows) if any(k.startswith("eval_") for k in r)), {})
+        merged = {**{k: v for k, v in evals.items() if k.startswith("eval_")}, **last}
     if step is not None:
         merged["step"] = step
     return merged
@@ -41,7 +44,9 @@ def final_metrics(run_dir: str | Path) -> dict:
 def _fmt(metrics: dict) -> str:
     keys = [k for k, v in metrics.items()
             if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    order = sorted(keys, key=lambda k: (0 if k in ("tau", "loss") else 1 if k.startswith(("eval_", "val_")) else 2))
+    def rank(k):
+        return 0 if k in ("tau", "loss") else 1 if k.startswith(("eval_", "val_")) and "@" not in k else 2
+    order = sorted(keys, key=rank)
     return ", ".join(f"{k} {metrics[k]:.4g}" for k in order[:_MAX])
 
 

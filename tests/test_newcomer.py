@@ -358,3 +358,26 @@ def test_disk_full_while_checkpointing_is_one_line_and_resumable(backbone_dir, t
     monkeypatch.undo()
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and "finished at step 4" in r.output, r.output
+
+
+@pytest.mark.parametrize("keep,stops", [("", True), ("1", False)])
+def test_test_sh_stops_the_slurm_daemons_it_started(tmp_path, keep, stops):
+    """scripts/test.sh with stand-ins for setup, the cluster script and pytest: the cluster it
+    started is stopped when it exits (even when the tests fail) unless ACCEL_KEEP_SLURM=1."""
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / "scripts" / "test.sh").write_text((repo / "scripts" / "test.sh").read_text())
+    (tmp_path / "scripts" / "setup.sh").write_text("true\n")
+    calls = tmp_path / "calls"
+    (tmp_path / "scripts" / "slurm_local.sh").write_text(f'echo "slurm_local $*" >> {calls}\n')
+    py = tmp_path / ".venv" / "bin" / "python"
+    py.write_text("#!/bin/sh\nexit 3\n")  # the tests fail
+    py.chmod(0o755)
+    p = subprocess.run(["bash", str(tmp_path / "scripts" / "test.sh")], capture_output=True, text=True,
+                       env={**os.environ, "ACCEL_KEEP_SLURM": keep})
+    assert p.returncode == 3  # pytest's status comes through the teardown
+    lines = calls.read_text().splitlines()
+    assert lines[0].strip() == "slurm_local"
+    assert ("slurm_local --stop" in lines) == stops
