@@ -19,7 +19,9 @@ def interruptible(safe: str):
     """`safe` completes "nothing is lost: ..." (e.g. "rerun the same command to resume from RUN")."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if getattr(e, "accel_told", False):  # a data generator already said what it kept
+            raise typer.Exit(130) from None
         fail(f"interrupted; nothing is lost: {safe}", code=130)
     except OSError as e:
         if e.errno not in _FULL:

@@ -164,6 +164,24 @@ def test_sigterm_during_oracle_data_keeps_shards(dllm, tmp_path, capsys):
     assert meta["complete"] and len(ds) > 0
 
 
+def test_ctrl_c_during_oracle_data_says_what_it_kept(dllm, tmp_path, capsys):
+    from accel.recipes.learn2pd import oracle
+    rows = oracle.load_prompts("suite", "copy,sort", 3, 0)
+    out = tmp_path / "oracle"
+
+    def interrupt_after_first_shard(*_):
+        if (out / "shard_00000").exists():
+            os.kill(os.getpid(), signal.SIGINT)
+    h = dllm.model.register_forward_hook(interrupt_after_first_shard)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            oracle.generate_oracle_dataset(dllm, rows, out, gen_len=32, block_len=32, batch_size=2, progress=False)
+    finally:
+        h.remove()
+    assert "[accel] interrupted during Learn2PD oracle data: kept 1 of 3 shards" in capsys.readouterr().err
+    assert (out / "shard_00000").is_dir() and not (out / "shard_00001").exists()
+
+
 def test_sigterm_during_trajectories_keeps_shards(dllm, tmp_path, capsys):
     from accel.data import trajectories as T
     recs = T.load_prompts("builtin", tasks=["copy", "sort"], n_per_task=3)

@@ -60,6 +60,8 @@ class StopGuard:
 
     def __init__(self, what: str, signals: StopSignals, run_dir: Path | None):
         self.what, self.signals, self.run_dir = what, signals, run_dir
+        self.kept = ""
+        """What the last `check` said was safe: the Ctrl-C message repeats it."""
 
     @property
     def requested(self) -> bool:
@@ -67,6 +69,7 @@ class StopGuard:
 
     def check(self, kept: str = "") -> None:
         """Call between resumable units; `kept` says what is safe on disk (e.g. "3 of 12 shards in DIR")."""
+        self.kept = kept or self.kept
         if self.signals.received is None:
             return
         name = signal.Signals(self.signals.received).name
@@ -96,6 +99,13 @@ def stop_guard(what: str, run_dir: str | Path | None = None):
         yield guard
         # a signal during the last unit: the work is complete and saved, but the job must still stop
         guard.check("all of it (it had just finished)")
+    except KeyboardInterrupt as e:  # Ctrl-C stops at once; say what survived, once
+        if not getattr(e, "accel_told", False):
+            kept = f": kept {guard.kept}" if guard.kept else ""
+            print(f"[accel] interrupted during {guard.what}{kept}; run the same command again to resume",
+                  file=sys.stderr, flush=True)
+            e.accel_told = True
+        raise
     finally:
         _active.pop()
         if outer is None:
