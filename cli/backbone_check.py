@@ -7,7 +7,8 @@ from pathlib import Path
 
 NEEDS = {"learn2pd": "dllm", "dparallel": "dllm", "d2f": "dllm", "joint-sampler": "dllm",
          "medusa": "ar", "hydra": "ar"}
-_WORDS = {"dllm": "a diffusion LM (builtin:dllm, LLaDA, Dream)", "ar": "an autoregressive model (builtin:ar, Llama, ...)"}
+_WORDS = {"dllm": "a diffusion LM (builtin:dllm, LLaDA, Dream)",
+          "ar": "an autoregressive model (builtin:ar, Llama, ...)"}
 _FOR = {"dllm": "accel train learn2pd / accel distill dparallel|d2f / accel train joint-sampler",
         "ar": "accel train medusa|hydra"}
 

@@ -35,7 +35,8 @@ def help_text(entry, group: str) -> str:
     from accel.trainers.loading import describe_fields
     rows = describe_fields(config_class(entry))
     w = max(len(r[0]) for r in rows)
-    lines = [f"Usage: accel {group} {entry.name} [--config FILE.yaml] [--output DIR] [--nproc N] [--continue] [key=value ...]",
+    lines = [f"Usage: accel {group} {entry.name} [--config FILE.yaml] [--output DIR] [--nproc N] [--continue] "
+             "[key=value ...]",
              "", entry.summary, "",
              "Config precedence: defaults < --config YAML < key=value. Options:",
              "  --config FILE   YAML with any of the keys below (shipped: recipes/configs/)",
