@@ -209,6 +209,19 @@ def test_sigterm_during_self_distillation_keeps_lines(tok, tmp_path, capsys):
     assert self_distill(ar, prompts, out, batch_size=2, max_new_tokens=4) == 2
 
 
+def test_sigterm_during_hydra_self_distillation_keeps_responses(tok, tmp_path, capsys):
+    from accel.data.tokenizer import chat_prompt_ids
+    from accel.recipes.hydra.config import Config
+    from accel.recipes.hydra.train import SELF_DISTILL_FILE, self_distill
+    ar = _adapter("ar", tok)
+    pairs = [(list(chat_prompt_ids(tok, p)), []) for p in ("copy 12", "copy 3", "sort 21", "copy 9")]
+    cfg = Config(gen_batch_size=2, gen_len=4)
+    err = _preempted(lambda: self_distill(ar, pairs, cfg, tmp_path), ar.model, 2, capsys)
+    assert "self-distillation data: kept 2 responses" in err
+    assert len((tmp_path / SELF_DISTILL_FILE).read_text().splitlines()) == 2
+    assert len(self_distill(ar, pairs, cfg, tmp_path)) == 4
+
+
 def test_sigterm_during_joint_sampler_data_keeps_shards(dllm, tok, tmp_path, capsys):
     from accel.data.tokenizer import chat_prompt_ids
     from accel.recipes.joint_sampler import data as D

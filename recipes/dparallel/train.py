@@ -46,7 +46,9 @@ def setup_distillation(cfg, recipe: str):
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise UserError(f"backbone={cfg.backbone}: {recipe} distills a diffusion LM (with a mask token); "
                         "this is an AR model — use builtin:dllm, LLaDA or Dream")
-    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    from accel.trainers.preempt import stop_guard
+    with stop_guard(f"{recipe} trajectory data", run_dir):
+        ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
     gen_len = int(meta["gen_len"])
     if gen_len % cfg.block_len:
         raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={cfg.block_len}; "
