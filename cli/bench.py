@@ -102,6 +102,9 @@ def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, 
     if plot is not None:
         bench.check_plot_path(plot)
     kind = bench.check_target(target)
+    if kind == "checkpoint" and gen_len is not None and block_len is None:
+        from accel.cli.decode import check_checkpoint_gen_len
+        check_checkpoint_gen_len(target, gen_len)
     for c in compare or []:
         bench.check_target(c)
     if kind != "checkpoint":  # method names and block lengths are known without the weights
@@ -171,5 +174,5 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
 
 def _quiet_loading():
     """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()

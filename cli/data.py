@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from accel.cli.common import fail, user_errors
+from accel.cli.quiet import quiet_libraries
 
 app = typer.Typer(help="Build training data: teacher trajectories and oracle labels.", no_args_is_help=True)
 
@@ -34,6 +35,7 @@ def learn2pd_oracle(
     if batch_size <= 0:
         fail(f"--batch-size {batch_size} must be positive")
     with user_errors():
+        quiet_libraries()
         from accel.models.backbone import load_backbone
         from accel.recipes.learn2pd import oracle
         from accel.models.backbone import device_of
@@ -68,6 +70,7 @@ def self_distill_cmd(
     if out.suffix != ".jsonl":
         fail(f"--out {out}: use a path ending in .jsonl")
     with user_errors():
+        quiet_libraries()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from accel.recipes.shared.self_distill import load_prompts, self_distill
@@ -123,6 +126,7 @@ def trajectories(
     if gen_len % block_len:
         fail(f"--gen-len {gen_len} is not a multiple of --block-len {block_len}")
     with user_errors():
+        quiet_libraries()
         from accel.data.tasks import resolve_tasks
         from accel.recipes.shared.trajectories import generate_trajectories, load_prompts, load_trajectories
         if task:

@@ -49,12 +49,25 @@ def command(
         if kind == "checkpoint" and method:
             from accel.cli.bench import check_checkpoint_methods
             check_checkpoint_methods(target, [method])
+        if kind == "checkpoint" and gen_len is not None and block_len is None:
+            check_checkpoint_gen_len(target, gen_len)
         if kind != "checkpoint":
             fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
             chosen = bench.select_methods(fake, [method] if method else None, options, block_len)
             if gen_len is not None:
                 bench.check_gen_len(gen_len, dict(list(chosen.items())[:1]))
         _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device)
+
+
+def check_checkpoint_gen_len(target: str, gen_len: int) -> None:
+    """--gen-len against the block length an exported checkpoint decodes with, before any model loads."""
+    from accel.decoding.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(target)
+    blk = int(ckpt.decode.get("block_len") or 0)
+    if blk and (gen_len < 1 or gen_len % blk):
+        lo = max(blk, gen_len // blk * blk)
+        fail(f"--gen-len {gen_len} is not a multiple of the {ckpt.recipe} checkpoint's block length {blk}; "
+             f"use --gen-len {lo} or {lo + blk}")
 
 
 def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):
@@ -73,6 +86,10 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
     bench.check_gen_len(gen_len, {name: fn})
     a = tgt.adapter
     ids = encode_prompt(a.tokenizer, prompt)
+    from accel.data.prompt_check import unknown_warning
+    warning = unknown_warning(a.tokenizer, prompt, target)
+    if warning:
+        typer.secho(warning, err=True, fg=typer.colors.YELLOW)
     t0 = time.perf_counter()
     res = fn(a, [ids], gen_len)
     dt = time.perf_counter() - t0
@@ -86,5 +103,5 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
 
 def _quiet_loading():
     """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()

@@ -34,10 +34,14 @@ def command(
 
       accel export runs/learn2pd --out ckpt/l2p-tau95 --set tau=0.95
     """
+    from accel.cli.interrupts import interruptible
     from accel.recipes import lookup
     with user_errors():
         recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
-        path = recipe.export(run, out, format, **_pairs(set_))
+        safe = (f"{out} is as it was (an export is written beside it and renamed into place only when complete); "
+                "rerun the export")
+        with interruptible(safe):
+            path = recipe.export(run, out, format, **_pairs(set_))
     typer.echo(f"exported {recipe.name} run {run} to {path or out}")
 
 

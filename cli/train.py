@@ -1,6 +1,6 @@
 """`accel train RECIPE`: one subcommand per recipe of the 'train' group of the registry (`accel.recipes`).
 
-`accel train NAME [--config FILE] [--output DIR] [--nproc N] [key=value ...]`. `--help`
+`accel train NAME [--config FILE] [--output DIR] [--nproc N] [--continue] [key=value ...]`. `--help`
 lists every config field (type, default, help) from the recipe's dataclass; the config is
 loaded and validated before torch is imported, so typos fail instantly. `--nproc N` re-runs
 the command under torchrun unless this process already is a distributed worker (RANK set).
@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from accel.cli import run_summary
 from accel.cli.common import fail, user_errors
 from accel.recipes import PLANNED, RECIPES
 
@@ -26,14 +27,18 @@ def help_text(entry, group: str) -> str:
     from accel.trainers.loading import describe_fields
     rows = describe_fields(entry.Config)
     w = max(len(r[0]) for r in rows)
-    lines = [f"Usage: accel {group} {entry.name} [--config FILE.yaml] [--output DIR] [--nproc N] [key=value ...]",
+    lines = [f"Usage: accel {group} {entry.name} [--config FILE.yaml] [--output DIR] [--nproc N] [--continue] "
+             "[key=value ...]",
              "", entry.summary, "",
              "Config precedence: defaults < --config YAML < key=value. Options:",
              "  --config FILE   YAML with any of the keys below (shipped: recipes/configs/)",
              "  --output DIR    run directory (same as output_dir=DIR)",
              "  --nproc N       processes on this node (re-launches under torchrun)",
              "  --trust-remote-code  let model code shipped with the backbone run (LLaDA, Dream);",
-             "                  the same as trust_remote_code=true", "",
+             "                  the same as trust_remote_code=true",
+             "  --continue      train on in a finished run directory (e.g. after raising max_steps); without",
+             "                  it, a finished run reports itself and exits 0. An unfinished run (killed,",
+             "                  preempted) always resumes from its newest checkpoint.", "",
              "Config keys (key=value):"]
     for name, tp, default, h in rows:
         lines.append(f"  {name:<{w}}  {tp} = {default}")
@@ -42,30 +47,52 @@ def help_text(entry, group: str) -> str:
 
 
 def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str], nproc: int,
-               overrides: list[str]) -> None:
-    """Load + validate the config (no torch yet), maybe relaunch under torchrun, then train."""
+               overrides: list[str], continue_run: bool = False) -> None:
+    """Load + validate the config (no torch yet), guard the run dir, maybe relaunch under torchrun, train."""
+    from accel.trainers import runguard
     from accel.trainers.loading import load_config
     if nproc < 1:
         fail(f"--nproc {nproc}: must be >= 1")
     with user_errors():
         ov = list(overrides) + ([f"output_dir={output}"] if output else [])
         cfg = load_config(entry.Config, config, ov, recipe=entry.name)
+        runguard.check_recipe(cfg.output_dir, entry.name, f"accel {group} {entry.name}")
+    from accel.cli.backbone_check import check_backbone
+    wrong = check_backbone(entry.name, cfg)
+    if wrong:
+        fail(wrong)
+    from accel.trainers.rundir import is_rank0
+    if runguard.finished_info(cfg.output_dir) is not None and not continue_run:
+        if is_rank0():
+            for line in run_summary.finished_lines(cfg.output_dir, entry.name, group):
+                typer.echo(line)
+        raise typer.Exit(0)
     from accel.trainers.launch import in_distributed_worker, relaunch
     if nproc > 1 and not in_distributed_worker():
-        argv = ["-m", "accel.cli.main", group, entry.name]
+        argv = ["-m", "accel.cli.main", group, entry.name] + (["--continue"] if continue_run else [])
         if config is not None:
             argv += ["--config", str(Path(config).resolve())]
         argv += [f"output_dir={cfg.output_dir}", *overrides]
         raise typer.Exit(relaunch(nproc, argv, cfg.output_dir))
-    from accel.trainers.trainer import TrainingError
-    try:
+    if is_rank0():
         with user_errors():
+            runguard.lock_run_dir(cfg.output_dir)
+        if continue_run:
+            runguard.clear_finished(cfg.output_dir)
+    from accel.cli.quiet import quiet_libraries
+    quiet_libraries()
+    from accel.trainers.trainer import TrainingError
+    from accel.cli.interrupts import interruptible
+    try:
+        with interruptible(f"the newest complete checkpoint in {cfg.output_dir} is intact; rerun the same command "
+                           "to resume from it"), user_errors():
             run_dir = entry.train(cfg)
     except TrainingError as e:
         fail(str(e), code=1)
-    from accel.trainers.rundir import is_rank0
     if is_rank0():
-        typer.echo(f"run dir: {run_dir}")
+        runguard.mark_finished(run_dir, entry.name)
+        for line in run_summary.done_lines(run_dir, entry.name):
+            typer.echo(line)
 
 
 def _make_command(group: str, entry):
@@ -75,12 +102,13 @@ def _make_command(group: str, entry):
                 nproc: int = typer.Option(1, "--nproc", help="Processes on this node (torchrun)."),
                 trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                                        help="Same as trust_remote_code=true."),
+                continue_run: bool = typer.Option(False, "--continue", help="Train on in a finished run."),
                 show_help: bool = typer.Option(False, "--help", "-h", help="List every config key.")):
         if show_help:
             typer.echo(help_text(entry, group))
             raise typer.Exit(0)
         extra = ["trust_remote_code=true"] if trust_remote_code else []
-        run_recipe(group, entry, config, output, nproc, list(ctx.args) + extra)
+        run_recipe(group, entry, config, output, nproc, list(ctx.args) + extra, continue_run)
     return command
 
 

@@ -126,18 +126,23 @@ def atomic_dir(out: str | Path, may_replace: Callable[[Path], bool] | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(out)
     tmp.mkdir()
+    old = None
     try:
         yield tmp
         default_modes(tmp)
         fsync_tree(tmp)
-        old = None
         if out.exists():
             old = _tmp_name(out, "old")
             out.rename(old)
         tmp.rename(out)
         fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:  # Ctrl-C or a full disk: the previous `out` must be back in place
+        if not tmp.exists() and old is not None:
+            shutil.rmtree(old, ignore_errors=True)  # the new one was already renamed in
+        else:
+            if old is not None and not out.exists():
+                old.rename(out)
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

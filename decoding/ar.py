@@ -8,6 +8,7 @@ import torch
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
 from accel.models.masks import position_ids
+from accel.models.kv import cache_kwargs, output_cache
 
 
 @torch.no_grad()
@@ -29,8 +30,8 @@ def generate_greedy(adapter, prompts: list[list[int]], max_new_tokens: int = 64,
     past = None
     cur = ids
     for t in range(max_new_tokens):
-        o = model(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
-        past = o.past_key_values
+        o = model(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **cache_kwargs(model, past))
+        past = output_cache(o)
         nfe += (~done).long().cpu()
         logits = o.logits[:, -1].float()
         if temperature > 0:

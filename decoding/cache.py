@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from accel.models.masks import full_mask
+from accel.models.kv import output_cache
 
 CACHE_MODES = (None, "prefix", "dual")
 
@@ -64,7 +65,7 @@ class BlockCache:
             use = self.mode is not None
             logits, out = self.adapter.dllm_logits(x, full_mask(valid), pos, use_cache=use)
             if use:
-                self._keep(out.past_key_values, valid, s, e)
+                self._keep(output_cache(out), valid, s, e)
                 self.rows = rows
             return logits[:, s:e]
         self._narrow(rows)

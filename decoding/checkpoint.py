@@ -20,6 +20,7 @@ from pathlib import Path
 
 from accel.core.errors import UserError
 from accel.core.files import atomic_dir, save_tensors
+from accel.models.weightfiles import WeightFileError, check_safetensors
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -77,7 +78,8 @@ def is_checkpoint(path: str | Path) -> bool:
 
 
 def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
-    """Reads and validates an inference checkpoint (weights are loaded lazily by `.tensors()`)."""
+    """Reads and validates an inference checkpoint (weights are loaded lazily by `.tensors()`, but their
+    files are checked here, so a truncated one is one line rather than a loader traceback)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"checkpoint directory {p} does not exist; export one with `accel export RUN --out DIR`")
@@ -110,6 +112,10 @@ def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
             raise CheckpointError(f"{p} is incomplete: weight file {name} is missing; re-export the checkpoint")
         if not name.endswith(".safetensors"):
             raise CheckpointError(f"{p}: weight file {name} is not safetensors; accel never unpickles weights")
+        try:
+            check_safetensors(p / name, "re-export the checkpoint with `accel export RUN --out DIR`")
+        except WeightFileError as e:
+            raise CheckpointError(str(e)) from None
     return ckpt
 
 

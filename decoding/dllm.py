@@ -120,11 +120,18 @@ def finish(adapter, x: torch.Tensor, prompt_len: int, nfe: list[int], **extra) -
 
 @torch.no_grad()
 def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block_len: int = 32,
-                     steps: int | None = None, temperature: float = 0.0, generator=None) -> DecodeResult:
+                     steps: int | None = None, temperature: float = 0.0, generator=None,
+                     stop_when_ended: bool = False) -> DecodeResult:
     """LLaDA's low-confidence remasking sampler (docs/baselines.md), exactly.
 
     steps defaults to gen_len (one token per step). Confidence is the softmax probability of
     the (possibly Gumbel-noised) argmax; positions after the current block get -inf.
+
+    stop_when_ended: stop once every row holds an end token with no mask before it; the rest
+    become end tokens. Every row's output (up to its first end token) is bit-identical to the
+    full schedule's, because until then each forward sees the same batch and canvases; only the
+    forwards spent filling positions after every row's end are saved (the Learn2PD oracle and
+    τ calibration need the outputs, not vanilla's NFE). NFE then counts the forwards run.
     """
     steps = gen_len if steps is None else steps
     if gen_len % block_len:
@@ -156,6 +163,9 @@ def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block
                 if k:
                     transfer[j, torch.topk(conf[j], k=k).indices] = True
             x[transfer] = x0[transfer]
+            if stop_when_ended and bool((_first_free_end(x, P, mask_id, adapter.eos_ids) >= 0).all()):
+                x[x == mask_id] = adapter.eos_ids[0]
+                return finish(adapter, x, P, [nfe] * x.shape[0])
     return finish(adapter, x, P, [nfe] * x.shape[0])
 
 

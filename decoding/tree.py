@@ -29,6 +29,7 @@ import torch
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
 from accel.models.masks import position_ids
+from accel.models.kv import cache_kwargs, output_cache
 
 
 @dataclass
@@ -231,8 +232,8 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     eos = torch.tensor(adapter.eos_ids, device=dev)
     cache = DynamicCache()
     pos = position_ids(valid)
-    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=pos, past_key_values=cache, use_cache=True)
-    cache = o.past_key_values
+    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=pos, use_cache=True, **cache_kwargs(body, cache))
+    cache = output_cache(o)
     h_last = o.last_hidden_state[:, -1]
     observe = getattr(drafter, "observe", None)  # optional: drafters with state over the context (Hydra++)
     if observe is not None:
@@ -253,9 +254,9 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         Lc = kv_valid.shape[1]
         mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)
         pos = n_valid[:, None] + bufs.depth[None]
-        o = body(input_ids=cand, attention_mask=mask[:, None], position_ids=pos, past_key_values=cache,
-                 use_cache=True)
-        cache = o.past_key_values
+        o = body(input_ids=cand, attention_mask=mask[:, None], position_ids=pos, use_cache=True,
+                 **cache_kwargs(body, cache))
+        cache = output_cache(o)
         hidden = o.last_hidden_state  # [B, N+1, H]
         logits = lm_head(hidden).float()
         t_eff = temperature if temperature > 0 else 1.0

@@ -132,7 +132,7 @@ class Adapter:
     def dllm_logits(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
         """Forward a dLLM for decoding: (aligned logits with undecodable rows at -inf, ForwardOut).
 
-        attention_mask is the 4D bool mask from `accel.decoding.masks`.
+        attention_mask is the 4D bool mask from `accel.models.masks`.
         """
         logits, out = self.forward(input_ids, attention_mask, position_ids, past_key_values=past_key_values,
                                    use_cache=use_cache)
@@ -207,6 +207,11 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
         raise BackboneError(f"{path} is a {fam.name} checkpoint whose code ships with the weights; "
                             "re-run with --trust-remote-code (config key trust_remote_code=true) if you trust "
                             "that directory")
+    from accel.models.weightfiles import WeightFileError, check_model_dir
+    try:
+        check_model_dir(path)
+    except WeightFileError as e:
+        raise BackboneError(str(e)) from None
     kw = dict(trust_remote_code=trust_remote_code)
     if dtype is not None:
         kw["dtype"] = dtype

@@ -2,11 +2,21 @@
 # The test command: set up, start the local SLURM cluster when possible (its tests skip
 # otherwise), run the fast suite, then the wheel smoke test (scripts/wheel_smoke.sh). Extra args go
 # to pytest (e.g. `-m slow`) and skip the wheel check.
+# A cluster this script started is stopped again when it exits (munged, slurmctld, slurmd),
+# unless ACCEL_KEEP_SLURM=1; one that was already running is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -f scripts/slurm_local.sh ]; then
-  bash scripts/slurm_local.sh || echo "note: local SLURM cluster could not start; SLURM tests will skip"
+  was_up=0
+  [ -f /run/slurm/slurmctld.pid ] && kill -0 "$(cat /run/slurm/slurmctld.pid)" 2>/dev/null && was_up=1
+  if bash scripts/slurm_local.sh; then
+    if [ "$was_up" = 0 ] && [ "${ACCEL_KEEP_SLURM:-0}" != 1 ]; then
+      trap 'bash scripts/slurm_local.sh --stop >/dev/null 2>&1 || true; echo "stopped the local SLURM cluster (ACCEL_KEEP_SLURM=1 keeps it)"' EXIT
+    fi
+  else
+    echo "note: local SLURM cluster could not start; SLURM tests will skip"
+  fi
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 .venv/bin/python -m pytest "$@"

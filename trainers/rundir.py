@@ -57,14 +57,19 @@ def is_rank0() -> bool:
 def prepare_run_dir(cfg, recipe: str, output_dir: str | Path | None = None) -> Path:
     """Create the run dir and write config.yaml (with `recipe:`) and run_info.json (rank 0 only).
 
+    Refuses (RunDirError) a directory holding another recipe's run or another live run.
     On resume the previous config.yaml is kept as config.prev.yaml when it differs, so a changed
     hyper-parameter between preemptions is visible rather than silent.
     """
     import yaml
+
+    from accel.trainers.runguard import check_recipe, lock_run_dir
     run_dir = Path(output_dir or cfg.output_dir).expanduser()
+    check_recipe(run_dir, recipe)  # before anything is written: another recipe's run stays intact
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_rank0():
         return run_dir
+    lock_run_dir(run_dir)
     text = yaml.safe_dump({"recipe": recipe, **dataclasses.asdict(cfg)}, sort_keys=False)
     cfg_file = run_dir / "config.yaml"
     if cfg_file.exists() and cfg_file.read_text() != text:

@@ -25,27 +25,17 @@ import dataclasses
 import importlib.util
 import json
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from accel.trainers import checkpoint as ckpt_lib
 
-REQUEUE_EXIT_CODE = 75
-"""Exit status meaning "preempted, checkpoint saved, requeue me" (EX_TEMPFAIL)."""
+from accel.trainers.preempt import REQUEUE_EXIT_CODE, Preempted, StopSignals as _Signals  # noqa: F401 (re-exported)
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, bad resume target); the message says what to do."""
-
-
-class Preempted(SystemExit):
-    """Raised after the preemption checkpoint is saved; uncaught, the process exits with 75."""
-
-    def __init__(self, checkpoint: Path | None = None):
-        super().__init__(REQUEUE_EXIT_CODE)
-        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -87,30 +77,6 @@ def _step_seed(seed: int, step: int, micro: int, rank: int) -> int:
     x = (x * 0x94D049BB133111EB) & ((1 << 64) - 1)
     x ^= x >> 31
     return x & ((1 << 63) - 1)
-
-
-class _Signals:
-    """Records SIGTERM/SIGUSR1; the trainer acts on it at the next step boundary."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def install(self):
-        import threading
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        self.received = signum
-
-    def restore(self):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
 
 
 def _wandb_env(run_dir: Path) -> None:

@@ -53,11 +53,12 @@ class Family:
 
     def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
                 output_hidden_states: bool = False) -> ForwardOut:
-        kw = {} if past_key_values is None else {"past_key_values": past_key_values}
+        from accel.models.kv import cache_kwargs, output_cache
+        kw = cache_kwargs(model, past_key_values)  # `cache` or `past_key_values`, as the model declares
         if output_hidden_states:
             kw["output_hidden_states"] = True
         out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, use_cache=use_cache, **kw)
-        return ForwardOut(out.logits, getattr(out, "past_key_values", None), getattr(out, "hidden_states", None))
+        return ForwardOut(out.logits, output_cache(out) if use_cache else None, getattr(out, "hidden_states", None))
 
     def end_ids(self, tokenizer, cfg: dict) -> tuple[int, ...]:
         """Ids that end a generation: the tokenizer's eos plus the family's chat end tokens."""

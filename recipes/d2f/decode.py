@@ -40,6 +40,7 @@ import torch
 
 from accel.decoding.dllm import DecodeResult, _first_free_end, finish, init_canvas, token_stats
 from accel.models.masks import block_causal_mask, position_ids
+from accel.models.kv import cache_kwargs, output_cache
 from accel.recipes.d2f.kernels import block_update
 
 PRESETS: dict[str, dict] = {
@@ -148,7 +149,7 @@ def generate_d2f(adapter, prompts: list[list[int]], gen_len: int = 256, block_le
         fed += R * (we - ws)
         nfe[rows] += 1
         if cache:
-            kv, kv_rows, kv_len = out.past_key_values, rows, ts - shift
+            kv, kv_rows, kv_len = output_cache(out), rows, ts - shift
             if we > kv_len:  # keep blocks < c: finished in every row when fed, so their keys are final
                 kv.crop(kv_len - we)
         tail = logits[:, ts - ws:we - ws].float()

@@ -52,9 +52,11 @@ def self_distill(adapter, pairs, cfg: Config, run_dir: Path):
         eos = set(adapter.eos_ids)
         sink = open(path, "a") if is_rank0() else open(os.devnull, "w")
         bar_ctx = Progress(transient=True) if is_rank0() else contextlib.nullcontext(None)
-        with sink as f, bar_ctx as bar, torch.no_grad():
+        from accel.trainers.preempt import stop_guard
+        with sink as f, bar_ctx as bar, torch.no_grad(), stop_guard("self-distillation data", run_dir) as stop:
             task = bar.add_task("self-distill", total=len(todo)) if bar else None
             for i in range(0, len(todo), cfg.gen_batch_size):
+                stop.check(f"{len(done)} responses in {path}")
                 batch = todo[i:i + cfg.gen_batch_size]
                 res = generate_greedy(adapter, [list(p) for p in batch], max_new_tokens=cfg.gen_len)
                 for p, row in zip(batch, res.tokens):

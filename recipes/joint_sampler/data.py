@@ -202,6 +202,7 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
     set; uniform when it is None)."""
     from accel.core.files import save_tensors, write_atomic
 
+    from accel.trainers.preempt import stop_guard
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise DataError(f"backbone {adapter.source} is not a diffusion LM; the joint sampler needs a dLLM")
     out = Path(out_dir).expanduser()
@@ -227,36 +228,39 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
     n_shards = -(-len(prompts) // shard_size)
     meta = {**settings, "fingerprint": fp, "n_prompts": len(prompts), "n_shards": n_shards, "complete": False}
     write_atomic(meta_file, json.dumps(meta, indent=1))
-    bar = _bar(len(prompts), progress)
-    n_states = 0
-    try:
-        for si in range(n_shards):
-            part = prompts[si * shard_size:(si + 1) * shard_size]
-            f = out / shard_name(si)
-            if f.exists():
-                n_states += int(json.loads((out / (f.name + ".json")).read_text())["n_states"])
-                bar(len(part))
-                continue
-            gen = torch.Generator().manual_seed(seed * 100003 + si)
-            dev_gen = torch.Generator(device=adapter.device).manual_seed(seed * 100003 + si)
-            states = []
-            for bi in range(0, len(part), batch_size):
-                batch = part[bi:bi + batch_size]
-                trajs = record_trajectories(adapter, batch, gen_len, block_len, temperature, topk, dev_gen)
-                for p, steps in zip(batch, trajs):
-                    states += build_states(p, steps, select_states(steps, max_k, states_per_prompt, gen,
-                                                                       plain_states_per_prompt, dependence_threshold),
-                                           max_k, block_len)
-                bar(len(batch))
-            if not states:
-                continue
-            tmp = f.with_name(f.name + ".tmp")
-            save_tensors(_stack(states), tmp)
-            write_atomic(out / (f.name + ".json"), json.dumps({"n_states": len(states)}))
-            tmp.rename(f)
-            n_states += len(states)
-    finally:
-        bar(None)
+    with stop_guard("joint-sampler trajectory data") as stop:
+        bar = _bar(len(prompts), progress)
+        n_states = 0
+        try:
+            for si in range(n_shards):
+                part = prompts[si * shard_size:(si + 1) * shard_size]
+                f = out / shard_name(si)
+                kept = f"{si} of {n_shards} shards in {out}"
+                if f.exists():
+                    n_states += int(json.loads((out / (f.name + ".json")).read_text())["n_states"])
+                    bar(len(part))
+                    continue
+                gen = torch.Generator().manual_seed(seed * 100003 + si)
+                dev_gen = torch.Generator(device=adapter.device).manual_seed(seed * 100003 + si)
+                states = []
+                for bi in range(0, len(part), batch_size):
+                    stop.check(kept)
+                    batch = part[bi:bi + batch_size]
+                    trajs = record_trajectories(adapter, batch, gen_len, block_len, temperature, topk, dev_gen)
+                    for p, steps in zip(batch, trajs):
+                        states += build_states(p, steps, select_states(steps, max_k, states_per_prompt, gen,
+                                                                           plain_states_per_prompt, dependence_threshold),
+                                               max_k, block_len)
+                    bar(len(batch))
+                if not states:
+                    continue
+                tmp = f.with_name(f.name + ".tmp")
+                save_tensors(_stack(states), tmp)
+                write_atomic(out / (f.name + ".json"), json.dumps({"n_states": len(states)}))
+                tmp.rename(f)
+                n_states += len(states)
+        finally:
+            bar(None)
     if n_states == 0:
         raise DataError("no training states: every trajectory ended after one step; use longer answers or more prompts")
     meta.update(complete=True, n_states=n_states)

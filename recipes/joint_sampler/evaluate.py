@@ -161,7 +161,9 @@ def joint_metrics(adapter, sampler, prompts: list[list[int]], gen_len: int, bloc
     if temperature <= 0:
         raise ValueError("the joint is compared at a sampling temperature > 0 (T=0 is a point mass)")
     out = {"tv": [], "kl": [], "tv_marginal": [], "kl_marginal": [], "coverage": []}
+    from accel.trainers.preempt import poll
     for prompt in prompts:
+        poll("the trained sampler's checkpoint (the evaluation reruns on resume)")
         key = (tuple(prompt), gen_len, block_len, k, top_m, temperature)
         if cache is not None and key in cache:
             found = cache[key]

@@ -85,7 +85,9 @@ def run(cfg: Config) -> Path:
         torch.set_num_threads(cfg.threads)
     run_dir = prepare_run_dir(cfg, "joint-sampler")
     adapter = load_frozen(cfg)
-    states, meta = load_data(ensure_data(cfg, adapter))
+    from accel.trainers.preempt import stop_guard
+    with stop_guard("joint-sampler trajectory data", run_dir):
+        states, meta = load_data(ensure_data(cfg, adapter))
     if meta["block_len"] != cfg.block_len or meta["max_k"] != cfg.max_k:
         raise ConfigError(f"data in {cfg.resolved_data_dir()} has block_len={meta['block_len']}, max_k={meta['max_k']}; "
                           "match them or use another data_dir")
@@ -107,10 +109,12 @@ def run(cfg: Config) -> Path:
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
     if cfg.eval_n > 0:
         t = cfg.temperature if cfg.temperature > 0 else 1.0
-        per = joint_metrics(adapter, sampler, eval_prompts(adapter.tokenizer, cfg.eval_n), cfg.gen_len,
-                            cfg.block_len, k=cfg.k_default, top_m=cfg.top_m, temperature=t)
+        from accel.trainers.preempt import stop_guard
+        with stop_guard("joint-sampler evaluation", run_dir):
+            per = joint_metrics(adapter, sampler, eval_prompts(adapter.tokenizer, cfg.eval_n), cfg.gen_len,
+                                cfg.block_len, k=cfg.k_default, top_m=cfg.top_m, temperature=t)
         metrics = {"k": cfg.k_default, "temperature": t, "top_m": cfg.top_m, "n": len(per["tv"]), **summarize(per)}
         write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"final": True, **metrics}) + "\n")
+        from accel.trainers.runguard import write_final_metrics
+        write_final_metrics(run_dir, metrics)
     return run_dir

@@ -30,6 +30,7 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
     from accel.recipes.learn2pd.decode import generate_learn2pd
     from accel.recipes.learn2pd.oracle import reference_canvas
 
+    from accel.trainers.preempt import poll
     if not prompts:
         raise ValueError("τ calibration needs at least one held-out prompt")
     chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
@@ -42,6 +43,7 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
 
     table = []
     for tau in sorted(grid):
+        poll("the trained filter's checkpoint (τ calibration reruns on resume)")
         toks, txts, nfe = [], [], []
         for c in chunks:
             res = generate_learn2pd(adapter, c, gen_len, filt, tau=tau, eotp=eotp)
@@ -62,3 +64,4 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
         bar = max(r["agreement"] for r in table) - tolerance
         ok = [r for r in table if r["agreement"] >= bar - 1e-9]
     return ok[0]["tau"], table
+

@@ -39,10 +39,14 @@ def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int =
 
 # ---------------------------------------------------------------- decoding
 def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32):
-    """[B, gen_len] reference tokens (vanilla, one token per step, T=0), end tokens after the end."""
+    """[B, gen_len] reference tokens (vanilla, one token per step, T=0), end tokens after the end.
+
+    Stops once every row has ended (`generate_vanilla(stop_when_ended=True)`): same tokens, far
+    fewer forwards on short answers."""
     import torch
     from accel.decoding.dllm import generate_vanilla
-    res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len)
+    res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len,
+                           stop_when_ended=True)
     end = adapter.eos_ids[0]
     ref = torch.full((len(prompts), gen_len), end, dtype=torch.long)
     for i, row in enumerate(res.tokens):
@@ -144,8 +148,11 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
     n_shards = (len(prompts) + batch_size - 1) // batch_size
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
-    with _progress(progress, n_shards, len(todo)) as advance:
+    from accel.trainers.preempt import stop_guard
+    datasets.disable_progress_bars()  # per-shard "Saving the dataset" bars; ours is the one over shards
+    with _progress(progress, n_shards, len(todo)) as advance, stop_guard("Learn2PD oracle data") as stop:
         for k in todo:
+            stop.check(f"{n_shards - len(todo) + written} of {n_shards} shards in {out}")
             if max_shards is not None and written >= max_shards:
                 return out
             chunk = prompts[k * batch_size:(k + 1) * batch_size]

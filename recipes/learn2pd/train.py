@@ -102,12 +102,15 @@ def run(cfg: Config) -> Path:
     from accel.recipes.learn2pd import model as M
     from accel.recipes.learn2pd.oracle import load_oracle_dataset
     from accel.trainers.rundir import prepare_run_dir, write_atomic
+    from accel.trainers.preempt import stop_guard
+    from accel.trainers.runguard import write_final_metrics
     from accel.trainers.trainer import fit
 
     cfg.validate()
     run_dir = prepare_run_dir(cfg, "learn2pd")
     backbone = _lazy_backbone(cfg)
-    ds, meta = load_oracle_dataset(ensure_oracle(cfg, backbone=backbone))
+    with stop_guard("Learn2PD oracle data", run_dir):
+        ds, meta = load_oracle_dataset(ensure_oracle(cfg, backbone=backbone))
     if meta["block_len"] != cfg.block_len:
         raise ConfigError(f"oracle data in {cfg.resolved_oracle_dir()} has block_len={meta['block_len']}, "
                           f"config says {cfg.block_len}; set block_len={meta['block_len']} or use another oracle_dir")
@@ -128,7 +131,8 @@ def run(cfg: Config) -> Path:
     filt = filt.cpu().eval()
     calibration = []
     if cfg.calibrate_tau:
-        cfg.tau, calibration = _calibrate(cfg, filt, val, backbone())
+        with stop_guard("Learn2PD τ calibration", run_dir):
+            cfg.tau, calibration = _calibrate(cfg, filt, val, backbone())
     metrics = {"tau": cfg.tau, "tau_calibration": calibration, **M.classification_metrics(filt, train, cfg.tau, prefix="train_"),
                **M.classification_metrics(filt, val, cfg.tau, prefix="val_"),
                **M.classification_metrics(filt, val, 0.9, prefix="val@0.9_"),
@@ -138,6 +142,5 @@ def run(cfg: Config) -> Path:
                 "backbone": backbone_ref(cfg.backbone), "gen_len": cfg.gen_len, "oracle": meta}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
     write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"final": True, **metrics}) + "\n")
+    write_final_metrics(run_dir, metrics)
     return run_dir

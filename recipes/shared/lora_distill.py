@@ -38,7 +38,9 @@ def setup_distillation(cfg, recipe: str, check_model=None):
                         "this is an AR model — use builtin:dllm, LLaDA or Dream")
     if check_model is not None:
         check_model(adapter)
-    ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
+    from accel.trainers.preempt import stop_guard
+    with stop_guard(f"{recipe} trajectory data", run_dir):
+        ds, meta = load_trajectories(ensure_trajectories(cfg, adapter, run_dir))
     gen_len = int(meta["gen_len"])
     if gen_len % cfg.block_len:
         raise UserError(f"trajectories are {gen_len} tokens long, not a multiple of block_len={cfg.block_len}; "

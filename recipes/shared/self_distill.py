@@ -51,6 +51,7 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now."""
     from accel.decoding.ar import generate_greedy
     from accel.data.prompts import encode_prompt
+    from accel.trainers.preempt import stop_guard
 
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "
@@ -64,8 +65,9 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     if progress:
         progress(start, len(prompts))
     # sort-free, order-preserving batches: the file stays a prefix of the prompt list
-    with open(out, "a") as f:
+    with open(out, "a") as f, stop_guard("self-distillation data") as stop:
         for i in range(start, len(prompts), batch_size):
+            stop.check(f"{i} of {len(prompts)} responses in {out}")
             batch = prompts[i:i + batch_size]
             res = generate_greedy(adapter, [encode_prompt(adapter.tokenizer, p) for p in batch],
                                   max_new_tokens=max_new_tokens)

@@ -89,6 +89,7 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
     """
     from accel.data.tokenizer import chat_prompt_ids
     from accel.decoding.dllm import generate_vanilla
+    from accel.trainers.preempt import stop_guard
 
     if adapter.kind != "dllm":
         raise TrajectoryError(f"teacher {adapter.source} is an {adapter.kind} model; trajectories need a dLLM")
@@ -121,40 +122,42 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
     shards = out / SHARDS_DIR
     shards.mkdir(exist_ok=True)
     n_shards = -(-len(records) // shard_size)
-    bar = _Bar(len(records), progress)
-    try:
-        for si in range(n_shards):
-            final = shards / f"{si:05d}"
-            part = records[si * shard_size:(si + 1) * shard_size]
-            if (final / "state.json").exists():
-                bar.advance(len(part))
-                continue
-            cols = {k: [] for k in ("prompt", "prompt_ids", "response_ids", "response", "task", "source")}
-            checked = kept = correct = 0
-            for bi in range(0, len(part), batch_size):
-                batch = part[bi:bi + batch_size]
-                ids = [chat_prompt_ids(tok, r["prompt"]) for r in batch]
-                res = generate_vanilla(adapter, ids, gen_len=gen_len, block_len=block_len, steps=gen_len)
-                for r, p, toks, text in zip(batch, ids, res.tokens, res.texts):
-                    ok = is_correct(r, text)
-                    checked += ok is not None
-                    correct += bool(ok)
-                    if filter_correct and ok is False:
-                        continue
-                    kept += 1
-                    cols["prompt"].append(r["prompt"])
-                    cols["prompt_ids"].append(list(p))
-                    cols["response_ids"].append(canvas(toks, gen_len, eos))
-                    cols["response"].append(text)
-                    cols["task"].append(r["task"])
-                    cols["source"].append(r["source"])
-                bar.advance(len(batch))
-            with atomic_dir(final) as tmp:
-                Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
-                (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked, "correct": correct,
-                                                             "kept": kept}))
-    finally:
-        bar.close()
+    with stop_guard("dLLM trajectory data") as stop:
+        bar = _Bar(len(records), progress)
+        try:
+            for si in range(n_shards):
+                final = shards / f"{si:05d}"
+                part = records[si * shard_size:(si + 1) * shard_size]
+                if (final / "state.json").exists():
+                    bar.advance(len(part))
+                    continue
+                cols = {k: [] for k in ("prompt", "prompt_ids", "response_ids", "response", "task", "source")}
+                checked = kept = correct = 0
+                for bi in range(0, len(part), batch_size):
+                    stop.check(f"{si} of {n_shards} shards in {out}")
+                    batch = part[bi:bi + batch_size]
+                    ids = [chat_prompt_ids(tok, r["prompt"]) for r in batch]
+                    res = generate_vanilla(adapter, ids, gen_len=gen_len, block_len=block_len, steps=gen_len)
+                    for r, p, toks, text in zip(batch, ids, res.tokens, res.texts):
+                        ok = is_correct(r, text)
+                        checked += ok is not None
+                        correct += bool(ok)
+                        if filter_correct and ok is False:
+                            continue
+                        kept += 1
+                        cols["prompt"].append(r["prompt"])
+                        cols["prompt_ids"].append(list(p))
+                        cols["response_ids"].append(canvas(toks, gen_len, eos))
+                        cols["response"].append(text)
+                        cols["task"].append(r["task"])
+                        cols["source"].append(r["source"])
+                    bar.advance(len(batch))
+                with atomic_dir(final) as tmp:
+                    Dataset.from_dict(cols, features=_features()).save_to_disk(str(tmp))
+                    (tmp / "counts.json").write_text(json.dumps({"n": len(part), "checked": checked,
+                                                                 "correct": correct, "kept": kept}))
+        finally:
+            bar.close()
     counts = [json.loads((shards / f"{i:05d}" / "counts.json").read_text()) for i in range(n_shards)]
     # an all-wrong shard is empty, and an empty saved dataset has no arrow table to load
     parts = [load_from_disk(str(shards / f"{i:05d}")) for i in range(n_shards) if counts[i]["kept"]]
