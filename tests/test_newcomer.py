@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,7 +184,7 @@ def test_ctrl_c_during_oracle_data_says_what_it_kept(dllm, tmp_path, capsys):
 
 
 def test_sigterm_during_trajectories_keeps_shards(dllm, tmp_path, capsys):
-    from accel.data import trajectories as T
+    from accel.recipes.shared import trajectories as T
     recs = T.load_prompts("builtin", tasks=["copy", "sort"], n_per_task=3)
     out = tmp_path / "t"
 
@@ -340,14 +341,12 @@ def test_export_interrupted_or_out_of_space_keeps_the_previous_checkpoint(tmp_pa
     from accel.decoding import checkpoint as C
     out = tmp_path / "ck"
     _fake_ckpt(out, 1.0)
-    real_write = C._write
+    real_save = C.save_tensors
 
     for exc, code in ((KeyboardInterrupt(), 130), (OSError(errno.ENOSPC, "No space left on device"), 1)):
-        def boom(path, data, exc=exc):
-            if path.name == "config.json":
-                raise exc
-            real_write(path, data)
-        monkeypatch.setattr(C, "_write", boom)
+        def boom(*args, exc=exc, **kwargs):  # the new export's weights cannot be written
+            raise exc
+        monkeypatch.setattr(C, "save_tensors", boom)
         monkeypatch.setattr("accel.cli.export.read_run_recipe", lambda run: "learn2pd")
         monkeypatch.setattr("accel.recipes.learn2pd.export.export", lambda run, o, **kw: _fake_ckpt(o, 2.0))
         r = runner.invoke(app, ["export", str(tmp_path), "--out", str(out)])
@@ -356,18 +355,19 @@ def test_export_interrupted_or_out_of_space_keeps_the_previous_checkpoint(tmp_pa
         assert f"{out} is as it was" in r.output and "Traceback" not in r.output
         assert C.load_checkpoint(out).tensors()["w"].tolist() == [1.0] * 4  # the previous export, intact
         assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dirs left behind
-    monkeypatch.setattr(C, "_write", real_write)
+    monkeypatch.setattr(C, "save_tensors", real_save)
     # interrupted after the new one was renamed in: the new one stays, the old one is cleaned up
-    real_fsync = C.fsync_dir
+    from accel.core import files as F
+    real_fsync = F.fsync_dir
 
     def late(path):
         real_fsync(path)
-        if path == out.parent:
+        if Path(path) == out.parent:
             raise KeyboardInterrupt
-    monkeypatch.setattr(C, "fsync_dir", late)
+    monkeypatch.setattr(F, "fsync_dir", late)
     with pytest.raises(KeyboardInterrupt):
         _fake_ckpt(out, 3.0)
-    monkeypatch.setattr(C, "fsync_dir", real_fsync)
+    monkeypatch.setattr(F, "fsync_dir", real_fsync)
     assert C.load_checkpoint(out).tensors()["w"].tolist() == [3.0] * 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
