@@ -32,6 +32,9 @@ RECIPES: list[RecipeEntry] = [
                 "D2F: asymmetric block-causal distillation (LoRA) for pipelined parallel decoding with an exact KV cache."),
     RecipeEntry("hydra", "train", "accel.recipes.hydra",
                 "Hydra/Hydra++: sequentially dependent draft heads on a frozen AR model, tree-verified decoding."),
+    RecipeEntry("eagle3", "train", "accel.recipes.eagle3",
+                "EAGLE-3: a one-layer draft over three target hidden states (training-time test), tree decoding, "
+                "speculators/vLLM export."),
     RecipeEntry("medusa", "train", "accel.recipes.medusa",
                 "Medusa: K parallel draft heads on an AR model (Medusa-1 frozen / Medusa-2 LoRA), tree verification."),
     RecipeEntry("joint-sampler", "train", "accel.recipes.joint_sampler",

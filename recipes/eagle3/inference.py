@@ -1,0 +1,72 @@
+"""EAGLE-3 bench / decode methods from an exported checkpoint.
+
+Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (the checkpoint's
+static tree, greedy acceptance: output identical to greedy) and ``eagle3-chain`` (a top-1 chain
+of the trained unroll depth: what vLLM's EAGLE proposer drafts by default); ``eagle3-typical``
+is the tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
+"""
+from __future__ import annotations
+
+DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-chain"]
+DEFAULT_BATCH_SIZE = 1
+"""A draft trades extra tokens per forward for fewer forwards: a win in single-stream,
+latency-bound decoding (where a forward costs the same for 1 or 49 tokens), as for Medusa/Hydra."""
+
+
+class Eagle3Method:
+    """A MethodFn: tree decoding of the bench's adapter with this checkpoint's draft and a tree."""
+
+    def __init__(self, drafter, tree, acceptance: str, help: str):
+        self.drafter, self.tree, self.acceptance, self.help = drafter, tree, acceptance, help
+        self.block_len = None
+
+    def __call__(self, adapter, prompts, gen_len):
+        from accel.decoding.tree import generate_tree
+        return generate_tree(adapter, self.drafter, self.tree, prompts, max_new_tokens=gen_len,
+                             acceptance=self.acceptance)
+
+
+def load_draft(ckpt, adapter):
+    """The checkpoint's `Eagle3Draft` on the adapter's device, checked against the target."""
+    from accel.decoding.checkpoint import CheckpointError
+    from accel.recipes.eagle3.model import Eagle3Draft
+    s = ckpt.accel.get("eagle3")
+    if not s:
+        raise CheckpointError(f"{ckpt.path} has no \"eagle3\" section; re-export it with `accel export RUN --out DIR`")
+    mc = adapter.model.config
+    emb = adapter.model.get_input_embeddings().weight
+    if emb.shape[1] != int(s["hidden_size"]) or emb.shape[0] != int(s["vocab_size"]):
+        raise CheckpointError(f"{ckpt.path}: the draft expects hidden size {s['hidden_size']} and vocab "
+                              f"{s['vocab_size']} but the target {ckpt.backbone_target()} has {emb.shape[1]} and "
+                              f"{emb.shape[0]}; export against the target it was trained on")
+    state = ckpt.tensors(s.get("draft_file", "draft.safetensors"))
+    import torch
+    draft_ids = state["d2t"] + torch.arange(len(state["d2t"]))
+    draft = Eagle3Draft(mc, s["feature_layers"], draft_ids)
+    missing, unexpected = draft.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("rotary.")]
+    if missing or unexpected:
+        raise CheckpointError(f"{ckpt.path}: draft weights do not match the \"eagle3\" section (missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the run")
+    draft.ttt_steps = int(s.get("ttt_steps", 7))
+    return draft.to(device=adapter.device, dtype=emb.dtype).eval()
+
+
+def bench_methods(ckpt, adapter) -> dict:
+    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}: greedy, eagle3, eagle3-chain, eagle3-typical."""
+    from accel.decoding.methods import get_method
+    from accel.decoding.tree import TreeSpec
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
+    draft = load_draft(ckpt, adapter)
+    s = ckpt.accel["eagle3"]
+    tree = TreeSpec.from_json(s["tree"])
+    chain = TreeSpec.chain(int(s.get("ttt_steps", 7)))
+    drafter = Eagle3Drafter(draft, adapter.model.get_input_embeddings())
+    return {
+        "greedy": get_method("greedy", "ar"),
+        "eagle3": Eagle3Method(drafter, tree, "greedy", f"EAGLE-3 draft, {tree.num_nodes}-node tree, greedy acceptance"),
+        "eagle3-chain": Eagle3Method(drafter, chain, "greedy",
+                                     f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
+        "eagle3-typical": Eagle3Method(drafter, tree, "typical",
+                                       f"EAGLE-3 draft, {tree.num_nodes}-node tree, typical acceptance"),
+    }
