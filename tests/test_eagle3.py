@@ -99,6 +99,19 @@ def test_unroll_matches_incremental_decoding():
             assert torch.allclose(d.logits(h)[0, 0], full[k][0, t], atol=1e-5), k
 
 
+def test_fused_decode_layer_matches_modules():
+    """The drafter's fused layer (q|k|v one matmul, RoPE table) computes what `DraftLayer` does."""
+    from accel.recipes.eagle3.drafter import FusedLayer
+    d = _tiny_draft(1)
+    fl, layer = FusedLayer(d), d.layers[0]
+    emb, g, pos = torch.randn(2, 5, 16), torch.randn(2, 5, 16), torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]])
+    mask = torch.ones(2, 5, 5, dtype=torch.bool).tril()
+    with torch.no_grad():
+        a = fl.attend(g, *fl.qkv(emb, g, pos), mask)
+        b = layer.attend(g, *layer.qkv(emb, g, *d.rope(g, pos)), mask)
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(fl.logits(a), d.logits(b), atol=1e-5)
+
+
 def test_draft_topk_reference_semantics():
     from accel.recipes.eagle3.kernels import draft_topk
     x = torch.tensor([[0.5, 2.0, 2.0, -1.0, float("-inf")], [1.0, 1.0, 1.0, 1.0, 1.0]])

@@ -19,10 +19,11 @@ from __future__ import annotations
 import heapq
 
 import torch
+import torch.nn.functional as F
 
 from accel.decoding.tree import TreeSpec
 from accel.recipes.eagle3.kernels import draft_topk
-from accel.recipes.eagle3.model import DraftState, Eagle3Draft
+from accel.recipes.eagle3.model import Eagle3Draft
 
 
 def build_tree(acc: list[list[float]], num_nodes: int) -> TreeSpec:
@@ -71,6 +72,62 @@ def _plan(paths, device):
     return levels
 
 
+class FusedLayer:
+    """The draft layer's weights laid out for decoding: q|k|v one matmul, gate|up one matmul, RoPE
+    from a position table, plain functional calls (no module dispatch). At batch 1 a draft level is
+    a few dozen tiny ops, so per-op overhead, not FLOPs, is its cost. Same math as `DraftLayer`."""
+
+    def __init__(self, draft: Eagle3Draft):
+        layer = draft.layers[0]
+        a, mlp = layer.self_attn, layer.mlp
+        self.nh, self.nkv, self.hd, self.scale = layer.nh, layer.nkv, layer.hd, a.scaling
+        self.w_qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
+        self.w_o = a.o_proj.weight.detach()
+        self.w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+        self.w_down, self.act = mlp.down_proj.weight.detach(), mlp.act_fn
+        self.norms = {n: (getattr(layer, n).weight.detach(), getattr(layer, n).variance_epsilon)
+                      for n in ("input_layernorm", "hidden_norm", "post_attention_layernorm")}
+        self.final = (draft.norm.weight.detach(), draft.norm.variance_epsilon)
+        self.w_lm = draft.lm_head.weight.detach()
+        self.draft = draft
+        self.cos = self.sin = None
+
+    def _norm(self, x, wn):
+        w, eps = wn
+        return F.rms_norm(x, x.shape[-1:], w, eps)
+
+    def _table(self, n: int, like):
+        if self.cos is None or self.cos.shape[0] < n:
+            cap = max(n, 2 * (0 if self.cos is None else self.cos.shape[0]), 256)
+            cos, sin = self.draft.rope(like, torch.arange(cap, device=like.device)[None])
+            h = self.hd // 2
+            # rotate_half(x) * sin == roll(x, h) * [-sin_1, sin_2]
+            self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :h], sin[0, :, h:]], -1)
+        return self.cos, self.sin
+
+    def qkv(self, emb, g, pos):
+        """emb, g [B,T,H], pos [B,T] -> q [B,nh,T,hd], k, v [B,nkv,T,hd] (RoPE applied)."""
+        B, T = pos.shape
+        x = torch.cat([self._norm(emb, self.norms["input_layernorm"]), self._norm(g, self.norms["hidden_norm"])], -1)
+        y = F.linear(x, self.w_qkv).view(B, T, self.nh + 2 * self.nkv, self.hd)
+        cos, sin = self._table(int(pos.max()) + 1, g)
+        qk = y[:, :, :self.nh + self.nkv]
+        qk = qk * cos[pos][:, :, None] + qk.roll(self.hd // 2, -1) * sin[pos][:, :, None]
+        return (qk[:, :, :self.nh].transpose(1, 2), qk[:, :, self.nh:].transpose(1, 2),
+                y[:, :, self.nh + self.nkv:].transpose(1, 2))
+
+    def attend(self, g, q, k, v, mask):
+        if self.nh != self.nkv:
+            k, v = k.repeat_interleave(self.nh // self.nkv, 1), v.repeat_interleave(self.nh // self.nkv, 1)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale)
+        y = g + F.linear(o.transpose(1, 2).reshape(g.shape[0], g.shape[1], -1), self.w_o)
+        gate, up = F.linear(self._norm(y, self.norms["post_attention_layernorm"]), self.w_gu).chunk(2, -1)
+        return y + F.linear(self.act(gate) * up, self.w_down)
+
+    def logits(self, h):
+        return F.linear(self._norm(h, self.final), self.w_lm)
+
+
 class Eagle3Drafter:
     """A Drafter (see `accel.decoding.tree.Drafter`) over a trained `Eagle3Draft` and the target's embedding."""
 
@@ -78,7 +135,8 @@ class Eagle3Drafter:
         self.net = draft.eval()
         self.embed = embed
         self.feature_layers = tuple(draft.feature_layers)
-        self.state = DraftState(draft)
+        self.fused = FusedLayer(draft)
+        self.k = self.v = self.key_valid = None
         self.pending = None
         self._plans: dict = {}
 
@@ -91,7 +149,7 @@ class Eagle3Drafter:
     def observe(self, hidden, valid, position_ids, tokens, prefill: bool = False):
         """Accepted positions: the target's features there ([B,q,3H]), validity, positions and tokens."""
         if prefill:
-            self.state.reset()
+            self.k = self.v = self.key_valid = None
         dt = self.net.fc.weight.dtype
         self.pending = (self.net.fc(hidden.to(dt)), valid, position_ids, tokens)
 
@@ -117,7 +175,7 @@ class Eagle3Drafter:
         last = (valid * torch.arange(1, q + 1, device=dev)).argmax(1)  # each row's newest valid position
         nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1).clone()
         nxt[rows, last] = root_token.to(nxt.dtype)
-        out = self.state.push(g, self._embed(nxt, g.dtype), valid, pos)
+        out = self._push(g, self._embed(nxt, g.dtype), valid, pos)
         h_root, p_root = out[rows, last], pos[rows, last]
         levels, anc = self._plan(tree, dev)
         N1 = tree.num_nodes + 1
@@ -125,31 +183,42 @@ class Eagle3Drafter:
         cand[:, 0] = root_token
         h_node = g.new_zeros(B, N1, g.shape[-1])
         h_node[:, 0] = h_root
-        layer = d.layers[0]
-        K, V, kv = self.state.k, self.state.v, self.state.key_valid
-        tk = K.new_zeros(B, K.shape[1], N1 - 1, K.shape[3])
-        tv = torch.zeros_like(tk)
-        logits = d.logits(h_root)[:, None]  # [B, 1, Vd]: the root's children
+        fl = self.fused
+        Lc = self.k.shape[2]
+        # the cache's keys then one slot per tree node below the root, filled level by level
+        K = torch.cat([self.k, self.k.new_zeros(*self.k.shape[:2], N1 - 1, self.k.shape[3])], 2)
+        V = torch.cat([self.v, self.v.new_zeros(*self.v.shape[:2], N1 - 1, self.v.shape[3])], 2)
+        parent = tree.buffers(dev).parent
+        logits = fl.logits(h_root)[:, None]  # [B, 1, Vd]: the root's children
         for depth, (parents, start, end, flat, kmax) in enumerate(levels, start=1):
             if depth > 1:  # run this level's parents (depth-1 nodes) through the layer
                 P = parents.numel()
-                hp = h_node[:, tree_parent(tree, dev)[parents]]
-                ep = self._embed(cand[:, parents], g.dtype)
-                ppos = (p_root + depth - 1)[:, None].expand(B, P)
-                cos, sin = d.rope(hp, ppos)
-                qq, kk, vv = layer.qkv(ep, hp, cos, sin)
-                tk[:, :, parents - 1], tv[:, :, parents - 1] = kk, vv
-                mask = torch.cat([kv[:, None, :].expand(B, P, -1), anc[parents][None].expand(B, P, -1)], -1)
-                ho = layer.attend(hp, qq, torch.cat([K, tk], 2), torch.cat([V, tv], 2), mask)
+                hp = h_node[:, parent[parents]]
+                qq, kk, vv = fl.qkv(self._embed(cand[:, parents], g.dtype), hp, (p_root + depth - 1)[:, None].expand(B, P))
+                K[:, :, Lc + parents - 1], V[:, :, Lc + parents - 1] = kk, vv
+                mask = torch.cat([self.key_valid[:, None, :].expand(B, P, -1), anc[parents][None].expand(B, P, -1)], -1)
+                ho = fl.attend(hp, qq, K, V, mask)
                 h_node[:, parents] = ho
-                logits = d.logits(ho)
+                logits = fl.logits(ho)
             top, _ = draft_topk(logits, kmax, d.d2t)             # [B, P, kmax] target ids
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
 
+    def _push(self, g, emb, valid, pos):
+        """The new accepted positions through the layer (attending the cache and each other
+        causally); their keys join the cache. Same as `model.DraftState.push`, fused."""
+        B, q = valid.shape
+        qq, k, v = self.fused.qkv(emb, g, pos)
+        ar = torch.arange(q, device=g.device)
+        own = (ar[None, :] <= ar[:, None])[None] & valid[:, None, :] | torch.eye(q, dtype=torch.bool, device=g.device)
+        if self.k is None:
+            self.k, self.v, self.key_valid, mask = k, v, valid, own
+        else:
+            mask = torch.cat([self.key_valid[:, None, :].expand(B, q, -1), own], -1)
+            self.k, self.v = torch.cat([self.k, k], 2), torch.cat([self.v, v], 2)
+            self.key_valid = torch.cat([self.key_valid, valid], 1)
+        return self.fused.attend(g, qq, self.k, self.v, mask)
+
     def _embed(self, ids, dtype):
         return self.embed(ids).to(dtype)
 
-
-def tree_parent(tree: TreeSpec, device):
-    return tree.buffers(device).parent
