@@ -266,7 +266,7 @@ def draft_statistics(draft, base, pairs, tok, cfg: Config, batch_size: int = 64,
     from accel.recipes.eagle3.drafter import build_tree, expected_accept_length
     fn = collate(tok)
     dev = draft.fc.weight.device
-    K = cfg.ttt_steps
+    K = cfg.tree_depth or cfg.ttt_steps
     counts = torch.zeros(K, cfg.topk + 1, dtype=torch.float64)
     all_r, all_u, all_a = [], [], []
     was = draft.training
@@ -350,7 +350,7 @@ def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in draft.state_dict().items()}, str(tmp / DRAFT_FILE))
     meta = {**draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
-            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_nodes": cfg.tree_nodes, "stats": stats}
+            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps, "tree_nodes": cfg.tree_nodes, "stats": stats}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
