@@ -152,7 +152,11 @@ class Drafter(Protocol):
     num_heads: int
 
     def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
-        """[B, H], [B] -> [B, N+1] candidate ids (node 0 = root_token)."""
+        """[B, H], [B] -> [B, N+1] candidate ids (node 0 = root_token).
+
+        A drafter that shapes its tree per step (EAGLE-2's dynamic tree) returns ``(cand, step_tree)``
+        instead: any object with ``num_nodes`` and ``buffers(device) -> TreeBuffers``, shared by the
+        batch's rows, verified in place of `tree` for that step."""
         ...
 
 
@@ -258,7 +262,11 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
             done[b] = True
     rows = torch.arange(B, device=dev)
     while not bool(done.all()):
-        cand = drafter.draft(h_last, root, tree).to(dev)  # [B, N+1]
+        cand = drafter.draft(h_last, root, tree)  # [B, N+1], or (cand, this step's tree): a dynamic tree
+        if isinstance(cand, tuple):
+            cand, step_tree = cand
+            bufs, N1 = step_tree.buffers(dev), step_tree.num_nodes + 1
+        cand = cand.to(dev)
         Lc = kv_valid.shape[1]
         mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)
         pos = n_valid[:, None] + bufs.depth[None]

@@ -215,6 +215,18 @@ def test_builtin_decoding_identical_to_greedy_batched(tmp_path):
     for tree in (TreeSpec([(0,), (1,), (0, 0), (0, 1), (1, 0), (0, 0, 0)]), TreeSpec.chain(3)):
         res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=16)
         assert res.tokens == g.tokens
+    dyn = Eagle3Drafter(draft, adapter.model.get_input_embeddings(), dynamic=(4, 3, 7))  # EAGLE-2's tree
+    res = generate_tree(adapter, dyn, TreeSpec.chain(1), prompts, max_new_tokens=16)
+    assert res.tokens == g.tokens
+
+
+def test_step_tree_buffers():
+    """A dynamic step's tree from parent ids has the verifier's buffers: ancestor mask, depths, leaf paths."""
+    from accel.recipes.eagle3.drafter import StepTree
+    b = StepTree([0, 0, 0, 1, 1, 3]).buffers("cpu")   # root -> 1, 2; 1 -> 3, 4; 3 -> 5
+    assert b.depth.tolist() == [0, 1, 1, 2, 2, 3]
+    assert b.attn_mask[5].nonzero().flatten().tolist() == [0, 1, 3, 5]
+    assert b.retrieve.tolist() == [[0, 2, -1, -1], [0, 1, 4, -1], [0, 1, 3, 5]]
 
 
 def test_export_accel_and_speculators_layout(tmp_path):

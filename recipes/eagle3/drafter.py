@@ -21,7 +21,7 @@ import heapq
 import torch
 import torch.nn.functional as F
 
-from accel.decoding.tree import TreeSpec
+from accel.decoding.tree import TreeBuffers, TreeSpec
 from accel.recipes.eagle3.kernels import draft_topk
 from accel.recipes.eagle3.model import Eagle3Draft
 
@@ -70,6 +70,40 @@ def _plan(paths, device):
         levels.append((t([index[q] for q in parents]), index[kids[0]], index[kids[-1]] + 1,
                        t([slot[p[:-1]] * kmax + p[-1] for p in kids]), kmax))
     return levels
+
+
+class StepTree:
+    """One step's candidate tree from parent ids (node 0 = root, parents before children): the
+    shape `generate_tree` verifies (see `accel.decoding.tree.Drafter`)."""
+
+    def __init__(self, parent: list[int]):
+        n = len(parent)
+        self.num_nodes = n - 1
+        depth, anc = [0] * n, [[0]]
+        for i in range(1, n):
+            depth[i] = depth[parent[i]] + 1
+            anc.append(anc[parent[i]] + [i])
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        for i, a in enumerate(anc):
+            mask[i, a] = True
+        has_kids = set(parent[1:])
+        leaves = [i for i in range(1, n) if i not in has_kids] or [0]
+        D = max(depth)
+        retrieve = torch.full((len(leaves), D + 1), -1, dtype=torch.long)
+        for r, leaf in enumerate(leaves):
+            retrieve[r, :len(anc[leaf])] = torch.tensor(anc[leaf])
+        dt = torch.tensor(depth)
+        self._bufs = TreeBuffers(attn_mask=mask, depth=dt, parent=torch.tensor(parent), choice_index=torch.zeros_like(dt),
+                                 retrieve=retrieve, level_nodes=[torch.nonzero(dt == d).flatten() for d in range(D + 1)])
+        self._on = {}
+
+    def buffers(self, device=None) -> TreeBuffers:
+        key = str(device)
+        if key not in self._on:
+            b = self._bufs
+            self._on[key] = TreeBuffers(*(x.to(device) for x in (b.attn_mask, b.depth, b.parent, b.choice_index,
+                                                                  b.retrieve)), [x.to(device) for x in b.level_nodes])
+        return self._on[key]
 
 
 class FusedLayer:
@@ -131,7 +165,9 @@ class FusedLayer:
 class Eagle3Drafter:
     """A Drafter (see `accel.decoding.tree.Drafter`) over a trained `Eagle3Draft` and the target's embedding."""
 
-    def __init__(self, draft: Eagle3Draft, embed: torch.nn.Module):
+    def __init__(self, draft: Eagle3Draft, embed: torch.nn.Module, dynamic: tuple[int, int, int] | None = None):
+        """dynamic = (depth, topk, nodes): EAGLE-2's dynamic tree instead of the `tree` generate_tree passes."""
+        self.dynamic = dynamic
         self.net = draft.eval()
         self.embed = embed
         self.feature_layers = tuple(draft.feature_layers)
@@ -177,6 +213,8 @@ class Eagle3Drafter:
         nxt[rows, last] = root_token.to(nxt.dtype)
         out = self._push(g, self._embed(nxt, g.dtype), valid, pos)
         h_root, p_root = out[rows, last], pos[rows, last]
+        if self.dynamic is not None:
+            return self._grow_dynamic(h_root, p_root, root_token, *self.dynamic)
         levels, anc = self._plan(tree, dev)
         N1 = tree.num_nodes + 1
         cand = torch.empty(B, N1, dtype=torch.long, device=dev)
@@ -203,6 +241,56 @@ class Eagle3Drafter:
             top, _ = draft_topk(logits, kmax, d.d2t)             # [B, P, kmax] target ids
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
+
+    def _grow_dynamic(self, h_root, p_root, root_token, depth: int, topk: int, nodes: int):
+        """EAGLE-2: expand the `topk` nodes of each level with the highest cumulative draft log-prob
+        into their `topk` best children, then keep the `nodes` best of everything drafted (a child never
+        outranks its parent, so the kept set is a tree). One structure for the batch: a node's score is
+        summed over rows (at batch 1, EAGLE-2 exactly). Returns (cand [B, N+1], StepTree)."""
+        d, fl = self.net, self.fused
+        B, dev = h_root.shape[0], h_root.device
+        Lc = self.k.shape[2]
+        slots = (depth - 1) * topk
+        K = torch.cat([self.k, self.k.new_zeros(*self.k.shape[:2], slots, self.k.shape[3])], 2)
+        V = torch.cat([self.v, self.v.new_zeros(*self.v.shape[:2], slots, self.v.shape[3])], 2)
+        slot_mask = torch.zeros(B, 0, slots, dtype=torch.bool, device=dev)
+        logits = fl.logits(h_root)[:, None]                            # [B, 1, Vd]
+        par_h, par_score = h_root[:, None], h_root.new_zeros(B, 1)      # the expanded parents' outputs, scores
+        par_id, par_anc = [0], [[]]                                     # their node ids, ancestors' key slots
+        toks, scores, parent = [root_token[:, None]], [h_root.new_zeros(B, 1)], [0]
+        n_slot = 0
+        for level in range(1, depth + 1):
+            ids, vals = draft_topk(logits, topk, d.d2t)                 # [B, P, k]
+            lp = (vals - torch.logsumexp(logits.float(), -1, keepdim=True)).clamp(max=0)  # rounding: a child never outranks its parent
+            sc = (par_score[..., None] + lp).flatten(1)                 # [B, P*k] cumulative log-prob
+            first = len(parent)
+            toks.append(ids.flatten(1))
+            scores.append(sc)
+            parent += [p for p in par_id for _ in range(topk)]
+            anc_of_new = [a for a in par_anc for _ in range(topk)]
+            if level == depth:
+                break
+            best = sc.sum(0).topk(min(topk, sc.shape[1])).indices.sort().values  # the level's nodes to expand
+            P = best.numel()
+            hp = par_h[:, best // topk]
+            qq, kk, vv = fl.qkv(self._embed(toks[-1][:, best], h_root.dtype), hp,
+                                (p_root + level)[:, None].expand(B, P))
+            K[:, :, Lc + n_slot:Lc + n_slot + P], V[:, :, Lc + n_slot:Lc + n_slot + P] = kk, vv
+            par_anc = [anc_of_new[int(i)] + [n_slot + j] for j, i in enumerate(best.tolist())]
+            m = torch.zeros(P, slots, dtype=torch.bool, device=dev)
+            for j, a in enumerate(par_anc):
+                m[j, a] = True
+            n_slot += P
+            mask = torch.cat([self.key_valid[:, None, :].expand(B, P, -1), m[None].expand(B, P, -1)], -1)
+            par_h = fl.attend(hp, qq, K, V, mask)
+            logits = fl.logits(par_h)
+            par_score, par_id = sc[:, best], [first + int(i) for i in best.tolist()]
+        tok, score = torch.cat(toks, 1), torch.cat(scores, 1)
+        order = torch.sort(-score[:, 1:].sum(0), stable=True).indices[:nodes] + 1  # ties: the earlier (shallower)
+        keep = sorted(order.tolist())
+        new = {0: 0, **{n: i + 1 for i, n in enumerate(keep)}}
+        tree = StepTree([0] + [new[parent[n]] for n in keep])
+        return torch.cat([tok[:, :1], tok[:, keep]], 1), tree
 
     def _push(self, g, emb, valid, pos):
         """The new accepted positions through the layer (attending the cache and each other
