@@ -178,8 +178,8 @@ def test_train_export_bench_identical_to_greedy(tmp_path):
     assert ck.accel["backbone"] == "." and 1 <= len(ck.accel["eagle3"]["tree"]) <= 5
     rep = run_bench(str(ck.path), tasks=["copy", "sort"], limit=3, gen_len=12, batch_size=3)
     rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
-    assert list(rows) == ["greedy", "eagle3", "eagle3-chain"]
-    for m in ("eagle3", "eagle3-chain"):
+    assert list(rows) == ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
+    for m in ("eagle3", "eagle3-static", "eagle3-chain"):
         assert rows[m]["tokens"] == rows["greedy"]["tokens"] and rows[m]["accuracy"] == rows["greedy"]["accuracy"]
         assert rows[m]["nfe"] <= rows["greedy"]["nfe"]
     with pytest.raises(Exception, match="random-init"):
@@ -238,7 +238,7 @@ def test_export_accel_and_speculators_layout(tmp_path):
     assert sec["backbone"] == "builtin:ar" and sec["weights"] == ["draft.safetensors"]
     assert sec["eagle3"]["tree"] == [[0], [0, 0], [0, 0, 0]] and sec["eagle3"]["feature_layers"] == [1, 2, 3]
     tgt = load_target(str(ck), device="cpu")
-    assert tgt.default_methods == ["greedy", "eagle3", "eagle3-chain"]
+    assert tgt.default_methods == ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
     sp = export(tmp_path / "run", tmp_path / "spec", format="speculators")
     c = json.loads((sp / "config.json").read_text())
     assert c["speculators_model_type"] == "eagle3" and c["draft_vocab_size"] == 64

@@ -1,13 +1,15 @@
 """EAGLE-3 bench / decode methods from an exported checkpoint.
 
-Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (the checkpoint's
-static tree, greedy acceptance: output identical to greedy) and ``eagle3-chain`` (a top-1 chain
-of the trained unroll depth: what vLLM's EAGLE proposer drafts by default); ``eagle3-dynamic`` drafts EAGLE-2's dynamic tree each step (same node budget); ``eagle3-typical``
-is the tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
+Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (EAGLE-2's dynamic tree
+drafted each step: expand the top-8 by cumulative draft log-prob, keep the checkpoint's node budget),
+``eagle3-static`` (the checkpoint's static tree, built from held-out per-depth accuracy) and
+``eagle3-chain`` (a top-1 chain of the trained unroll depth: what vLLM's EAGLE proposer drafts by
+default), all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
+tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
 """
 from __future__ import annotations
 
-DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-chain"]
+DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
 DEFAULT_BATCH_SIZE = 1
 DYNAMIC_TOPK = 8
 """Children per expanded node and nodes expanded per level of the dynamic tree (EAGLE-2 uses 10, SGLang 8)."""
@@ -66,10 +68,11 @@ def bench_methods(ckpt, adapter) -> dict:
     drafter = Eagle3Drafter(draft, adapter.model.get_input_embeddings())
     return {
         "greedy": get_method("greedy", "ar"),
-        "eagle3": Eagle3Method(drafter, tree, "greedy", f"EAGLE-3 draft, {tree.num_nodes}-node tree, greedy acceptance"),
+        "eagle3-static": Eagle3Method(drafter, tree, "greedy",
+                                      f"EAGLE-3 draft, {tree.num_nodes}-node static tree, greedy acceptance"),
         "eagle3-chain": Eagle3Method(drafter, chain, "greedy",
                                      f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
-        "eagle3-dynamic": Eagle3Method(
+        "eagle3": Eagle3Method(
             Eagle3Drafter(draft, adapter.model.get_input_embeddings(), dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes)),
             tree, "greedy", f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {chain.num_nodes}, top-{DYNAMIC_TOPK}, "
                             f"{tree.num_nodes} nodes), greedy acceptance"),
