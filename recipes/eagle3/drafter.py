@@ -10,6 +10,9 @@ shape the training-time test trained), and its top-k draft tokens (`kernels.draf
 applied) become its children. Tree nodes' keys are dropped after the step: the accepted ones
 come back with the target's own features through ``observe``.
 
+With ``dynamic=(depth, topk, nodes)`` it drafts EAGLE-2's dynamic tree instead (`_grow_dynamic`)
+and hands the verifier that step's tree (`StepTree`) with the candidates.
+
 `build_tree` / `expected_accept_length` choose the static tree from measured per-step top-k
 accuracies (Medusa's greedy rule, the same as medusa.tree_build; kept local because recipes do
 not import each other).
