@@ -74,29 +74,25 @@ def _tiny_draft(seed=0):
 
 
 def test_unroll_matches_incremental_decoding():
-    """The training-time test's step k at position t equals what decoding computes for a depth-k chain
-    node after t: DraftState over positions <= t, then k chained steps on the draft's own outputs."""
+    """The training-time test's step k at position t equals what the drafter computes for a depth-k chain
+    node after t: its cache pass over positions <= t, then k chained steps on the draft's own outputs."""
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
     d = _tiny_draft()
-    T, steps = 7, 3
+    T, steps, t = 7, 3, 3
     feats, emb = torch.randn(1, T, 48), torch.randn(1, T, 16)
     valid, pos = torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None]
     with torch.no_grad():
         full = d.unroll(feats, emb, valid, pos, steps)
-        from accel.recipes.eagle3.model import DraftState
-        t = 3
-        st = DraftState(d)
-        out = st.push(d.fc(feats[:, :t + 1]), emb[:, :t + 1], valid[:, :t + 1], pos[:, :t + 1])
-        h = out[:, -1:]
-        assert torch.allclose(d.logits(h)[0, 0], full[0][0, t], atol=1e-5)
-        layer = d.layers[0]
-        keys_k, keys_v = st.k, st.v
+        dr = Eagle3Drafter(d, torch.nn.Embedding(20, 16))
+        fl = dr.fused
+        h = dr._push(d.fc(feats[:, :t + 1]), emb[:, :t + 1], valid[:, :t + 1], pos[:, :t + 1])[:, -1:]
+        assert torch.allclose(fl.logits(h)[0, 0], full[0][0, t], atol=1e-5)
+        K, V = dr.k, dr.v
         for k in range(1, steps):
-            cos, sin = d.rope(h, pos[:, t:t + 1] + k)
-            q, kk, vv = layer.qkv(emb[:, t + k:t + k + 1], h, cos, sin)
-            keys_k, keys_v = torch.cat([keys_k, kk], 2), torch.cat([keys_v, vv], 2)
-            mask = torch.ones(1, 1, keys_k.shape[2], dtype=torch.bool)
-            h = layer.attend(h, q, keys_k, keys_v, mask)
-            assert torch.allclose(d.logits(h)[0, 0], full[k][0, t], atol=1e-5), k
+            q, kk, vv = fl.qkv(emb[:, t + k:t + k + 1], h, pos[:, t:t + 1] + k)
+            K, V = torch.cat([K, kk], 2), torch.cat([V, vv], 2)
+            h = fl.attend(h, q, K, V, torch.ones(1, 1, K.shape[2], dtype=torch.bool))
+            assert torch.allclose(fl.logits(h)[0, 0], full[k][0, t], atol=1e-5), k
 
 
 def test_fused_decode_layer_matches_modules():

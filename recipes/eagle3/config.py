@@ -23,7 +23,8 @@ class Config(TrainConfig):
     learning_rate: float = _f(1e-3, "Peak learning rate (SpecForge on 8B targets: 1e-4; the 128-wide tiny "
                                     "draft trains faster at 1e-3).")
     warmup_ratio: float = _f(0.05, "Fraction of steps with linear LR warm-up.")
-    max_steps: int = _f(1000, "Optimizer steps to train for (1,000 x 32 sequences: ~15 min for the built-in teacher on a contended CPU core).")
+    max_steps: int = _f(1000, "Optimizer steps to train for (1,000 x 32 sequences: ~15 min for the built-in "
+                              "teacher on a contended CPU core).")
     per_device_train_batch_size: int = _f(32, "Sequences per device per micro-batch.")
     save_steps: int = _f(250, "Checkpoint every N steps (plus a final one).")
     # -- data

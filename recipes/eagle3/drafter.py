@@ -2,7 +2,7 @@
 
 It asks the verifier for three of the target's hidden states (``feature_layers``) and gets, via
 ``observe``, their values at every accepted position. Each `draft` call first pushes those
-positions through the draft layer (its own KV cache, `DraftState`), pairing each position's
+positions through the draft layer (its own KV cache), pairing each position's
 features with the token that followed it — the last one with the new root, known only now —
 and then grows the tree level by level: a node at depth d feeds its token and its parent's
 layer output to the layer at position p+d, attending the cache plus its tree ancestors (the
@@ -96,8 +96,9 @@ class StepTree:
         for r, leaf in enumerate(leaves):
             retrieve[r, :len(anc[leaf])] = torch.tensor(anc[leaf])
         dt = torch.tensor(depth)
-        self._bufs = TreeBuffers(attn_mask=mask, depth=dt, parent=torch.tensor(parent), choice_index=torch.zeros_like(dt),
-                                 retrieve=retrieve, level_nodes=[torch.nonzero(dt == d).flatten() for d in range(D + 1)])
+        self._bufs = TreeBuffers(attn_mask=mask, depth=dt, parent=torch.tensor(parent),
+                                 choice_index=torch.zeros_like(dt), retrieve=retrieve,
+                                 level_nodes=[torch.nonzero(dt == d).flatten() for d in range(D + 1)])
         self._on = {}
 
     def buffers(self, device=None) -> TreeBuffers:
@@ -235,7 +236,8 @@ class Eagle3Drafter:
             if depth > 1:  # run this level's parents (depth-1 nodes) through the layer
                 P = parents.numel()
                 hp = h_node[:, parent[parents]]
-                qq, kk, vv = fl.qkv(self._embed(cand[:, parents], g.dtype), hp, (p_root + depth - 1)[:, None].expand(B, P))
+                ppos = (p_root + depth - 1)[:, None].expand(B, P)
+                qq, kk, vv = fl.qkv(self._embed(cand[:, parents], g.dtype), hp, ppos)
                 K[:, :, Lc + parents - 1], V[:, :, Lc + parents - 1] = kk, vv
                 mask = torch.cat([self.key_valid[:, None, :].expand(B, P, -1), anc[parents][None].expand(B, P, -1)], -1)
                 ho = fl.attend(hp, qq, K, V, mask)
@@ -264,7 +266,8 @@ class Eagle3Drafter:
         n_slot = 0
         for level in range(1, depth + 1):
             ids, vals = draft_topk(logits, topk, d.d2t)                 # [B, P, k]
-            lp = (vals - torch.logsumexp(logits.float(), -1, keepdim=True)).clamp(max=0)  # rounding: a child never outranks its parent
+            # clamped: rounding must never let a child outrank its parent (the kept set must stay a tree)
+            lp = (vals - torch.logsumexp(logits.float(), -1, keepdim=True)).clamp(max=0)
             sc = (par_score[..., None] + lp).flatten(1)                 # [B, P*k] cumulative log-prob
             first = len(parent)
             toks.append(ids.flatten(1))
@@ -297,7 +300,8 @@ class Eagle3Drafter:
 
     def _push(self, g, emb, valid, pos):
         """The new accepted positions through the layer (attending the cache and each other
-        causally); their keys join the cache. Same as `model.DraftState.push`, fused."""
+        causally); their keys join the cache. Rows append the same number of slots; a key-validity
+        mask hides the ones a row did not use (rows accept different numbers of tokens)."""
         B, q = valid.shape
         qq, k, v = self.fused.qkv(emb, g, pos)
         ar = torch.arange(q, device=g.device)

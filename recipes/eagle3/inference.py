@@ -73,7 +73,8 @@ def bench_methods(ckpt, adapter) -> dict:
         "eagle3-chain": Eagle3Method(drafter, chain, "greedy",
                                      f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
         "eagle3": Eagle3Method(
-            Eagle3Drafter(draft, adapter.model.get_input_embeddings(), dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes)),
+            Eagle3Drafter(draft, adapter.model.get_input_embeddings(),
+                          dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes)),
             tree, "greedy", f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {chain.num_nodes}, top-{DYNAMIC_TOPK}, "
                             f"{tree.num_nodes} nodes), greedy acceptance"),
         "eagle3-typical": Eagle3Method(drafter, tree, "typical",

@@ -181,39 +181,4 @@ def build_draft_vocab(pairs, vocab_size: int, n: int, eos_ids=()) -> torch.Tenso
             counts += torch.bincount(torch.tensor(r, dtype=torch.long).clamp(0, vocab_size - 1), minlength=vocab_size)
     for e in eos_ids:
         counts[int(e)] += len(pairs)
-    order = sorted(range(vocab_size), key=lambda i: (-int(counts[i]), i))
-    return torch.tensor(sorted(order[:n]), dtype=torch.long)
-
-
-class DraftState:
-    """The draft layer's KV cache over the context during decoding (keys already rotated).
-
-    Rows of a batch append the same number of slots per push; a key-validity mask hides the
-    slots a row did not use (rows accept different numbers of tokens).
-    """
-
-    def __init__(self, draft: Eagle3Draft):
-        self.draft = draft
-        self.k = self.v = self.key_valid = None
-
-    def reset(self):
-        self.k = self.v = self.key_valid = None
-
-    @torch.no_grad()
-    def push(self, g, emb, valid, position_ids):
-        """Runs the layer on new positions (g [B,q,H] = fc(features), emb [B,q,H] = E(next token)),
-        attending the cache and each other causally; appends their keys. Returns out [B,q,H]."""
-        layer = self.draft.layers[0]
-        B, q, _ = g.shape
-        cos, sin = self.draft.rope(g, position_ids)
-        qq, k, v = layer.qkv(emb, g, cos, sin)
-        ar = torch.arange(q, device=g.device)
-        own = (ar[None, :] <= ar[:, None])[None] & valid[:, None, :] | torch.eye(q, dtype=torch.bool, device=g.device)
-        if self.k is None:
-            self.k, self.v, self.key_valid = k, v, valid
-            mask = own
-        else:
-            mask = torch.cat([self.key_valid[:, None, :].expand(B, q, -1), own], -1)
-            self.k, self.v = torch.cat([self.k, k], 2), torch.cat([self.v, v], 2)
-            self.key_valid = torch.cat([self.key_valid, valid], 1)
-        return layer.attend(g, qq, self.k, self.v, mask)
+    return torch.sort(-counts, stable=True).indices[:n].sort().values  # stable: ties by id

@@ -350,7 +350,8 @@ def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in draft.state_dict().items()}, str(tmp / DRAFT_FILE))
     meta = {**draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
-            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps, "tree_nodes": cfg.tree_nodes, "stats": stats}
+            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps,
+            "tree_nodes": cfg.tree_nodes, "stats": stats}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
