@@ -77,37 +77,40 @@ def _plan(paths, device):
 
 class StepTree:
     """One step's candidate tree from parent ids (node 0 = root, parents before children): the
-    shape `generate_tree` verifies (see `accel.decoding.tree.Drafter`)."""
+    shape `generate_tree` verifies (see `accel.decoding.tree.Drafter`). Built with a few tensor ops
+    per depth level: it is rebuilt at every decoding step."""
 
-    def __init__(self, parent: list[int]):
-        n = len(parent)
+    def __init__(self, parent: list[int], device=None):
+        p = torch.tensor(parent, dtype=torch.long, device=device)
+        n = p.numel()
         self.num_nodes = n - 1
-        depth, anc = [0] * n, [[0]]
-        for i in range(1, n):
-            depth[i] = depth[parent[i]] + 1
-            anc.append(anc[parent[i]] + [i])
-        mask = torch.zeros(n, n, dtype=torch.bool)
-        for i, a in enumerate(anc):
-            mask[i, a] = True
-        has_kids = set(parent[1:])
-        leaves = [i for i in range(1, n) if i not in has_kids] or [0]
-        D = max(depth)
-        retrieve = torch.full((len(leaves), D + 1), -1, dtype=torch.long)
-        for r, leaf in enumerate(leaves):
-            retrieve[r, :len(anc[leaf])] = torch.tensor(anc[leaf])
-        dt = torch.tensor(depth)
-        self._bufs = TreeBuffers(attn_mask=mask, depth=dt, parent=torch.tensor(parent),
-                                 choice_index=torch.zeros_like(dt), retrieve=retrieve,
-                                 level_nodes=[torch.nonzero(dt == d).flatten() for d in range(D + 1)])
-        self._on = {}
+        ar = torch.arange(n, device=device)
+        mask = torch.eye(n, dtype=torch.bool, device=device)
+        chain = [ar]                                   # chain[j] = each node's j-th ancestor (root stays root)
+        while bool((chain[-1] != 0).any()):
+            chain.append(p[chain[-1]])
+            mask[ar, chain[-1]] = True
+        depth = mask.sum(1) - 1
+        D = len(chain) - 1
+        leaf = torch.ones(n, dtype=torch.bool, device=device)
+        leaf[p[1:]] = False
+        leaf[0] = n == 1
+        leaves = ar[leaf]
+        retrieve = torch.full((leaves.numel(), D + 1), -1, dtype=torch.long, device=device)
+        rows = torch.arange(leaves.numel(), device=device)
+        for j, c in enumerate(chain):                  # the j-th ancestor of a leaf sits at depth - j
+            col = depth[leaves] - j
+            ok = col >= 0
+            retrieve[rows[ok], col[ok]] = c[leaves][ok]
+        self._bufs = TreeBuffers(attn_mask=mask, depth=depth, parent=p, choice_index=torch.zeros_like(depth),
+                                 retrieve=retrieve, level_nodes=[ar[depth == d] for d in range(D + 1)])
 
     def buffers(self, device=None) -> TreeBuffers:
-        key = str(device)
-        if key not in self._on:
-            b = self._bufs
-            self._on[key] = TreeBuffers(*(x.to(device) for x in (b.attn_mask, b.depth, b.parent, b.choice_index,
-                                                                  b.retrieve)), [x.to(device) for x in b.level_nodes])
-        return self._on[key]
+        b = self._bufs
+        if device is None or torch.device(device) == b.depth.device:
+            return b
+        return TreeBuffers(*(x.to(device) for x in (b.attn_mask, b.depth, b.parent, b.choice_index, b.retrieve)),
+                           [x.to(device) for x in b.level_nodes])
 
 
 class FusedLayer:
@@ -295,7 +298,7 @@ class Eagle3Drafter:
         order = torch.sort(-score[:, 1:].sum(0), stable=True).indices[:nodes] + 1  # ties: the earlier (shallower)
         keep = sorted(order.tolist())
         new = {0: 0, **{n: i + 1 for i, n in enumerate(keep)}}
-        tree = StepTree([0] + [new[parent[n]] for n in keep])
+        tree = StepTree([0] + [new[parent[n]] for n in keep], device=dev)
         return torch.cat([tok[:, :1], tok[:, keep]], 1), tree
 
     def _push(self, g, emb, valid, pos):
