@@ -145,11 +145,19 @@ class Drafter(Protocol):
     `generate_tree` calls it with the prompt after the prefill, then after every verification that
     another draft follows, with the accepted path (root + accepted candidates, as many columns as
     the longest row's; `valid` masks the shorter rows' tails).
+
+    A drafter that reads several of the base's hidden states (EAGLE-3) sets ``feature_layers``
+    (indices into the model's ``hidden_states``: the input of that layer); `observe` then gets
+    their concatenation ``[B, q, len(feature_layers) * H]`` instead of the last hidden state.
     """
     num_heads: int
 
     def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
-        """[B, H], [B] -> [B, N+1] candidate ids (node 0 = root_token)."""
+        """[B, H], [B] -> [B, N+1] candidate ids (node 0 = root_token).
+
+        A drafter that shapes its tree per step (EAGLE-2's dynamic tree) returns ``(cand, step_tree)``
+        instead: any object with ``num_nodes`` and ``buffers(device) -> TreeBuffers``, shared by the
+        batch's rows, verified in place of `tree` for that step."""
         ...
 
 
@@ -232,12 +240,17 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     eos = torch.tensor(adapter.eos_ids, device=dev)
     cache = DynamicCache()
     pos = position_ids(valid)
-    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=pos, use_cache=True, **cache_kwargs(body, cache))
+    layers = getattr(drafter, "feature_layers", None)  # optional: drafters reading inner hidden states (EAGLE-3)
+
+    def features(o):
+        return o.last_hidden_state if not layers else torch.cat([o.hidden_states[i] for i in layers], -1)
+    o = body(input_ids=ids, attention_mask=valid.long(), position_ids=pos, use_cache=True, **cache_kwargs(body, cache),
+             **({"output_hidden_states": True} if layers else {}))
     cache = output_cache(o)
     h_last = o.last_hidden_state[:, -1]
     observe = getattr(drafter, "observe", None)  # optional: drafters with state over the context (Hydra++)
     if observe is not None:
-        observe(o.last_hidden_state, valid, pos, tokens=ids, prefill=True)
+        observe(features(o), valid, pos, tokens=ids, prefill=True)
     root = _sample(lm_head(h_last).float(), temperature, generator)
     kv_valid = valid.clone()
     n_valid = valid.sum(1)
@@ -250,12 +263,16 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
             done[b] = True
     rows = torch.arange(B, device=dev)
     while not bool(done.all()):
-        cand = drafter.draft(h_last, root, tree).to(dev)  # [B, N+1]
+        cand = drafter.draft(h_last, root, tree)  # [B, N+1], or (cand, this step's tree): a dynamic tree
+        if isinstance(cand, tuple):
+            cand, step_tree = cand
+            bufs, N1 = step_tree.buffers(dev), step_tree.num_nodes + 1
+        cand = cand.to(dev)
         Lc = kv_valid.shape[1]
         mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)
         pos = n_valid[:, None] + bufs.depth[None]
         o = body(input_ids=cand, attention_mask=mask[:, None], position_ids=pos, use_cache=True,
-                 **cache_kwargs(body, cache))
+                 **cache_kwargs(body, cache), **({"output_hidden_states": True} if layers else {}))
         cache = output_cache(o)
         hidden = o.last_hidden_state  # [B, N+1, H]
         logits = lm_head(hidden).float()
@@ -301,7 +318,8 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         n_valid = new_valid
         if observe is not None:
             d = torch.arange(path.shape[1], device=dev)[None]
-            observe(hidden.gather(1, path[..., None].expand(-1, -1, hidden.shape[-1])),
+            f = features(o)
+            observe(f.gather(1, path[..., None].expand(-1, -1, f.shape[-1])),
                     d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
         root = nxt
     rows_out = [trim_at_end(r[:max_new_tokens], adapter.eos_ids) for r in out]

@@ -38,7 +38,7 @@ def expected_accept_length(acc: list[list[float]], tree: TreeSpec) -> float:
     for path in tree.paths:
         p = 1.0
         for d, c in enumerate(path):
-            p *= acc[d][c] if c < len(acc[d]) else 0.0
+            p *= acc[d][c] if d < len(acc) and c < len(acc[d]) else 0.0  # a tree may go past the measured depths
         total += p
     return total
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 
 from accel.core.errors import UserError
-from accel.recipes import d2f, dparallel, hydra, joint_sampler, learn2pd, medusa, sft
+from accel.recipes import d2f, dparallel, eagle3, hydra, joint_sampler, learn2pd, medusa, sft
 from accel.recipes.recipe import Recipe
 
 RECIPES: tuple[Recipe, ...] = (
@@ -20,6 +20,7 @@ RECIPES: tuple[Recipe, ...] = (
     hydra.RECIPE,
     medusa.RECIPE,
     joint_sampler.RECIPE,
+    eagle3.RECIPE,
 )
 
 PLANNED: dict[str, str] = {}

@@ -1,0 +1,203 @@
+"""`accel export RUN --out DIR [--format accel|speculators]` for EAGLE-3.
+
+``accel`` (default): an accel checkpoint — ``draft.safetensors`` and a config.json whose
+``"accel"`` section names the target (``builtin:ar`` or an absolute model directory) and holds an
+``"eagle3"`` section: shapes, feature layers, the unroll depth, the static candidate tree (built
+from the run's held-out per-step top-k accuracy for a node budget) and its estimated accepted
+length. A run on a random-init target (``random:ar``) stores the target in the checkpoint too.
+
+``speculators``: the format the `speculators` package reads and ``vllm serve`` / SGLang serve
+(speculators 0.9.0's ``Eagle3SpeculatorConfig``): config.json with
+``speculators_model_type: eagle3``, the draft layer's ``transformer_layer_config`` (Llama),
+``draft_vocab_size``, ``eagle_aux_hidden_state_layer_ids`` and a ``speculators_config`` whose
+verifier is the target directory; model.safetensors with speculators' names (``fc``,
+``layers.0.*``, ``norm``, ``lm_head``, ``embed_tokens``, ``d2t``, ``t2d``). The target must be a
+model directory (``builtin:ar`` resolves to its directory) so the verifier can be loaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.decoding.checkpoint import CheckpointError, save_checkpoint
+from accel.recipes.eagle3.train import DRAFT_FILE, META_FILE
+
+FORMATS = ("accel", "speculators")
+SPECULATORS_VERSION = "0.9.0"
+
+
+def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[int]], float | None]:
+    """(tree paths, estimated accepted length) from the run's held-out statistics; without them
+    (eval_n=0) a top-1 chain of the unroll depth."""
+    from accel.decoding.tree_build import build_tree, expected_accept_length
+    acc = (meta.get("stats") or {}).get("topk_accuracy")
+    if not acc:
+        return [[0] * d for d in range(1, int(meta["ttt_steps"]) + 1)], None
+    tree = build_tree(acc, int(tree_nodes or meta.get("tree_nodes") or 48))
+    return tree.to_json(), expected_accept_length(acc, tree)
+
+
+def _read_run(run_dir):
+    run = Path(run_dir).expanduser()
+    final = run / "final"
+    if not (final / DRAFT_FILE).exists() or not (final / META_FILE).exists():
+        raise CheckpointError(f"{run} has no finished draft (final/{DRAFT_FILE}); finish the run with "
+                              f"`accel train eagle3 --output {run}` (it resumes)")
+    from safetensors.torch import load_file
+    return json.loads((final / META_FILE).read_text()), load_file(str(final / DRAFT_FILE))
+
+
+def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None, gen_len: int | None = None,
+           **options) -> Path:
+    """Writes the checkpoint; tree_nodes / gen_len override the run's defaults (accel format)."""
+    if options:
+        raise CheckpointError(f"eagle3 export has no option {next(iter(options))!r}; "
+                              "its options are: format, tree_nodes, gen_len")
+    if format not in FORMATS:
+        raise CheckpointError(f"--format {format}: EAGLE-3 exports accel (accel decode/bench) or speculators "
+                              "(vLLM, SGLang, the speculators package)")
+    if tree_nodes is not None and int(tree_nodes) < 1:
+        raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1")
+    meta, tensors = _read_run(run_dir)
+    if format == "speculators":
+        return export_speculators(meta, tensors, out_dir)
+    tree, est = choose_tree(meta, tree_nodes)
+    section_e = {k: meta[k] for k in ("hidden_size", "vocab_size", "draft_vocab_size", "feature_layers",
+                                      "ttt_steps", "step_decay", "seed")}
+    section_e.update(tree=tree, est_accept_tree=est, draft_file=DRAFT_FILE,
+                     topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
+    decode = {"method": "eagle3", "acceptance": "greedy", "gen_len": int(gen_len or 64)}
+    backbone = str(meta["backbone"])
+    if backbone.startswith("random:"):
+        return _export_with_base(out_dir, meta, tensors, section_e, decode)
+    if not backbone.startswith("builtin:"):
+        backbone = str(Path(backbone).expanduser().resolve())
+    section = {"recipe": "eagle3", "backbone": backbone, "decode": decode, "eagle3": section_e}
+    return save_checkpoint(out_dir, section, tensors=tensors, weights_name=DRAFT_FILE)
+
+
+def _export_with_base(out_dir, meta, tensors, section_e, decode) -> Path:
+    """The random-init target rebuilt from its seed and stored in the checkpoint (backbone ".")."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from safetensors.torch import save
+
+    from accel.decoding.checkpoint import _unshare
+    from accel.recipes.shared.models import load_model
+    adapter = load_model(SimpleNamespace(backbone=meta["backbone"], seed=int(meta.get("seed", 0)),
+                                         trust_remote_code=False))
+    tok_files = {}
+    with tempfile.TemporaryDirectory() as d:
+        adapter.tokenizer.save_pretrained(d)
+        for f in Path(d).iterdir():
+            if f.is_file() and f.name != "config.json":
+                tok_files[f.name] = f.read_bytes()
+    section = {"recipe": "eagle3", "backbone": ".", "decode": decode, "eagle3": section_e}
+    return save_checkpoint(out_dir, section, tensors=adapter.model.state_dict(),
+                           extra_files={DRAFT_FILE: save(_unshare(tensors)), **tok_files},
+                           backbone_config=adapter.model.config.to_dict())
+
+
+def target_dir(backbone: str) -> Path:
+    """The target as a model directory (what a speculators verifier entry must name)."""
+    if backbone.startswith("random:"):
+        raise CheckpointError(f"--format speculators: the run's target {backbone} is a random-init test model with "
+                              "no directory a server could load; train on builtin:ar or a model directory")
+    if backbone.startswith("builtin:"):
+        from accel.models.backbone import builtin_dir
+        return builtin_dir(backbone.split(":", 1)[1]).resolve()
+    return Path(backbone).expanduser().resolve()
+
+
+def speculators_config(meta: dict, target_config: dict, verifier: Path) -> dict:
+    """config.json of speculators 0.9.0's Eagle3SpeculatorConfig for this draft."""
+    from accel.recipes.eagle3.model import layer_config
+    layer = layer_config(target_config).to_dict()
+    keep = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+            "head_dim", "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "vocab_size",
+            "num_hidden_layers", "attention_bias", "attention_dropout", "mlp_bias", "tie_word_embeddings",
+            "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range", "pretraining_tp", "use_cache")
+    layer = {k: layer[k] for k in keep if k in layer}
+    for k in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if target_config.get(k) is not None:
+            layer[k] = target_config[k]
+    Vd = int(meta["draft_vocab_size"])
+    return {
+        "architectures": ["Eagle3Speculator"],
+        "speculators_model_type": "eagle3",
+        "speculators_version": SPECULATORS_VERSION,
+        "transformer_layer_config": layer,
+        "draft_vocab_size": Vd,
+        "norm_before_residual": False,
+        "target_hidden_size": None,
+        "eagle_aux_hidden_state_layer_ids": list(meta["feature_layers"]),
+        "norm_before_fc": False,
+        "fc_norm": False,
+        "norm_output": False,
+        "embed_requires_grad": False,
+        "dtype": "float32",
+        "speculators_config": {
+            "algorithm": "eagle3",
+            "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": int(meta["ttt_steps"]),
+                                  "verifier_accept_k": 1, "accept_tolerance": 0.0}],
+            "default_proposal_method": "greedy",
+            "verifier": {"name_or_path": str(verifier),
+                         "architectures": list(target_config.get("architectures") or [])},
+        },
+    }
+
+
+def speculators_tensors(tensors: dict, embed: "torch.Tensor") -> dict:  # noqa: F821
+    """Our state dict under speculators' names (identical except the rotary cache, which it rebuilds)."""
+    out = {k: v for k, v in tensors.items() if not k.startswith("rotary.")}
+    out["embed_tokens.weight"] = embed
+    if int(out["t2d"].sum()) == len(out["t2d"]):  # full vocabulary: speculators keeps no mapping
+        out.pop("t2d")
+        out.pop("d2t")
+    return out
+
+
+def export_speculators(meta: dict, tensors: dict, out_dir) -> Path:
+    """Writes the speculators-format directory (atomically: temp dir, then rename)."""
+    import shutil
+    import uuid
+
+    from safetensors.torch import load_file, save_file
+
+    from accel.trainers.checkpoint import fsync_dir
+    verifier = target_dir(str(meta["backbone"]))
+    cfg_file = verifier / "config.json"
+    if not cfg_file.is_file():
+        raise CheckpointError(f"--format speculators: the target {verifier} has no config.json")
+    target_config = json.loads(cfg_file.read_text())
+    if len(set(meta["feature_layers"])) != len(meta["feature_layers"]):
+        raise CheckpointError(f"--format speculators: feature layers {meta['feature_layers']} repeat a layer, which "
+                              "speculators rejects; train with three distinct feature_layers")
+    embed = None
+    for f in sorted(verifier.glob("*.safetensors")):
+        st = load_file(str(f))
+        for k in ("model.embed_tokens.weight", "embed_tokens.weight"):
+            if k in st:
+                embed = st[k]
+        if embed is not None:
+            break
+    if embed is None:
+        raise CheckpointError(f"--format speculators: no embed_tokens weight in {verifier}/*.safetensors")
+    out = Path(out_dir).expanduser().absolute()
+    if out.exists() and not (out.is_dir() and ((out / "config.json").exists() or not any(out.iterdir()))):
+        raise CheckpointError(f"{out} exists and is not a model directory; choose another --out or remove it")
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        save_file({k: v.contiguous() for k, v in speculators_tensors(tensors, embed).items()},
+                  str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(speculators_config(meta, target_config, verifier), indent=2) + "\n")
+        fsync_dir(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,85 @@
+"""EAGLE-3 bench / decode methods from an exported checkpoint.
+
+Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (EAGLE-2's dynamic tree
+drafted each step: expand the top-8 by cumulative draft log-prob, keep the checkpoint's node budget),
+``eagle3-static`` (the checkpoint's static tree, built from held-out per-depth accuracy) and
+``eagle3-chain`` (a top-1 chain of the trained unroll depth: what vLLM's EAGLE proposer drafts by
+default), all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
+tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
+"""
+from __future__ import annotations
+
+DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
+DEFAULT_BATCH_SIZE = 1
+DYNAMIC_TOPK = 8
+"""Children per expanded node and nodes expanded per level of the dynamic tree (EAGLE-2 uses 10, SGLang 8)."""
+"""A draft trades extra tokens per forward for fewer forwards: a win in single-stream,
+latency-bound decoding (where a forward costs the same for 1 or 49 tokens), as for Medusa/Hydra."""
+
+
+METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output identical to greedy)",
+           "eagle3-static": "the checkpoint's static tree, greedy acceptance",
+           "eagle3-chain": "a top-1 chain of the trained unroll depth, greedy acceptance",
+           "eagle3-typical": "the static tree, typical acceptance (eps 0.09, alpha 0.3)"}
+"""The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
+
+
+def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance):
+    """Tree decoding of the bench's adapter with this checkpoint's draft and a tree."""
+    from accel.decoding.tree import generate_tree
+    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+
+
+def load_draft(ckpt, adapter):
+    """The checkpoint's `Eagle3Draft` on the adapter's device, checked against the target."""
+    from accel.decoding.checkpoint import CheckpointError
+    from accel.recipes.eagle3.model import Eagle3Draft
+    s = ckpt.accel.get("eagle3")
+    if not s:
+        raise CheckpointError(f"{ckpt.path} has no \"eagle3\" section; re-export it with `accel export RUN --out DIR`")
+    mc = adapter.model.config
+    emb = adapter.model.get_input_embeddings().weight
+    if emb.shape[1] != int(s["hidden_size"]) or emb.shape[0] != int(s["vocab_size"]):
+        raise CheckpointError(f"{ckpt.path}: the draft expects hidden size {s['hidden_size']} and vocab "
+                              f"{s['vocab_size']} but the target {ckpt.backbone_target()} has {emb.shape[1]} and "
+                              f"{emb.shape[0]}; export against the target it was trained on")
+    state = ckpt.tensors(s.get("draft_file", "draft.safetensors"))
+    import torch
+    draft_ids = state["d2t"] + torch.arange(len(state["d2t"]))
+    draft = Eagle3Draft(mc, s["feature_layers"], draft_ids)
+    missing, unexpected = draft.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("rotary.")]
+    if missing or unexpected:
+        raise CheckpointError(f"{ckpt.path}: draft weights do not match the \"eagle3\" section (missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the run")
+    draft.ttt_steps = int(s.get("ttt_steps", 7))
+    return draft.to(device=adapter.device, dtype=emb.dtype).eval()
+
+
+def bench_methods(ckpt, adapter) -> dict:
+    """{name: DecodeMethod}: greedy, eagle3 (dynamic tree), eagle3-static, eagle3-chain, eagle3-typical."""
+    from accel.decoding.methods import DecodeMethod, get_method
+    from accel.decoding.tree import TreeSpec
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
+    draft = load_draft(ckpt, adapter)
+    s = ckpt.accel["eagle3"]
+    tree = TreeSpec.from_json(s["tree"])
+    chain = TreeSpec.chain(int(s.get("ttt_steps", 7)))
+    emb = adapter.model.get_input_embeddings()
+    drafter = Eagle3Drafter(draft, emb)
+    dynamic = Eagle3Drafter(draft, emb, dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes))
+
+    def row(name, drafter_, tree_, acceptance, help):
+        return DecodeMethod(name, "ar", help, _eagle3, options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance))
+    return {
+        "greedy": get_method("greedy", "ar"),
+        "eagle3-static": row("eagle3-static", drafter, tree, "greedy",
+                             f"EAGLE-3 draft, {tree.num_nodes}-node static tree, greedy acceptance"),
+        "eagle3-chain": row("eagle3-chain", drafter, chain, "greedy",
+                            f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
+        "eagle3": row("eagle3", dynamic, tree, "greedy",
+                      f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {chain.num_nodes}, top-{DYNAMIC_TOPK}, "
+                      f"{tree.num_nodes} nodes), greedy acceptance"),
+        "eagle3-typical": row("eagle3-typical", drafter, tree, "typical",
+                              f"EAGLE-3 draft, {tree.num_nodes}-node tree, typical acceptance"),
+    }

@@ -1,0 +1,358 @@
+"""`accel train eagle3`: an EAGLE-3 draft on a frozen AR target, through `fit`.
+
+Data: prompts of the task suite (or a jsonl); with ``self_distill`` (default) the responses are
+the target's own greedy outputs (`accel.data.self_distill`, cached in ``RUN/self_distill.jsonl``
+and resumed from it) — EAGLE-3's finding is that regenerated responses beat the dataset's, and
+they are exactly what greedy verification accepts. The draft vocabulary is counted from them.
+
+Every step captures the target's hidden states online (one frozen forward with
+``output_hidden_states``), unrolls the draft ``ttt_steps`` times (the training-time test,
+`Eagle3Draft.unroll`) and sums per-step CE against the target's distribution over the draft
+vocabulary, weighted ``step_decay**k``. Logged per step: ``step{k}_acc`` (top-1 agreement with
+the target's greedy token), ``step{k}_loss``, and ``est_accept_chain`` — the simulated acceptance
+length of a top-1 chain (1 + the leading run of correct steps per position), which is what
+SpecForge picks checkpoints by. Save points add held-out ``eval_*`` statistics (per-step top-k
+accuracy, the static tree built from it and its estimated accepted length).
+
+The run ends with ``RUN/final/``: ``draft.safetensors`` and ``eagle3.json`` (shapes, feature
+layers, unroll, held-out statistics) — what `accel export` turns into a checkpoint.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accel.recipes.eagle3.config import Config
+
+DRAFT_FILE = "draft.safetensors"
+META_FILE = "eagle3.json"
+SELF_DISTILL_FILE = "self_distill.jsonl"
+HELD_OUT_FILE = "self_distill_eval.jsonl"
+
+
+def _examples(cfg: Config, n_per_task: int, seed: int) -> list[dict]:
+    """{prompt, response} dicts from the suite's train split or the jsonl."""
+    if cfg.data == "builtin":
+        from accel.data.tasks import mixture, resolve_tasks
+        return mixture("train", n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=seed)
+    from accel.core.errors import UserError
+    path = Path(cfg.data).expanduser()
+    if not path.is_file():
+        raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
+    exs = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ex = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str):
+            raise UserError(f"{path}:{i}: each line must be an object with a string field prompt (and response)")
+        exs.append(ex)
+    if not exs:
+        raise UserError(f"data={cfg.data}: the file has no examples")
+    return exs
+
+
+def _pairs(adapter, cfg: Config, exs: list[dict], cache: Path, label: str) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids in chat format, response ids): the target's greedy responses when self-distilling."""
+    from accel.data.tokenizer import chat_prompt_ids
+    tok = adapter.tokenizer
+    if not cfg.self_distill:
+        from accel.core.errors import UserError
+        if any(not isinstance(e.get("response"), str) for e in exs):
+            raise UserError(f"data={cfg.data}: self_distill=false needs a string response on every line")
+        from accel.data.collate import tokenize_examples
+        return tokenize_examples(tok, exs)
+    from rich.progress import Progress
+
+    from accel.recipes.shared.self_distill import self_distill
+    from accel.trainers.rundir import is_rank0
+    prompts = [e["prompt"] for e in exs]
+    if is_rank0():  # rank 0 writes the cache; the others wait at fit's first barrier-free read below
+        with Progress(transient=True) as bar:
+            task = bar.add_task(label, total=len(prompts))
+            self_distill(adapter, prompts, cache, batch_size=cfg.gen_batch_size, max_new_tokens=cfg.gen_len,
+                         progress=lambda done, total: bar.update(task, completed=done))
+    _wait_for(cache, len(prompts))
+    recs = [json.loads(x) for x in cache.read_text().splitlines() if x.strip()][:len(prompts)]
+    return [(list(chat_prompt_ids(tok, r["prompt"])), list(r["response_ids"])) for r in recs]
+
+
+def _wait_for(path: Path, n: int):
+    """Other ranks wait until rank 0's cache holds n lines (it is written in order and fsynced)."""
+    import time
+    while not path.exists() or sum(1 for x in path.read_text().splitlines() if x.strip()) < n:
+        time.sleep(1.0)
+
+
+def build_draft(cfg: Config, adapter, pairs):
+    """A fresh draft sized from the target config, draft vocab counted from `pairs`."""
+    from accel.recipes.eagle3.model import Eagle3Draft, build_draft_vocab, default_feature_layers
+    mc = adapter.model.config
+    L = int(mc.num_hidden_layers)
+    layers = list(cfg.feature_layers) or default_feature_layers(L)
+    if max(layers) > L - 1:
+        from accel.core.errors import UserError
+        raise UserError(f"feature_layers={layers}: the target has {L} layers; use indices 0..{L - 1}")
+    V = adapter.model.get_output_embeddings().weight.shape[0]
+    ids = build_draft_vocab(pairs, V, cfg.draft_vocab_size, adapter.eos_ids)
+    draft = Eagle3Draft(mc, layers, ids)
+    draft.init_from_target(adapter.model.get_output_embeddings())
+    return draft.to(adapter.device)
+
+
+def _trainable(draft, base):
+    """The module handed to `fit`: the draft as its only submodule, the target kept out of its state."""
+    import torch
+
+    class Eagle3Train(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.draft = draft
+            self._base = (base,)  # a tuple hides it from parameters()/state_dict()
+
+        @property
+        def base(self):
+            return self._base[0]
+
+    return Eagle3Train()
+
+
+def target_forward(base, layers, ids, valid, pos):
+    """(features [B,T,3H], target logits [B,T,V], E(x_{t+1}) [B,T,H]) of the frozen target."""
+    import torch
+    with torch.no_grad():
+        o = base.base_model(input_ids=ids, attention_mask=valid.long(), position_ids=pos, output_hidden_states=True)
+        feats = torch.cat([o.hidden_states[i] for i in layers], -1)
+        logits = base.get_output_embeddings()(o.last_hidden_state)
+        emb = base.get_input_embeddings()(ids)
+        emb_next = torch.cat([emb[:, 1:], emb[:, -1:]], 1)
+    return feats, logits, emb_next
+
+
+def forward_draft(draft, base, batch, steps: int):
+    """(per-step draft logits, target logits) for one collated batch."""
+    from accel.models.masks import position_ids
+    ids, valid = batch["ids"], batch["valid"]
+    pos = position_ids(valid)
+    feats, base_logits, emb_next = target_forward(base, draft.feature_layers, ids, valid, pos)
+    return draft.unroll(feats.to(draft.fc.weight.dtype), emb_next.to(draft.fc.weight.dtype), valid, pos, steps), \
+        base_logits
+
+
+def ttt_loss(step_logits, base_logits, batch, draft_ids, decay: float):
+    """sum_k decay^k * CE(target softmax over the draft vocab, step-k draft) on supervised targets.
+
+    Step k at position t predicts token t+2+k; the target's distribution for it is its logits at
+    t+1+k restricted to the draft vocabulary. Returns (loss, per-step losses as floats).
+    """
+    import torch
+    labels, valid = batch["labels"], batch["valid"]
+    total = base_logits.new_zeros((), dtype=torch.float32)
+    per = []
+    for k, lg in enumerate(step_logits):
+        n = lg.shape[1] - 2 - k
+        if n <= 0:
+            per.append(0.0)
+            continue
+        m = (labels[:, 2 + k:2 + k + n] != -100) & valid[:, :n]
+        if not bool(m.any()):
+            per.append(0.0)
+            continue
+        p = torch.softmax(base_logits[:, 1 + k:1 + k + n][m][:, draft_ids].float(), -1)
+        lk = -(p * torch.log_softmax(lg[:, :n][m].float(), -1)).sum(-1).mean()
+        total = total + decay ** k * lk
+        per.append(float(lk.detach()))
+    return total, per
+
+
+def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
+    """Per unroll step k: rank of the target's greedy token among the draft's logits, and masks.
+
+    Returns (ranks [B,T,K], usable [B,T,K], anchor [B,T]) over t = 0..T-1 (T = L-2). usable[...,k]:
+    step k's target is supervised and every token the draft consumed up to it (x_{t+1..t+1+k}) is
+    what the target itself would have emitted (else decoding never drafts from that prefix). A
+    greedy token outside the draft vocabulary ranks max_rank (no draft can propose it).
+    """
+    import torch
+    ids, labels, valid = batch["ids"], batch["labels"], batch["valid"]
+    B, L = ids.shape
+    T, K = max(L - 2, 0), len(step_logits)
+    greedy = base_logits.argmax(-1)                 # greedy[:, j]: the target's token j+1
+    consistent = ids[:, 1:] == greedy[:, :-1]       # [B, L-1]: x_{j+1} is the target's own
+    ranks = torch.full((B, T, K), max_rank, dtype=torch.long, device=ids.device)
+    usable = torch.zeros((B, T, K), dtype=torch.bool, device=ids.device)
+    t2d_idx = torch.cumsum(t2d.long(), 0) - 1       # target id -> draft id (where t2d)
+    for k, lg in enumerate(step_logits):
+        n = L - 2 - k
+        if n <= 0:
+            continue
+        tgt = greedy[:, 1 + k:1 + k + n]
+        inv = t2d[tgt]
+        score = lg[:, :n].float().gather(-1, t2d_idx[tgt].clamp(min=0)[..., None])
+        r = (lg[:, :n].float() > score).sum(-1).clamp(max=max_rank)
+        ranks[:, :n, k] = torch.where(inv, r, torch.full_like(r, max_rank))
+        cons = torch.stack([consistent[:, j:j + n] for j in range(k + 1)], -1).all(-1)
+        usable[:, :n, k] = (labels[:, 2 + k:2 + k + n] != -100) & valid[:, :n] & cons
+    anchor = (labels[:, 2:2 + T] != -100) & valid[:, :T]  # step 0's target is supervised
+    return ranks, usable, anchor
+
+
+def accept_lengths(ranks, usable, paths=None):
+    """Simulated accepted tokens per target forward at every position ([B,T] long): the target's
+    own token plus the drafted ones a top-1 chain (paths None) or a static tree would accept."""
+    import torch
+    if paths is None:
+        return 1 + (usable & (ranks == 0)).long().cumprod(-1).sum(-1)
+    best = torch.zeros(ranks.shape[:2], dtype=torch.long, device=ranks.device)
+    for path in paths:
+        d = len(path)
+        if d > ranks.shape[-1]:
+            continue
+        c = torch.tensor(path, device=ranks.device)
+        m = (usable[..., :d] & (ranks[..., :d] == c)).all(-1)
+        best = torch.where(m, torch.clamp(best, min=d), best)
+    return 1 + best
+
+
+def step_metrics(ranks, usable, anchor, topk: int) -> dict:
+    out = {}
+    for k in range(ranks.shape[-1]):
+        m = usable[..., k]
+        if bool(m.any()):
+            r = ranks[..., k][m]
+            out[f"step{k}_acc"] = float((r == 0).float().mean())
+            out[f"step{k}_top{topk}"] = float((r < topk).float().mean())
+    if bool(anchor.any()):
+        out["est_accept_chain"] = float(accept_lengths(ranks, usable)[anchor].float().mean())
+    return out
+
+
+def make_loss(cfg: Config):
+    from accel.trainers.trainer import unwrap
+
+    def loss_fn(model, batch):
+        m = unwrap(model)
+        d = m.draft
+        step_logits, base_logits = forward_draft(d, m.base, batch, cfg.ttt_steps)
+        loss, per = ttt_loss(step_logits, base_logits, batch, d.draft_ids, cfg.step_decay)
+        import torch
+        with torch.no_grad():
+            ranks, usable, anchor = step_ranks(step_logits, batch, base_logits, d.draft_ids, d.t2d, cfg.topk)
+        metrics = step_metrics(ranks, usable, anchor, cfg.topk)
+        metrics.update({f"step{k}_loss": v for k, v in enumerate(per)})
+        return loss, metrics
+
+    return loss_fn
+
+
+def collate(tok):
+    from accel.data.collate import ar_batch
+
+    def fn(pairs):
+        ids, valid, labels = ar_batch(pairs, tok)
+        return {"ids": ids, "valid": valid, "labels": labels}
+
+    return fn
+
+
+def draft_statistics(draft, base, pairs, tok, cfg: Config, batch_size: int = 64, tree_nodes: int | None = None) -> dict:
+    """Held-out per-step top-k accuracy (conditional on every earlier step's true token being in its
+    top-k: what a tree can reach), the static tree built from it and simulated acceptance lengths."""
+    import torch
+
+    from accel.decoding.tree_build import build_tree, expected_accept_length
+    fn = collate(tok)
+    dev = draft.fc.weight.device
+    K = cfg.tree_depth or cfg.ttt_steps
+    counts = torch.zeros(K, cfg.topk + 1, dtype=torch.float64)
+    all_r, all_u, all_a = [], [], []
+    was = draft.training
+    draft.eval()
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            b = {k: v.to(dev) for k, v in fn(pairs[i:i + batch_size]).items()}
+            step_logits, base_logits = forward_draft(draft, base, b, K)
+            ranks, usable, anchor = step_ranks(step_logits, b, base_logits, draft.draft_ids, draft.t2d, cfg.topk)
+            reach = torch.ones_like(usable[..., 0])
+            for k in range(K):
+                m = usable[..., k] & reach
+                counts[k] += torch.bincount(ranks[..., k][m].cpu(), minlength=cfg.topk + 1)[:cfg.topk + 1].double()
+                reach = reach & (ranks[..., k] < cfg.topk)
+            all_r.append(ranks[anchor].cpu())
+            all_u.append(usable[anchor].cpu())
+    draft.train(was)
+    acc = (counts[:, :cfg.topk] / counts.sum(1, keepdim=True).clamp(min=1)).tolist()
+    tree = build_tree(acc, tree_nodes or cfg.tree_nodes)
+    ranks, usable = torch.cat(all_r)[None], torch.cat(all_u)[None]
+    has = ranks.numel() > 0
+    return {"topk_accuracy": acc, "tree": tree.to_json(),
+            "est_accept_chain": float(accept_lengths(ranks, usable).float().mean()) if has else 1.0,
+            "est_accept_tree": float(accept_lengths(ranks, usable, tree.paths).float().mean()) if has else 1.0,
+            "est_accept_tree_model": expected_accept_length(acc, tree)}
+
+
+def run(cfg: Config) -> Path:
+    import torch
+
+    from accel.recipes.shared.models import load_model
+    from accel.trainers.rundir import is_rank0, prepare_run_dir
+    from accel.trainers.trainer import fit
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, "eagle3")
+    adapter = load_model(cfg)
+    if adapter.kind != "ar":
+        from accel.core.errors import UserError
+        raise UserError(f"backbone={cfg.backbone} is a diffusion LM; an EAGLE-3 draft proposes for AR targets "
+                        "(use builtin:ar, random:ar or a causal-LM directory)")
+    if torch.cuda.is_available():
+        import os
+        adapter.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    base = adapter.model.eval().requires_grad_(False)
+    tok = adapter.tokenizer
+    exs = _examples(cfg, cfg.n_per_task, cfg.seed)
+    held = []
+    if cfg.eval_n > 0:
+        if cfg.data == "builtin":  # fresh prompts of the train split (another seed), never the bench's
+            held = _examples(cfg, cfg.eval_n, cfg.seed + 7919)
+        elif len(exs) > cfg.eval_n:
+            exs, held = exs[:-cfg.eval_n], exs[-cfg.eval_n:]
+    pairs = _pairs(adapter, cfg, exs, run_dir / SELF_DISTILL_FILE, "self-distill")
+    held_out = _pairs(adapter, cfg, held, run_dir / HELD_OUT_FILE, "self-distill (held-out)") if held else []
+    draft = build_draft(cfg, adapter, pairs)
+    model = _trainable(draft, base)
+
+    def eval_fn(m):
+        s = draft_statistics(m.draft, base, held_out, tok, cfg)
+        res = {f"top1_step{k}": a[0] for k, a in enumerate(s["topk_accuracy"])}
+        res.update({k: s[k] for k in ("est_accept_chain", "est_accept_tree")})
+        return res
+
+    fit(cfg, model, make_loss(cfg), pairs, data_collator=collate(tok), eval_fn=eval_fn if held_out else None,
+        trainable_parameters=list(draft.parameters()))
+    if is_rank0():
+        stats = draft_statistics(draft, base, held_out, tok, cfg) if held_out else None
+        save_final(draft, cfg, run_dir / "final", stats)
+    return run_dir
+
+
+def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:
+    """RUN/final/{draft.safetensors, eagle3.json}, written to a temp dir and renamed into place."""
+    import shutil
+
+    from safetensors.torch import save_file
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in draft.state_dict().items()}, str(tmp / DRAFT_FILE))
+    meta = {**draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
+            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps,
+            "tree_nodes": cfg.tree_nodes, "stats": stats}
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
