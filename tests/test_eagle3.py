@@ -160,6 +160,7 @@ def test_train_export_bench_identical_to_greedy(tmp_path):
     from accel.decoding.checkpoint import load_checkpoint
     from accel.recipes.eagle3.export import export
     from accel.recipes.eagle3.train import run
+    from accel.recipes.targets import load_target
     cfg = _cfg(tmp_path, "backbone=random:ar", "max_steps=3", "save_steps=3", "n_per_task=4", "tasks=[copy,sort]",
                "eval_n=2", "gen_len=12", "per_device_train_batch_size=4", "tree_nodes=6", "ttt_steps=3",
                "draft_vocab_size=40")
@@ -172,7 +173,7 @@ def test_train_export_bench_identical_to_greedy(tmp_path):
     assert len((run_dir / "self_distill.jsonl").read_text().splitlines()) == 8
     ck = load_checkpoint(export(run_dir, tmp_path / "ck", tree_nodes=5))
     assert ck.accel["backbone"] == "." and 1 <= len(ck.accel["eagle3"]["tree"]) <= 5
-    rep = run_bench(str(ck.path), tasks=["copy", "sort"], limit=3, gen_len=12, batch_size=3)
+    rep = run_bench(load_target(str(ck.path)), tasks=["copy", "sort"], limit=3, gen_len=12, batch_size=3)
     rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
     assert list(rows) == ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
     for m in ("eagle3", "eagle3-static", "eagle3-chain"):
@@ -226,7 +227,7 @@ def test_step_tree_buffers():
 
 
 def test_export_accel_and_speculators_layout(tmp_path):
-    from accel.decoding.bench import load_target
+    from accel.recipes.targets import load_target
     from accel.recipes.eagle3.export import export
     _builtin_draft_run(tmp_path)
     ck = export(tmp_path / "run", tmp_path / "ck", tree_nodes=3)
