@@ -12,6 +12,9 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
+from accel.recipes import RECIPES
+
+_FORMATS = "; ".join(f"{r.name}: {' or '.join(r.formats)}" for r in RECIPES if len(r.formats) > 1)
 
 
 def command(
@@ -20,8 +23,7 @@ def command(
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the inference checkpoint to "
                                                      "(replaced atomically if it is already a checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format, when the recipe has "
-                                         "several (dparallel/d2f: merged or adapter; medusa: accel, vllm or "
-                                         "medusa). Default: the recipe's first."),
+                                         f"several ({_FORMATS}). Default: the recipe's first."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a decode setting recorded in the "
                                              "checkpoint, key=value (repeatable), e.g. --set tau=0.95 (learn2pd), "
                                              "--set threshold=0.3 (dparallel), --set gen_len=256."),
