@@ -81,6 +81,8 @@ class TeacherBuildConfig:
     """Also save resumable state every N steps (0: at evaluations only)."""
     eval_gen_len: int = 32
     """Generation length of the held-out evaluation (the long world's answers need 256)."""
+    log_every: int = 0
+    """Also log loss and steps/s every N steps (0: at evaluations only); a CPU-hours build needs a pulse."""
 
     @property
     def tasks(self) -> list[str]:
@@ -107,7 +109,7 @@ class TeacherBuildConfig:
         the 4 x 128 short-world model cannot hold at 256 tokens; steps are a budget, the build
         stops earlier once every long task passes `target` (docs/long-world.md: cost)."""
         base = dict(kind=kind, world="long", batch_size=32, train_per_task=10000, eval_n=16, eval_gen_len=256,
-                    target=0.92, save_every=100, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
+                    target=0.92, save_every=100, log_every=50, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
                     model_overrides=dict(LONG_MODEL))
         if kind == "dllm":
             base.update(max_steps=30000, shift_logits=True, attention_anneal_steps=3000,
@@ -318,6 +320,10 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             rec = {"step": step, "loss": round(loss.item(), 5), "lr": lr_at(step), "elapsed_s": round(time.time() - t0, 1)}
             metrics.write(json.dumps(rec) + "\n")
             metrics.flush()
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            rate = (step + 1 - start) / max(1e-9, time.time() - t0)
+            log(f"step {step + 1}/{cfg.max_steps} loss {loss.item():.4f} {rate:.3f} steps/s "
+                f"({time.time() - t0:.0f}s this run)")
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and (step + 1) % cfg.eval_every \
                 and step + 1 != cfg.max_steps:
             _save_state(work_dir, model, opt, step + 1, rng)
