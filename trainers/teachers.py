@@ -109,7 +109,7 @@ class TeacherBuildConfig:
         the 4 x 128 short-world model cannot hold at 256 tokens; steps are a budget, the build
         stops earlier once every long task passes `target` (docs/long-world.md: cost)."""
         base = dict(kind=kind, world="long", batch_size=32, train_per_task=10000, eval_n=16, eval_gen_len=256,
-                    target=0.92, save_every=100, log_every=50, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
+                    target=0.92, save_every=100, log_every=10, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
                     model_overrides=dict(LONG_MODEL))
         if kind == "dllm":
             base.update(max_steps=30000, shift_logits=True, attention_anneal_steps=3000,
