@@ -29,12 +29,14 @@ def command(
     method: Optional[List[str]] = typer.Option(None, "--method", "-m", help=_METHOD_HELP),
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Task of the built-in suite (repeatable): "
                                              "arith, copy, reverse, sort, insert, remove, replace, shuffle, "
-                                             "pick3, or all (default)."),
+                                             "pick3, or all (the short suite, default); or the long-answer suite "
+                                             "(long-arith, long-copy, ... long-shuffle) or long (the default on "
+                                             "builtin:dllm-long / builtin:ar-long)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Test prompts per task (the same prompts for "
                                         "every method). Default: 32; on a CPU beyond gen-len 64, 32*64/gen-len."),
     gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate per prompt (dLLM: a "
                                           "multiple of the block length). Default: 64 for built-in-world models, "
-                                          "256 for real backbones."),
+                                          "256 for real backbones and the long world."),
     block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of the dLLM baseline "
                                             "methods (default 32)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts decoded together (left-padded). "
@@ -45,8 +47,13 @@ def command(
                                             "cache=prefix, temperature=0.7, seed=1)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report (rows per task "
                                              "and 'all', device, versions) as JSON here."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs NFE (one point per method) "
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs NFE (one point per method; with "
+                                        "--sweep: accuracy vs tokens per forward, one curve per method) "
                                         "to this .png/.pdf/.svg (needs matplotlib)."),
+    sweep: bool = typer.Option(False, "--sweep", help="Also decode every method at each value of its own knob "
+                               "(fast-dllm: threshold 0.99..0.5; entropy-threshold: 0.1..2 nats; learn2pd: tau; "
+                               "...) and report AUP, the d3LLM leaderboard's accuracy-under-parallelism score "
+                               "(docs/long-world.md). Costs one run per sweep value."),
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Another TARGET whose default methods "
                                                 "join the run as extra rows, e.g. --compare builtin:ar "
                                                 "(repeatable)."),
@@ -70,6 +77,8 @@ def command(
 
       accel bench builtin:dllm --compare builtin:ar --plot acc_vs_nfe.png
 
+      accel bench builtin:dllm -m vanilla -m fast-dllm --sweep --plot aup.png   (AUP over the threshold)
+
       accel bench ckpt/l2p     (an exported checkpoint: its recipe's methods)
 
       accel bench ckpt/l2p --list-methods
@@ -82,7 +91,7 @@ def command(
         targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
                             compare)
         _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
-             trust_remote_code, device)
+             trust_remote_code, device, sweep)
 
 
 def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare):
@@ -138,7 +147,7 @@ def _list_methods(target: str) -> None:
 
 
 def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
-         trust_remote_code, device):
+         trust_remote_code, device, sweep=False):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -159,7 +168,7 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
         others = [load_target(c, trust_remote_code, device) for c in compare]
         report = bench.run_bench(main, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
                                  progress=progress, block_len=block_len, options=parse_options(opt),
-                                 compare=others)
+                                 compare=others, sweep=sweep)
     # a log or a pipe is not a terminal: give the tables room rather than cutting names to "lear…"
     out = Console() if sys.stdout.isatty() else Console(width=250)
     for table in rep.report_tables(report):

@@ -13,28 +13,36 @@ app = typer.Typer(help="Build and inspect the built-in tiny teachers (a masked-d
 
 @app.command(cls=PlainUsage)
 def build(
-    kind: str = typer.Argument(..., metavar="KIND", help="Which teacher: 'dllm' (bidirectional masked diffusion) or 'ar' (causal)."),
+    kind: str = typer.Argument(..., metavar="KIND", help="Which teacher: 'dllm' (bidirectional masked diffusion) or "
+                               "'ar' (causal) for the short world; 'dllm-long' or 'ar-long' for the long-answer world "
+                               "(docs/long-world.md: CPU hours; build ar-long first)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
-    max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 2500 + 3000)."),
-    init_from: Path = typer.Option(None, help="dllm only: AR teacher to start from (default: the built-in AR teacher)."),
+    max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 3000 "
+                                  "per stage; ar-long 20000; dllm-long 30000 + 10000)."),
+    init_from: Path = typer.Option(None, help="dllm/dllm-long only: AR teacher to start from (default: the built-in "
+                                   "AR teacher of the same world)."),
     threads: int = typer.Option(1, help="CPU threads (fixed so the build is reproducible)."),
-    target: float = typer.Option(0.95, help="Stop once every task's held-out accuracy reaches this."),
+    target: float = typer.Option(None, help="Stop once every task's held-out accuracy reaches this "
+                                 "(default 0.95; long world 0.92)."),
 ):
-    """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build).
+    """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build: rerun the same command).
 
-    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours, then runs a second, lower-LR stage weighted towards its hardest tasks. Stage outputs and resumable state live in OUT.work/.
+    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours, then runs a second, lower-LR stage weighted towards its hardest tasks. The -long kinds do the same on the long-answer suite with a 6-layer, 256-wide model. Stage outputs and resumable state live in OUT.work/.
     """
-    if kind not in ("dllm", "ar"):
-        fail(f"unknown teacher kind {kind!r}; choose 'dllm' or 'ar'")
+    kinds = ("dllm", "ar", "dllm-long", "ar-long")
+    if kind not in kinds:
+        fail(f"unknown teacher kind {kind!r}; choose one of: {', '.join(kinds)}")
     from accel.models.backbone import builtin_dir
     from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)
-    stages = TeacherBuildConfig.stages_for(kind, seed=seed, threads=threads, target=target)
-    prev = str(init_from or builtin_dir("ar")) if kind == "dllm" else ""
+    kw = dict(seed=seed, threads=threads, **({"target": target} if target is not None else {}))
+    stages = TeacherBuildConfig.stages_for(kind, **kw)
+    ar = "ar-long" if kind == "dllm-long" else "ar"
+    prev = str(init_from or builtin_dir(ar)) if kind.startswith("dllm") else ""
     if prev and not (Path(prev) / "model.safetensors").exists():
-        fail(f"--init-from {prev} has no model.safetensors; build the AR teacher first: accel teacher build ar")
+        fail(f"--init-from {prev} has no model.safetensors; build the AR teacher first: accel teacher build {ar}")
     with user_errors():
         for i, cfg in enumerate(stages, 1):
             if max_steps:
@@ -49,7 +57,8 @@ def build(
 
 
 @app.command(cls=PlainUsage)
-def info(target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory.")):
+def info(target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar, their "
+                                      "-long twins or a model directory.")):
     """Print a teacher's family, size and conventions (mask id, logit alignment, end ids)."""
     with user_errors():
         from accel.models.backbone import load_backbone
@@ -61,15 +70,22 @@ def info(target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="
 
 @app.command(cls=PlainUsage)
 def evaluate(
-    target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar or a model directory."),
+    target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar, their -long "
+                                 "twins or a model directory."),
     n: int = typer.Option(200, help="Test prompts per task."),
-    gen_len: int = typer.Option(32, help="Generation length (dLLM: one token per step, block 32)."),
+    gen_len: int = typer.Option(None, help="Generation length (dLLM: one token per step, block 32). Default 32; "
+                                "256 for a long-world teacher."),
 ):
-    """Exact-match accuracy per task with the slow baseline (the teacher's quality bar)."""
+    """Exact-match accuracy per task with the slow baseline (the teacher's quality bar).
+
+    A long-world teacher (builtin:dllm-long, builtin:ar-long) is evaluated on the long suite."""
+    if gen_len is not None and gen_len < 1:
+        fail(f"--gen-len must be >= 1 (got {gen_len})")
     with user_errors():
-        from accel.models.backbone import load_backbone
+        from accel.models.backbone import adapter_world, load_backbone
         from accel.trainers.teachers import evaluate as run_eval
         a = load_backbone(target)
-        acc = run_eval(a, n, gen_len=gen_len)
+        long = adapter_world(a) == "long"
+        acc = run_eval(a, n, gen_len=gen_len or (256 if long else 32), tasks=["long"] if long else None)
     for k, v in acc.items():
-        typer.echo(f"{k:10s} {v:.3f}")
+        typer.echo(f"{k:13s} {v:.3f}")

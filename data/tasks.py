@@ -8,27 +8,23 @@ Every example is ``{"task", "prompt", "response", "answer", "meta"}`` where ``pr
 the user text (the chat template is applied by the tokenizer helpers), ``response`` the
 reference output (worked answer for arithmetic) and ``answer`` what scoring compares.
 Tasks with several valid answers (``shuffle``, ``pick3``) are scored by validity.
+
+The long-answer suite (`accel.data.long_tasks`, answers of 64-256 tokens) shares the seeding,
+splits and scoring entry points here but is its own suite: ``all`` stays the short one.
 """
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
-from typing import Callable
 
 from accel.core.errors import UserError
+from accel.data.long_tasks import LONG_TASK_NAMES, LONG_TASKS
+from accel.data.task_base import Task, normalise
 
 SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    make: Callable[[random.Random], dict]
-    """Draws one example: {"prompt", "response", "meta"}."""
-    multi_answer: bool = False
-    """True when many responses are correct and scoring checks validity."""
-    description: str = ""
+SUITES = ("all", "long")
+"""Suite names `resolve_tasks` expands: 'all' is the short suite (the fast CI world), 'long' the
+long-answer suite (`accel.data.long_tasks`)."""
 
 
 def _digits(rng: random.Random, lo: int, hi: int) -> list[int]:
@@ -119,6 +115,9 @@ TASKS: dict[str, Task] = {
 }
 TASK_NAMES = tuple(TASKS)
 MULTI_ANSWER_TASKS = tuple(n for n, t in TASKS.items() if t.multi_answer)
+ALL_TASKS: dict[str, Task] = {**TASKS, **LONG_TASKS}
+"""Every task either suite defines, by name (generation and scoring look names up here)."""
+LONG_MULTI_ANSWER_TASKS = tuple(n for n in LONG_TASK_NAMES if LONG_TASKS[n].multi_answer)
 
 
 class UnknownTaskError(UserError, ValueError):
@@ -126,13 +125,22 @@ class UnknownTaskError(UserError, ValueError):
 
 
 def resolve_tasks(names: list[str] | tuple[str, ...] | None) -> list[str]:
-    """Validates task names ('all' or empty → every task) with a helpful error."""
-    if not names or list(names) == ["all"]:
+    """Validates task names with a helpful error; 'all' (or empty) is the short suite, 'long' the
+    long-answer suite, and either may be mixed with single task names."""
+    if not names:
         return list(TASK_NAMES)
-    bad = [n for n in names if n not in TASKS]
-    if bad:
-        raise UnknownTaskError(f"unknown task {bad[0]!r}; choose from: {', '.join(TASK_NAMES)} (or 'all')")
-    return list(dict.fromkeys(names))
+    out = []
+    for n in names:
+        if n == "all":
+            out += TASK_NAMES
+        elif n == "long":
+            out += LONG_TASK_NAMES
+        elif n in ALL_TASKS:
+            out.append(n)
+        else:
+            raise UnknownTaskError(f"unknown task {n!r}; choose from: {', '.join(TASK_NAMES)} (or 'all'), "
+                                   f"or the long suite: {', '.join(LONG_TASK_NAMES)} (or 'long')")
+    return list(dict.fromkeys(out))
 
 
 def _rng(task: str, split: str, seed: int) -> random.Random:
@@ -145,8 +153,10 @@ def generate(task: str, split: str, n: int, seed: int = 0) -> list[dict]:
     """n deterministic examples. Test prompts never appear in the train split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if task in SUITES:
+        raise UnknownTaskError(f"generate() takes one task name, not the suite {task!r}")
     (name,) = resolve_tasks([task])
-    t = TASKS[name]
+    t = ALL_TASKS[name]
     out, seen = [], set()
     if split == "train":
         seen = {e["prompt"] for e in generate(task, "test", _TEST_SIZE, seed)}
@@ -182,7 +192,10 @@ def mixture(split: str, n_per_task: int, tasks=None, seed: int = 0) -> list[dict
 
 def extract_answer(task: str, text: str) -> str:
     """The scored part of a response: after the last '#' for arith, else the digits."""
-    text = text.strip().replace(" ", "")
+    t = ALL_TASKS.get(task)
+    if t is not None and t.check is not None:
+        return t.extract(text) if t.extract else normalise(text)
+    text = normalise(text)
     if task == "arith":
         return text.rsplit("#", 1)[1] if "#" in text else ""
     return "".join(ch for ch in text if ch.isdigit())
@@ -191,6 +204,9 @@ def extract_answer(task: str, text: str) -> str:
 def score(example: dict, text: str) -> bool:
     """Exact match of the extracted answer, or validity for several-answer tasks."""
     task = example["task"]
+    t = ALL_TASKS.get(task)
+    if t is not None and t.check is not None:
+        return bool(t.check(example, text))
     got = extract_answer(task, text)
     if task == "shuffle":
         return sorted(got) == sorted(example["meta"]["items"])

@@ -3,7 +3,9 @@
 It runs, times and scores (`run_bench`); `accel.decoding.report` turns the result into a table,
 JSON or a plot. Numbers (docs/architecture.md, "Measuring"): accuracy (the task suite's
 exact-match/validity score) next to NFE (full-model forwards per prompt), tokens per forward,
-tokens/s and the tokens/s ratio to the first method of the same run (the baseline). Tokens are
+tokens/s and the tokens/s ratio to the first method of the same run (the baseline), tokens per
+forward over the answer (forwards counted only until the answer held no mask) and, with
+``sweep``, AUP over each method's knob (`accel.decoding.report.aup`). Tokens are
 counted identically for every method — generated ids up to and including the first end token —
 so a method cannot look fast by emitting padding after its answer. Each method is warmed up once
 on a tiny batch before timing.
@@ -26,14 +28,16 @@ from typing import Callable
 
 from accel.core.errors import UserError
 from accel.data.prompts import encode_prompt  # noqa: F401 (re-exported for callers of bench.encode_prompt)
-from accel.decoding.report import (check_output_path, check_plot_path, plot_report,  # noqa: F401 (re-exported)
-                                   report_tables, write_json)
+from accel.decoding.report import (add_aup, check_output_path, check_plot_path,  # noqa: F401 (re-exported)
+                                   plot_report, report_tables, write_json)
 
 DEFAULT_LIMIT = 32
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BLOCK_LEN = 32
 BUILTIN_GEN_LEN = 64
 """Built-in world answers are <= 20 tokens; 64 leaves room and stays fast."""
+LONG_GEN_LEN = 256
+"""The long world's answers are 64-201 tokens (docs/long-world.md)."""
 MODEL_GEN_LEN = 256
 """Real backbones (LLaDA, Dream, Llama...) write longer answers: the papers' setting."""
 
@@ -61,11 +65,11 @@ class Target:
 
 def check_target(spec: str) -> str:
     """Cheap validation before any model is loaded: 'dllm', 'ar' or 'checkpoint'."""
-    from accel.models.backbone import BUILTIN, BackboneError, detect_family
+    from accel.models.backbone import BUILTIN, BUILTIN_KIND, BackboneError, detect_family
     if spec.startswith("builtin:"):
         if spec not in BUILTIN:
-            raise BackboneError(f"unknown built-in model {spec!r}; choose builtin:dllm or builtin:ar")
-        return spec.split(":", 1)[1]
+            raise BackboneError(f"unknown built-in model {spec!r}; choose {', '.join(BUILTIN)}")
+        return BUILTIN_KIND[spec.split(":", 1)[1]]
     p = Path(spec).expanduser()
     if not p.exists():
         raise BackboneError(f"model directory {p} does not exist; pass builtin:dllm, builtin:ar, "
@@ -168,9 +172,18 @@ def check_gen_len(gen_len: int, methods: dict[str, Callable]):
                              f"use --gen-len {max(b, gen_len // b * b)} or a --block-len that divides {gen_len}")
 
 
+def default_tasks(adapter) -> list[str]:
+    """The long suite for a long-world teacher, else the short suite ('all')."""
+    from accel.models.backbone import adapter_world
+    return ["long"] if adapter_world(adapter) == "long" else ["all"]
+
+
 def default_gen_len(adapter) -> int:
-    """64 for models speaking the built-in world's tokenizer, 256 for real backbones."""
+    """64 for models speaking the built-in world's tokenizer, 256 for real backbones and the long world."""
     from accel.data.tokenizer import VOCAB
+    from accel.models.backbone import adapter_world
+    if adapter_world(adapter) == "long":
+        return LONG_GEN_LEN
     try:
         builtin = len(adapter.tokenizer) == len(VOCAB) and set(VOCAB) <= set(adapter.tokenizer.get_vocab())
     except (AttributeError, TypeError):
@@ -226,7 +239,8 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
               limit: int | None = None, gen_len: int | None = None, batch_size: int | None = None,
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
-              device: str | None = None, prompt_sets: dict[str, list[dict]] | None = None) -> dict:
+              device: str | None = None, prompt_sets: dict[str, list[dict]] | None = None,
+              sweep: bool = False) -> dict:
     """Decodes `limit` test prompts per task with every method; returns the report dict.
 
     target: a loaded `Target` (or a plain model TARGET string). compare: more targets whose default methods
@@ -234,7 +248,8 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     progress(done, total, description) is called as prompts finish.
     prompt_sets: {name: examples} decoded instead of the suite's test split (the hook for other prompt
     sources): each example is a dict with a "prompt", scored by `accel.data.tasks.score`; each name
-    becomes a task column of the report.
+    becomes a task column of the report. sweep: also decode every method that declares a knob at each
+    of its sweep values (rows ``name@knob=value``), for the AUP curve.
     """
     from accel.data.tasks import resolve_tasks, score, test_split
 
@@ -242,8 +257,10 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         raise BenchError(f"--limit must be >= 1 (got {limit})")
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
-    task_names = list(prompt_sets) if prompt_sets else resolve_tasks(tasks)
+    if tasks and not prompt_sets:
+        resolve_tasks(tasks)  # a typo fails before the model loads
     main = target if isinstance(target, Target) else load_model_target(target, trust_remote_code, device)
+    task_names = list(prompt_sets) if prompt_sets else resolve_tasks(tasks or default_tasks(main.adapter))
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or checkpoint_gen_len(main) or default_gen_len(main.adapter)
     if limit is None:
@@ -254,6 +271,8 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         taken = {r[0] for r in runs}
         for n, fn in select_methods(other, None, None, block_len).items():
             runs.append((f"{other.spec}/{n}" if n in taken else n, fn, other))
+    if sweep:
+        runs = sweep_runs(runs)
     for _, fn, _t in runs:
         check_gen_len(gen_len, {_: fn})
 
@@ -272,7 +291,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         fn(a, enc[task_names[0]][:min(2, batch_size)], gen_len)
         for task in task_names:
             exs, prompts = examples[task], enc[task]
-            s = stats.setdefault((name, task), [0, 0, 0, 0, 0.0])
+            s = stats.setdefault((name, task), [0, 0, 0, 0, 0.0, 0])
             for i in range(0, len(exs), batch_size):
                 batch = prompts[i:i + batch_size]
                 _sync(a)
@@ -289,21 +308,48 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 s[1] += len(batch)
                 s[2] += sum(int(n) for n in res.nfe)
                 s[3] += sum(count_tokens(r, a.eos_ids) for r in res.tokens)
+                s[5] += sum(int(n) for n in ((res.extra or {}).get("answer_nfe") or res.nfe))
                 done += len(batch)
                 if progress:
                     progress(done, total, f"{name}: {task}")
 
     rows = _rows([r[0] for r in runs], task_names, stats, metric_sums,
                  untimed={n for n, fn, _t in runs if not getattr(fn, "timed", True)})
-    return {
+    report = {
         "target": main.spec, "compare": [c.spec if isinstance(c, Target) else c for c in compare],
         "kind": main.kind, "gen_len": gen_len, "block_len": block_len, "limit": limit, "batch_size": batch_size,
         "tasks": task_names,
         "methods": [{"name": n, "target": t.spec, "kind": t.kind,
-                     "help": method_help(fn), "timed": getattr(fn, "timed", True)}
+                     "help": method_help(fn), "timed": getattr(fn, "timed", True), **_knob_info(n, fn)}
                     for n, fn, t in runs],
+        "sweep": bool(sweep),
         "device": _device_name(main.adapter), "versions": _versions(), "rows": rows,
     }
+    add_aup(report)
+    return report
+
+
+def sweep_runs(runs: list[tuple]) -> list[tuple]:
+    """Each (name, method, target) followed by one run per value of the method's sweep (its own
+    default value is not repeated: that point is the method's row)."""
+    out = []
+    for name, fn, tgt in runs:
+        out.append((name, fn, tgt))
+        knob = getattr(fn, "knob", None)
+        for v in getattr(fn, "sweep", ()) if knob else ():
+            if v != fn.options.get(knob):
+                point = fn.at(v)
+                out.append((f"{name}@{knob}={v:g}", point, tgt))
+    return out
+
+
+def _knob_info(name: str, fn) -> dict:
+    """The method entry's knob fields: which method a sweep point belongs to and its knob value."""
+    knob = getattr(fn, "knob", None)
+    if not knob:
+        return {}
+    base = name.split("@", 1)[0]
+    return {"sweep_of": base, "knob": knob, "value": fn.options.get(knob)}
 
 
 def method_help(fn) -> str:
@@ -336,7 +382,7 @@ def _rows(method_names, task_names, stats, metric_sums=None, untimed=()) -> list
         tasks = task_names if scope == "all" else [scope]
         base_tps = None
         for m in method_names:
-            c, n, nfe, tok, sec = (sum(stats[(m, t)][k] for t in tasks) for k in range(5))
+            c, n, nfe, tok, sec, ans_nfe = (sum(stats[(m, t)][k] for t in tasks) for k in range(6))
             tps = tok / sec if sec > 0 else 0.0
             if m in untimed:
                 tps = None
@@ -344,6 +390,7 @@ def _rows(method_names, task_names, stats, metric_sums=None, untimed=()) -> list
                 base_tps = tps
             rows.append({"method": m, "task": scope, "n": n, "accuracy": c / n, "nfe": nfe / n,
                          "tokens": tok, "tokens_per_forward": tok / nfe if nfe else 0.0,
+                         "answer_nfe": ans_nfe / n, "answer_tokens_per_forward": tok / ans_nfe if ans_nfe else 0.0,
                          "tokens_per_s": tps, "seconds": sec,
                          "speedup": tps / base_tps if base_tps and tps is not None else None})
             extra = {}  # recipe row metrics averaged over the scope's prompts

@@ -144,6 +144,7 @@ def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block
     attn, pos = full_mask(valid), position_ids(valid)
     mask_id = adapter.mask_id
     nfe = 0
+    answer_nfe = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     for b in range(n_blocks):
         s, e = P + b * block_len, P + (b + 1) * block_len
         ntt = num_transfer_tokens(x[:, s:e] == mask_id, spb)
@@ -163,10 +164,13 @@ def generate_vanilla(adapter, prompts: list[list[int]], gen_len: int = 64, block
                 if k:
                     transfer[j, torch.topk(conf[j], k=k).indices] = True
             x[transfer] = x0[transfer]
+            answer_nfe = torch.where((answer_nfe == 0) & answer_complete(x, P, mask_id, adapter.eos_ids),
+                                     nfe, answer_nfe)
             if stop_when_ended and bool((_first_free_end(x, P, mask_id, adapter.eos_ids) >= 0).all()):
                 x[x == mask_id] = adapter.eos_ids[0]
-                return finish(adapter, x, P, [nfe] * x.shape[0])
-    return finish(adapter, x, P, [nfe] * x.shape[0])
+                return finish(adapter, x, P, [nfe] * x.shape[0], answer_nfe=answer_nfe.tolist())
+    answer_nfe = torch.where(answer_nfe == 0, nfe, answer_nfe)  # a row that decoded [MASK] itself
+    return finish(adapter, x, P, [nfe] * x.shape[0], answer_nfe=answer_nfe.tolist())
 
 
 # ------------------------------------------------------------------ the shared block loop
@@ -244,6 +248,12 @@ def _first_free_end(x, P, mask_id, eos_ids) -> torch.Tensor:
     return torch.where(has & ~masked_before, first + P, torch.full_like(first, -1))
 
 
+def answer_complete(x: torch.Tensor, P: int, mask_id: int, eos_ids) -> torch.Tensor:
+    """[B] bool: the row's answer (up to and including its first end token) holds no mask: what the
+    row outputs can no longer change, so later forwards are not spent on the answer."""
+    return (_first_free_end(x, P, mask_id, tuple(eos_ids)) >= 0) | ~(x[:, P:] == mask_id).any(1)
+
+
 def end_free_rows(x: torch.Tensor, P: int, pending: torch.Tensor, eos_ids) -> tuple[torch.Tensor, torch.Tensor]:
     """In place: a row whose first end token has nothing pending before it is finished, and its
     pending positions after that end become the first end id. ``pending`` [B, L] marks positions
@@ -271,7 +281,8 @@ def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_le
     All rows move block by block together; within a block a forward runs while any row still
     has masks there, and only those rows are forwarded and charged an NFE. cache: None,
     'prefix' or 'dual' (Fast-dLLM; the block's first forward is a full one that fills it).
-    extra: forwards (batched calls), canvas_len (after any cropping).
+    extra: forwards (batched calls), canvas_len (after any cropping), answer_nfe (per row: the NFE
+    at which its answer held no mask, `answer_complete`).
     """
     if block_len <= 0 or gen_len <= 0 or gen_len % block_len:
         raise ValueError(f"gen_len ({gen_len}) must be a positive multiple of block_len ({block_len})")
@@ -283,6 +294,7 @@ def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_le
     B, L = x.shape
     mask_id, eos_ids = adapter.mask_id, tuple(adapter.eos_ids)
     nfe = torch.zeros(B, dtype=torch.long, device=x.device)
+    answer_nfe = torch.zeros(B, dtype=torch.long, device=x.device)
     row_end = torch.full((B,), -1, dtype=torch.long, device=x.device)
     forwards = 0
     kv = BlockCache(adapter, cache)
@@ -333,6 +345,8 @@ def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_le
                     _end_token_canvas(sub, P, torch.where(newly, free, -1), eos_ids, sub.gather(
                         1, free.clamp(min=0)[:, None]).squeeze(1))
                     row_end = torch.where(newly, free, row_end)
+            answer_nfe = torch.where((answer_nfe == 0) & answer_complete(x[:, :L], P, mask_id, eos_ids),
+                                     nfe, answer_nfe)
             if (row_end >= 0).all():
                 last = int(row_end.max())
                 new_L = max(e, P + -(-(last + 1 - P) // block_len) * block_len)
@@ -341,7 +355,8 @@ def generate_blockwise(adapter, prompts: list[list[int]], gen_len: int, block_le
                     L = new_L
             step += 1
     x[:, L:] = eos_ids[0]  # cropped tail: everything there is after every row's end
-    return finish(adapter, x, P, nfe.tolist(), forwards=forwards, canvas_len=L)
+    answer_nfe = torch.where(answer_nfe == 0, nfe, answer_nfe)
+    return finish(adapter, x, P, nfe.tolist(), forwards=forwards, canvas_len=L, answer_nfe=answer_nfe.tolist())
 
 
 # ------------------------------------------------------------------ unmask policies

@@ -44,6 +44,18 @@ class DecodeMethod:
     """False for decoders that read the reference answer (an oracle): no tokens/s or speedup."""
     needs_cache: bool | None = None
     """Whether `run` decodes with a KV cache when that is not an option (None: options['cache'])."""
+    knob: str | None = None
+    """The option that trades accuracy for parallelism (threshold, tau, ...), swept by `accel bench --sweep`."""
+    sweep: tuple = ()
+    """The knob's values `--sweep` decodes with, from the most careful to the most parallel (the AUP curve)."""
+
+    def at(self, value) -> "DecodeMethod":
+        """This method with its knob set to `value` (named ``name@knob=value``), for a sweep point."""
+        import dataclasses
+        if not self.knob:
+            raise MethodError(f"method {self.name!r} has no knob to sweep")
+        return dataclasses.replace(self, name=f"{self.name}@{self.knob}={value:g}",
+                                   options={**self.options, self.knob: value})
 
     def __call__(self, adapter, prompts, gen_len):
         return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options)
@@ -121,6 +133,16 @@ _SPECS: dict[str, tuple[str, str, Callable, dict]] = {
                dict(temperature=0.7, top_p=1.0, seed=0)),
 }
 
+CONFIDENCE_SWEEP = (0.99, 0.95, 0.9, 0.8, 0.7, 0.5)
+"""Fast-dLLM confidence thresholds, careful to parallel (the paper's 0.9 in the middle)."""
+_KNOBS: dict[str, tuple[str, tuple]] = {
+    **{n: ("threshold", CONFIDENCE_SWEEP) for n in ("fast-dllm", "fast-dllm-prefix", "fast-dllm-dual")},
+    "fast-dllm-factor": ("factor", (0.25, 0.5, 1.0, 2.0, 4.0)),
+    "entropy-threshold": ("threshold", (0.1, 0.25, 0.5, 1.0, 1.5, 2.0)),  # nats: higher unmasks more
+}
+"""Each baseline's accuracy-vs-parallelism knob and its sweep (vanilla and AR decoding have none:
+one point each)."""
+
 DEFAULT_METHODS = {
     "dllm": ["vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"],
     "ar": ["greedy"],
@@ -154,12 +176,13 @@ def get_method(name: str, kind: str, options: dict | None = None) -> DecodeMetho
         raise MethodError(f"unknown method {name!r} for a {kind} model{hint}; "
                           f"choose from: {', '.join(available(kind))}")
     k, help_, run, defaults = spec
+    knob, sweep = _KNOBS.get(name, (None, ()))
     opts = dict(defaults)
     for key, value in (options or {}).items():
         if key not in defaults:
             raise MethodError(f"method {name!r} has no option {key!r}; its options are: {', '.join(defaults)}")
         opts[key] = coerce_option(name, key, value, defaults[key])
-    return DecodeMethod(name=name, kind=k, help=help_, run=run, options=opts)
+    return DecodeMethod(name=name, kind=k, help=help_, run=run, options=opts, knob=knob, sweep=sweep)
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:

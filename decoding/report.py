@@ -11,8 +11,64 @@ import os
 from pathlib import Path
 
 LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). tok/fwd: generated tokens "
-          "(up to the first end token) per forward. tok/s: wall-clock tokens per second. speedup: tok/s relative "
-          "to the first row (the baseline). — : not meaningful (an oracle reads the answer).")
+          "(up to the first end token) per forward. ans tok/fwd: the same tokens per forward spent until the "
+          "answer held no mask (TPF, what AUP integrates). tok/s: wall-clock tokens per second. speedup: tok/s "
+          "relative to the first row (the baseline). AUP: accuracy under parallelism over the method's --sweep "
+          "(docs/long-world.md). — : not meaningful (an oracle reads the answer).")
+
+AUP_ALPHA = 3.0
+"""d3LLM's penalty factor: the weight of a point falls as exp(-alpha * relative accuracy loss)."""
+AUP_DROP = 5.0
+"""Points more than this many accuracy points below the most careful point are left out."""
+
+
+def aup(points: list[tuple[float, float]], y_max: float, alpha: float = AUP_ALPHA, drop: float = AUP_DROP) -> float:
+    """Accuracy under parallelism (d3LLM) of (tokens per forward, accuracy in %) points.
+
+    Sorted by parallelism rho; y_1 is the accuracy of the least parallel point and points below
+    y_1 - drop are dropped. AUP = rho_1 * y_1 + sum_i (rho_i - rho_{i-1}) * (y_i W(y_i) + y_{i-1} W(y_{i-1})) / 2
+    with W(y) = min(1, exp(-alpha * (1 - y / y_max))): the area under the accuracy-parallelism
+    curve, each point weighted down by how far it falls below the best accuracy y_max.
+    """
+    if not points:
+        raise ValueError("aup needs at least one (tokens per forward, accuracy) point")
+    pts = sorted(points)
+    floor = pts[0][1] - drop
+    pts = [(r, y) for r, y in pts if y >= floor]
+
+    def w(y):
+        return min(1.0, math.exp(-alpha * (1 - y / y_max))) if y_max > 0 else 0.0
+
+    total = pts[0][0] * pts[0][1]
+    for (r0, y0), (r1, y1) in zip(pts, pts[1:]):
+        total += 0.5 * (r1 - r0) * (y1 * w(y1) + y0 * w(y0))
+    return total
+
+
+def add_aup(report: dict) -> None:
+    """In place: every method's AUP per task and over all tasks, from its row and its sweep points.
+
+    Parallelism is the answer's tokens per forward, accuracy is in percent, and y_max is the best
+    accuracy any row of the run reaches on that task (as the leaderboard takes the best of every
+    method). Oracles (untimed rows, reading the answer) get none. Sets ``report["aup"]`` =
+    {method: {task: AUP}} and an ``aup`` field on each method's own rows."""
+    meta = {m["name"]: m for m in report["methods"]}
+    base = {n: m.get("sweep_of", n) for n, m in meta.items()}
+    out: dict[str, dict[str, float]] = {}
+    for scope in list(report["tasks"]) + ["all"]:
+        rows = [r for r in report["rows"] if r["task"] == scope]
+        y_max = max((100 * r["accuracy"] for r in rows), default=0.0)
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if meta.get(r["method"], {}).get("timed", True):
+                curves.setdefault(base.get(r["method"], r["method"]), []).append(
+                    (r["answer_tokens_per_forward"], 100 * r["accuracy"]))
+        for m, pts in curves.items():
+            out.setdefault(m, {})[scope] = aup(pts, y_max)
+    for r in report["rows"]:
+        if r["method"] in out:
+            r["aup"] = out[r["method"]].get(r["task"])
+    report["aup"] = out
 
 
 def check_output_path(path: str | Path, flag: str) -> Path:
@@ -57,6 +113,8 @@ def plot_report(report: dict, path: str | Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if report.get("sweep"):
+        return _plot_sweep(report, path, plt)
     rows = [r for r in report["rows"] if r["task"] == "all"]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     xs = [max(r["nfe"], 1e-3) for r in rows]
@@ -82,6 +140,31 @@ def plot_report(report: dict, path: str | Path):
     plt.close(fig)
 
 
+def _plot_sweep(report: dict, path, plt):
+    """The AUP curves: accuracy vs the answer's tokens per forward on the 'all' rows, one line per
+    method through its sweep points (a method without a knob is a single point), AUP in the legend."""
+    meta = {m["name"]: m for m in report["methods"]}
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for r in (r for r in report["rows"] if r["task"] == "all"):
+        base = meta.get(r["method"], {}).get("sweep_of", r["method"])
+        curves.setdefault(base, []).append((r["answer_tokens_per_forward"], 100 * r["accuracy"]))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for m, pts in curves.items():
+        pts.sort()
+        a = report.get("aup", {}).get(m, {}).get("all")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4,
+                label=f"{m} (AUP {a:.0f})" if a is not None else m)
+    ax.set_xlabel("tokens per forward over the answer (TPF)")
+    ax.set_ylabel("accuracy (all tasks, %)")
+    ax.set_title(f"{report['target']} · gen {report['gen_len']} · {report['limit']} prompts/task · sweep",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(str(path))
+    plt.close(fig)
+
+
 def report_tables(report: dict):
     """Two rich tables: the overall comparison (with its legend), and accuracy per task per method."""
     from rich.table import Table
@@ -91,12 +174,18 @@ def report_tables(report: dict):
 
     overall = Table(title=f"{report['target']} · gen_len {report['gen_len']} · {report['device']}",
                     caption=LEGEND, caption_justify="left")
-    for col in ("method", "accuracy", "NFE", "tok/fwd", "tok/s", "speedup"):
+    cols = ["method", "accuracy", "NFE", "tok/fwd", "ans tok/fwd", "tok/s", "speedup"]
+    if report.get("sweep"):
+        cols.append("AUP")
+    for col in cols:
         overall.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
     for r in (r for r in report["rows"] if r["task"] == "all"):
-        overall.add_row(r["method"], num(r["accuracy"], ".3f"), num(r["nfe"], ".1f"),
-                        num(r["tokens_per_forward"], ".2f"), num(r["tokens_per_s"], ".1f"),
-                        num(r["speedup"], ".2f") + ("×" if r["speedup"] is not None else ""))
+        cells = [r["method"], num(r["accuracy"], ".3f"), num(r["nfe"], ".1f"), num(r["tokens_per_forward"], ".2f"),
+                 num(r.get("answer_tokens_per_forward"), ".2f"), num(r["tokens_per_s"], ".1f"),
+                 num(r["speedup"], ".2f") + ("×" if r["speedup"] is not None else "")]
+        if report.get("sweep"):
+            cells.append(num(r.get("aup"), ".1f"))
+        overall.add_row(*cells)
     per_task = Table(title="accuracy per task")
     per_task.add_column("method", no_wrap=True)
     for t in report["tasks"]:  # never cut a task name to "lear…": the table is read in logs too

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from accel.core.errors import UserError
 
-BUILTIN = ("builtin:dllm", "builtin:ar")
+BUILTIN = ("builtin:dllm", "builtin:ar", "builtin:dllm-long", "builtin:ar-long")
+"""The shipped tiny teachers: the short world's pair, and the long-answer world's pair
+(docs/long-world.md), which is built with `accel teacher build dllm-long|ar-long` (CPU hours)."""
+BUILTIN_KIND = {"dllm": "dllm", "ar": "ar", "dllm-long": "dllm", "ar-long": "ar"}
+"""Built-in name -> backbone kind."""
+LONG_WORLD = "long"
+"""`accel_world` in a long teacher's config.json: bench and evaluate default to the long tasks."""
 
 
 class BackboneError(UserError, ValueError):
@@ -27,7 +33,7 @@ class BackboneError(UserError, ValueError):
 
 
 def builtin_dir(kind: str) -> Path:
-    """Directory of a shipped tiny teacher (``dllm`` or ``ar``)."""
+    """Directory of a shipped tiny teacher (``dllm``, ``ar``, ``dllm-long`` or ``ar-long``)."""
     return Path(str(resources.files("accel.models") / "builtin" / kind))
 
 
@@ -152,10 +158,17 @@ def device_of(name: str) -> str:
     return name
 
 
+def adapter_world(adapter) -> str:
+    """'long' for a long-world teacher (its config says so), else 'short': sets bench defaults."""
+    cfg = getattr(getattr(adapter, "model", None), "config", None)
+    return LONG_WORLD if getattr(cfg, "accel_world", None) == LONG_WORLD else "short"
+
+
 def _read_config(path: Path) -> dict:
     cfg_file = path / "config.json"
     if not path.exists():
-        raise BackboneError(f"model directory {path} does not exist; pass builtin:dllm, builtin:ar or a local HF model directory")
+        raise BackboneError(f"model directory {path} does not exist; pass builtin:dllm, builtin:ar (or their -long "
+                            "twins) or a local HF model directory")
     if not path.is_dir():
         raise BackboneError(f"{path} is a file, not a model directory; pass the directory holding config.json")
     if not cfg_file.exists():
@@ -192,10 +205,15 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
 
     if target.startswith("builtin:"):
         kind = target.split(":", 1)[1]
-        if kind not in ("dllm", "ar"):
-            raise BackboneError(f"unknown built-in model {target!r}; choose builtin:dllm or builtin:ar")
+        if kind not in BUILTIN_KIND:
+            raise BackboneError(f"unknown built-in model {target!r}; choose {', '.join(BUILTIN)}")
         path = builtin_dir(kind)
         if not (path / "model.safetensors").exists():
+            if kind.endswith("-long"):
+                first = "" if kind == "ar-long" or (builtin_dir("ar-long") / "model.safetensors").exists() \
+                    else "`accel teacher build ar-long` then "
+                raise BackboneError(f"{target} is not built yet; build it with {first}`accel teacher build {kind}` "
+                                    "(CPU hours, resumable: docs/long-world.md)")
             raise BackboneError(f"the built-in {kind} teacher is not in this install ({path}); build it with `accel teacher build {kind}`")
     else:
         path = Path(target).expanduser()

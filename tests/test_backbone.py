@@ -43,7 +43,7 @@ def test_bad_targets(tmp_path):
         load_backbone(str(tmp_path / "nope"))
     with pytest.raises(BackboneError, match="no config.json"):
         load_backbone(str(tmp_path))
-    with pytest.raises(BackboneError, match="builtin:dllm or builtin:ar"):
+    with pytest.raises(BackboneError, match="choose builtin:dllm, builtin:ar, builtin:dllm-long, builtin:ar-long"):
         load_backbone("builtin:xyz")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llada", "auto_map": {"AutoModel": "x.Y"}}))
     with pytest.raises(BackboneError, match="--trust-remote-code"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import types
 
 import pytest
@@ -245,3 +246,86 @@ def test_prompt_sets_replace_the_suite_split(models):
     r = run_bench(models["dllm"], ["vanilla"], prompt_sets={"mine": test_split("copy", 3)}, gen_len=32, batch_size=3)
     assert r["tasks"] == ["mine"] and {x["task"] for x in r["rows"]} == {"mine", "all"}
     assert [x["n"] for x in r["rows"] if x["task"] == "mine"] == [3]
+
+
+# ------------------------------------------------------------------ answer TPF, the sweep and AUP
+def test_aup_formula_on_hand_points():
+    from accel.decoding.report import aup
+    # one point: rho * y
+    assert aup([(2.0, 80.0)], y_max=80.0) == pytest.approx(160.0)
+    # no accuracy loss: W = 1 everywhere, the plain area (first rectangle + trapezoids)
+    assert aup([(1.0, 90.0), (3.0, 90.0)], y_max=90.0) == pytest.approx(90 + 2 * 90)
+    # order does not matter; a drop is weighted by exp(-3 (1 - y / y_max))
+    w = math.exp(-3 * (1 - 85 / 90))
+    want = 1.0 * 90 + 0.5 * (4.0 - 1.0) * (90 + 85 * w)
+    assert aup([(4.0, 85.0), (1.0, 90.0)], y_max=90.0) == pytest.approx(want)
+    # points more than 5 accuracy points below the least parallel one are left out
+    assert aup([(1.0, 90.0), (4.0, 85.0), (9.0, 60.0)], y_max=90.0) == pytest.approx(want)
+    # a faster curve at the same accuracy scores higher; a lossy one scores less than a lossless one
+    assert aup([(1.0, 90.0), (5.0, 90.0)], 90.0) > aup([(1.0, 90.0), (3.0, 90.0)], 90.0)
+    assert aup([(1.0, 90.0), (3.0, 87.0)], 90.0) < aup([(1.0, 90.0), (3.0, 90.0)], 90.0)
+    with pytest.raises(ValueError):
+        aup([], 90.0)
+
+
+def test_answer_tpf_counts_forwards_until_the_answer_is_unmasked(report):
+    for r in report["rows"]:
+        assert 0 < r["answer_nfe"] <= r["nfe"]
+        assert r["answer_tokens_per_forward"] == pytest.approx(r["tokens"] / (r["answer_nfe"] * r["n"]))
+        assert r["answer_tokens_per_forward"] >= r["tokens_per_forward"] - 1e-9
+
+
+def test_vanilla_answer_nfe_is_where_the_answer_stops_changing(tiny_adapter, tok):
+    from accel.data.tokenizer import chat_prompt_ids
+    a = tiny_adapter("dllm")
+    prompts = [chat_prompt_ids(tok, "copy 123"), chat_prompt_ids(tok, "sort 4321")]
+    full = dllm.generate_vanilla(a, prompts, gen_len=32, block_len=32)
+    assert full.nfe == [32, 32]
+    calls = []
+    real = a.dllm_logits
+
+    def spy(x, *args, **kw):  # the canvas each forward sees: the output is fixed once the answer has no mask
+        calls.append(x.clone())
+        return real(x, *args, **kw)
+    a.dllm_logits = spy
+    try:
+        again = dllm.generate_vanilla(a, prompts, gen_len=32, block_len=32)
+    finally:
+        del a.dllm_logits
+    assert again.tokens == full.tokens
+    P = calls[0].shape[1] - 32
+    for i, k in enumerate(full.extra["answer_nfe"]):
+        assert 1 <= k <= 32
+        if k < 32:  # the canvas seen by forward k+1 (after k forwards) already has the final answer
+            n = len(full.tokens[i])
+            assert calls[k][i, P:P + n].tolist() == full.tokens[i]
+            assert not dllm.answer_complete(calls[k - 1][i:i + 1], P, a.mask_id, a.eos_ids).item()
+
+
+def test_sweep_runs_each_knob_value_and_reports_aup(models, tmp_path):
+    rep = run_bench(models["dllm"], ["vanilla", "fast-dllm", "entropy-threshold"], ["copy"], limit=2, gen_len=32,
+                    batch_size=2, sweep=True, compare=[models["ar"]])
+    names = [m["name"] for m in rep["methods"]]
+    fast = get_method("fast-dllm", "dllm")
+    assert fast.knob == "threshold" and len(fast.sweep) >= 4
+    assert names[:2] == ["vanilla", "fast-dllm"]
+    for v in fast.sweep:
+        if v != 0.9:
+            assert f"fast-dllm@threshold={v:g}" in names
+    meta = {m["name"]: m for m in rep["methods"]}
+    assert meta["fast-dllm@threshold=0.5"]["sweep_of"] == "fast-dllm"
+    assert meta["fast-dllm@threshold=0.5"]["value"] == 0.5 and "sweep_of" not in meta["vanilla"]
+    assert set(rep["aup"]) == {"vanilla", "fast-dllm", "entropy-threshold", "greedy"}
+    rows = {(r["method"], r["task"]): r for r in rep["rows"]}
+    v = rows[("vanilla", "all")]
+    y_max = max(100 * r["accuracy"] for (m, t), r in rows.items() if t == "all")
+    from accel.decoding.report import aup
+    assert v["aup"] == pytest.approx(aup([(v["answer_tokens_per_forward"], 100 * v["accuracy"])], y_max))
+    pts = [(r["answer_tokens_per_forward"], 100 * r["accuracy"]) for (m, t), r in rows.items()
+           if t == "all" and m.split("@")[0] == "fast-dllm"]
+    assert len(pts) == len(fast.sweep)
+    assert rows[("fast-dllm", "all")]["aup"] == pytest.approx(aup(pts, y_max))
+    bench.plot_report(rep, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    overall, _ = bench.report_tables(rep)
+    assert "AUP" in [c.header for c in overall.columns]

@@ -65,7 +65,7 @@ def test_bad_bench_inputs(dllm_dir, tmp_path):
         (["bench", dllm_dir, "--plot", str(tmp_path / "p.txt")], ["--plot", ".png"]),
         (["bench", dllm_dir, "--opt", "threshold"], ["not key=value"]),
         (["bench", dllm_dir, "--method", "vanilla", "--opt", "threshold=0.5"], ["no selected method"]),
-        (["bench", "builtin:nope"], ["builtin:dllm or builtin:ar"]),
+        (["bench", "builtin:nope"], ["choose builtin:dllm, builtin:ar, builtin:dllm-long"]),
         (["bench", dllm_dir, "--compare", str(tmp_path / "missing")], ["does not exist"]),
         (["decode", str(tmp_path / "missing"), "--prompt", "copy 1"], ["does not exist"]),
         (["decode", dllm_dir, "--prompt", "copy 1", "--method", "nope"], ["unknown method"]),
@@ -154,3 +154,14 @@ def test_export_calls_the_recipe(tmp_path, monkeypatch):
     r = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "ck"), "--format", "bad"])
     _one_line_error(r, "--format bad: fake2 exports as accel or other")
     assert len(calls) == 1  # checked before the exporter runs
+
+
+def test_long_teacher_not_built_is_one_line(monkeypatch, tmp_path):
+    import accel.models.backbone as B
+    monkeypatch.setattr(B, "builtin_dir", lambda kind: tmp_path / kind)  # an install without the long teachers
+    _one_line_error(runner.invoke(app, ["bench", "builtin:dllm-long"]), "not built yet",
+                    "accel teacher build ar-long", "accel teacher build dllm-long")
+    _one_line_error(runner.invoke(app, ["teacher", "evaluate", "builtin:ar-long"]), "accel teacher build ar-long")
+    _one_line_error(runner.invoke(app, ["teacher", "build", "long"]), "dllm-long, ar-long")
+    _one_line_error(runner.invoke(app, ["teacher", "build", "dllm-long", "--out", str(tmp_path / "o")]),
+                    "build the AR teacher first: accel teacher build ar-long")

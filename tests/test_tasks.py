@@ -52,3 +52,83 @@ def test_tokenizer_roundtrip_and_autotokenizer(tmp_path):
         assert t.convert_ids_to_tokens(ids) == ["<bos>", "<|user|>", "reverse", "1", "2", "3", "<|assistant|>"]
         assert t.decode(t("12+3=15;#15", add_special_tokens=False)["input_ids"]) == "12+3=15;#15"
     assert (tmp_path / "tokenizer.json").exists()
+
+
+# ------------------------------------------------------------------ the long-answer suite
+LONG = tasks.LONG_TASK_NAMES
+
+
+def test_long_suite_is_apart_from_all():
+    assert tasks.resolve_tasks(["all"]) == list(tasks.TASK_NAMES)
+    assert tasks.resolve_tasks(None) == list(tasks.TASK_NAMES)
+    assert tasks.resolve_tasks(["long"]) == list(LONG) and len(LONG) == 9
+    assert not set(LONG) & set(tasks.TASK_NAMES)
+    assert tasks.resolve_tasks(["arith", "long-sort"]) == ["arith", "long-sort"]
+    with pytest.raises(tasks.UnknownTaskError, match="long-arith"):
+        tasks.resolve_tasks(["long-srot"])
+
+
+@pytest.mark.parametrize("name", LONG)
+def test_long_tasks_deterministic_disjoint_and_in_range(name):
+    tok = build_tokenizer()
+    a = tasks.generate(name, "train", 30, seed=3)
+    assert a == tasks.generate(name, "train", 30, seed=3)
+    assert a != tasks.generate(name, "train", 30, seed=4)
+    test = tasks.test_split(name)
+    assert len({e["prompt"] for e in test}) == 200
+    assert not {e["prompt"] for e in test} & {e["prompt"] for e in tasks.generate(name, "train", 400)}
+    for ex in test:
+        assert tasks.score(ex, ex["response"]), ex
+        ids = tok(ex["response"], add_special_tokens=False)["input_ids"]
+        assert 63 <= len(ids) <= 255, (name, len(ids))  # + the end token: 64-256, two or more blocks
+        assert tok.unk_token_id not in ids + chat_prompt_ids(tok, ex["prompt"])
+        assert len(chat_prompt_ids(tok, ex["prompt"])) + 256 <= 512  # fits the long teachers' positions
+
+
+def _swap_two(text, sep=","):
+    xs = text.split(sep)
+    i = next(i for i in range(1, len(xs)) if xs[i] != xs[0])
+    xs[0], xs[i] = xs[i], xs[0]
+    return sep.join(xs)
+
+
+@pytest.mark.parametrize("name", [n for n in LONG if not tasks.ALL_TASKS[n].multi_answer])
+def test_long_exact_tasks_reject_corruptions(name):
+    for ex in tasks.test_split(name, 20):
+        r = ex["response"]
+        assert tasks.score(ex, " ".join(r))  # whitespace is not scored
+        if name == "long-arith":
+            v = int(ex["answer"])
+            assert not tasks.score(ex, r.rsplit("#", 1)[0] + f"#{v + 1}")
+            assert not tasks.score(ex, r.replace("#", ""))
+            assert tasks.score(ex, "x;#" + ex["answer"])  # GSM8K-style: the final value is scored
+            continue
+        assert not tasks.score(ex, r[:-2])  # truncated
+        assert not tasks.score(ex, r + ",1")  # one item too many
+        sep = ";" if name == "long-record" else ","
+        if len(set(r.split(sep))) > 1:
+            assert not tasks.score(ex, _swap_two(r, sep))  # order matters
+
+
+def test_long_validity_tasks_accept_every_valid_variant():
+    import random
+    rng = random.Random(0)
+    for ex in tasks.test_split("long-pick", 20):
+        pool, n = ex["meta"]["items"], ex["meta"]["n"]
+        for _ in range(3):
+            assert tasks.score(ex, ",".join(rng.sample(pool, n)))
+        pick = ex["response"].split(",")
+        assert not tasks.score(ex, ",".join(pick[:-1]))  # N-1 items
+        assert not tasks.score(ex, ",".join(pick[:-1] + [pick[0]]))  # a repeat
+        outside = next(str(v) for v in range(10, 100) if str(v) not in pool) if len(pool) < 90 else "7"
+        assert not tasks.score(ex, ",".join(pick[:-1] + [outside]))  # not in the pool
+    for ex in tasks.test_split("long-shuffle", 20):
+        xs = ex["meta"]["items"].split(",")
+        for _ in range(3):
+            ys = xs[:]
+            rng.shuffle(ys)
+            assert tasks.score(ex, ",".join(ys))
+        assert tasks.score(ex, ex["meta"]["items"])  # the identity is a permutation too
+        bad = xs[:]
+        bad[0] = str((int(bad[0]) + 1) % 10)
+        assert not tasks.score(ex, ",".join(bad)) and not tasks.score(ex, ",".join(xs[1:]))

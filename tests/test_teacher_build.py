@@ -64,3 +64,85 @@ def test_annealed_mask_goes_from_causal_to_bidirectional():
     half = annealed_mask(valid, 0.5, random.Random(0))[0, 0]
     lower = torch.ones(6, 6, dtype=torch.bool).tril()
     assert half[lower].all() and 0 < half[~lower].sum() < 15
+
+
+# ------------------------------------------------------------------ the long world's teachers
+TINY_LONG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                 intermediate_size=64)
+
+
+def _long(kind="ar", **kw):
+    return TeacherBuildConfig.for_kind(f"{kind}-long", **{**dict(
+        max_steps=4, batch_size=4, eval_every=1000, eval_n=1, eval_gen_len=4, train_per_task=3, warmup_steps=2,
+        save_every=2, model_overrides=TINY_LONG), **kw})
+
+
+def test_long_world_settings():
+    ar, = TeacherBuildConfig.stages_for("ar-long")
+    d1, d2 = TeacherBuildConfig.stages_for("dllm-long")
+    for c in (ar, d1, d2):
+        assert c.world == "long" and c.tasks == ["long"] and c.eval_gen_len == 256 and c.save_every > 0
+        assert c.model_overrides["num_hidden_layers"] > 4 and c.target >= 0.9
+    assert ar.kind == "ar" and d1.kind == "dllm" and d1.shift_logits and d1.attention_anneal_steps > 0
+    assert d2.learning_rate < d1.learning_rate and d2.attention_anneal_steps == 0
+    short = TeacherBuildConfig.for_kind("dllm")  # the short world's build is unchanged
+    assert short.world == "short" and short.model_overrides == {} and short.save_every == 0
+
+
+def test_long_dllm_batches_use_full_windows_and_answer_blocks():
+    import random
+
+    from accel.data.collate import tokenize_examples
+    from accel.data.tasks import mixture
+    from accel.data.tokenizer import build_tokenizer
+    from accel.trainers.teachers import _dllm_batch
+    tok = build_tokenizer()
+    pairs = tokenize_examples(tok, mixture("train", 2, tasks=["long"]))
+    rng = random.Random(0)
+    for _ in range(5):
+        inp, tgt, valid, masked = _dllm_batch(pairs, tok, rng, tok.mask_token_id, long=True)
+        P = max(len(p) for p, _ in pairs)
+        assert inp.shape == (len(pairs), P + 256)  # no row dropped, every window 256 long
+        assert not masked[:, :P].any() and masked.any(1).all()
+        for i, (_p, r) in enumerate(pairs):  # the whole answer (and its end token) is in the window
+            assert tgt[i, P:P + len(r)].tolist() == r and tgt[i, P + len(r)] == tok.eos_token_id
+
+
+def test_long_build_marks_the_world_and_resumes_exactly(tmp_path, monkeypatch):
+    import pytest
+
+    import accel.trainers.teachers as T
+    from accel.models.backbone import adapter_world, load_backbone
+    straight = build_teacher(_long(), tmp_path / "a", log=lambda s: None)
+    real = T._save_state
+    calls = []
+
+    def crash_after_first_save(*args, **kw):
+        real(*args, **kw)
+        calls.append(args[3])
+        raise KeyboardInterrupt  # the build dies right after saving step 2
+    monkeypatch.setattr(T, "_save_state", crash_after_first_save)
+    with pytest.raises(KeyboardInterrupt):
+        build_teacher(_long(), tmp_path / "b", log=lambda s: None)
+    assert calls == [2]
+    monkeypatch.setattr(T, "_save_state", real)
+    logs = []
+    resumed = build_teacher(_long(), tmp_path / "b", log=logs.append)
+    assert "resumed at step 2" in logs
+    wa, wb = (load_file(str(d / "model.safetensors")) for d in (straight, resumed))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    a = load_backbone(str(straight))
+    assert a.kind == "ar" and adapter_world(a) == "long"
+
+
+def test_long_builtin_not_built_is_one_line(monkeypatch, tmp_path):
+    import pytest
+
+    import accel.models.backbone as B
+    from accel.models.backbone import BackboneError, load_backbone
+    monkeypatch.setattr(B, "builtin_dir", lambda kind: tmp_path / kind)
+    with pytest.raises(BackboneError, match=r"builtin:dllm-long is not built yet; build it with "
+                                            r"`accel teacher build ar-long` then `accel teacher build dllm-long`"):
+        load_backbone("builtin:dllm-long")
+    with pytest.raises(BackboneError, match=r"`accel teacher build ar-long`"):
+        load_backbone("builtin:ar-long")

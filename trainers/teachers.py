@@ -1,4 +1,4 @@
-"""Building the built-in tiny teachers (`accel teacher build dllm|ar`).
+"""Building the built-in tiny teachers (`accel teacher build dllm|ar|dllm-long|ar-long`).
 
 The dLLM is trained as a masked-diffusion LM (LLaDA SFT): the response region is padded with
 end tokens to a length drawn per batch from {32, 64, 128, 256} (so it decodes well at the
@@ -17,6 +17,11 @@ the mix towards the tasks still below the bar.
 Deterministic: fixed seed, fixed thread count, examples drawn from the seeded task suite;
 the build stops at a fixed step or, deterministically, once every task's held-out accuracy
 passes `target` at an evaluation point.
+
+The long world (``world="long"``, docs/long-world.md) is the same recipe on the long-answer
+suite with a larger model: every dLLM row gets a 256-token response window (the answers fill
+2-7 blocks) and its semi-AR state picks a block uniformly among those the answer reaches; state
+is saved every `save_every` steps because its steps take seconds, not milliseconds.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accel.core.files import atomic_dir, write_atomic
@@ -36,6 +41,10 @@ RESP_LENS = (32, 64, 128, 256)
 RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
 RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
 """Long windows mostly teach end-token padding: fewer rows keep tokens per step level."""
+LONG_RESP_LEN = 256
+LONG_MODEL = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8,
+                  intermediate_size=768)
+"""The long world's teacher shape (positions stay 512: the longest prompt + 256 fit)."""
 
 
 @dataclass
@@ -64,15 +73,49 @@ class TeacherBuildConfig:
     keeps its left-to-right circuits (e.g. carried digits) while it learns bidirectional attention."""
     task_weights: str = ""
     """'task=w,...': train examples of a task drawn w times as often (integer w; default 1)."""
+    world: str = "short"
+    """'short' (the CI world's suite) or 'long' (the long-answer suite; the long settings below)."""
+    model_overrides: dict = field(default_factory=dict)
+    """LlamaConfig fields over `accel.models.tiny.TINY_AR` (the long world's teacher is larger)."""
+    save_every: int = 0
+    """Also save resumable state every N steps (0: at evaluations only)."""
+    eval_gen_len: int = 32
+    """Generation length of the held-out evaluation (the long world's answers need 256)."""
+    log_every: int = 0
+    """Also log loss and steps/s every N steps (0: at evaluations only); a CPU-hours build needs a pulse."""
+
+    @property
+    def tasks(self) -> list[str]:
+        return ["long"] if self.world == "long" else ["all"]
 
     @classmethod
     def for_kind(cls, kind: str, **kw) -> "TeacherBuildConfig":
-        """The settings the shipped teachers were built with."""
+        """The settings the shipped teachers were built with (kind 'dllm-long'/'ar-long': the long world)."""
+        if kind.endswith("-long"):
+            return cls.for_long(kind.removesuffix("-long"), **kw)
         if kind == "dllm":
             base = dict(kind="dllm", max_steps=3000, learning_rate=1e-3, warmup_steps=100, shift_logits=True,
                         attention_anneal_steps=1000, task_weights="arith=3,replace=2", eval_n=48)
         else:
             base = dict(kind="ar", max_steps=6000)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def for_long(cls, kind: str, **kw) -> "TeacherBuildConfig":
+        """The long world's teacher: 6 layers x 256 wide (~4.8M parameters, ~19 MB), batch 32.
+
+        Sized for copying/reversing/sorting 96 items and carrying 3-digit sums over 16 steps, which
+        the 4 x 128 short-world model cannot hold at 256 tokens; steps are a budget, the build
+        stops earlier once every long task passes `target` (docs/long-world.md: cost)."""
+        base = dict(kind=kind, world="long", batch_size=32, train_per_task=10000, eval_n=16, eval_gen_len=256,
+                    target=0.92, save_every=100, log_every=10, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
+                    model_overrides=dict(LONG_MODEL))
+        if kind == "dllm":  # its evaluation decodes 256 forwards per task: ~45 CPU-minutes, so half as often
+            base.update(max_steps=30000, shift_logits=True, attention_anneal_steps=3000, eval_every=4000,
+                        task_weights="long-arith=2,long-cumsum=2")
+        else:
+            base.update(max_steps=20000)
         base.update(kw)
         return cls(**base)
 
@@ -86,6 +129,9 @@ class TeacherBuildConfig:
         reweighted mix moves them faster than one longer run.
         """
         first = cls.for_kind(kind, **kw)
+        if kind == "dllm-long":  # one more lower-LR cycle, weighted like the short world's refinement
+            refine = {"max_steps": 10000, "learning_rate": 4e-4, "warmup_steps": 100, "attention_anneal_steps": 0}
+            return [first, cls.for_kind(kind, **{**kw, **refine})]
         if kind != "dllm":
             return [first]
         refine = {"max_steps": 3000, "learning_rate": 5e-4, "warmup_steps": 50, "eval_every": 250, "eval_n": 48,
@@ -110,10 +156,13 @@ def parse_task_weights(spec: str) -> dict[str, int]:
 
 
 
-def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32):
+def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32, long: bool = False):
     import torch
-    R = rng.choices(RESP_LENS, RESP_LEN_P)[0]
-    pairs = pairs[:max(4, len(pairs) // RESP_LEN_BATCH_DIV[R])]
+    if long:  # every row a full 256 window: the answers themselves span the blocks
+        R = LONG_RESP_LEN
+    else:
+        R = rng.choices(RESP_LENS, RESP_LEN_P)[0]
+        pairs = pairs[:max(4, len(pairs) // RESP_LEN_BATCH_DIV[R])]
     P = max(len(p) for p, _ in pairs)
     B = len(pairs)
     ids = torch.full((B, P + R), tok.pad_token_id, dtype=torch.long)
@@ -132,7 +181,10 @@ def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 3
     semi = torch.rand(B, generator=_gen(rng)) < 0.5
     nb = R // block_len
     for i in torch.nonzero(semi).flatten().tolist():
-        k = min(int(rng.expovariate(1.0)), nb - 1)  # early blocks matter most: answers are short
+        if long:  # any block the answer reaches (or the first all-end block after it)
+            k = rng.randrange(min(nb, (len(pairs[i][1]) + 1) // block_len + 1))
+        else:
+            k = min(int(rng.expovariate(1.0)), nb - 1)  # early blocks matter most: answers are short
         s, e = P + k * block_len, P + (k + 1) * block_len
         row = torch.zeros(P + R, dtype=torch.bool)
         row[s:e] = u[i, s:e] < t[i]
@@ -198,7 +250,10 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
     work_dir = Path(work_dir or str(out_dir) + ".work")
     work_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
-    model = make_model(cfg.kind, tok, seed=cfg.seed, shift_logits=cfg.shift_logits and cfg.kind == "dllm")
+    model = make_model(cfg.kind, tok, seed=cfg.seed, shift_logits=cfg.shift_logits and cfg.kind == "dllm",
+                       **cfg.model_overrides)
+    if cfg.world == "long":
+        model.config.accel_world = "long"  # bench / evaluate default to the long tasks (and gen 256)
     if cfg.kind == "dllm" and cfg.init_from:
         src = Path(cfg.init_from)
         model.load_state_dict(load_file(str(src / "model.safetensors")), strict=False)
@@ -206,7 +261,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
         log(f"initialised from {src}")
     model.train()
     log(f"{cfg.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    examples = mixture("train", cfg.train_per_task, seed=cfg.seed)
+    examples = mixture("train", cfg.train_per_task, tasks=cfg.tasks, seed=cfg.seed)
     for task, w in parse_task_weights(cfg.task_weights).items():
         if w > 1:  # the extra draws are new examples of that task, not repeats
             examples += generate(task, "train", cfg.train_per_task * w, seed=cfg.seed)[cfg.train_per_task:]
@@ -246,7 +301,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         if cfg.kind == "dllm":
-            inp, tgt, valid, masked = _dllm_batch(batch, tok, rng, mask_id)
+            inp, tgt, valid, masked = _dllm_batch(batch, tok, rng, mask_id, long=cfg.world == "long")
             attn = full_mask(valid)
             if step < cfg.attention_anneal_steps:
                 attn = annealed_mask(valid, (step + 1) / cfg.attention_anneal_steps, rng)
@@ -265,9 +320,16 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             rec = {"step": step, "loss": round(loss.item(), 5), "lr": lr_at(step), "elapsed_s": round(time.time() - t0, 1)}
             metrics.write(json.dumps(rec) + "\n")
             metrics.flush()
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            rate = (step + 1 - start) / max(1e-9, time.time() - t0)
+            log(f"step {step + 1}/{cfg.max_steps} loss {loss.item():.4f} {rate:.3f} steps/s "
+                f"({time.time() - t0:.0f}s this run)")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and (step + 1) % cfg.eval_every \
+                and step + 1 != cfg.max_steps:
+            _save_state(work_dir, model, opt, step + 1, rng)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
             model.eval()
-            acc = evaluate(adapter, cfg.eval_n)
+            acc = evaluate(adapter, cfg.eval_n, gen_len=cfg.eval_gen_len, tasks=cfg.tasks)
             model.train()
             worst = min(acc.values())
             log(f"step {step + 1} loss {loss.item():.4f} {time.time() - t0:.0f}s acc " +
@@ -275,11 +337,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             metrics.write(json.dumps({"step": step + 1, "eval": acc}) + "\n")
             metrics.flush()
             _save(model, tok, work_dir / "latest")
-            buf = io.BytesIO()
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                        "torch_rng": torch.get_rng_state()}, buf)
-            write_atomic(state_file, buf.getvalue())
-            (work_dir / "rng.json").write_text(json.dumps(_rng_to_json(rng)))
+            _save_state(work_dir, model, opt, step + 1, rng)
             if worst >= cfg.target:
                 done = True
                 break
@@ -287,6 +345,16 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
     (out_dir / "build.json").write_text(json.dumps({"config": asdict(cfg), "finished_step": finished,
                                                     "stopped_on_target": done}, indent=1))
     return out_dir
+
+
+def _save_state(work_dir: Path, model, opt, step: int, rng):
+    """The resumable state: weights, optimizer, step and both RNGs."""
+    import torch
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "torch_rng": torch.get_rng_state()}, buf)
+    write_atomic(work_dir / "state.pt", buf.getvalue())
+    write_atomic(work_dir / "rng.json", json.dumps(_rng_to_json(rng)))
 
 
 def _rng_to_json(rng):

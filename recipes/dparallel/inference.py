@@ -7,7 +7,6 @@ distillation. `dparallel-prefix` / `dparallel-dual` add the Fast-dLLM KV caches.
 """
 from __future__ import annotations
 
-import functools
 
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
@@ -30,7 +29,7 @@ def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.checkpoint import CheckpointError
-    from accel.decoding.methods import get_method
+    from accel.decoding.methods import DecodeMethod, get_method
     s = ckpt.accel.get("dparallel")
     if not s:
         raise CheckpointError(f"{ckpt.path} has no \"dparallel\" section; re-export it with `accel export RUN --out DIR`")
@@ -43,8 +42,10 @@ def bench_methods(ckpt, adapter) -> dict:
         # the teacher's entropy-threshold row uses the checkpoint's threshold: same rule, same threshold
         m = get_method(name, "dllm", {"block_len": blk, **({"threshold": thr} if name == "entropy-threshold" else {})})
         out[name] = OnModel(m, teacher, blk, f"{m.help} (undistilled teacher)")
+    entropy_sweep = out["entropy-threshold"].sweep  # the same knob and values as the teacher's row
     for name, cache in (("dparallel", None), ("dparallel-prefix", "prefix"), ("dparallel-dual", "dual")):
-        fn = functools.partial(_dparallel, block_len=blk, threshold=thr, cache=cache)
-        out[name] = OnModel(fn, student, blk, f"distilled model, entropy threshold {thr}"
-                                                 + (f", {cache} cache" if cache else ""))
+        out[name] = DecodeMethod(name, "dllm", f"distilled model, entropy threshold {thr}"
+                                 + (f", {cache} cache" if cache else ""), _dparallel,
+                                 options=dict(block_len=blk, threshold=thr, cache=cache), block=blk, model=student,
+                                 knob="threshold", sweep=entropy_sweep)
     return out

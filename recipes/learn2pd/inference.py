@@ -45,6 +45,13 @@ def _oracle(adapter, prompts, gen_len, block_len):
     return oracle_decode(adapter, prompts, gen_len, block_len, early_exit=True)
 
 
+def tau_sweep(tau: float) -> tuple[float, ...]:
+    """Filter thresholds for `accel bench --sweep`: the shipped tau between stricter and looser ones
+    (tau thresholds sigmoid(filter logit), so the values stay inside (0, 1))."""
+    grid = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+    return tuple(sorted({*grid, round(tau, 6)}, reverse=True))
+
+
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: the baselines plus Learn2PD's rows."""
     from accel.decoding.methods import DecodeMethod, get_method
@@ -54,6 +61,7 @@ def bench_methods(ckpt, adapter) -> dict:
     for name, eotp, cache in [("learn2pd", False, None), ("learn2pd+eotp", True, None),
                               ("learn2pd+eotp-prefix", True, "prefix"), ("learn2pd+eotp-dual", True, "dual")]:
         out[name] = DecodeMethod(name, "dllm", METHODS[name] + f" (tau {tau})", _l2p, block=blk,
-                                 options=dict(filt=filt, tau=tau, eotp=eotp, cache=cache))
+                                 options=dict(filt=filt, tau=tau, eotp=eotp, cache=cache), knob="tau",
+                                 sweep=tau_sweep(tau))
     out["oracle"] = DecodeMethod("oracle", "dllm", METHODS["oracle"], _oracle, options={"block_len": blk}, timed=False)
     return out
