@@ -31,28 +31,9 @@ HELD_OUT_FILE = "self_distill_eval.jsonl"
 
 
 def _examples(cfg: Config, n_per_task: int, seed: int) -> list[dict]:
-    """{prompt, response} dicts from the suite's train split or the jsonl."""
-    if cfg.data == "builtin":
-        from accel.data.tasks import mixture, resolve_tasks
-        return mixture("train", n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=seed)
-    from accel.core.errors import UserError
-    path = Path(cfg.data).expanduser()
-    if not path.is_file():
-        raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
-    exs = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str):
-            raise UserError(f"{path}:{i}: each line must be an object with a string field prompt (and response)")
-        exs.append(ex)
-    if not exs:
-        raise UserError(f"data={cfg.data}: the file has no examples")
-    return exs
+    """{prompt, response} dicts from the suite's train split or the jsonl (responses optional: regenerated)."""
+    from accel.recipes.shared.pairs import load_examples
+    return load_examples(cfg.data, n_per_task, cfg.tasks, seed, need_response=False)
 
 
 def _pairs(adapter, cfg: Config, exs: list[dict], cache: Path, label: str) -> list[tuple[list[int], list[int]]]:

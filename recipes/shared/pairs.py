@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 
 
-def load_pairs(cfg, tok) -> list[tuple[list[int], list[int]]]:
-    from accel.data.collate import tokenize_examples
-    if cfg.data == "builtin":
+def load_examples(data: str, n_per_task: int, tasks, seed: int, need_response: bool = True) -> list[dict]:
+    """{prompt, response} dicts from the suite's train split (``data=builtin``) or a jsonl file.
+
+    `need_response=False` accepts prompt-only lines (recipes that regenerate the responses with the base)."""
+    if data == "builtin":
         from accel.data.tasks import mixture, resolve_tasks
-        exs = mixture("train", cfg.n_per_task, tasks=resolve_tasks(cfg.tasks or None), seed=cfg.seed)
-        return tokenize_examples(tok, exs)
+        return mixture("train", n_per_task, tasks=resolve_tasks(tasks or None), seed=seed)
     from accel.core.errors import UserError
-    path = Path(cfg.data).expanduser()
+    path = Path(data).expanduser()
     if not path.is_file():
-        raise UserError(f"data={cfg.data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
+        raise UserError(f"data={data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
     exs = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -24,9 +25,17 @@ def load_pairs(cfg, tok) -> list[tuple[list[int], list[int]]]:
             ex = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str) or not isinstance(ex.get("response"), str):
-            raise UserError(f"{path}:{i}: each line must be an object with string fields prompt and response")
+        if not isinstance(ex, dict) or not isinstance(ex.get("prompt"), str) or (
+                need_response and not isinstance(ex.get("response"), str)):
+            need = "string fields prompt and response" if need_response else "a string field prompt (and response)"
+            raise UserError(f"{path}:{i}: each line must be an object with {need}")
         exs.append(ex)
     if not exs:
-        raise UserError(f"data={cfg.data}: the file has no examples")
-    return tokenize_examples(tok, exs)
+        raise UserError(f"data={data}: the file has no examples")
+    return exs
+
+
+def load_pairs(cfg, tok) -> list[tuple[list[int], list[int]]]:
+    """Tokenized (prompt, response) pairs of `cfg.data` (see `load_examples`)."""
+    from accel.data.collate import tokenize_examples
+    return tokenize_examples(tok, load_examples(cfg.data, cfg.n_per_task, cfg.tasks, cfg.seed))
