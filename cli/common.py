@@ -23,7 +23,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     for mod, name in [("accel.models.backbone", "BackboneError"), ("accel.data.tasks", "UnknownTaskError"),
                       ("accel.decoding.checkpoint", "CheckpointError"), ("accel.trainers.config", "ConfigError"),
                       ("accel.decoding.methods", "MethodError"), ("accel.decoding.bench", "BenchError"),
-                      ("accel.data.trajectories", "TrajectoryError"), ("accel.data.self_distill", "SelfDistillError")]:
+                      ("accel.data.trajectories", "TrajectoryError"), ("accel.data.self_distill", "SelfDistillError"),
+                      ("accel.data.sources", "SourceError"), ("accel.data.state_cache", "StateCacheError")]:
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, name):
             types.append(getattr(m, name))
