@@ -51,6 +51,11 @@ def command(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
                                            "a checkpoint (LLaDA, Dream) to run. Only for directories you trust."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "
+                                          "targets): mtbench (80 first turns, 8 categories), sharegpt (held-out "
+                                          "split) or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
+                                          "identical_to_greedy: the fraction of prompts whose output equals greedy "
+                                          "decoding token for token. --limit counts prompts per category."),
 ):
     """Benchmark decode methods side by side: accuracy next to NFE, tokens/forward, tokens/s and speedup.
 
@@ -67,12 +72,28 @@ def command(
       accel bench builtin:dllm --compare builtin:ar --plot acc_vs_nfe.png
 
       accel bench runs/learn2pd-export     (an exported checkpoint: its recipe's methods)
+
+      accel bench ckpt/sm-medusa --prompts mtbench --json sm-medusa.json
     """
     with user_errors():
         targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
                             compare)
+        if prompts:
+            _validate_prompts(prompts, task, target)
         _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
-             trust_remote_code, device)
+             trust_remote_code, device, prompts)
+
+
+def _validate_prompts(prompts, task, target):
+    """--prompts is read before any model loads; it replaces the suite, so --task cannot go with it."""
+    from accel.decoding import bench
+    from accel.decoding.prompt_sets import load_prompt_set
+    if task:
+        fail("--task selects suite tasks; with --prompts the rows are the prompt set's categories: drop --task")
+    if bench.check_target(target) == "dllm":
+        fail(f"--prompts {prompts}: real prompt sets are scored against greedy decoding, which needs an AR "
+             f"target ({target} is a diffusion LM)")
+    load_prompt_set(prompts)
 
 
 def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare):
@@ -103,7 +124,7 @@ def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, 
 
 
 def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
-         trust_remote_code, device):
+         trust_remote_code, device, prompts=None):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -121,7 +142,8 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
 
         report = bench.run_bench(target, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
                                  progress=progress, block_len=block_len, options=parse_options(opt),
-                                 compare=compare, trust_remote_code=trust_remote_code, device=device)
+                                 compare=compare, trust_remote_code=trust_remote_code, device=device,
+                                 prompts=prompts)
     out = Console()
     for table in bench.report_tables(report):
         out.print(table)
@@ -135,5 +157,9 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
 
 def _quiet_loading():
     """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # e.g. transformers' cache-argument rename notices, once per decode
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.nn.modules.module")

@@ -21,6 +21,10 @@ def command(
                                                      "(replaced atomically if it is already a checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format, when the recipe has "
                                          "several (e.g. medusa: accel or vllm). Default: the recipe's own."),
+    tree_nodes: Optional[int] = typer.Option(None, "--tree-nodes", help="Draft-head recipes (medusa, hydra): a "
+                                             "fixed candidate tree of N nodes built from the measured head "
+                                             "accuracies, overriding the run's tree_nodes; 0 = sized on the "
+                                             "decoding device when the checkpoint loads."),
 ):
     """Export a run as an inference checkpoint for `accel decode` / `accel bench` (and vLLM where supported).
 
@@ -32,6 +36,13 @@ def command(
         recipe = read_run_recipe(run)
         exporter = recipe_exporter(recipe)
         kwargs = {} if format is None else {"format": format}
+        if tree_nodes is not None:
+            import inspect
+            if "tree_nodes" not in inspect.signature(exporter.export).parameters:
+                fail(f"--tree-nodes: recipe {recipe!r} has no draft tree")
+            if tree_nodes < 0:
+                fail(f"--tree-nodes {tree_nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
+            kwargs["tree_nodes"] = tree_nodes
         path = exporter.export(run, out, **kwargs)
     typer.echo(f"exported {recipe} run {run} to {path or out}")
 

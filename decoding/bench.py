@@ -221,12 +221,14 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
               limit: int | None = None, gen_len: int | None = None, batch_size: int | None = None,
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
-              device: str | None = None) -> dict:
+              device: str | None = None, prompts: str | None = None) -> dict:
     """Decodes `limit` test prompts per task with every method; returns the report dict.
 
     target: a TARGET string or a loaded `Target`. compare: more TARGETs whose default methods
     join the run as extra rows (renamed ``<target>/<method>`` only on a name clash).
-    progress(done, total, description) is called as prompts finish.
+    progress(done, total, description) is called as prompts finish. prompts: a real prompt set
+    (`accel.decoding.prompt_sets`: mtbench, sharegpt, a .jsonl) instead of the task suite, AR targets
+    only; its categories are the rows' tasks and the quality score is ``identical_to_greedy``.
     """
     from accel.data.tasks import resolve_tasks, score, test_split
 
@@ -234,11 +236,19 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         raise BenchError(f"--limit must be >= 1 (got {limit})")
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
-    task_names = resolve_tasks(tasks)
+    from accel.decoding import prompt_sets
     main = target if isinstance(target, Target) else load_target(target, trust_remote_code, device)
+    if prompts:
+        if main.kind != "ar":
+            raise BenchError(f"--prompts {prompts}: real prompt sets are scored against greedy decoding, which "
+                             f"needs an AR target ({main.spec} is a {main.kind}); drop --prompts")
+        examples = prompt_sets.load_prompt_set(prompts, limit)
+        task_names = list(examples)
+    else:
+        task_names = resolve_tasks(tasks)
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or default_gen_len(main.adapter)
-    if limit is None:
+    if limit is None and not prompts:
         limit = default_limit(gen_len, main.adapter)
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]
     for spec in compare:
@@ -249,7 +259,9 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     for _, fn, _t in runs:
         check_gen_len(gen_len, {_: fn})
 
-    examples = {t: test_split(t, limit) for t in task_names}
+    if not prompts:
+        examples = {t: test_split(t, limit) for t in task_names}
+    outputs: dict = {}  # (method, task) -> generated rows (prompt sets: compared with greedy afterwards)
     encoded: dict[int, dict[str, list[list[int]]]] = {}
     total = len(runs) * sum(len(v) for v in examples.values())
     done = 0
@@ -263,10 +275,10 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
             progress(done, total, f"{name}: warm-up")
         fn(a, enc[task_names[0]][:min(2, batch_size)], gen_len)
         for task in task_names:
-            exs, prompts = examples[task], enc[task]
+            exs, task_prompts = examples[task], enc[task]
             s = stats.setdefault((name, task), [0, 0, 0, 0, 0.0])
             for i in range(0, len(exs), batch_size):
-                batch = prompts[i:i + batch_size]
+                batch = task_prompts[i:i + batch_size]
                 _sync(a)
                 t0 = time.perf_counter()
                 res = fn(a, batch, gen_len)
@@ -276,8 +288,11 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                     raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
                                        f"for {len(batch)} prompts")
                 _add_row_metrics(metric_sums, name, task, res, fn, a, batch, gen_len)
-                for ex, text in zip(exs[i:i + batch_size], _texts(a, res)):
-                    s[0] += bool(score(ex, text))
+                if prompts:
+                    outputs.setdefault((name, task), []).extend(res.tokens)
+                else:
+                    for ex, text in zip(exs[i:i + batch_size], _texts(a, res)):
+                        s[0] += bool(score(ex, text))
                 s[1] += len(batch)
                 s[2] += sum(int(n) for n in res.nfe)
                 s[3] += sum(count_tokens(r, a.eos_ids) for r in res.tokens)
@@ -285,8 +300,14 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 if progress:
                     progress(done, total, f"{name}: {task}")
 
+    if prompts:
+        _score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress)
     rows = _rows([r[0] for r in runs], task_names, stats, metric_sums)
+    if prompts:
+        for r in rows:
+            r[prompt_sets.QUALITY] = r["accuracy"]
     return {
+        "prompts": prompts, "quality": prompt_sets.QUALITY if prompts else "accuracy",
         "target": main.spec, "compare": [c.spec if isinstance(c, Target) else c for c in compare],
         "kind": main.kind, "gen_len": gen_len, "block_len": block_len, "limit": limit, "batch_size": batch_size,
         "tasks": task_names,
@@ -295,6 +316,32 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                     for n, fn, t in runs],
         "device": _device_name(main.adapter), "versions": _versions(), "rows": rows,
     }
+
+
+def _score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress):
+    """stats[..][0] = prompts identical to greedy decoding of the method's own target (reference decoded
+    untimed, unless that target's greedy row already ran)."""
+    from accel.decoding.methods import get_method
+    from accel.decoding.prompt_sets import identical_count
+    refs = {}
+    for name, fn, tgt in runs:
+        if name == "greedy" or name.endswith("/greedy"):
+            refs.setdefault(id(tgt), {t: outputs[(name, t)] for t in task_names})
+    for name, fn, tgt in runs:
+        a = tgt.adapter
+        if id(tgt) not in refs:
+            greedy = get_method("greedy", "ar")
+            ref = {}
+            for t in task_names:
+                ps = encoded[id(a.tokenizer)][t]
+                ref[t] = []
+                for i in range(0, len(ps), batch_size):
+                    ref[t].extend(greedy(a, ps[i:i + batch_size], gen_len).tokens)
+                if progress:
+                    progress(0, 0, f"greedy reference: {t}")
+            refs[id(tgt)] = ref
+        for t in task_names:
+            stats[(name, t)][0] = identical_count(outputs[(name, t)], refs[id(tgt)][t], a.eos_ids, gen_len)
 
 
 def method_help(fn) -> str:
@@ -429,18 +476,31 @@ def report_tables(report: dict):
     def num(x, fmt):
         return "-" if x is None else format(x, fmt)
 
-    overall = Table(title=f"{report['target']} · gen_len {report['gen_len']} · {report['device']}")
-    for col in ("method", "accuracy", "NFE", "tok/fwd", "tok/s", "speedup"):
+    quality = "identical" if report.get("prompts") else "accuracy"
+    src = f" · {report['prompts']}" if report.get("prompts") else ""
+    overall = Table(title=f"{report['target']}{src} · gen_len {report['gen_len']} · {report['device']}")
+    for col in ("method", quality, "NFE", "tok/fwd", "tok/s", "speedup"):
         overall.add_column(col, justify="left" if col == "method" else "right")
     for r in (r for r in report["rows"] if r["task"] == "all"):
         overall.add_row(r["method"], num(r["accuracy"], ".3f"), num(r["nfe"], ".1f"),
                         num(r["tokens_per_forward"], ".2f"), num(r["tokens_per_s"], ".1f"),
                         num(r["speedup"], ".2f") + ("x" if r["speedup"] is not None else ""))
+    acc = {(r["method"], r["task"]): r for r in report["rows"]}
+    methods = list(dict.fromkeys(r["method"] for r in report["rows"]))
+    if report.get("prompts"):  # categories down, methods across: identical-to-greedy and tokens per forward
+        per_task = Table(title="per category: identical to greedy · tokens per forward")
+        per_task.add_column("category")
+        for m in methods:
+            per_task.add_column(f"{m} ident", justify="right")
+            per_task.add_column(f"{m} tok/fwd", justify="right")
+        for t in list(report["tasks"]) + ["all"]:
+            per_task.add_row(t, *(f"{acc[(m, t)][k]:.2f}" for m in methods
+                                  for k in ("accuracy", "tokens_per_forward")))
+        return overall, per_task
     per_task = Table(title="accuracy per task")
     per_task.add_column("method")
     for t in report["tasks"]:
         per_task.add_column(t, justify="right")
-    acc = {(r["method"], r["task"]): r["accuracy"] for r in report["rows"]}
-    for m in dict.fromkeys(r["method"] for r in report["rows"]):
-        per_task.add_row(m, *(f"{acc[(m, t)]:.2f}" for t in report["tasks"]))
+    for m in methods:
+        per_task.add_row(m, *(f"{acc[(m, t)]['accuracy']:.2f}" for t in report["tasks"]))
     return overall, per_task

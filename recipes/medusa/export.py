@@ -84,7 +84,9 @@ def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict
     return out
 
 
-def export(run_dir, out_dir, format: str = "accel") -> Path:
+def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None) -> Path:
+    """tree_nodes: a fixed tree of that many nodes from the measured accuracies (overrides the run's
+    tree_nodes; 0 = chosen on the decoding device at load time)."""
     from safetensors.torch import load_file
 
     from accel.cli.common import UserError
@@ -102,6 +104,17 @@ def export(run_dir, out_dir, format: str = "accel") -> Path:
                    "medusa": {k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "mode",
                                                    "loss", "tree", "head_accuracy", "chain_accept_len",
                                                    "tree_accept_len")}}
+        section["medusa"].update({k: meta[k] for k in ("draft_vocab_size", "draft_vocab_coverage") if k in meta})
+        nodes = meta.get("tree_nodes") if tree_nodes is None else int(tree_nodes)
+        if nodes is not None:
+            if nodes < 0:
+                raise UserError(f"--tree-nodes {nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
+            section["medusa"]["tree_nodes"] = nodes
+            if nodes > 0 and tree_nodes is not None:
+                from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+                t = build_tree(meta["head_accuracy"], nodes)
+                section["medusa"].update(tree=t.to_json(),
+                                         tree_accept_len=expected_accept_length(meta["head_accuracy"], t))
         return save_checkpoint(out_dir, section, tensors=heads)
     if format == "vllm":
         cfg = {"model_type": "medusa", "architectures": ["MedusaModel"], "num_heads": K, "num_hidden_layers": L,

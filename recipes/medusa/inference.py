@@ -39,13 +39,41 @@ def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy"):
     return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
 
 
+def auto_tree(adapter, drafter, acc, quiet: bool = False):
+    """The tree maximising expected tokens/s on this device (`accel.decoding.tree_size`)."""
+    import sys
+
+    from accel.decoding.tree_size import choose_tree_nodes, measure_step_costs
+    from accel.recipes.medusa.tree_build import build_tree, expected_accept_length
+    trees = {}
+
+    def tree_for(n):
+        return trees.setdefault(n, build_tree(acc, n))
+    w, hw = next(adapter.model.parameters()), next(drafter.heads.parameters())
+    if (hw.device, hw.dtype) != (w.device, w.dtype):
+        drafter.heads.to(device=w.device, dtype=w.dtype)
+    costs = measure_step_costs(adapter, drafter, tree_for)
+    n, table = choose_tree_nodes(lambda k: expected_accept_length(acc, tree_for(k)), costs)
+    if not quiet:
+        row = next(r for r in table if r["nodes"] == n)
+        print(f"[accel] tree size: {n} nodes (expected {row['expected_tokens_per_step']:.2f} tokens/step at "
+              f"{row['seconds_per_step'] * 1e3:.1f} ms/step on this device; sizes measured: "
+              f"{', '.join(str(r['nodes']) for r in table)})", file=sys.stderr)
+    return tree_for(n), table
+
+
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}."""
+    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}.
+
+    A checkpoint exported with tree_nodes 0 (auto) gets its tree here, sized for this device.
+    """
     from accel.decoding.methods import get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
-    heads, _s, tree = load_heads(ckpt)
+    heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
+    if int(s.get("tree_nodes", -1)) == 0:
+        tree, _ = auto_tree(adapter, drafter, s["head_accuracy"])
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:
