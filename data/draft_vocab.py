@@ -19,17 +19,23 @@ def token_counts(sequences: Iterable[Iterable[int]]) -> Counter:
     return c
 
 
-def select_draft_vocab(counts: Counter, size: int, always: Iterable[int] = ()) -> list[int]:
+def select_draft_vocab(counts: Counter, size: int, always: Iterable[int] = (), full_vocab: int = 0) -> list[int]:
     """Full-vocabulary ids of the draft vocabulary, most frequent first (ties: lower id first).
 
-    `always` (e.g. the end token) are included whatever their count. Fewer ids than `size`
-    come back when the data has fewer distinct tokens.
+    `always` (e.g. the end token) are included whatever their count. When the data has fewer
+    distinct tokens than `size` and `full_vocab` is given, the rest are the lowest unseen ids:
+    BPE vocabularies number their merges in order, so low ids are the common tokens a small
+    training set happened to miss.
     """
     if size < 1:
         raise ValueError(f"draft_vocab_size must be >= 1 (got {size})")
     forced = list(dict.fromkeys(int(t) for t in always))
     ranked = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if t not in forced]
-    return (forced + ranked)[:max(size, len(forced))]
+    out = (forced + ranked)[:max(size, len(forced))]
+    if len(out) < size and full_vocab:
+        seen = set(out)
+        out += [t for t in range(full_vocab) if t not in seen][:size - len(out)]
+    return out
 
 
 def inverse_map(token_map: list[int], full_vocab: int) -> list[int]:

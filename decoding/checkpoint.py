@@ -155,6 +155,9 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
         for name, data in (extra_files or {}).items():
             _write(tmp / name, data.encode() if isinstance(data, str) else data)
         _write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
+        for f in tmp.iterdir():  # safetensors writes 0600: a shared checkpoint must be readable by the group
+            f.chmod(0o644)
+        tmp.chmod(0o755)
         fsync_dir(tmp)
         old = None
         if out.exists():

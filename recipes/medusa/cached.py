@@ -182,7 +182,7 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     token_map = t2d = None
     if cfg.draft_vocab_size and cfg.draft_vocab_size < V:
         counts = token_counts([targets[:, 0][targets[:, 0] >= 0].tolist()])
-        token_map = torch.tensor(select_draft_vocab(counts, cfg.draft_vocab_size, adapter.eos_ids))
+        token_map = torch.tensor(select_draft_vocab(counts, cfg.draft_vocab_size, adapter.eos_ids, V))
         t2d = torch.full((V,), -1, dtype=torch.long)
         t2d[token_map] = torch.arange(len(token_map))
     H = cache.h.shape[1]

@@ -23,7 +23,8 @@ def load_heads(ckpt):
     if not s:
         raise CheckpointError(f"{ckpt.path} has no \"medusa\" section; re-export it with `accel export RUN --out DIR`")
     try:
-        heads = MedusaHeads.from_state_dict(s, ckpt.tensors())
+        state = ckpt.tensors(s["heads_file"]) if s.get("heads_file") else ckpt.tensors()  # base in the ckpt
+        heads = MedusaHeads.from_state_dict(s, state)
         tree = TreeSpec.from_json(s["tree"])
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}: medusa heads do not match the checkpoint config "
