@@ -295,7 +295,8 @@ def run(cfg: Config) -> Path:
         from accel.recipes.medusa.cached import run_cached
         heads, measured = run_cached(cfg, adapter, run_dir)
         if is_rank0():
-            save_final(SimpleNamespace(heads=heads.eval()), adapter, cfg, measured, run_dir / "final")
+            save_final(SimpleNamespace(heads=heads.eval(), get_base=lambda: adapter.model), adapter, cfg, measured,
+                       run_dir / "final")
         return run_dir
     tok = adapter.tokenizer
     train, held = load_examples(cfg, tok)
