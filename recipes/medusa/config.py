@@ -52,6 +52,10 @@ class Config(TrainConfig):
                          "data.")
     draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
                                   "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
+    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
+                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
+                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
+                                choices=("", "sharegpt"))
     eval_positions: int = _f(20000, "With states: held-out positions measured at save points and at the end (0 = all).")
 
     def validate(self) -> None:
