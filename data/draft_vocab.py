@@ -68,7 +68,13 @@ def source_counts(tokenizer, source: str, n: int = 4000, seed: int = 0) -> Count
     from accel.data.sources import sharegpt_conversations
     convs = sharegpt_conversations(split="train", english=True, seed=seed + 1)[:n]
     texts = [m["content"] for c in convs for m in c["conversation"] if m["role"] == "assistant"]
-    out = Counter()
-    for i in range(0, len(texts), 512):
-        out.update(t for ids in tokenizer(texts[i:i + 512], add_special_tokens=False)["input_ids"] for t in ids)
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # long replies exceed model_max_length: only counted, never fed to the model
+    try:
+        out = Counter()
+        for i in range(0, len(texts), 512):
+            out.update(t for ids in tokenizer(texts[i:i + 512], add_special_tokens=False)["input_ids"] for t in ids)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return out
