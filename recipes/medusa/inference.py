@@ -56,10 +56,10 @@ def auto_tree(adapter, drafter, acc, quiet: bool = False):
     costs = measure_step_costs(adapter, drafter, tree_for)
     n, table = choose_tree_nodes(lambda k: expected_accept_length(acc, tree_for(k)), costs)
     if not quiet:
-        row = next(r for r in table if r["nodes"] == n)
-        print(f"[accel] tree size: {n} nodes (expected {row['expected_tokens_per_step']:.2f} tokens/step at "
-              f"{row['seconds_per_step'] * 1e3:.1f} ms/step on this device; sizes measured: "
-              f"{', '.join(str(r['nodes']) for r in table)})", file=sys.stderr)
+        sizes = ", ".join(f"{r['nodes']}: {r['expected_tokens_per_step']:.2f} @ {r['seconds_per_step'] * 1e3:.0f}"
+                          for r in table)
+        print(f"[accel] tree size {n}: the most expected tokens/s on this device "
+              f"(nodes: expected tokens/step @ ms/step: {sizes})", file=sys.stderr)
     return tree_for(n), table
 
 
