@@ -213,7 +213,8 @@ def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = Non
         config.update(medusa_num_heads=K, medusa_num_layers=L, base_model_name_or_path=".")
         merged = {**state, **{f"medusa_head.{k}": v for k, v in repo.items()}}
         return _write_dir(out_dir, {"config.json": json.dumps(config, indent=2) + "\n", **other},
-                          {"model.safetensors": merged, "medusa_lm_head.pt": repo})
+                          {"model.safetensors": merged, "medusa_lm_head.pt": repo,
+                           "medusa_lm_head.safetensors": repo})
     cfg = {"medusa_num_heads": K, "medusa_num_layers": L, "base_model_name_or_path": external,
            "hidden_size": H, "vocab_size": V}
     return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"},
