@@ -80,7 +80,8 @@ def self_distill_cmd(
 
         from accel.data.self_distill import load_prompts, self_distill
         from accel.models.backbone import load_backbone
-        rows = load_prompts(prompts, tasks, 0 if max_prompt_tokens > 0 else n_per_task, seed, english=english)
+        cut_later = max_prompt_tokens > 0 and prompts != "suite"  # filter by length first, then take n
+        rows = load_prompts(prompts, tasks, 0 if cut_later else n_per_task, seed, english=english)
         dev = None if device == "auto" else device
         if dev is None:
             import torch
@@ -89,7 +90,7 @@ def self_distill_cmd(
         if max_prompt_tokens > 0:
             from accel.data.self_distill import fit_prompts
             rows = fit_prompts(adapter.tokenizer, rows, max_prompt_tokens)
-            rows = rows[:n_per_task] if n_per_task > 0 and prompts != "suite" else rows
+            rows = rows[:n_per_task] if n_per_task > 0 and cut_later else rows
             if not rows:
                 fail(f"--max-prompt-tokens {max_prompt_tokens}: no prompt is that short")
         with Progress(TextColumn("[bold]self-distill"), BarColumn(), MofNCompleteColumn(),
