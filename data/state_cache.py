@@ -17,7 +17,6 @@ last complete shard.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,18 +111,15 @@ def compute_states(adapter, examples: list[list[int]], prompt_lens: list[int], p
     from accel.decoding.masks import position_ids
     from accel.decoding.tree import _split_model
 
+    from safetensors import safe_open
     path = Path(path).expanduser()
-    done = 0
+    done = 0  # examples covered by the leading run of complete shards
     if (path / "meta.json").exists():
-        shards = sorted(path.glob("shard-*.safetensors"), key=_shard_start)
-        done = 0
-        for f in shards:
-            from safetensors import safe_open
-            with safe_open(str(f), "pt") as st:
-                n = int(st.metadata()["n"])
+        for f in sorted(path.glob("shard-*.safetensors"), key=_shard_start):
             if _shard_start(f) != done:
                 break
-            done += n
+            with safe_open(str(f), "pt") as st:
+                done += int(st.metadata()["n"])
     prepare_states_dir(path, adapter, done)
     body, _ = _split_model(adapter.model)
     if progress:
@@ -138,5 +134,4 @@ def compute_states(adapter, examples: list[list[int]], prompt_lens: list[int], p
             _write_shard(path, i, batch, prompt_lens[i:i + batch_size], states)
             if progress:
                 progress(i + len(batch), len(examples))
-    os.sync() if hasattr(os, "sync") else None
     return path

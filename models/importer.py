@@ -89,9 +89,8 @@ def import_gguf(gguf: Path, out: Path, dtype: str = "fp32", force: bool = False)
     finally:
         hf_logging.set_verbosity(verbosity)
     config = q.config
-    for attr in ("quantization_config",):
-        if hasattr(config, attr):
-            delattr(config, attr)
+    if hasattr(config, "quantization_config"):  # "quantized with gguf": save_pretrained would refuse
+        delattr(config, "quantization_config")
     config.dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(q.state_dict(), strict=False)
