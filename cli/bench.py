@@ -62,6 +62,11 @@ def command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
     list_methods: bool = typer.Option(False, "--list-methods", help="Print the methods TARGET offers (with the "
                                       "defaults marked) and exit, without loading the model."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "
+                                          "targets): mtbench (80 first turns, 8 categories), sharegpt (held-out "
+                                          "split) or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
+                                          "identical_to_greedy: the fraction of prompts whose output equals greedy "
+                                          "decoding token for token. --limit counts prompts per category."),
 ):
     """Benchmark decode methods side by side: accuracy next to NFE, tokens/forward, tokens/s and speedup.
 
@@ -82,6 +87,8 @@ def command(
       accel bench ckpt/l2p     (an exported checkpoint: its recipe's methods)
 
       accel bench ckpt/l2p --list-methods
+
+      accel bench ckpt/sm-medusa --prompts mtbench --json sm-medusa.json
     """
     if list_methods:
         with user_errors():
@@ -90,8 +97,22 @@ def command(
     with user_errors():
         targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
                             compare)
+        if prompts:
+            _validate_prompts(prompts, task, target)
         _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
-             trust_remote_code, device, sweep)
+             trust_remote_code, device, sweep, prompts)
+
+
+def _validate_prompts(prompts, task, target):
+    """--prompts is read before any model loads; it replaces the suite, so --task cannot go with it."""
+    from accel.decoding import bench
+    from accel.decoding.prompt_sets import load_prompt_set
+    if task:
+        fail("--task selects suite tasks; with --prompts the rows are the prompt set's categories: drop --task")
+    if bench.check_target(target) == "dllm":
+        fail(f"--prompts {prompts}: real prompt sets are scored against greedy decoding, which needs an AR "
+             f"target ({target} is a diffusion LM)")
+    load_prompt_set(prompts)
 
 
 def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare):
@@ -147,7 +168,7 @@ def _list_methods(target: str) -> None:
 
 
 def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
-         trust_remote_code, device, sweep=False):
+         trust_remote_code, device, sweep=False, prompts=None):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -168,7 +189,8 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
         others = [load_target(c, trust_remote_code, device) for c in compare]
         report = bench.run_bench(main, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
                                  progress=progress, block_len=block_len, options=parse_options(opt),
-                                 compare=others, sweep=sweep)
+                                 compare=others, sweep=sweep,
+                                 prompts=prompts)
     # a log or a pipe is not a terminal: give the tables room rather than cutting names to "lear…"
     out = Console() if sys.stdout.isatty() else Console(width=250)
     for table in rep.report_tables(report):

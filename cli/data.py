@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -55,9 +56,16 @@ def self_distill_cmd(
                              help="Output .jsonl of {prompt, response, response_ids} (resumes if it exists)."),
     backbone: str = typer.Option("builtin:ar", "--backbone", help="AR base model: builtin:ar or a local HF model dir."),
     prompts: str = typer.Option("suite", "--prompts",
-                                help="suite (train split), a .jsonl with a 'prompt' field, or ShareGPT .json/.jsonl."),
+                                help="suite (train split), sharegpt (its train split's first human turns, seeded "
+                                     "order), mtbench, a .jsonl with a 'prompt' field, or ShareGPT .json/.jsonl."),
     tasks: str = typer.Option("all", "--tasks", help="Comma-separated suite tasks (with --prompts suite)."),
-    n_per_task: int = typer.Option(256, "--n-per-task", help="Suite prompts per task; for files: max prompts (0 = all)."),
+    n_per_task: int = typer.Option(256, "--n-per-task", help="Suite prompts per task; for other sources: max "
+                                                             "prompts (0 = all)."),
+    english: bool = typer.Option(False, "--english", help="Keep only prompts written mostly in ASCII letters."),
+    max_prompt_tokens: int = typer.Option(0, "--max-prompt-tokens", help="Skip prompts longer than this many "
+                                                                          "tokens in the chat format (0 = keep all)."),
+    states: Optional[Path] = typer.Option(None, "--states", help="Also cache the base's hidden states here (for "
+                                                                 "frozen-base head training: recipe key states=DIR)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest response generated."),
     batch_size: int = typer.Option(64, "--batch-size", help="Prompts decoded together."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -75,17 +83,24 @@ def self_distill_cmd(
 
         from accel.recipes.shared.self_distill import load_prompts, self_distill
         from accel.models.backbone import load_backbone
-        rows = load_prompts(prompts, tasks, n_per_task, seed)
+        cut_later = max_prompt_tokens > 0 and prompts != "suite"  # filter by length first, then take n
+        rows = load_prompts(prompts, tasks, 0 if cut_later else n_per_task, seed, english=english)
         dev = None if device == "auto" else device
         if dev is None:
             import torch
             dev = "cuda" if torch.cuda.is_available() else "cpu"
         adapter = load_backbone(backbone, trust_remote_code=trust_remote_code, device=dev)
+        if max_prompt_tokens > 0:
+            from accel.recipes.shared.self_distill import fit_prompts
+            rows = fit_prompts(adapter.tokenizer, rows, max_prompt_tokens)
+            rows = rows[:n_per_task] if n_per_task > 0 and cut_later else rows
+            if not rows:
+                fail(f"--max-prompt-tokens {max_prompt_tokens}: no prompt is that short")
         with Progress(TextColumn("[bold]self-distill"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as bar:
             task = bar.add_task("self-distill", total=len(rows))
             n = self_distill(adapter, rows, out, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             progress=lambda done, total: bar.update(task, completed=done))
+                             progress=lambda done, total: bar.update(task, completed=done), states_dir=states)
     typer.echo(f"self-distill: {n} new responses ({len(rows)} prompts) in {out}")
 
 

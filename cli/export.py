@@ -27,6 +27,10 @@ def command(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a decode setting recorded in the "
                                              "checkpoint, key=value (repeatable), e.g. --set tau=0.95 (learn2pd), "
                                              "--set threshold=0.3 (dparallel), --set gen_len=256."),
+    tree_nodes: Optional[int] = typer.Option(None, "--tree-nodes", help="Draft-head recipes (medusa, hydra, eagle3): "
+                                             "a fixed candidate tree of N nodes built from the measured head "
+                                             "accuracies, overriding the run's tree_nodes; 0 = sized on the "
+                                             "decoding device when the checkpoint loads (same as --set tree_nodes=N)."),
 ):
     """Export a run as an inference checkpoint for `accel decode` / `accel bench` (and vLLM where supported).
 
@@ -40,10 +44,17 @@ def command(
     from accel.recipes import lookup
     with user_errors():
         recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
+        options = _pairs(set_)
+        if tree_nodes is not None:
+            if "tree_nodes" not in recipe.export_options:
+                fail(f"--tree-nodes: recipe {recipe.name!r} has no draft tree")
+            if tree_nodes < 0:
+                fail(f"--tree-nodes {tree_nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
+            options["tree_nodes"] = str(tree_nodes)
         safe = (f"{out} is as it was (an export is written beside it and renamed into place only when complete); "
                 "rerun the export")
         with interruptible(safe):
-            path = recipe.export(run, out, format, **_pairs(set_))
+            path = recipe.export(run, out, format, **options)
     typer.echo(f"exported {recipe.name} run {run} to {path or out}")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from accel.cli import bench, data, decode, distill, export, slurm, teacher, train
+from accel.cli import bench, data, decode, distill, export, model, slurm, teacher, train
 from accel.cli.common import PlainUsage
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.command(name="bench", cls=PlainUsage)(bench.command)
 app.add_typer(data.app, name="data")
 app.add_typer(slurm.app, name="slurm")
 app.add_typer(teacher.app, name="teacher")
+app.add_typer(model.app, name="model")
 
 if __name__ == "__main__":
     app()

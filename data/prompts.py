@@ -74,12 +74,11 @@ def read_prompt_source(path: Path) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise PromptSourceError(f"{path}:{i}: not valid JSON ({e.msg})") from None
     elif path.is_file() and path.suffix == ".json":
+        from accel.data.sources import SourceError, read_json_records
         try:
-            recs = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise PromptSourceError(f"{path}: not valid JSON ({e.msg})") from None
-        if not isinstance(recs, list):
-            raise PromptSourceError(f"{path}: a .json prompts file must hold a list")
+            recs, _ = read_json_records(path)  # record by record: ShareGPT's own file is truncated
+        except SourceError as e:
+            raise PromptSourceError(f"{path}: {e}") from None
         items = [(f"{path}[{i}]", r) for i, r in enumerate(recs)]
     elif path.is_dir():
         try:

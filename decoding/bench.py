@@ -240,7 +240,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
               progress: Callable[[int, int, str], None] | None = None, *, block_len: int | None = None,
               options: dict | None = None, compare: list[str] | tuple = (), trust_remote_code: bool = False,
               device: str | None = None, prompt_sets: dict[str, list[dict]] | None = None,
-              sweep: bool = False) -> dict:
+              sweep: bool = False, prompts: str | None = None) -> dict:
     """Decodes `limit` test prompts per task with every method; returns the report dict.
 
     target: a loaded `Target` (or a plain model TARGET string). compare: more targets whose default methods
@@ -249,7 +249,9 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     prompt_sets: {name: examples} decoded instead of the suite's test split (the hook for other prompt
     sources): each example is a dict with a "prompt", scored by `accel.data.tasks.score`; each name
     becomes a task column of the report. sweep: also decode every method that declares a knob at each
-    of its sweep values (rows ``name@knob=value``), for the AUP curve.
+    of its sweep values (rows ``name@knob=value``), for the AUP curve. prompts: a real prompt set
+    (`accel.decoding.prompt_sets`: mtbench, sharegpt, a .jsonl) instead of the task suite, AR targets
+    only; its categories are the rows' tasks and the quality score is ``identical_to_greedy``.
     """
     from accel.data.tasks import resolve_tasks, score, test_split
 
@@ -257,13 +259,19 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         raise BenchError(f"--limit must be >= 1 (got {limit})")
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1 (got {batch_size})")
-    if tasks and not prompt_sets:
+    if tasks and not (prompt_sets or prompts):
         resolve_tasks(tasks)  # a typo fails before the model loads
     main = target if isinstance(target, Target) else load_model_target(target, trust_remote_code, device)
+    if prompts:
+        from accel.decoding.prompt_sets import load_prompt_set
+        if main.kind != "ar":
+            raise BenchError(f"--prompts {prompts}: real prompt sets are scored against greedy decoding, which "
+                             f"needs an AR target ({main.spec} is a {main.kind}); drop --prompts")
+        prompt_sets = load_prompt_set(prompts, limit)
     task_names = list(prompt_sets) if prompt_sets else resolve_tasks(tasks or default_tasks(main.adapter))
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or checkpoint_gen_len(main) or default_gen_len(main.adapter)
-    if limit is None:
+    if limit is None and not prompts:
         limit = default_limit(gen_len, main.adapter)
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]
     for spec in compare:
@@ -277,6 +285,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
         check_gen_len(gen_len, {_: fn})
 
     examples = dict(prompt_sets) if prompt_sets else {t: test_split(t, limit) for t in task_names}
+    outputs: dict = {}  # (method, task) -> generated rows (prompt sets: compared with greedy afterwards)
     encoded: dict[int, dict[str, list[list[int]]]] = {}
     total = len(runs) * sum(len(v) for v in examples.values())
     done = 0
@@ -303,8 +312,11 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                     raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
                                        f"for {len(batch)} prompts")
                 _add_row_metrics(metric_sums, name, task, res, fn, a, batch, gen_len)
-                for ex, text in zip(exs[i:i + batch_size], _texts(a, res)):
-                    s[0] += bool(score(ex, text))
+                if prompts:
+                    outputs.setdefault((name, task), []).extend(res.tokens)
+                else:
+                    for ex, text in zip(exs[i:i + batch_size], _texts(a, res)):
+                        s[0] += bool(score(ex, text))
                 s[1] += len(batch)
                 s[2] += sum(int(n) for n in res.nfe)
                 s[3] += sum(count_tokens(r, a.eos_ids) for r in res.tokens)
@@ -313,9 +325,17 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                 if progress:
                     progress(done, total, f"{name}: {task}")
 
+    if prompts:
+        _score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress)
     rows = _rows([r[0] for r in runs], task_names, stats, metric_sums,
                  untimed={n for n, fn, _t in runs if not getattr(fn, "timed", True)})
+    quality = "accuracy"
+    if prompts:
+        from accel.decoding.prompt_sets import QUALITY as quality
+        for r in rows:
+            r[quality] = r["accuracy"]
     report = {
+        "prompts": prompts, "quality": quality,
         "target": main.spec, "compare": [c.spec if isinstance(c, Target) else c for c in compare],
         "kind": main.kind, "gen_len": gen_len, "block_len": block_len, "limit": limit, "batch_size": batch_size,
         "tasks": task_names,
@@ -327,6 +347,32 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     }
     add_aup(report)
     return report
+
+
+def _score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress):
+    """stats[..][0] = prompts identical to greedy decoding of the method's own target (reference decoded
+    untimed, unless that target's greedy row already ran)."""
+    from accel.decoding.methods import get_method
+    from accel.decoding.prompt_sets import identical_count
+    refs = {}
+    for name, fn, tgt in runs:
+        if name == "greedy" or name.endswith("/greedy"):
+            refs.setdefault(id(tgt), {t: outputs[(name, t)] for t in task_names})
+    for name, fn, tgt in runs:
+        a = tgt.adapter
+        if id(tgt) not in refs:
+            greedy = get_method("greedy", "ar")
+            ref = {}
+            for t in task_names:
+                ps = encoded[id(a.tokenizer)][t]
+                ref[t] = []
+                for i in range(0, len(ps), batch_size):
+                    ref[t].extend(greedy(a, ps[i:i + batch_size], gen_len).tokens)
+                if progress:
+                    progress(0, 0, f"greedy reference: {t}")
+            refs[id(tgt)] = ref
+        for t in task_names:
+            stats[(name, t)][0] = identical_count(outputs[(name, t)], refs[id(tgt)][t], a.eos_ids, gen_len)
 
 
 def sweep_runs(runs: list[tuple]) -> list[tuple]:

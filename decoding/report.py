@@ -16,6 +16,9 @@ LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). 
           "relative to the first row (the baseline). AUP: accuracy under parallelism over the method's --sweep "
           "(docs/long-world.md). — : not meaningful (an oracle reads the answer).")
 
+PROMPTS_LEGEND = (" identical: fraction of prompts whose output equals greedy decoding token for token (real "
+                  "prompts have no exact answer; greedy acceptance must give 1.000).")
+
 AUP_ALPHA = 3.0
 """d3LLM's penalty factor: the weight of a point falls as exp(-alpha * relative accuracy loss)."""
 AUP_DROP = 5.0
@@ -172,9 +175,11 @@ def report_tables(report: dict):
     def num(x, fmt):
         return "—" if x is None else format(x, fmt)
 
-    overall = Table(title=f"{report['target']} · gen_len {report['gen_len']} · {report['device']}",
-                    caption=LEGEND, caption_justify="left")
-    cols = ["method", "accuracy", "NFE", "tok/fwd", "ans tok/fwd", "tok/s", "speedup"]
+    quality = "identical" if report.get("prompts") else "accuracy"
+    src = f" · {report['prompts']}" if report.get("prompts") else ""
+    overall = Table(title=f"{report['target']}{src} · gen_len {report['gen_len']} · {report['device']}",
+                    caption=LEGEND + (PROMPTS_LEGEND if report.get("prompts") else ""), caption_justify="left")
+    cols = ["method", quality, "NFE", "tok/fwd", "ans tok/fwd", "tok/s", "speedup"]
     if report.get("sweep"):
         cols.append("AUP")
     for col in cols:
@@ -186,11 +191,22 @@ def report_tables(report: dict):
         if report.get("sweep"):
             cells.append(num(r.get("aup"), ".1f"))
         overall.add_row(*cells)
+    acc = {(r["method"], r["task"]): r for r in report["rows"]}
+    methods = list(dict.fromkeys(r["method"] for r in report["rows"]))
+    if report.get("prompts"):  # categories down, methods across: identical-to-greedy and tokens per forward
+        per_task = Table(title="per category: identical to greedy · tokens per forward")
+        per_task.add_column("category", no_wrap=True)
+        for m in methods:
+            per_task.add_column(f"{m} ident", justify="right", no_wrap=True)
+            per_task.add_column(f"{m} tok/fwd", justify="right", no_wrap=True)
+        for t in list(report["tasks"]) + ["all"]:
+            per_task.add_row(t, *(f"{acc[(m, t)][k]:.2f}" for m in methods
+                                  for k in ("accuracy", "tokens_per_forward")))
+        return overall, per_task
     per_task = Table(title="accuracy per task")
     per_task.add_column("method", no_wrap=True)
     for t in report["tasks"]:  # never cut a task name to "lear…": the table is read in logs too
         per_task.add_column(t, justify="right", no_wrap=True, min_width=len(t))
-    acc = {(r["method"], r["task"]): r["accuracy"] for r in report["rows"]}
-    for m in dict.fromkeys(r["method"] for r in report["rows"]):
-        per_task.add_row(m, *(f"{acc[(m, t)]:.2f}" for t in report["tasks"]))
+    for m in methods:
+        per_task.add_row(m, *(f"{acc[(m, t)]['accuracy']:.2f}" for t in report["tasks"]))
     return overall, per_task

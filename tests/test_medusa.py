@@ -220,7 +220,7 @@ def test_self_distill_resumes(tmp_path):
     assert self_distill(a, prompts, out, batch_size=3, max_new_tokens=6) == 2  # resumes after line 2
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["prompt"] for r in recs] == prompts
-    from accel.decoding.bench import encode_prompt
+    from accel.data.prompts import encode_prompt
     ref = generate_greedy(a, [encode_prompt(a.tokenizer, p) for p in prompts], 6).tokens
     assert [r["response_ids"] for r in recs] == [[t for t in r if t not in a.eos_ids] for r in ref]
     with pytest.raises(SelfDistillError, match="other prompts"):

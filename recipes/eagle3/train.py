@@ -1,7 +1,7 @@
 """`accel train eagle3`: an EAGLE-3 draft on a frozen AR target, through `fit`.
 
 Data: prompts of the task suite (or a jsonl); with ``self_distill`` (default) the responses are
-the target's own greedy outputs (`accel.data.self_distill`, cached in ``RUN/self_distill.jsonl``
+the target's own greedy outputs (`accel.recipes.shared.self_distill`, cached in ``RUN/self_distill.jsonl``
 and resumed from it) — EAGLE-3's finding is that regenerated responses beat the dataset's, and
 they are exactly what greedy verification accepts. The draft vocabulary is counted from them.
 

@@ -40,7 +40,19 @@ class Config(TrainConfig):
     eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
                          "per-head top-k accuracy is measured at save points and at the end (saved to final/, "
                          "builds the tree at export; 0 = none: the tree is the top-1 chain).")
-    tree_nodes: int = _f(48, "Node budget of the candidate tree built at export (excluding the root).")
+    tree_nodes: int = _f(48, "Node budget of the candidate tree built at export (excluding the root); 0 = chosen "
+                             "when decoding from the accuracies and the measured cost of each tree size on that "
+                             "device (max expected tokens/s). `accel export --tree-nodes N` overrides.")
+    states: str = _f("", "Train on cached base hidden states: a directory from `accel data self-distill --states "
+                         "DIR` (the base never runs during training; data must be the matching self-distilled "
+                         "jsonl or is ignored). Loss is then CE to the base's own greedy tokens.")
+    draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
+                                  "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
+    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
+                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
+                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
+                                choices=("", "sharegpt"))
+    eval_seqs: int = _f(64, "With states: held-out sequences (the cache's last ones) measured at save points.")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def resolved_dropout(self) -> float:
@@ -66,7 +78,11 @@ class Config(TrainConfig):
             bad("data", "use builtin or a path ending in .jsonl")
         if self.tasks and self.data != "builtin":
             bad("tasks", "only applies to data=builtin")
-        for key in ("n_per_task", "gen_len", "gen_batch_size", "topk", "tree_nodes"):
+        if self.tree_nodes < 0:
+            bad("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
+        if self.draft_vocab_size < 0 or (self.draft_vocab_size and not self.states):
+            bad("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR")
+        for key in ("n_per_task", "gen_len", "gen_batch_size", "topk"):
             if getattr(self, key) < 1:
                 bad(key, "must be >= 1")
         if self.eval_n < 0:

@@ -129,6 +129,7 @@ class HydraDrafter:
         else:
             h = hidden_last.to(self._dtype())
         plan = self._plan(tree, h.device)
+        tmap = self.heads.token_map
         if self._fused is None:  # a drafter decodes with frozen heads: lay their weights out once
             self._fused = _FusedHeads(self.heads)
         fused = self._fused
@@ -141,6 +142,8 @@ class HydraDrafter:
         for d, (anc, start, end, flat, kmax) in enumerate(plan.levels, start=1):
             embs = self._embed(cand[:, anc]).to(h.dtype) if d > 1 else None         # [B, P, d-1, H]
             top = fused.level(d, h, hr, embs).topk(kmax, dim=-1).indices             # [B, P, kmax]
+            if tmap is not None:  # draft indices -> full ids: what the base verifies and the next level embeds
+                top = tmap[top]
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
 

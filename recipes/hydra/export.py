@@ -29,7 +29,8 @@ def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[in
     acc = stats.get("topk_accuracy")
     if not acc:
         return [[0] * d for d in range(1, int(meta["num_heads"]) + 1)], None
-    tree = build_tree(acc, int(tree_nodes or meta.get("tree_nodes") or 32))
+    n = meta.get("tree_nodes") if tree_nodes is None else tree_nodes
+    tree = build_tree(acc, int(n or 48))  # 0 (auto): sized when decoding; 48 for the estimate
     return tree.to_json(), expected_accept_length(acc, tree)
 
 
@@ -42,8 +43,8 @@ def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = Non
     if format not in FORMATS:
         raise CheckpointError(f"--format {format}: Hydra exports only the accel format (vLLM and the Medusa "
                               "repo load Medusa heads, not Hydra's sequential heads)")
-    if tree_nodes is not None and int(tree_nodes) < 1:
-        raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1")
+    if tree_nodes is not None and int(tree_nodes) < 0:
+        raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1, or 0 to size the tree on the decoding device")
     run = Path(run_dir).expanduser()
     final = run / "final"
     if not (final / HEADS_FILE).exists() or not (final / META_FILE).exists():
@@ -55,6 +56,10 @@ def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = Non
     tree, est = choose_tree(meta, tree_nodes)
     section_h = {k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "prefix_layer",
                                       "variant", "loss", "dropout", "seed")}
+    section_h.update({k: meta[k] for k in ("draft_vocab_size", "draft_vocab_coverage") if k in meta})
+    nodes = meta.get("tree_nodes") if tree_nodes is None else int(tree_nodes)
+    if nodes == 0 and (meta.get("stats") or {}).get("topk_accuracy"):
+        section_h["tree_nodes"] = 0
     section_h.update(tree=tree, est_accept_tree=est, heads_file=HEADS_FILE,
                      topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
     decode = {"method": "hydra", "acceptance": "greedy", "gen_len": int(gen_len or 64)}

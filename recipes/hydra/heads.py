@@ -107,8 +107,16 @@ class HydraHeads(nn.Module):
     """K sequential heads (+ the Hydra++ prefix layer). Holds only trainable weights."""
 
     def __init__(self, hidden: int, vocab: int, num_heads: int, num_layers: int, dropout: float = 0.0,
-                 prefix_config=None):
+                 prefix_config=None, token_map: torch.Tensor | None = None):
+        """vocab: the full vocabulary; with `token_map` (a draft vocabulary, `accel.data.draft_vocab`) the
+        heads predict over len(token_map) ids and token_map[i] is draft index i's full id."""
         super().__init__()
+        self.full_vocab = vocab
+        if token_map is not None:
+            self.register_buffer("token_map", torch.as_tensor(token_map, dtype=torch.long).clone())
+            vocab = len(self.token_map)
+        else:
+            self.token_map = None
         self.hidden, self.vocab, self.num_layers = hidden, vocab, num_layers
         self.heads = nn.ModuleList([HydraHead(hidden, vocab, k + 1, num_layers, dropout) for k in range(num_heads)])
         self.prefix = PrefixLayer(prefix_config) if prefix_config is not None else None
@@ -119,11 +127,12 @@ class HydraHeads(nn.Module):
 
     def init_from_lm_head(self, lm_head: nn.Module):
         """Copy the base vocab projection into every head (bias starts at the base's, or 0)."""
+        rows = self.token_map.to(lm_head.weight.device) if self.token_map is not None else slice(None)
         with torch.no_grad():
             for h in self.heads:
-                h.lm_head.weight.copy_(lm_head.weight)
+                h.lm_head.weight.copy_(lm_head.weight[rows])
                 if getattr(lm_head, "bias", None) is not None:
-                    h.lm_head.bias.copy_(lm_head.bias)
+                    h.lm_head.bias.copy_(lm_head.bias[rows])
                 else:
                     h.lm_head.bias.zero_()
 
@@ -153,7 +162,8 @@ class HydraHeads(nn.Module):
 
     def config_dict(self) -> dict:
         return {"num_heads": self.num_heads, "num_layers": self.num_layers, "hidden_size": self.hidden,
-                "vocab_size": self.vocab, "prefix_layer": self.prefix is not None}
+                "vocab_size": self.full_vocab, "prefix_layer": self.prefix is not None,
+                "draft_vocab_size": self.vocab if self.token_map is not None else 0}
 
 
 class PrefixState:
@@ -191,7 +201,7 @@ class PrefixState:
     def _reserve(self, x, n: int):
         """Buffers (K, V, key validity, RoPE table) for n keys of x's batch size, grown by doubling."""
         B = x.shape[0]
-        if n <= self.cap and self.k.shape[0] == B:
+        if n < self.cap and self.k.shape[0] == B:  # ar[1:q+1] needs cap >= n + 1
             return
         cap = max(n + 1, 64, 2 * self.cap if n > self.cap else self.cap)  # a new batch size alone does not grow it
         k, v, kv = (x.new_zeros(B, self.nkv, cap, self.hd), x.new_zeros(B, self.nkv, cap, self.hd),

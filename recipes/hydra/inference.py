@@ -38,9 +38,10 @@ def load_heads(ckpt, adapter):
     if emb.shape[1] != int(s["hidden_size"]):
         raise CheckpointError(f"{ckpt.path}: heads expect hidden size {s['hidden_size']} but the base "
                               f"{ckpt.backbone_target()} has {emb.shape[1]}; export against the base they were trained on")
-    heads = HydraHeads(int(s["hidden_size"]), int(s["vocab_size"]), int(s["num_heads"]), int(s["num_layers"]),
-                       prefix_config=adapter.model.config if s.get("prefix_layer") else None)
     state = load_file(str(ckpt.path / s.get("heads_file", "heads.safetensors")))
+    heads = HydraHeads(int(s["hidden_size"]), int(s["vocab_size"]), int(s["num_heads"]), int(s["num_layers"]),
+                       prefix_config=adapter.model.config if s.get("prefix_layer") else None,
+                       token_map=state.get("token_map"))
     missing, unexpected = heads.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{ckpt.path}: head weights do not match the \"hydra\" section (missing "
@@ -56,6 +57,9 @@ def bench_methods(ckpt, adapter) -> dict:
     heads = load_heads(ckpt, adapter)
     s = ckpt.accel["hydra"]
     tree = TreeSpec.from_json(s["tree"])
+    if int(s.get("tree_nodes", -1)) == 0 and s.get("topk_accuracy"):  # sized for this device
+        from accel.decoding.tree_size import auto_tree
+        tree, _ = auto_tree(adapter, HydraDrafter(heads, adapter.model.get_input_embeddings()), s["topk_accuracy"])
     drafter = HydraDrafter(heads, adapter.model.get_input_embeddings())
     name = "Hydra++" if s.get("prefix_layer") else "Hydra"
     return {

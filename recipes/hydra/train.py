@@ -209,6 +209,12 @@ def run(cfg: Config) -> Path:
         import os
         adapter.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
     base = adapter.model.eval().requires_grad_(False)
+    if cfg.states:
+        from accel.recipes.hydra.cached import run_cached
+        heads, stats = run_cached(cfg, adapter, run_dir)
+        if is_rank0():
+            save_final(heads, cfg, run_dir / "final", stats)
+        return run_dir
     tok = adapter.tokenizer
     pairs, held_out = split_held_out(cfg, tok, load_pairs(cfg, tok))
     if cfg.self_distill:
@@ -234,8 +240,10 @@ def save_final(heads, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{heads.safetensors, hydra.json}, written to a temp dir and renamed into place."""
     from accel.core.files import atomic_dir, save_tensors
     meta = {**heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
-            "dropout": cfg.resolved_dropout(), "loss": cfg.resolved_loss(), "topk": cfg.topk,
-            "tree_nodes": cfg.tree_nodes, "stats": stats}
+            "dropout": cfg.resolved_dropout(), "loss": "ce" if cfg.states else cfg.resolved_loss(), "topk": cfg.topk,
+            "tree_nodes": cfg.tree_nodes, "stats": stats,
+            **({"draft_vocab_coverage": stats["draft_vocab_coverage"]} if stats and "draft_vocab_coverage" in stats
+               else {})}
     with atomic_dir(out, may_replace=lambda p: True) as tmp:
         save_tensors({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, tmp / HEADS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))

@@ -37,10 +37,23 @@ class Config(TrainConfig):
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                         "medusa2: modules with LoRA.")
     topk: int = _f(4, "Choices per head measured (top-k accuracy) and allowed in the tree.")
-    tree_nodes: int = _f(48, "Candidate-tree node budget (root excluded), built from measured top-k accuracy.")
+    tree_nodes: int = _f(48, "Candidate-tree node budget (root excluded), built from measured top-k accuracy; 0 = "
+                             "chosen when decoding, from the accuracies and the measured cost of each tree size on "
+                             "that device (max expected tokens/s). `accel export --tree-nodes N` overrides.")
     eval_n: int = _f(32, "Held-out suite examples per task for head accuracy and the tree (data=builtin); "
                          "other data: the last 5% of examples.")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+    states: str = _f("", "medusa1: train on cached base hidden states instead of running the base: a directory "
+                         "from `accel data self-distill --states DIR`, or auto (computed once from `data` into "
+                         "RUN/states). Batches are then positions, not sequences; needs loss=ce on self-distilled "
+                         "data.")
+    draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
+                                  "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
+    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
+                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
+                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
+                                choices=("", "sharegpt"))
+    eval_positions: int = _f(20000, "With states: held-out positions measured at save points and at the end (0 = all).")
 
     def validate(self) -> None:
         super().validate()
@@ -48,7 +61,9 @@ class Config(TrainConfig):
         def bad(key, msg):
             raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
 
-        for key in ("num_heads", "num_layers", "topk", "tree_nodes", "n_per_task"):
+        if self.tree_nodes < 0:
+            bad("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
+        for key in ("num_heads", "num_layers", "topk", "n_per_task"):
             if getattr(self, key) < 1:
                 bad(key, "must be >= 1")
         if self.num_layers > 8:
@@ -63,5 +78,13 @@ class Config(TrainConfig):
             bad("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
         if self.eval_n < 1:
             bad("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
+        if self.states:
+            if self.mode != "medusa1":
+                bad("states", "cached states are for a frozen base: set mode=medusa1")
+            if self.loss != "ce":
+                bad("states", "training on cached states has no base logits: set loss=ce (on self-distilled data "
+                              "CE to the data is distillation of the base's greedy tokens)")
+        if self.draft_vocab_size < 0 or (self.draft_vocab_size and not self.states):
+            bad("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR|auto")
         if self.data != "builtin" and not self.data.endswith((".jsonl", ".json")):
             bad("data", "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl")

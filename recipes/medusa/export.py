@@ -8,11 +8,22 @@
   ``truncated_vocab_size`` (= vocab_size: no token map), ``medusa_fc_bias: true``; weights
   ``blocks.{i}.layers.{j}.{weight,bias}`` and ``lm_heads.{i}.weight`` (no lm-head bias).
 - ``medusa``: the reference repo (FasterDecoding/Medusa) — config ``medusa_num_heads``,
-  ``medusa_num_layers``, ``base_model_name_or_path``; ``medusa_lm_head.safetensors`` with keys
-  ``{head}.{layer}.linear.{weight,bias}`` and ``{head}.{num_layers}.weight``.
+  ``medusa_num_layers``, ``base_model_name_or_path``; ``medusa_lm_head.pt`` (what its
+  ``MedusaModel.from_pretrained`` loads, with ``torch.load`` and ``strict=False``, so a wrong key
+  would be silently dropped) and the same tensors as ``medusa_lm_head.safetensors``; keys
+  ``{head}.{layer}.linear.{weight,bias}`` and ``{head}.{num_layers}.weight``. The reference
+  builds a head as ``[ResBlock(hidden)] * num_layers``: ONE block repeated, so with
+  num_layers > 1 it keeps only the last of this export's distinct blocks (a warning says so).
 
-A run whose base must ship with the heads (random:ar, Medusa-2's merged LoRA) references the
-run's ``final/base`` by absolute path (the accel format) — keep the run directory, or copy it.
+The base a checkpoint names must outlive the run directory. A base loaded from a model
+directory or ``builtin:*`` is referenced by absolute path. A base that exists only in the run
+(Medusa-2's merged LoRA, ``random:ar``) is copied INTO the export: the accel format stores it
+as the checkpoint's own model (backbone ``"."``, heads in ``heads.safetensors``); the medusa
+format writes the Medusa-2 release layout (one model directory: the base's config with
+``medusa_num_heads``/``medusa_num_layers``, its weights plus ``medusa_head.*``), which the
+reference loads by that directory alone; vLLM gets the merged base in ``base/`` beside the heads.
+Draft vocabularies export as vLLM's ``truncated_vocab_size`` + ``token_map``; the reference repo
+has no token map, so it refuses them.
 """
 from __future__ import annotations
 
@@ -33,8 +44,46 @@ def _final(run_dir: Path) -> tuple[Path, dict]:
 
 
 def _backbone(final: Path, meta: dict) -> str:
+    """An absolute base reference that does not depend on the run directory (builtin:* as a path too
+    for the external formats is done by the caller); "base" = a base that lives only in the run."""
     b = meta["backbone"]
-    return str((final / b).resolve()) if b == "base" else b
+    if b == "base" or b.startswith("builtin:"):
+        return b
+    return str(Path(b).expanduser().resolve())
+
+
+def _external_base(b: str) -> str:
+    """Other loaders cannot read builtin:*: the shipped directory's absolute path."""
+    if b.startswith("builtin:"):
+        from accel.models.backbone import builtin_dir
+        return str(builtin_dir(b.split(":", 1)[1]).resolve())
+    return b
+
+
+def _base_files(final: Path) -> tuple[dict, dict, dict]:
+    """(config dict, state dict, other files) of the run's own base (final/base)."""
+    from safetensors.torch import load_file
+    d = final / "base"
+    if not (d / "config.json").is_file():
+        from accel.core.errors import UserError
+        raise UserError(f"{final} names its own base but {d} is missing; re-run training to rebuild final/")
+    config = json.loads((d / "config.json").read_text())
+    state = {}
+    for f in sorted(d.glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    files = {f.name: f.read_bytes() for f in d.iterdir()
+             if f.is_file() and f.name != "config.json" and not f.name.endswith((".safetensors", ".json.index"))
+             and not f.name.startswith(".")}
+    return config, state, files
+
+
+def _warn_shared_blocks(num_layers: int):
+    if num_layers > 1:
+        import sys
+        print(f"warning: these heads have {num_layers} residual layers each; the reference Medusa code builds a "
+              f"head as [ResBlock] * {num_layers} (one block shared {num_layers} times), so it keeps only the "
+              "last layer's weights and drafts differently from accel and vLLM, which load every layer",
+              file=sys.stderr)
 
 
 def _head_tensors(heads: dict, num_heads: int, num_layers: int, layer_key, proj_key) -> dict:
@@ -67,13 +116,21 @@ def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict
     with atomic_dir(out, may_replace=lambda p: p.is_dir() and (not any(p.iterdir()) or (p / "config.json").exists()),
                     refuse=f"{out} exists and is not a model directory; choose another --out or remove it") as tmp:
         for name, t in tensors.items():
-            save_tensors({k: v.contiguous() for k, v in t.items()}, tmp / name, metadata={"format": "pt"})
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".pt"):  # the Medusa repository's loader reads a torch pickle
+                import torch
+                torch.save({k: v.contiguous() for k, v in t.items()}, str(tmp / name))
+            else:
+                save_tensors({k: v.contiguous() for k, v in t.items()}, tmp / name, metadata={"format": "pt"})
         for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
     return out
 
 
-def export(run_dir, out_dir, format: str = "accel") -> Path:
+def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None) -> Path:
+    """tree_nodes: a fixed tree of that many nodes from the measured accuracies (overrides the run's
+    tree_nodes; 0 = chosen on the decoding device at load time)."""
     from safetensors.torch import load_file
 
     from accel.core.errors import UserError
@@ -84,6 +141,7 @@ def export(run_dir, out_dir, format: str = "accel") -> Path:
     K, L = int(meta["num_heads"]), int(meta["num_layers"])
     H, V = int(meta["hidden_size"]), int(meta["vocab_size"])
     backbone = _backbone(final, meta)
+    Vd = int(meta.get("draft_vocab_size") or 0)
     if format == "accel":
         from accel.decoding.checkpoint import save_checkpoint
         section = {"recipe": "medusa", "backbone": backbone,
@@ -91,14 +149,60 @@ def export(run_dir, out_dir, format: str = "accel") -> Path:
                    "medusa": {k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "mode",
                                                    "loss", "tree", "head_accuracy", "chain_accept_len",
                                                    "tree_accept_len")}}
-        return save_checkpoint(out_dir, section, tensors=heads)
+        section["medusa"].update({k: meta[k] for k in ("draft_vocab_size", "draft_vocab_coverage") if k in meta})
+        nodes = meta.get("tree_nodes") if tree_nodes is None else int(tree_nodes)
+        if nodes is not None:
+            if nodes < 0:
+                raise UserError(f"--tree-nodes {nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
+            section["medusa"]["tree_nodes"] = nodes
+            if nodes > 0 and tree_nodes is not None:
+                from accel.decoding.tree_build import build_tree, expected_accept_length
+                t = build_tree(meta["head_accuracy"], nodes)
+                section["medusa"].update(tree=t.to_json(),
+                                         tree_accept_len=expected_accept_length(meta["head_accuracy"], t))
+        if backbone != "base":
+            return save_checkpoint(out_dir, section, tensors=heads)
+        # the base lives only in the run (Medusa-2 merged LoRA, random:ar): it becomes the checkpoint's model
+        from safetensors.torch import save
+        config, state, files = _base_files(final)
+        section["backbone"] = "."
+        section["medusa"]["heads_file"] = "heads.safetensors"
+        return save_checkpoint(out_dir, section, tensors=state, backbone_config=config,
+                               extra_files={"heads.safetensors": save({k: v.contiguous() for k, v in heads.items()}),
+                                            **files})
+    if tree_nodes is not None:
+        raise UserError(f"--tree-nodes applies to the accel format; --format {format} carries no tree")
+    external = _external_base(backbone)
     if format == "vllm":
         cfg = {"model_type": "medusa", "architectures": ["MedusaModel"], "num_heads": K, "num_hidden_layers": L,
-               "hidden_size": H, "vocab_size": V, "truncated_vocab_size": V, "medusa_fc_bias": True,
-               "base_model_name_or_path": backbone}
-        return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"},
-                          {"model.safetensors": vllm_tensors(heads, K, L)})
-    cfg = {"medusa_num_heads": K, "medusa_num_layers": L, "base_model_name_or_path": backbone,
+               "hidden_size": H, "vocab_size": V, "truncated_vocab_size": Vd or V, "medusa_fc_bias": True,
+               "base_model_name_or_path": external}
+        tensors = vllm_tensors(heads, K, L)
+        if Vd:
+            cfg["token_map"] = heads["token_map"].tolist()
+        files = {}
+        if backbone == "base":  # vLLM serves the merged base itself: ship it, named relative to this directory
+            config, state, other = _base_files(final)
+            files = {f"base/{n}": b for n, b in other.items()}
+            files["base/config.json"] = json.dumps(config, indent=2) + "\n"
+            cfg["base_model_name_or_path"] = "base"
+            return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n", **files},
+                              {"model.safetensors": tensors, "base/model.safetensors": state})
+        return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"}, {"model.safetensors": tensors})
+    if Vd:
+        raise UserError(f"these heads predict over a {Vd}-token draft vocabulary; the reference Medusa code has no "
+                        "token map. Export --format vllm (truncated_vocab_size + token_map) or the accel format, "
+                        "or train with draft_vocab_size=0")
+    _warn_shared_blocks(L)
+    repo = medusa_repo_tensors(heads, K, L)
+    if backbone == "base":  # Medusa-2 release layout: one directory, the merged base with medusa_head.* inside
+        config, state, other = _base_files(final)
+        config.update(medusa_num_heads=K, medusa_num_layers=L, base_model_name_or_path=".")
+        merged = {**state, **{f"medusa_head.{k}": v for k, v in repo.items()}}
+        return _write_dir(out_dir, {"config.json": json.dumps(config, indent=2) + "\n", **other},
+                          {"model.safetensors": merged, "medusa_lm_head.pt": repo,
+                           "medusa_lm_head.safetensors": repo})
+    cfg = {"medusa_num_heads": K, "medusa_num_layers": L, "base_model_name_or_path": external,
            "hidden_size": H, "vocab_size": V}
     return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"},
-                      {"medusa_lm_head.safetensors": medusa_repo_tensors(heads, K, L)})
+                      {"medusa_lm_head.pt": repo, "medusa_lm_head.safetensors": repo})

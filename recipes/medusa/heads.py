@@ -8,6 +8,13 @@ starting point. Every block is its own module (the reference repo repeats one mo
 silently sharing weights).
 
 State-dict keys: ``blocks.{k}.{j}.linear.{weight,bias}``, ``lm_heads.{k}.weight``.
+
+Draft vocabulary (``token_map``, EAGLE-3's d2t, vLLM Medusa's ``truncated_vocab_size`` +
+``token_map``): the projections then cover only the N most frequent training tokens and
+``token_map[i]`` is the full-vocabulary id of draft index i. On a 49K-vocabulary model the
+projections are most of the heads' FLOPs; drafts are mapped back to full ids before
+verification, so decoding stays exactly greedy — a token outside the draft vocabulary simply
+can never be drafted. State-dict key: ``token_map`` (int64 [N]).
 """
 from __future__ import annotations
 
@@ -31,16 +38,26 @@ class ResBlock(nn.Module):
 
 class MedusaHeads(nn.Module):
     def __init__(self, hidden_size: int, vocab_size: int, num_heads: int = 4, num_layers: int = 1,
-                 lm_head_weight: torch.Tensor | None = None):
+                 lm_head_weight: torch.Tensor | None = None, token_map: torch.Tensor | None = None):
+        """vocab_size: the full vocabulary; with `token_map` the heads predict over len(token_map) ids."""
         super().__init__()
+        self.full_vocab_size = vocab_size
+        if token_map is not None:
+            self.register_buffer("token_map", torch.as_tensor(token_map, dtype=torch.long).clone())
+            vocab_size = len(self.token_map)
+        else:
+            self.token_map = None
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.num_heads, self.num_layers = num_heads, num_layers
         self.blocks = nn.ModuleList([nn.ModuleList([ResBlock(hidden_size) for _ in range(num_layers)])
                                      for _ in range(num_heads)])
         self.lm_heads = nn.ModuleList([nn.Linear(hidden_size, vocab_size, bias=False) for _ in range(num_heads)])
         if lm_head_weight is not None:
+            w = lm_head_weight.detach()
+            if self.token_map is not None:
+                w = w[self.token_map.to(w.device)]
             for h in self.lm_heads:
-                h.weight.data.copy_(lm_head_weight.detach().to(h.weight.dtype))
+                h.weight.data.copy_(w.to(h.weight.dtype))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., H] -> [..., K, V]."""
@@ -53,12 +70,18 @@ class MedusaHeads(nn.Module):
         return torch.stack(outs, dim=-2)
 
     def config(self) -> dict:
-        return {"hidden_size": self.hidden_size, "vocab_size": self.vocab_size,
-                "num_heads": self.num_heads, "num_layers": self.num_layers}
+        """vocab_size is the full vocabulary; draft_vocab_size (0 = full) the heads' own output width."""
+        return {"hidden_size": self.hidden_size, "vocab_size": self.full_vocab_size,
+                "num_heads": self.num_heads, "num_layers": self.num_layers,
+                "draft_vocab_size": self.vocab_size if self.token_map is not None else 0}
+
+    def to_full_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
+        return draft_ids if self.token_map is None else self.token_map[draft_ids]
 
     @classmethod
     def from_state_dict(cls, cfg: dict, state: dict) -> "MedusaHeads":
-        heads = cls(int(cfg["hidden_size"]), int(cfg["vocab_size"]), int(cfg["num_heads"]), int(cfg["num_layers"]))
+        heads = cls(int(cfg["hidden_size"]), int(cfg["vocab_size"]), int(cfg["num_heads"]), int(cfg["num_layers"]),
+                    token_map=state.get("token_map"))
         heads.load_state_dict(state)
         return heads
 
@@ -100,4 +123,7 @@ class MedusaDrafter:
         for w, b in layers:
             y = y + torch.nn.functional.silu(torch.baddbmm(b, y, w))
         logits = torch.bmm(y, lm).transpose(0, 1)  # [B, K, V]
-        return topk_candidates(logits, root_token, tree, self._bufs[key])
+        cand = topk_candidates(logits, root_token, tree, self._bufs[key])
+        if self.heads.token_map is not None:  # draft indices -> full-vocabulary ids (the root already is one)
+            cand = torch.cat([cand[:, :1], self.heads.token_map[cand[:, 1:]]], 1)
+        return cand

@@ -25,7 +25,8 @@ def load_heads(ckpt):
     if not s:
         raise CheckpointError(f"{ckpt.path} has no \"medusa\" section; re-export it with `accel export RUN --out DIR`")
     try:
-        heads = MedusaHeads.from_state_dict(s, ckpt.tensors())
+        state = ckpt.tensors(s["heads_file"]) if s.get("heads_file") else ckpt.tensors()  # base in the ckpt
+        heads = MedusaHeads.from_state_dict(s, state)
         tree = TreeSpec.from_json(s["tree"])
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}: medusa heads do not match the checkpoint config "
@@ -42,12 +43,18 @@ def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy"):
 
 
 def bench_methods(ckpt, adapter) -> dict:
-    """{name: fn(adapter, prompts, gen_len) -> DecodeResult}."""
+    """{name: DecodeMethod}.
+
+    A checkpoint exported with tree_nodes 0 (auto) gets its tree here, sized for this device.
+    """
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
-    heads, _s, tree = load_heads(ckpt)
+    heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
+    if int(s.get("tree_nodes", -1)) == 0:
+        from accel.decoding.tree_size import auto_tree
+        tree, _ = auto_tree(adapter, drafter, s["head_accuracy"])
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:

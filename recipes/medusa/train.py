@@ -28,6 +28,9 @@ from pathlib import Path
 
 from accel.recipes.medusa.config import Config
 
+AUTO_TREE_ESTIMATE = 48
+"""tree_nodes=0 (sized on the decoding device): the tree the run's own estimates are computed for."""
+
 USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
               "chatgpt": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
 
@@ -268,7 +271,7 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
                      position_ids=position_ids(b["valid"])).last_hidden_state
             counts += rank_counts(model.heads(h), b["labels"], cfg.topk)
     acc = accuracies(counts)
-    tree = build_tree(acc, cfg.tree_nodes)
+    tree = build_tree(acc, cfg.tree_nodes or AUTO_TREE_ESTIMATE)
     return {"accuracy": acc, "tree": tree, "chain_accept_len": chain_accept_length([a[0] for a in acc]),
             "tree_accept_len": expected_accept_length(acc, tree)}
 
@@ -286,6 +289,15 @@ def run(cfg: Config) -> Path:
     adapter = load_model(cfg)
     if adapter.kind != "ar":
         raise _err(f"backbone={cfg.backbone} is a diffusion LM; Medusa heads need a causal (AR) model such as builtin:ar")
+    if cfg.states:
+        from types import SimpleNamespace
+
+        from accel.recipes.medusa.cached import run_cached
+        heads, measured = run_cached(cfg, adapter, run_dir)
+        if is_rank0():
+            save_final(SimpleNamespace(heads=heads.eval(), get_base=lambda: adapter.model), adapter, cfg, measured,
+                       run_dir / "final")
+        return run_dir
     tok = adapter.tokenizer
     train, held = load_examples(cfg, tok)
     model = build_trainable(adapter, cfg)
@@ -333,6 +345,8 @@ def _write_final(model, adapter, cfg: Config, measured: dict, tmp: Path) -> None
     save_tensors({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
                  tmp / "heads.safetensors")
     meta = {**model.heads.config(), "backbone": backbone, "mode": cfg.mode, "loss": cfg.loss,
+            "tree_nodes": cfg.tree_nodes,
             "tree": measured["tree"].to_json(), "head_accuracy": measured["accuracy"],
-            "chain_accept_len": measured["chain_accept_len"], "tree_accept_len": measured["tree_accept_len"]}
+            "chain_accept_len": measured["chain_accept_len"], "tree_accept_len": measured["tree_accept_len"],
+            **{k: measured[k] for k in ("draft_vocab_coverage", "train_positions", "held_positions") if k in measured}}
     (tmp / "medusa.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -6,6 +6,13 @@ exists, the base's own greedy outputs are the right targets. Each output line is
 and resumable: lines already in the output file (a prefix of the prompt list) are kept and
 decoding continues after them; each batch is appended and fsynced, so an interrupt loses at
 most one batch.
+
+Named sources (``sharegpt``: the train split's first human turns; ``mtbench``) come from
+`accel.data.sources`. With ``states_dir``, each batch also writes the base's last hidden state
+at every prompt and response position (the same states a frozen-base head trainer would
+recompute with a second full forward) as one safetensors shard: `accel.recipes.shared.state_cache`
+reads them back. Capturing them while generating costs nothing extra; on a CPU the separate
+forward would cost about a third of the generation time again.
 """
 from __future__ import annotations
 
@@ -22,9 +29,24 @@ class SelfDistillError(UserError, ValueError):
     """Bad prompts source or an output file that does not match; the message says the fix."""
 
 
-def load_prompts(source: str, tasks: str = "all", n_per_task: int = 256, seed: int = 0) -> list[str]:
-    """Prompt texts: n_per_task per task from the suite, or the first n_per_task of a file (`accel.data.prompts`)."""
-    return [r["prompt"] for r in _load(source, tasks, n_per_task, seed)]
+def load_prompts(source: str, tasks: str = "all", n_per_task: int = 256, seed: int = 0,
+                 english: bool = False) -> list[str]:
+    """Prompt texts: ``sharegpt`` (train split, first human turns, seeded order) or ``mtbench`` (first
+    turns) by name; else n_per_task per task from the suite, or the first n_per_task of a file
+    (`accel.data.prompts`: .jsonl / ShareGPT .json, read record by record). english: keep only
+    English prompts."""
+    if source in ("sharegpt", "mtbench"):
+        from accel.data.sources import SourceError, prompt_records
+        try:
+            out = [r["prompt"] for r in prompt_records(source, split="train", english=english, seed=seed)]
+        except SourceError as e:
+            raise SelfDistillError(str(e)) from None
+        return out[:n_per_task] if n_per_task > 0 else out
+    out = [r["prompt"] for r in _load(source, tasks, n_per_task, seed)]
+    if english:
+        from accel.data.sources import is_english
+        out = [p for p in out if is_english(p)]
+    return out
 
 
 def _done_lines(out: Path, prompts: list[str]) -> int:
@@ -46,9 +68,87 @@ def _done_lines(out: Path, prompts: list[str]) -> int:
     return n
 
 
+def fit_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> list[str]:
+    """The prompts whose chat-formatted encoding has at most `max_prompt_tokens` tokens (0 = all), in order.
+
+    Long pasted documents dominate ShareGPT's first turns; dropping them (rather than cutting them)
+    keeps every prompt a real one and bounds the cost per example.
+    """
+    if max_prompt_tokens <= 0:
+        return prompts
+    from accel.data.prompts import encode_prompt
+    return [p for p in prompts if len(encode_prompt(tokenizer, p)) <= max_prompt_tokens]
+
+
+def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int):
+    """Greedy decoding (KV cache, left padding) that also returns the last hidden states.
+
+    Returns (rows, states): rows[b] = generated ids up to and including the first end token;
+    states[b] = [len(prompt) + len(rows[b]) - 1, H] float16, the base's final-norm hidden state at
+    every position whose next token is known (the last generated token is never fed back).
+    Same tokens as `accel.decoding.ar.generate_greedy`: logits = lm_head(last hidden state).
+    """
+    import torch
+
+    from accel.decoding.dllm import left_pad, trim_at_end
+    from accel.models.masks import position_ids
+    from accel.decoding.tree import _split_model
+
+    body, lm_head = _split_model(adapter.model)
+    ids, valid = left_pad(prompts, adapter.pad_id, adapter.device)
+    B, P = ids.shape
+    eos = torch.tensor(adapter.eos_ids, device=ids.device)
+    out = torch.full((B, max_new_tokens), adapter.pad_id, dtype=torch.long, device=ids.device)
+    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    attn, pos, past, cur = valid.long(), position_ids(valid), None, ids
+    hs = []
+    with torch.no_grad():
+        for t in range(max_new_tokens):
+            o = body(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            h = o.last_hidden_state
+            hs.append(h.to(torch.float16).cpu())
+            nxt = lm_head(h[:, -1]).float().argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, adapter.pad_id), nxt)
+            out[:, t] = nxt
+            done |= torch.isin(nxt, eos)
+            if bool(done.all()):
+                break
+            cur = nxt[:, None]
+            attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], 1)
+            pos = pos[:, -1:] + 1
+    allh = torch.cat(hs, 1)  # [B, P + steps, H]: column P-1+j is the state that predicted out[:, j]
+    rows = [trim_at_end(r, adapter.eos_ids) for r in out.tolist()]
+    states = []
+    for b, (p, r) in enumerate(zip(prompts, rows)):
+        states.append(allh[b, P - len(p):P - 1 + len(r)].contiguous())
+    return rows, states
+
+
+def _write_shard(states_dir: Path, start: int, seqs: list[list[int]], prompt_lens: list[int], states: list):
+    """One batch's states as states_dir/shard-<start>.safetensors (written whole, then renamed)."""
+    import torch
+    from safetensors.torch import save_file
+    h = torch.cat(states, 0)
+    if not torch.isfinite(h).all():
+        raise SelfDistillError("hidden states overflow float16; this model's states cannot be cached as float16")
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    tensors = {"h": h, "ids": torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
+               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
+               "prompt_len": torch.tensor(prompt_lens, dtype=torch.long)}
+    path = states_dir / f"shard-{start:07d}.safetensors"
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"start": str(start), "n": str(len(seqs))})
+    os.replace(tmp, path)
+
+
 def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int = 64, max_new_tokens: int = 64,
-                 progress: Callable[[int, int], None] | None = None) -> int:
-    """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now."""
+                 progress: Callable[[int, int], None] | None = None, states_dir: str | Path | None = None) -> int:
+    """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now.
+
+    With `states_dir`, also the hidden states (see `generate_with_states`), one shard per batch,
+    each written before its jsonl lines: a resumed run rewrites any shard past the last line.
+    """
     from accel.decoding.ar import generate_greedy
     from accel.data.prompts import encode_prompt
     from accel.trainers.preempt import stop_guard
@@ -61,6 +161,9 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = _done_lines(out, prompts)
+    if states_dir is not None:
+        from accel.recipes.shared.state_cache import prepare_states_dir
+        states_dir = prepare_states_dir(states_dir, adapter, start)
     written = 0
     if progress:
         progress(start, len(prompts))
@@ -69,9 +172,13 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
         for i in range(start, len(prompts), batch_size):
             stop.check(f"{i} of {len(prompts)} responses in {out}")
             batch = prompts[i:i + batch_size]
-            res = generate_greedy(adapter, [encode_prompt(adapter.tokenizer, p) for p in batch],
-                                  max_new_tokens=max_new_tokens)
-            for p, toks in zip(batch, res.tokens):
+            enc = [encode_prompt(adapter.tokenizer, p) for p in batch]
+            if states_dir is None:
+                rows = generate_greedy(adapter, enc, max_new_tokens=max_new_tokens).tokens
+            else:
+                rows, states = generate_with_states(adapter, enc, max_new_tokens)
+                _write_shard(states_dir, i, [e + r for e, r in zip(enc, rows)], [len(e) for e in enc], states)
+            for p, toks in zip(batch, rows):
                 ids = [t for t in toks if t not in adapter.eos_ids]
                 rec = {"prompt": p, "response": adapter.tokenizer.decode(ids), "response_ids": ids}
                 f.write(json.dumps(rec) + "\n")
