@@ -299,10 +299,10 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
             progress(done, total, f"{name}: warm-up")
         fn(a, enc[task_names[0]][:min(2, batch_size)], gen_len)
         for task in task_names:
-            exs, prompts = examples[task], enc[task]
+            exs, task_prompts = examples[task], enc[task]
             s = stats.setdefault((name, task), [0, 0, 0, 0, 0.0, 0])
             for i in range(0, len(exs), batch_size):
-                batch = prompts[i:i + batch_size]
+                batch = task_prompts[i:i + batch_size]
                 _sync(a)
                 t0 = time.perf_counter()
                 res = fn(a, batch, gen_len)

@@ -133,14 +133,15 @@ def test_bench_prompt_file_scores_identity_to_greedy(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "copy 12", "category": "a"}\n{"prompt": "sort 3 1", "category": "b"}\n'
                  '{"prompt": "copy 4", "category": "a"}\n')
-    from accel.decoding.bench import load_target
+    from accel.recipes.targets import load_target
     target = load_target("builtin:ar")
 
     def off_by_one(adapter, prompts, gen_len):  # greedy, except the first prompt's first token
         res = generate_greedy(adapter, prompts, gen_len)
         res.tokens[0] = [res.tokens[0][0] + 1] + res.tokens[0][1:]
         return res
-    target.recipe_methods = {"off-by-one": off_by_one}
+    from accel.decoding.methods import DecodeMethod
+    target.recipe_methods = {"off-by-one": DecodeMethod("off-by-one", "ar", "greedy, first token changed", off_by_one)}
     rep = run_bench(target, ["greedy", "off-by-one"], prompts=str(f), gen_len=8, batch_size=1)
     rows = {(r["method"], r["task"]): r for r in rep["rows"]}
     assert rep["tasks"] == ["a", "b"] and rep["quality"] == "identical_to_greedy"
