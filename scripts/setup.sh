@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 STAMP=.venv/.accel-setup
 LOG=.venv/setup.log
-want="$(pwd) $(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(pwd) $(cat pyproject.toml setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ -z "${ACCEL_SETUP_FORCE:-}" ] && [ -x .venv/bin/python ] && [ "$(cat $STAMP 2>/dev/null)" = "$want" ] \
    && .venv/bin/python -c "import accel.cli.main" 2>/dev/null; then
   echo "accel already set up in .venv (ACCEL_SETUP_FORCE=1 reinstalls)"
