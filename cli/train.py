@@ -62,7 +62,8 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
     if wrong:
         fail(wrong)
     from accel.trainers.rundir import is_rank0
-    if runguard.finished_info(cfg.output_dir) is not None and not continue_run:
+    if (runguard.finished_info(cfg.output_dir) is not None and not continue_run
+            and not runguard.asks_for_more_steps(cfg)):
         if is_rank0():
             for line in run_summary.finished_lines(cfg.output_dir, entry.name, group):
                 typer.echo(line)
@@ -77,7 +78,7 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
     if is_rank0():
         with user_errors():
             runguard.lock_run_dir(cfg.output_dir)
-        if continue_run:
+        if continue_run or runguard.asks_for_more_steps(cfg):
             runguard.clear_finished(cfg.output_dir)
     from accel.cli.quiet import quiet_libraries
     quiet_libraries()

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -f scripts/slurm_local.sh ]; then
   was_up=0
-  [ -f /run/slurm/slurmctld.pid ] && kill -0 "$(cat /run/slurm/slurmctld.pid)" 2>/dev/null && was_up=1
+  pidfile=${ACCEL_SLURMCTLD_PIDFILE:-/run/slurm/slurmctld.pid}  # (tests point it elsewhere)
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && was_up=1
   if bash scripts/slurm_local.sh; then
     if [ "$was_up" = 0 ] && [ "${ACCEL_KEEP_SLURM:-0}" != 1 ]; then
       trap 'bash scripts/slurm_local.sh --stop >/dev/null 2>&1 || true; echo "stopped the local SLURM cluster (ACCEL_KEEP_SLURM=1 keeps it)"' EXIT

@@ -70,6 +70,18 @@ def finished_info(run_dir: str | Path) -> dict | None:
         return None
 
 
+def asks_for_more_steps(cfg) -> bool:
+    """A finished run whose config now asks for more optimizer steps than its newest checkpoint holds
+    (max_steps raised, e.g. a resubmitted SLURM job with a longer budget): it trains on by itself, as
+    `--continue` would; the same config again stays finished."""
+    max_steps = int(getattr(cfg, "max_steps", 0) or 0)
+    if max_steps <= 0 or finished_info(cfg.output_dir) is None:
+        return False
+    from accel.trainers.checkpoint import latest_checkpoint, step_of
+    ckpt = latest_checkpoint(Path(cfg.output_dir).expanduser())
+    return ckpt is not None and step_of(ckpt) < max_steps
+
+
 def mark_finished(run_dir: str | Path, recipe: str, **extra) -> None:
     """Record that the run completed (rank 0, after its final artifacts are written)."""
     from accel.trainers.rundir import write_atomic
