@@ -36,8 +36,9 @@ def bench_methods(ckpt, adapter) -> dict:
     blk = int(s["block_len"])
     taus = {k: float(s[k]) for k in ("tau_add", "tau_act", "tau_conf")}
     fmt = s.get("format", "merged")
-    student = distilled_adapter(ckpt, adapter, "d2f")
-    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
+    student = distilled_adapter(ckpt, adapter, fmt)
+    teacher = load_teacher(s["teacher"], int(s.get("seed", 0)), adapter.device,
+                           adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual"):
         m = get_method(name, "dllm")
