@@ -178,6 +178,15 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
     return out
 
 
+def check_options(spec_cls, overrides: dict, recipe: str) -> None:
+    """CheckpointError on an export option that is not one of the spec's settable fields (exporters
+    call it first, so a typo is reported before the run is read)."""
+    allowed = spec_cls.settable()
+    for k in overrides:
+        if k not in allowed:
+            raise CheckpointError(f"{recipe} export has no option {k!r}; its options are: {', '.join(allowed)}")
+
+
 def override_spec(spec, overrides: dict, recipe: str):
     """An exporter's spec with the `accel export --set` overrides (None: keep) applied and validated."""
     from accel.decoding.spec import SpecError

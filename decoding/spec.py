@@ -22,11 +22,13 @@ OWN = "recipe"
 """In a field's `where`: the spec's own section (``Spec.SECTION``, e.g. "learn2pd")."""
 
 
-def spec_field(default=MISSING, *, where: tuple[str, ...] = (OWN,), settable: bool = False, help: str = ""):
+def spec_field(default=MISSING, *, where: tuple[str, ...] = (OWN,), settable: bool = False, omit_none: bool = False,
+               help: str = ""):
     """A spec field. `where`: the "accel" sub-sections that hold it, read in this order and all written
     (``"decode"`` for the decode defaults, `OWN` for the recipe's section); `settable`: `--set` may
-    override it at export. A field without a default must be in the checkpoint."""
-    meta = {"where": tuple(where), "settable": settable, "help": help}
+    override it at export; `omit_none`: a None value is not written (keys older checkpoints only have
+    sometimes). A field without a default must be in the checkpoint."""
+    meta = {"where": tuple(where), "settable": settable, "omit_none": omit_none, "help": help}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -62,6 +64,8 @@ class CheckpointSpec:
         """{section: {key: value}} as written into config.json's "accel" section (field order kept)."""
         out: dict[str, dict] = {}
         for f in dataclasses.fields(self):
+            if f.metadata.get("omit_none") and getattr(self, f.name) is None:
+                continue
             for where in f.metadata.get("where", (OWN,)):
                 out.setdefault(self.SECTION if where == OWN else where, {})[f.name] = getattr(self, f.name)
         return out

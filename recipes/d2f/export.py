@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accel.decoding.checkpoint import override_spec
+from accel.decoding.checkpoint import check_options, override_spec
 from accel.decoding.distilled import FORMATS, load_distilled_run, save_distilled  # noqa: F401 (FORMATS: the choices)
 from accel.recipes.d2f.spec import TAUS, Spec
 from accel.recipes.d2f.train import SETTINGS_FILE
@@ -24,6 +24,7 @@ _PROVENANCE = ("family", "lora_r", "lora_alpha", "lora_dropout", "lora_target_mo
 def export(run_dir, out_dir, format: str = "merged", **overrides) -> Path:
     """Writes the checkpoint; tau_add / tau_act / tau_conf / gen_len (the spec's settable fields) override
     the run's decode settings."""
+    check_options(Spec, overrides, "d2f")
     final, s = load_distilled_run(run_dir, "d2f", SETTINGS_FILE, format)
     spec = Spec(teacher=s["teacher"], seed=s.get("seed", 0), block_len=int(s["block_len"]),
                 **{k: float(s[k]) for k in TAUS}, gen_len=int(s.get("train_gen_len") or 256), format=format)

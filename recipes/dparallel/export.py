@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accel.decoding.checkpoint import override_spec
+from accel.decoding.checkpoint import check_options, override_spec
 from accel.decoding.distilled import FORMATS, load_distilled_run, save_distilled  # noqa: F401 (FORMATS: the choices)
 from accel.recipes.dparallel.spec import Spec
 from accel.recipes.dparallel.train import SETTINGS_FILE
@@ -21,6 +21,7 @@ from accel.recipes.dparallel.train import SETTINGS_FILE
 def export(run_dir, out_dir, format: str = "merged", **overrides) -> Path:
     """Writes the inference checkpoint; threshold / gen_len (the spec's settable fields) override the
     run's decode defaults."""
+    check_options(Spec, overrides, "dparallel")
     final, s = load_distilled_run(run_dir, "dparallel", SETTINGS_FILE, format)
     spec = Spec(teacher=s["teacher"], seed=s["seed"], threshold=float(s["threshold"]), block_len=s["block_len"],
                 gen_len=int(s.get("train_gen_len") or 256), format=format)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError, override_spec, save_checkpoint
+from accel.decoding.checkpoint import CheckpointError, check_options, override_spec, save_checkpoint
 from accel.recipes.learn2pd.spec import Spec
 from accel.recipes.learn2pd.train import FILTER_FILE, METRICS_FILE, SETTINGS_FILE
 
@@ -16,6 +16,7 @@ from accel.recipes.learn2pd.train import FILTER_FILE, METRICS_FILE, SETTINGS_FIL
 def export(run_dir, out_dir, format: str | None = None, **overrides) -> Path:
     """Writes the inference checkpoint; tau / eotp / gen_len (the spec's settable fields) override the
     run's decode defaults."""
+    check_options(Spec, overrides, "learn2pd")
     from safetensors.torch import load_file
 
     if format not in (None, "accel"):
