@@ -181,10 +181,11 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
 def check_options(spec_cls, overrides: dict, recipe: str) -> None:
     """CheckpointError on an export option that is not one of the spec's settable fields (exporters
     call it first, so a typo is reported before the run is read)."""
-    allowed = spec_cls.settable()
-    for k in overrides:
-        if k not in allowed:
-            raise CheckpointError(f"{recipe} export has no option {k!r}; its options are: {', '.join(allowed)}")
+    from accel.decoding.spec import SpecError
+    try:
+        spec_cls.check_options(overrides, recipe)
+    except SpecError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def override_spec(spec, overrides: dict, recipe: str):

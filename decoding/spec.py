@@ -70,13 +70,19 @@ class CheckpointSpec:
                 out.setdefault(self.SECTION if where == OWN else where, {})[f.name] = getattr(self, f.name)
         return out
 
-    def with_overrides(self, overrides: dict, recipe: str):
-        """A copy with `overrides` (None: keep) applied and validated; unknown keys raise SpecError."""
-        allowed = type(self).settable()
-        given = {k: v for k, v in overrides.items() if v is not None}
-        for k in given:
+    @classmethod
+    def check_options(cls, overrides: dict, recipe: str) -> None:
+        """SpecError on an export option that is not a settable field."""
+        allowed = cls.settable()
+        for k in overrides:
             if k not in allowed:
                 raise SpecError(f"{recipe} export has no option {k!r}; its options are: {', '.join(allowed)}")
+
+    def with_overrides(self, overrides: dict, recipe: str):
+        """A copy with `overrides` (None: keep) applied and validated; unknown keys raise SpecError."""
+        type(self).check_options(overrides, recipe)
+        allowed = type(self).settable()
+        given = {k: v for k, v in overrides.items() if v is not None}
         out = dataclasses.replace(self, **{k: check_type(k, v, allowed[k]) for k, v in given.items()})
         out.validate()
         return out
