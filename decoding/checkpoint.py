@@ -7,6 +7,8 @@ An HF-style directory::
     model.safetensors  the recipe's tensors (a filter, LoRA-merged weights, draft heads, ...)
     <extra files>      whatever the recipe adds (tokenizer files, a vLLM config, ...)
 
+The decode defaults and recipe fields are the recipe's typed spec (`accel.decoding.spec`):
+`save_checkpoint(..., spec=)` writes it, `InferenceCheckpoint.spec(Spec)` reads it back.
 The ``"accel"`` section is what makes a model directory an accel checkpoint; ``backbone`` is
 ``builtin:dllm``/``builtin:ar``, a directory, or a path relative to the checkpoint (``"."``
 when the checkpoint itself is a full model). Weights are safetensors only — nothing is ever
