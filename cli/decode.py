@@ -62,8 +62,13 @@ def command(
 def check_checkpoint_gen_len(target: str, gen_len: int) -> None:
     """--gen-len against the block length an exported checkpoint decodes with, before any model loads."""
     from accel.decoding.checkpoint import load_checkpoint
+    from accel.recipes import get
     ckpt = load_checkpoint(target)
-    blk = int(ckpt.decode.get("block_len") or 0)
+    try:
+        spec_cls = get(ckpt.recipe).Spec
+    except KeyError:
+        spec_cls = None
+    blk = int(ckpt.decode_defaults(spec_cls).get("block_len") or 0)
     if blk and (gen_len < 1 or gen_len % blk):
         lo = max(blk, gen_len // blk * blk)
         fail(f"--gen-len {gen_len} is not a multiple of the {ckpt.recipe} checkpoint's block length {blk}; "
@@ -79,7 +84,7 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
 
     _quiet_loading()
     tgt = load_target(target, trust_remote_code=trust_remote_code, device=device)
-    defaults = tgt.checkpoint.decode if tgt.checkpoint is not None else {}
+    defaults = tgt.decode_defaults
     name = method or defaults.get("method") or tgt.default_methods[0]
     fn = bench.select_methods(tgt, [name], options, block_len)[name]
     gen_len = gen_len or bench.checkpoint_gen_len(tgt) or bench.default_gen_len(tgt.adapter)

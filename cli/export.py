@@ -46,7 +46,7 @@ def command(
         recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
         options = _pairs(set_)
         if tree_nodes is not None:
-            if "tree_nodes" not in recipe.export_options:
+            if "tree_nodes" not in recipe.option_types:
                 fail(f"--tree-nodes: recipe {recipe.name!r} has no draft tree")
             if tree_nodes < 0:
                 fail(f"--tree-nodes {tree_nodes}: use >= 1 for a fixed tree or 0 to size it on the device")

@@ -55,6 +55,8 @@ class Target:
     recipe_methods: dict[str, Callable] = field(default_factory=dict)
     """{name: DecodeMethod} a checkpoint's recipe provides (empty for plain models)."""
     checkpoint: object = None
+    decode_defaults: dict = field(default_factory=dict)
+    """A checkpoint's decode defaults (method, gen_len, block_len) from its recipe's spec."""
     default_batch_size: int = 0
     """The recipe's bench batch size when --batch-size is not given (0: DEFAULT_BATCH_SIZE)."""
 
@@ -195,7 +197,7 @@ def checkpoint_gen_len(target: Target) -> int | None:
     """The generation length a checkpoint was exported with (`accel decode` and `accel bench` share it)."""
     if target.checkpoint is None:
         return None
-    g = target.checkpoint.decode.get("gen_len")
+    g = target.decode_defaults.get("gen_len")
     return int(g) if g else None
 
 

@@ -7,6 +7,8 @@ An HF-style directory::
     model.safetensors  the recipe's tensors (a filter, LoRA-merged weights, draft heads, ...)
     <extra files>      whatever the recipe adds (tokenizer files, a vLLM config, ...)
 
+The decode defaults and recipe fields are the recipe's typed spec (`accel.decoding.spec`):
+`save_checkpoint(..., spec=)` writes it, `InferenceCheckpoint.spec(Spec)` reads it back.
 The ``"accel"`` section is what makes a model directory an accel checkpoint; ``backbone`` is
 ``builtin:dllm``/``builtin:ar``, a directory, or a path relative to the checkpoint (``"."``
 when the checkpoint itself is a full model). Weights are safetensors only — nothing is ever
@@ -50,6 +52,24 @@ class InferenceCheckpoint:
     @property
     def weight_files(self) -> list[str]:
         return list(self.accel.get("weights") or [])
+
+    def spec(self, cls):
+        """The recipe's typed spec (a `accel.decoding.spec.CheckpointSpec` subclass) read from config.json;
+        a missing or ill-typed field is one CheckpointError naming the file and the re-export."""
+        from accel.decoding.spec import SpecError
+        try:
+            return cls.from_sections(self.accel)
+        except SpecError as e:
+            raise CheckpointError(f"{self.path / 'config.json'}: the {self.recipe} checkpoint {e}; re-export it "
+                                  f"with `accel export RUN --out {self.path}`") from None
+
+    def decode_defaults(self, spec_cls=None) -> dict:
+        """{method, gen_len, block_len} (those it has) that `accel decode`/`bench` start from: read from
+        the recipe's typed spec, or from the raw "decode" section for a recipe without one."""
+        if spec_cls is None:
+            return self.decode
+        spec = self.spec(spec_cls)
+        return {k: getattr(spec, k) for k in ("method", "gen_len", "block_len") if getattr(spec, k, None) is not None}
 
     def backbone_target(self) -> str:
         """The backbone as a load_backbone target; relative paths are relative to the checkpoint."""
@@ -121,12 +141,13 @@ def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
 
 def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | None = None,
                     extra_files: dict[str, bytes | str] | None = None, backbone_config: dict | None = None,
-                    weights_name: str = WEIGHTS_NAME) -> Path:
+                    weights_name: str = WEIGHTS_NAME, spec=None) -> Path:
     """Writes an inference checkpoint atomically and returns its path.
 
     Everything goes to a temp directory beside `out_dir` (fsynced); only once it is complete is
     an existing checkpoint moved aside and the new one renamed into place. A directory that is
-    not an accel checkpoint is never replaced (that would delete someone's files).
+    not an accel checkpoint is never replaced (that would delete someone's files). `spec` (a
+    `CheckpointSpec`) is written into the sections its fields name, after the keys already there.
     """
     out = Path(out_dir).expanduser().absolute()
     for key in ("recipe", "backbone"):
@@ -139,6 +160,8 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
         if name in reserved or "/" in name or "\\" in name or name.startswith("."):
             raise CheckpointError(f"extra file name {name!r} is reserved or not a plain file name")
     section = {"format_version": FORMAT_VERSION, **accel_section}
+    if spec is not None:
+        section = _with_spec(section, spec)
     section.setdefault("decode", {})
     section["format_version"] = FORMAT_VERSION
     if tensors:
@@ -154,6 +177,38 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    return out
+
+
+def check_options(spec_cls, overrides: dict, recipe: str) -> None:
+    """CheckpointError on an export option that is not one of the spec's settable fields (exporters
+    call it first, so a typo is reported before the run is read)."""
+    from accel.decoding.spec import SpecError
+    try:
+        spec_cls.check_options(overrides, recipe)
+    except SpecError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def override_spec(spec, overrides: dict, recipe: str):
+    """An exporter's spec with the `accel export --set` overrides (None: keep) applied and validated."""
+    from accel.decoding.spec import SpecError
+    try:
+        return spec.with_overrides(overrides, recipe)
+    except SpecError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _with_spec(section: dict, spec) -> dict:
+    """`section` with the spec's fields written in (checked: what is written must read back)."""
+    from accel.decoding.spec import SpecError
+    try:
+        type(spec).from_sections(spec.sections())
+    except SpecError as e:
+        raise CheckpointError(f"{section.get('recipe')} export: {e}") from None
+    out = dict(section)
+    for name, values in spec.sections().items():
+        out[name] = {**(out.get(name) or {}), **values}
     return out
 
 

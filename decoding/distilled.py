@@ -29,8 +29,9 @@ def load_distilled_run(run_dir, recipe: str, settings_file: str, format: str) ->
 
 
 def save_distilled(final: Path, out_dir, format: str, recipe: str, teacher: str, decode: dict, section: dict,
-                   no_adapter_hint: str, config_update=None) -> Path:
-    """Writes the merged model or the adapters with the accel section {recipe, decode, <recipe>: section}.
+                   no_adapter_hint: str, config_update=None, spec=None) -> Path:
+    """Writes the merged model or the adapters with the accel section {recipe, decode, <recipe>: section},
+    the recipe's `spec` (a CheckpointSpec) written into them.
 
     config_update(config) may edit the merged model's config.json (e.g. D2F's block-causal attention)."""
     from safetensors.torch import load_file
@@ -47,7 +48,7 @@ def save_distilled(final: Path, out_dir, format: str, recipe: str, teacher: str,
         extra = {f.name: f.read_bytes() for f in final.iterdir() if f.is_file() and f.name not in _SKIP
                  and not f.name.endswith(".safetensors")}
         accel = {"recipe": recipe, "backbone": ".", "decode": decode, recipe: section}
-        return save_checkpoint(out_dir, accel, tensors=tensors, extra_files=extra, backbone_config=config)
+        return save_checkpoint(out_dir, accel, tensors=tensors, extra_files=extra, backbone_config=config, spec=spec)
     adir = final / "adapter"
     if not (adir / "adapter_model.safetensors").exists():
         raise CheckpointError(f"{run}{no_adapter_hint}")
@@ -57,4 +58,4 @@ def save_distilled(final: Path, out_dir, format: str, recipe: str, teacher: str,
     accel = {"recipe": recipe, "backbone": teacher, "decode": decode, recipe: section}
     return save_checkpoint(out_dir, accel, tensors=load_file(str(adir / "adapter_model.safetensors")),
                            extra_files={"adapter_config.json": (adir / "adapter_config.json").read_bytes()},
-                           weights_name="adapter_model.safetensors")
+                           weights_name="adapter_model.safetensors", spec=spec)

@@ -26,9 +26,11 @@ class Recipe:
     """train(cfg) -> the run directory (resumable: the same output_dir continues the run)."""
     exporters: dict[str, Callable[..., Path]] = field(default_factory=dict)
     """{format: export(run_dir, out_dir, **options) -> checkpoint dir}; the first is the default."""
+    Spec: type | None = None
+    """Its checkpoint spec (an `accel.decoding.spec.CheckpointSpec` subclass, in recipes/<name>/spec.py):
+    the typed values its checkpoints carry; its ``settable`` fields are the export options."""
     export_options: dict[str, type] = field(default_factory=dict)
-    """{option: type} an exporter accepts to override the run's decode settings (`accel export
-    --set tau=0.9`); checked and converted like config keys before the exporter runs."""
+    """{option: type} for a recipe without a Spec; with one, `option_types` derives them from it."""
     kind: str = "dllm"
     """The backbone kind its checkpoints decode: 'dllm' or 'ar' (their baselines' kind)."""
     bench_methods: Callable[..., dict] | None = None
@@ -42,6 +44,14 @@ class Recipe:
     """Bench batch size when --batch-size is not given (0: the bench's default)."""
     docs: str = ""
     """The method note under docs/ (e.g. docs/recipes/learn2pd.md)."""
+
+    @property
+    def option_types(self) -> dict[str, type]:
+        """{option: type} an exporter accepts to override the run's decode settings (`accel export
+        --set tau=0.9`); checked and converted like config keys before the exporter runs."""
+        if self.Spec is not None:
+            return dict(self.Spec.settable())
+        return dict(self.export_options)
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -58,16 +68,16 @@ class Recipe:
         return self.exporters[fmt](run_dir, out_dir, **self.parse_export_options(options))
 
     def parse_export_options(self, options: dict) -> dict:
-        """Options checked against `export_options` (unknown key: a suggestion; bad value: its type)."""
+        """Options checked against `option_types` (unknown key: a suggestion; bad value: its type)."""
         from accel.trainers.config import ConfigError
         from accel.trainers.loading import _suggest, parse_value
-        out = {}
+        types, out = self.option_types, {}
         for key, value in options.items():
-            if key not in self.export_options:
-                valid = list(self.export_options)
+            if key not in types:
+                valid = list(types)
                 raise ConfigError(f"--set {key}: {self.name} export has no option {key!r}; "
                                   + (_suggest(key, valid) if valid else "it takes no options"))
-            out[key] = parse_value(key, value, self.export_options[key])
+            out[key] = parse_value(key, value, types[key])
         return out
 
 

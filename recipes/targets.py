@@ -59,4 +59,5 @@ def load_target(spec: str, trust_remote_code: bool = False, device: str | None =
     defaults = [m for m in recipe.default_methods if adapter.supports_cache or not method_uses_cache(m, adapter, methods)]
     one = 1 if adapter.extra.get("block_causal") is False else 0  # padded batches need a working mask
     return Target(spec=spec, adapter=adapter, default_methods=defaults, recipe_methods=methods,
-                  checkpoint=ckpt, default_batch_size=one or recipe.default_batch_size)
+                  checkpoint=ckpt, decode_defaults=ckpt.decode_defaults(recipe.Spec),
+                  default_batch_size=one or recipe.default_batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,42 @@ def test_every_recipe_satisfies_the_interface(recipe, tmp_path, tiny_adapter):
         if name in available(recipe.kind) and name not in recipe.methods:
             res = get_method(name, recipe.kind)(adapter, prompt, 32)
             assert len(res.tokens) == 1 and res.nfe[0] >= 1
+
+
+_SAMPLE = {int: 4, float: 0.5, bool: True, str: "x", dict: {"a": 1}, list: [1, 2]}
+
+
+@pytest.mark.parametrize("recipe", recipes.RECIPES, ids=lambda r: r.name)
+def test_every_recipe_spec_round_trips_through_a_checkpoint(recipe, tmp_path):
+    """The spec a recipe's exporter writes is what `InferenceCheckpoint.spec` reads back, typed; its
+    settable fields are the export options; a missing field is one line naming the file and the fix."""
+    from accel.decoding.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from accel.decoding.spec import CheckpointSpec
+    if not recipe.exporters:
+        assert recipe.Spec is None
+        return
+    Spec = recipe.Spec
+    assert Spec is not None, f"{recipe.name} exports checkpoints but declares no Spec"
+    assert issubclass(Spec, CheckpointSpec) and Spec.SECTION
+    assert recipe.option_types == Spec.settable() and "gen_len" in recipe.option_types
+    required = {f.name: _SAMPLE[typing.get_origin(t) or t] for f, t in zip(dataclasses.fields(Spec), Spec.types().values())
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    spec = Spec(**required)
+    ck = save_checkpoint(tmp_path / "ck", {"recipe": recipe.name, "backbone": f"builtin:{recipe.kind}"}, spec=spec)
+    loaded = load_checkpoint(ck)
+    assert loaded.spec(Spec) == spec and type(loaded.spec(Spec)) is Spec
+    assert loaded.decode_defaults(Spec).get("gen_len") == spec.gen_len  # None: the bench's default
+    for name in required:  # drop one required field everywhere it is written
+        cfg = json.loads((ck / "config.json").read_text())
+        for section in cfg["accel"].values():
+            if isinstance(section, dict):
+                section.pop(name, None)
+        bad = tmp_path / f"bad-{name}"
+        bad.mkdir()
+        (bad / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match=f"{name}.*accel export") as e:
+            load_checkpoint(bad).spec(Spec)
+        assert "config.json" in str(e.value) and len(str(e.value).splitlines()) == 1
 
 
 # ------------------------------------------------------------------ a minimal new recipe

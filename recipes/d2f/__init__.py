@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from accel.recipes.d2f.config import Config
 from accel.recipes.d2f.inference import DEFAULT_METHODS, METHODS
+from accel.recipes.d2f.spec import Spec
 from accel.recipes.recipe import Recipe, lazy
 
 RECIPE = Recipe(
@@ -11,7 +12,7 @@ RECIPE = Recipe(
     Config=Config, train=lazy("accel.recipes.d2f.train:run"),
     exporters={"merged": lazy("accel.recipes.d2f.export:export", format="merged"),
                "adapter": lazy("accel.recipes.d2f.export:export", format="adapter")},
-    export_options={"tau_add": float, "tau_act": float, "tau_conf": float, "gen_len": int},
+    Spec=Spec,
     bench_methods=lazy("accel.recipes.d2f.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/d2f.md",

@@ -28,16 +28,14 @@ def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache
 
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
-    from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import get_method
-    s = ckpt.accel.get("d2f")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"d2f\" section; re-export it with `accel export RUN --out DIR`")
-    blk = int(s["block_len"])
-    taus = {k: float(s[k]) for k in ("tau_add", "tau_act", "tau_conf")}
-    fmt = s.get("format", "merged")
-    student = distilled_adapter(ckpt, adapter, "d2f")
-    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
+    from accel.recipes.d2f.spec import TAUS, Spec
+    s = ckpt.spec(Spec)
+    blk = s.block_len
+    taus = {k: getattr(s, k) for k in TAUS}
+    student = distilled_adapter(ckpt, adapter, s.format)
+    teacher = load_teacher(s.teacher, s.seed, adapter.device,
+                           adapter.extra.get("trust_remote_code", False)) if s.format == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual"):
         m = get_method(name, "dllm")

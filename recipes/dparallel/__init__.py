@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from accel.recipes.dparallel.config import Config
 from accel.recipes.dparallel.inference import DEFAULT_METHODS, METHODS
+from accel.recipes.dparallel.spec import Spec
 from accel.recipes.recipe import Recipe, lazy
 
 RECIPE = Recipe(
@@ -11,7 +12,7 @@ RECIPE = Recipe(
     Config=Config, train=lazy("accel.recipes.dparallel.train:run"),
     exporters={"merged": lazy("accel.recipes.dparallel.export:export", format="merged"),
                "adapter": lazy("accel.recipes.dparallel.export:export", format="adapter")},
-    export_options={"threshold": float, "gen_len": int},
+    Spec=Spec,
     bench_methods=lazy("accel.recipes.dparallel.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/dparallel.md",

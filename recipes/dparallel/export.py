@@ -12,26 +12,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError
+from accel.decoding.checkpoint import check_options, override_spec
 from accel.decoding.distilled import FORMATS, load_distilled_run, save_distilled  # noqa: F401 (FORMATS: the choices)
+from accel.recipes.dparallel.spec import Spec
 from accel.recipes.dparallel.train import SETTINGS_FILE
 
 
-def export(run_dir, out_dir, format: str = "merged", threshold: float | None = None, gen_len: int | None = None,
-           **options) -> Path:
-    """Writes the inference checkpoint; threshold / gen_len override the run's decode defaults."""
-    if options:
-        raise CheckpointError(f"dparallel export has no option {next(iter(options))!r}; "
-                              "its options are: format, threshold, gen_len")
+def export(run_dir, out_dir, format: str = "merged", **overrides) -> Path:
+    """Writes the inference checkpoint; threshold / gen_len (the spec's settable fields) override the
+    run's decode defaults."""
+    check_options(Spec, overrides, "dparallel")
     final, s = load_distilled_run(run_dir, "dparallel", SETTINGS_FILE, format)
-    thr = float(s["threshold"] if threshold is None else threshold)
-    if thr <= 0:
-        raise CheckpointError(f"threshold={thr}: must be > 0 (entropy in nats; paper: 0.45-0.5)")
-    decode = {"method": "dparallel", "rule": "entropy", "threshold": thr, "block_len": s["block_len"],
-              "gen_len": int(gen_len or s.get("train_gen_len") or 256)}
-    section_s = {k: s[k] for k in ("teacher", "family", "seed", "lora_r", "lora_alpha", "entropy_weight",
-                                   "entropy_temperature", "mask_prob", "train_gen_len", "steps", "trajectories")}
-    section_s.update(threshold=thr, block_len=s["block_len"], format=format)
-    return save_distilled(final, out_dir, format, "dparallel", s["teacher"], decode, section_s,
+    spec = Spec(teacher=s["teacher"], seed=s["seed"], threshold=float(s["threshold"]), block_len=s["block_len"],
+                gen_len=int(s.get("train_gen_len") or 256), format=format)
+    spec = override_spec(spec, overrides, "dparallel")
+    provenance = {k: s[k] for k in ("family", "lora_r", "lora_alpha", "entropy_weight", "entropy_temperature",
+                                    "mask_prob", "train_gen_len", "steps", "trajectories")}
+    return save_distilled(final, out_dir, format, "dparallel", s["teacher"], {}, provenance,
                           " was trained without LoRA (lora_r=0), so there are no adapters to export; "
-                          "use --format merged")
+                          "use --format merged", spec=spec)

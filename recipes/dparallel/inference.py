@@ -28,15 +28,13 @@ def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
 
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
-    from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.methods import DecodeMethod, get_method
-    s = ckpt.accel.get("dparallel")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"dparallel\" section; re-export it with `accel export RUN --out DIR`")
-    blk, thr = int(s["block_len"]), float(s["threshold"])
-    fmt = s.get("format", "merged")
-    student = distilled_adapter(ckpt, adapter, "dparallel")
-    teacher = load_teacher(s, adapter.device, adapter.extra.get("trust_remote_code", False)) if fmt == "merged" else adapter
+    from accel.recipes.dparallel.spec import Spec
+    s = ckpt.spec(Spec)
+    blk, thr = s.block_len, s.threshold
+    student = distilled_adapter(ckpt, adapter, s.format)
+    teacher = load_teacher(s.teacher, s.seed, adapter.device,
+                           adapter.extra.get("trust_remote_code", False)) if s.format == "merged" else adapter
     out = {}
     for name in ("vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"):
         # the teacher's entropy-threshold row uses the checkpoint's threshold: same rule, same threshold

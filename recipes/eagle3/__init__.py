@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accel.recipes.eagle3.config import Config
 from accel.recipes.eagle3.inference import DEFAULT_BATCH_SIZE, DEFAULT_METHODS, METHODS
+from accel.recipes.eagle3.spec import Spec
 from accel.recipes.recipe import Recipe, lazy
 
 RECIPE = Recipe(
@@ -13,7 +14,7 @@ RECIPE = Recipe(
     Config=Config, train=lazy("accel.recipes.eagle3.train:run"),
     exporters={"accel": lazy("accel.recipes.eagle3.export:export", format="accel"),
                "speculators": lazy("accel.recipes.eagle3.export:export", format="speculators")},
-    export_options={"tree_nodes": int, "gen_len": int},
+    Spec=Spec,
     bench_methods=lazy("accel.recipes.eagle3.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="ar", methods=dict(METHODS),
     default_batch_size=DEFAULT_BATCH_SIZE,

@@ -16,10 +16,12 @@ model directory (``builtin:ar`` resolves to its directory) so the verifier can b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError, save_checkpoint
+from accel.decoding.checkpoint import CheckpointError, check_options, override_spec, save_checkpoint
+from accel.recipes.eagle3.spec import Spec
 from accel.recipes.eagle3.train import DRAFT_FILE, META_FILE
 
 FORMATS = ("accel", "speculators")
@@ -47,36 +49,35 @@ def _read_run(run_dir):
     return json.loads((final / META_FILE).read_text()), load_file(str(final / DRAFT_FILE))
 
 
-def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None, gen_len: int | None = None,
-           **options) -> Path:
-    """Writes the checkpoint; tree_nodes / gen_len override the run's defaults (accel format)."""
-    if options:
-        raise CheckpointError(f"eagle3 export has no option {next(iter(options))!r}; "
-                              "its options are: format, tree_nodes, gen_len")
+def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
+    """Writes the checkpoint; tree_nodes / gen_len (the spec's settable fields) override the run's
+    defaults (accel format)."""
+    check_options(Spec, overrides, "eagle3")
     if format not in FORMATS:
         raise CheckpointError(f"--format {format}: EAGLE-3 exports accel (accel decode/bench) or speculators "
                               "(vLLM, SGLang, the speculators package)")
+    tree_nodes = overrides.get("tree_nodes")
     if tree_nodes is not None and int(tree_nodes) < 1:
         raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1")
     meta, tensors = _read_run(run_dir)
     if format == "speculators":
         return export_speculators(meta, tensors, out_dir)
-    tree, est = choose_tree(meta, tree_nodes)
-    section_e = {k: meta[k] for k in ("hidden_size", "vocab_size", "draft_vocab_size", "feature_layers",
-                                      "ttt_steps", "step_decay", "seed")}
-    section_e.update(tree=tree, est_accept_tree=est, draft_file=DRAFT_FILE,
-                     topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
-    decode = {"method": "eagle3", "acceptance": "greedy", "gen_len": int(gen_len or 64)}
+    spec = Spec(**{k: meta[k] for k in ("hidden_size", "vocab_size", "draft_vocab_size", "feature_layers",
+                                        "ttt_steps", "step_decay", "seed")},
+                tree=[], draft_file=DRAFT_FILE, topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
+    spec = override_spec(spec, overrides, "eagle3")
+    tree, est = choose_tree(meta, spec.tree_nodes)
+    spec = dataclasses.replace(spec, tree=tree, est_accept_tree=est)
     backbone = str(meta["backbone"])
     if backbone.startswith("random:"):
-        return _export_with_base(out_dir, meta, tensors, section_e, decode)
+        return _export_with_base(out_dir, meta, tensors, spec)
     if not backbone.startswith("builtin:"):
         backbone = str(Path(backbone).expanduser().resolve())
-    section = {"recipe": "eagle3", "backbone": backbone, "decode": decode, "eagle3": section_e}
-    return save_checkpoint(out_dir, section, tensors=tensors, weights_name=DRAFT_FILE)
+    return save_checkpoint(out_dir, {"recipe": "eagle3", "backbone": backbone}, tensors=tensors,
+                           weights_name=DRAFT_FILE, spec=spec)
 
 
-def _export_with_base(out_dir, meta, tensors, section_e, decode) -> Path:
+def _export_with_base(out_dir, meta, tensors, spec) -> Path:
     """The random-init target rebuilt from its seed and stored in the checkpoint (backbone ".")."""
     import tempfile
     from types import SimpleNamespace
@@ -93,10 +94,9 @@ def _export_with_base(out_dir, meta, tensors, section_e, decode) -> Path:
         for f in Path(d).iterdir():
             if f.is_file() and f.name != "config.json":
                 tok_files[f.name] = f.read_bytes()
-    section = {"recipe": "eagle3", "backbone": ".", "decode": decode, "eagle3": section_e}
-    return save_checkpoint(out_dir, section, tensors=adapter.model.state_dict(),
+    return save_checkpoint(out_dir, {"recipe": "eagle3", "backbone": "."}, tensors=adapter.model.state_dict(),
                            extra_files={DRAFT_FILE: save(_unshare(tensors)), **tok_files},
-                           backbone_config=adapter.model.config.to_dict())
+                           backbone_config=adapter.model.config.to_dict(), spec=spec)
 
 
 def target_dir(backbone: str) -> Path:

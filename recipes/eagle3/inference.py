@@ -34,25 +34,24 @@ def load_draft(ckpt, adapter):
     """The checkpoint's `Eagle3Draft` on the adapter's device, checked against the target."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.eagle3.model import Eagle3Draft
-    s = ckpt.accel.get("eagle3")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"eagle3\" section; re-export it with `accel export RUN --out DIR`")
+    from accel.recipes.eagle3.spec import Spec
+    s = ckpt.spec(Spec)
     mc = adapter.model.config
     emb = adapter.model.get_input_embeddings().weight
-    if emb.shape[1] != int(s["hidden_size"]) or emb.shape[0] != int(s["vocab_size"]):
-        raise CheckpointError(f"{ckpt.path}: the draft expects hidden size {s['hidden_size']} and vocab "
-                              f"{s['vocab_size']} but the target {ckpt.backbone_target()} has {emb.shape[1]} and "
+    if emb.shape[1] != s.hidden_size or emb.shape[0] != s.vocab_size:
+        raise CheckpointError(f"{ckpt.path}: the draft expects hidden size {s.hidden_size} and vocab "
+                              f"{s.vocab_size} but the target {ckpt.backbone_target()} has {emb.shape[1]} and "
                               f"{emb.shape[0]}; export against the target it was trained on")
-    state = ckpt.tensors(s.get("draft_file", "draft.safetensors"))
+    state = ckpt.tensors(s.draft_file)
     import torch
     draft_ids = state["d2t"] + torch.arange(len(state["d2t"]))
-    draft = Eagle3Draft(mc, s["feature_layers"], draft_ids)
+    draft = Eagle3Draft(mc, s.feature_layers, draft_ids)
     missing, unexpected = draft.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("rotary.")]
     if missing or unexpected:
         raise CheckpointError(f"{ckpt.path}: draft weights do not match the \"eagle3\" section (missing "
                               f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the run")
-    draft.ttt_steps = int(s.get("ttt_steps", 7))
+    draft.ttt_steps = s.ttt_steps
     return draft.to(device=adapter.device, dtype=emb.dtype).eval()
 
 
@@ -61,10 +60,11 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
+    from accel.recipes.eagle3.spec import Spec
     draft = load_draft(ckpt, adapter)
-    s = ckpt.accel["eagle3"]
-    tree = TreeSpec.from_json(s["tree"])
-    chain = TreeSpec.chain(int(s.get("ttt_steps", 7)))
+    s = ckpt.spec(Spec)
+    tree = TreeSpec.from_json(s.tree)
+    chain = TreeSpec.chain(s.ttt_steps)
     emb = adapter.model.get_input_embeddings()
     drafter = Eagle3Drafter(draft, emb)
     dynamic = Eagle3Drafter(draft, emb, dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes))

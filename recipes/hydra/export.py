@@ -2,18 +2,20 @@
 
 The checkpoint is the accel format (`accel.decoding.checkpoint`): ``heads.safetensors`` (the
 heads and, for Hydra++, the prefix layer) and a config.json whose ``"accel"`` section names
-the base model (``builtin:ar`` or an absolute model directory) and holds a ``"hydra"``
-section: head shapes, variant, the candidate tree (built from the run's held-out per-head
+the base model (``builtin:ar`` or an absolute model directory) and holds the `Spec`
+(recipes/hydra/spec.py): head shapes, variant, the candidate tree (built from the run's held-out per-head
 top-k accuracy for a node budget) and its estimated accepted length. A run on a random-init
 base (``random:ar``, smoke tests) cannot reference its base, so the base model itself is
 written into the checkpoint (backbone ``"."``) beside the heads.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError, save_checkpoint
+from accel.decoding.checkpoint import CheckpointError, check_options, override_spec, save_checkpoint
+from accel.recipes.hydra.spec import Spec
 from accel.recipes.hydra.train import HEADS_FILE, META_FILE
 
 FORMATS = ("accel",)
@@ -34,17 +36,13 @@ def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[in
     return tree.to_json(), expected_accept_length(acc, tree)
 
 
-def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None, gen_len: int | None = None,
-           **options) -> Path:
-    """Writes the inference checkpoint; tree_nodes / gen_len override the run's defaults."""
-    if options:
-        raise CheckpointError(f"hydra export has no option {next(iter(options))!r}; "
-                              "its options are: format, tree_nodes, gen_len")
+def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
+    """Writes the inference checkpoint; tree_nodes / gen_len (the spec's settable fields) override the
+    run's defaults."""
+    check_options(Spec, overrides, "hydra")
     if format not in FORMATS:
         raise CheckpointError(f"--format {format}: Hydra exports only the accel format (vLLM and the Medusa "
                               "repo load Medusa heads, not Hydra's sequential heads)")
-    if tree_nodes is not None and int(tree_nodes) < 0:
-        raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1, or 0 to size the tree on the decoding device")
     run = Path(run_dir).expanduser()
     final = run / "final"
     if not (final / HEADS_FILE).exists() or not (final / META_FILE).exists():
@@ -53,26 +51,26 @@ def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = Non
     from safetensors.torch import load_file
     meta = json.loads((final / META_FILE).read_text())
     heads = load_file(str(final / HEADS_FILE))
-    tree, est = choose_tree(meta, tree_nodes)
-    section_h = {k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "prefix_layer",
-                                      "variant", "loss", "dropout", "seed")}
-    section_h.update({k: meta[k] for k in ("draft_vocab_size", "draft_vocab_coverage") if k in meta})
-    nodes = meta.get("tree_nodes") if tree_nodes is None else int(tree_nodes)
-    if nodes == 0 and (meta.get("stats") or {}).get("topk_accuracy"):
-        section_h["tree_nodes"] = 0
-    section_h.update(tree=tree, est_accept_tree=est, heads_file=HEADS_FILE,
-                     topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
-    decode = {"method": "hydra", "acceptance": "greedy", "gen_len": int(gen_len or 64)}
+    acc = (meta.get("stats") or {}).get("topk_accuracy")
+    spec = Spec(**{k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "prefix_layer",
+                                        "variant", "loss", "dropout", "seed", "draft_vocab_size")},
+                draft_vocab_coverage=meta.get("draft_vocab_coverage"), tree_nodes=meta.get("tree_nodes"), tree=[],
+                heads_file=HEADS_FILE, topk_accuracy=acc)
+    spec = override_spec(spec, overrides, "hydra")
+    tree, est = choose_tree(meta, spec.tree_nodes)
+    # tree_nodes is recorded only as 0 (size the tree on the decoding device), which needs the accuracies
+    spec = dataclasses.replace(spec, tree=tree, est_accept_tree=est,
+                               tree_nodes=0 if spec.tree_nodes == 0 and acc else None)
     backbone = str(meta["backbone"])
     if backbone.startswith("random:"):
-        return _export_with_base(out_dir, meta, heads, section_h, decode)
+        return _export_with_base(out_dir, meta, heads, spec)
     if not backbone.startswith("builtin:"):
         backbone = str(Path(backbone).expanduser().resolve())
-    section = {"recipe": "hydra", "backbone": backbone, "decode": decode, "hydra": section_h}
-    return save_checkpoint(out_dir, section, tensors=heads, weights_name=HEADS_FILE)
+    return save_checkpoint(out_dir, {"recipe": "hydra", "backbone": backbone}, tensors=heads, weights_name=HEADS_FILE,
+                           spec=spec)
 
 
-def _export_with_base(out_dir, meta, heads, section_h, decode) -> Path:
+def _export_with_base(out_dir, meta, heads, spec) -> Path:
     """The random-init base rebuilt from its seed and stored in the checkpoint (backbone ".")."""
     from types import SimpleNamespace
 
@@ -91,6 +89,5 @@ def _export_with_base(out_dir, meta, heads, section_h, decode) -> Path:
             if f.is_file() and f.name != "config.json":
                 tok_files[f.name] = f.read_bytes()
     extra = {HEADS_FILE: save(_unshare(heads)), **tok_files}
-    section = {"recipe": "hydra", "backbone": ".", "decode": decode, "hydra": section_h}
-    return save_checkpoint(out_dir, section, tensors=adapter.model.state_dict(), extra_files=extra,
-                           backbone_config=config)
+    return save_checkpoint(out_dir, {"recipe": "hydra", "backbone": "."}, tensors=adapter.model.state_dict(),
+                           extra_files=extra, backbone_config=config, spec=spec)

@@ -31,16 +31,15 @@ def load_heads(ckpt, adapter):
 
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.hydra.heads import HydraHeads
-    s = ckpt.accel.get("hydra")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"hydra\" section; re-export it with `accel export RUN --out DIR`")
+    from accel.recipes.hydra.spec import Spec
+    s = ckpt.spec(Spec)
     emb = adapter.model.get_input_embeddings().weight
-    if emb.shape[1] != int(s["hidden_size"]):
-        raise CheckpointError(f"{ckpt.path}: heads expect hidden size {s['hidden_size']} but the base "
+    if emb.shape[1] != s.hidden_size:
+        raise CheckpointError(f"{ckpt.path}: heads expect hidden size {s.hidden_size} but the base "
                               f"{ckpt.backbone_target()} has {emb.shape[1]}; export against the base they were trained on")
-    state = load_file(str(ckpt.path / s.get("heads_file", "heads.safetensors")))
-    heads = HydraHeads(int(s["hidden_size"]), int(s["vocab_size"]), int(s["num_heads"]), int(s["num_layers"]),
-                       prefix_config=adapter.model.config if s.get("prefix_layer") else None,
+    state = load_file(str(ckpt.path / s.heads_file))
+    heads = HydraHeads(s.hidden_size, s.vocab_size, s.num_heads, s.num_layers,
+                       prefix_config=adapter.model.config if s.prefix_layer else None,
                        token_map=state.get("token_map"))
     missing, unexpected = heads.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -54,14 +53,15 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
+    from accel.recipes.hydra.spec import Spec
     heads = load_heads(ckpt, adapter)
-    s = ckpt.accel["hydra"]
-    tree = TreeSpec.from_json(s["tree"])
-    if int(s.get("tree_nodes", -1)) == 0 and s.get("topk_accuracy"):  # sized for this device
+    s = ckpt.spec(Spec)
+    tree = TreeSpec.from_json(s.tree)
+    if s.tree_nodes == 0 and s.topk_accuracy:  # sized for this device
         from accel.decoding.tree_size import auto_tree
-        tree, _ = auto_tree(adapter, HydraDrafter(heads, adapter.model.get_input_embeddings()), s["topk_accuracy"])
+        tree, _ = auto_tree(adapter, HydraDrafter(heads, adapter.model.get_input_embeddings()), s.topk_accuracy)
     drafter = HydraDrafter(heads, adapter.model.get_input_embeddings())
-    name = "Hydra++" if s.get("prefix_layer") else "Hydra"
+    name = "Hydra++" if s.prefix_layer else "Hydra"
     return {
         "greedy": get_method("greedy", "ar"),
         **{m: DecodeMethod(m, "ar", f"{name} heads, {tree.num_nodes}-node tree, {acc} acceptance", _hydra,

@@ -23,13 +23,12 @@ METHODS = {"sequential": "one token per full forward (K=1): the exact joint, the
 
 
 def load_sampler(ckpt, device="cpu"):
-    """(SamplerLayer with the checkpoint's weights, its joint_sampler settings dict)."""
+    """(SamplerLayer with the checkpoint's weights, its typed `Spec`)."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.joint_sampler.layer import SamplerLayer
-    s = ckpt.accel.get("joint_sampler")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"joint_sampler\" section; re-export it with `accel export RUN --out DIR`")
-    layer = SamplerLayer(s["layer"], s.get("token_input", "add"))
+    from accel.recipes.joint_sampler.spec import Spec
+    s = ckpt.spec(Spec)
+    layer = SamplerLayer(s.layer, s.token_input)
     try:
         missing, unexpected = layer.load_state_dict(ckpt.tensors(), strict=False)
     except RuntimeError as e:
@@ -82,9 +81,7 @@ class JointMethod:
 def bench_methods(ckpt, adapter) -> dict:
     """{name: MethodFn}: sequential (K=1), marginal and joint-sampler at the checkpoint's K, joint-tv, K=8 rows."""
     sampler, s = load_sampler(ckpt, adapter.device)
-    d = ckpt.decode
-    k, T, blk, top_m = int(d.get("k", s["k"])), float(d.get("temperature", s["temperature"])), int(s["block_len"]), \
-        int(s.get("top_m", 4))
+    k, T, blk, top_m = s.k, s.temperature, s.block_len, s.top_m
     cache: dict = {}  # the true joint per prompt, shared by every row
 
     from accel.decoding.methods import DecodeMethod

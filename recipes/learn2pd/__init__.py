@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from accel.recipes.learn2pd.config import Config
 from accel.recipes.learn2pd.inference import DEFAULT_METHODS, METHODS
+from accel.recipes.learn2pd.spec import Spec
 from accel.recipes.recipe import Recipe, lazy
 
 RECIPE = Recipe(
@@ -17,7 +18,7 @@ RECIPE = Recipe(
     summary="Learn2PD: a ~2K-param learned unmask filter + End-of-Text Prediction for a dLLM.",
     Config=Config, train=lazy("accel.recipes.learn2pd.train:run"),
     exporters={"accel": lazy("accel.recipes.learn2pd.export:export")},
-    export_options={"tau": float, "eotp": bool, "gen_len": int},
+    Spec=Spec,
     bench_methods=lazy("accel.recipes.learn2pd.inference:bench_methods"), default_methods=tuple(DEFAULT_METHODS),
     kind="dllm", methods=dict(METHODS),
     docs="docs/recipes/learn2pd.md",

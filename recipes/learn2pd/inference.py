@@ -19,13 +19,12 @@ METHODS = {
 
 
 def load_filter(ckpt):
-    """(UnmaskFilter with the checkpoint's weights, its learn2pd settings dict)."""
+    """(UnmaskFilter with the checkpoint's weights, its typed `Spec`)."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.learn2pd.model import UnmaskFilter
-    s = ckpt.accel.get("learn2pd")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"learn2pd\" section; re-export it with `accel export RUN --out DIR`")
-    filt = UnmaskFilter(int(s["block_len"]), int(s["hidden_size"]))
+    from accel.recipes.learn2pd.spec import Spec
+    s = ckpt.spec(Spec)
+    filt = UnmaskFilter(s.block_len, s.hidden_size)
     try:
         filt.load_state_dict(ckpt.tensors())
     except RuntimeError as e:
@@ -56,7 +55,7 @@ def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: the baselines plus Learn2PD's rows."""
     from accel.decoding.methods import DecodeMethod, get_method
     filt, s = load_filter(ckpt)
-    blk, tau = int(s["block_len"]), float(s["tau"])
+    blk, tau = s.block_len, s.tau
     out = {name: get_method(name, "dllm", {"block_len": blk}) for name in ("vanilla", "fast-dllm")}
     for name, eotp, cache in [("learn2pd", False, None), ("learn2pd+eotp", True, None),
                               ("learn2pd+eotp-prefix", True, "prefix"), ("learn2pd+eotp-dual", True, "dual")]:

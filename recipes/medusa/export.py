@@ -128,14 +128,19 @@ def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict
     return out
 
 
-def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = None) -> Path:
-    """tree_nodes: a fixed tree of that many nodes from the measured accuracies (overrides the run's
-    tree_nodes; 0 = chosen on the decoding device at load time)."""
+def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
+    """overrides: the spec's settable fields (accel format only). tree_nodes: a fixed tree of that many
+    nodes from the measured accuracies (overrides the run's tree_nodes; 0 = chosen on the decoding
+    device at load time); gen_len: the decode default."""
     from safetensors.torch import load_file
 
     from accel.core.errors import UserError
+    from accel.decoding.checkpoint import check_options
+    from accel.recipes.medusa.spec import Spec
     if format not in FORMATS:
         raise UserError(f"--format {format}: Medusa exports as one of {', '.join(FORMATS)}")
+    check_options(Spec, overrides, "medusa")
+    tree_nodes = overrides.get("tree_nodes")
     final, meta = _final(Path(run_dir))
     heads = load_file(str(final / "heads.safetensors"))
     K, L = int(meta["num_heads"]), int(meta["num_layers"])
@@ -143,35 +148,32 @@ def export(run_dir, out_dir, format: str = "accel", tree_nodes: int | None = Non
     backbone = _backbone(final, meta)
     Vd = int(meta.get("draft_vocab_size") or 0)
     if format == "accel":
-        from accel.decoding.checkpoint import save_checkpoint
-        section = {"recipe": "medusa", "backbone": backbone,
-                   "decode": {"method": "medusa", "acceptance": "greedy"},
-                   "medusa": {k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "mode",
-                                                   "loss", "tree", "head_accuracy", "chain_accept_len",
-                                                   "tree_accept_len")}}
-        section["medusa"].update({k: meta[k] for k in ("draft_vocab_size", "draft_vocab_coverage") if k in meta})
-        nodes = meta.get("tree_nodes") if tree_nodes is None else int(tree_nodes)
-        if nodes is not None:
-            if nodes < 0:
-                raise UserError(f"--tree-nodes {nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
-            section["medusa"]["tree_nodes"] = nodes
-            if nodes > 0 and tree_nodes is not None:
-                from accel.decoding.tree_build import build_tree, expected_accept_length
-                t = build_tree(meta["head_accuracy"], nodes)
-                section["medusa"].update(tree=t.to_json(),
-                                         tree_accept_len=expected_accept_length(meta["head_accuracy"], t))
+        import dataclasses
+
+        from accel.decoding.checkpoint import override_spec, save_checkpoint
+        spec = Spec(**{k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "mode", "loss",
+                                            "tree", "head_accuracy", "chain_accept_len", "tree_accept_len")},
+                    draft_vocab_size=meta.get("draft_vocab_size"), draft_vocab_coverage=meta.get("draft_vocab_coverage"),
+                    tree_nodes=meta.get("tree_nodes"))
+        spec = override_spec(spec, overrides, "medusa")
+        if spec.tree_nodes and tree_nodes is not None:  # a fixed tree of the --set size, from the accuracies
+            from accel.decoding.tree_build import build_tree, expected_accept_length
+            t = build_tree(meta["head_accuracy"], spec.tree_nodes)
+            spec = dataclasses.replace(spec, tree=t.to_json(),
+                                       tree_accept_len=expected_accept_length(meta["head_accuracy"], t))
         if backbone != "base":
-            return save_checkpoint(out_dir, section, tensors=heads)
+            return save_checkpoint(out_dir, {"recipe": "medusa", "backbone": backbone}, tensors=heads, spec=spec)
         # the base lives only in the run (Medusa-2 merged LoRA, random:ar): it becomes the checkpoint's model
         from safetensors.torch import save
         config, state, files = _base_files(final)
-        section["backbone"] = "."
-        section["medusa"]["heads_file"] = "heads.safetensors"
-        return save_checkpoint(out_dir, section, tensors=state, backbone_config=config,
+        spec = dataclasses.replace(spec, heads_file="heads.safetensors")
+        return save_checkpoint(out_dir, {"recipe": "medusa", "backbone": "."}, tensors=state, backbone_config=config,
                                extra_files={"heads.safetensors": save({k: v.contiguous() for k, v in heads.items()}),
-                                            **files})
+                                            **files}, spec=spec)
     if tree_nodes is not None:
         raise UserError(f"--tree-nodes applies to the accel format; --format {format} carries no tree")
+    if overrides.get("gen_len") is not None:
+        raise UserError(f"--set gen_len applies to the accel format; --format {format} carries no decode settings")
     external = _external_base(backbone)
     if format == "vllm":
         cfg = {"model_type": "medusa", "architectures": ["MedusaModel"], "num_heads": K, "num_hidden_layers": L,

@@ -17,17 +17,18 @@ same for 1 or 25 tokens (single-stream, latency-bound decoding), not at large ba
 
 
 def load_heads(ckpt):
-    """(MedusaHeads with the checkpoint's weights, its "medusa" section, TreeSpec)."""
+    """(MedusaHeads with the checkpoint's weights, its typed `Spec`, TreeSpec)."""
+    import dataclasses
+
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaHeads
-    s = ckpt.accel.get("medusa")
-    if not s:
-        raise CheckpointError(f"{ckpt.path} has no \"medusa\" section; re-export it with `accel export RUN --out DIR`")
+    from accel.recipes.medusa.spec import Spec
+    s = ckpt.spec(Spec)
     try:
-        state = ckpt.tensors(s["heads_file"]) if s.get("heads_file") else ckpt.tensors()  # base in the ckpt
-        heads = MedusaHeads.from_state_dict(s, state)
-        tree = TreeSpec.from_json(s["tree"])
+        state = ckpt.tensors(s.heads_file) if s.heads_file else ckpt.tensors()  # base in the ckpt
+        heads = MedusaHeads.from_state_dict(dataclasses.asdict(s), state)
+        tree = TreeSpec.from_json(s.tree)
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}: medusa heads do not match the checkpoint config "
                               f"({str(e).splitlines()[0]}); re-export the checkpoint") from None
@@ -52,9 +53,9 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.recipes.medusa.heads import MedusaDrafter
     heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
-    if int(s.get("tree_nodes", -1)) == 0:
+    if s.tree_nodes == 0:
         from accel.decoding.tree_size import auto_tree
-        tree, _ = auto_tree(adapter, drafter, s["head_accuracy"])
+        tree, _ = auto_tree(adapter, drafter, s.head_accuracy)
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:

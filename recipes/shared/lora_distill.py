@@ -106,7 +106,7 @@ def OnModel(fn, adapter, block_len: int, help: str = "", uses_cache: bool | None
                         needs_cache=uses_cache)
 
 
-def load_teacher(section: dict, device, trust_remote_code: bool = False):
+def load_teacher(teacher: str, seed: int, device, trust_remote_code: bool = False):
     """The undistilled backbone (random:dllm is rebuilt from its seed, as in training).
 
     trust_remote_code: the flag the checkpoint itself was loaded with (the teacher of a LLaDA or
@@ -114,17 +114,17 @@ def load_teacher(section: dict, device, trust_remote_code: bool = False):
     from types import SimpleNamespace
 
     from accel.recipes.shared.models import load_model
-    adapter = load_model(SimpleNamespace(backbone=section["teacher"], seed=int(section.get("seed", 0)),
+    adapter = load_model(SimpleNamespace(backbone=teacher, seed=seed,
                                          trust_remote_code=trust_remote_code))
     adapter.model.to(device).eval()
     return adapter
 
 
-def distilled_adapter(ckpt, adapter, section: str):
-    """The distilled model: the checkpoint's own model (merged) or the teacher + its adapters."""
+def distilled_adapter(ckpt, adapter, format: str):
+    """The distilled model: the checkpoint's own model (format "merged") or the teacher + its adapters."""
     import copy
     import dataclasses
-    if ckpt.accel[section].get("format", "merged") == "merged":
+    if format == "merged":
         return adapter
     from accel.trainers.lora import load_adapter, merge_lora
     base = copy.deepcopy(adapter.model)
