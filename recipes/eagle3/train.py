@@ -84,23 +84,6 @@ def build_draft(cfg: Config, adapter, pairs):
     return draft.to(adapter.device)
 
 
-def _trainable(draft, base):
-    """The module handed to `fit`: the draft as its only submodule, the target kept out of its state."""
-    import torch
-
-    class Eagle3Train(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.draft = draft
-            self._base = (base,)  # a tuple hides it from parameters()/state_dict()
-
-        @property
-        def base(self):
-            return self._base[0]
-
-    return Eagle3Train()
-
-
 def target_forward(base, layers, ids, valid, pos):
     """(features [B,T,3H], target logits [B,T,V], E(x_{t+1}) [B,T,H]) of the frozen target."""
     import torch
@@ -276,24 +259,11 @@ def draft_statistics(draft, base, pairs, tok, cfg: Config, batch_size: int = 64,
 
 
 def run(cfg: Config) -> Path:
-    import torch
-
-    from accel.recipes.shared.models import load_model
-    from accel.trainers.rundir import is_rank0, prepare_run_dir
+    from accel.recipes.shared.models import frozen_ar_target, with_frozen_base
+    from accel.trainers.rundir import is_rank0
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(cfg, "eagle3")
-    adapter = load_model(cfg)
-    if adapter.kind != "ar":
-        from accel.core.errors import UserError
-        raise UserError(f"backbone={cfg.backbone} is a diffusion LM; an EAGLE-3 draft proposes for AR targets "
-                        "(use builtin:ar, random:ar or a causal-LM directory)")
-    if torch.cuda.is_available():
-        import os
-        adapter.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-    base = adapter.model.eval().requires_grad_(False)
+    run_dir, adapter, base = frozen_ar_target(cfg, "eagle3", "an EAGLE-3 draft proposes")
     tok = adapter.tokenizer
     exs = _examples(cfg, cfg.n_per_task, cfg.seed)
     held = []
@@ -305,7 +275,7 @@ def run(cfg: Config) -> Path:
     pairs = _pairs(adapter, cfg, exs, run_dir / SELF_DISTILL_FILE, "self-distill")
     held_out = _pairs(adapter, cfg, held, run_dir / HELD_OUT_FILE, "self-distill (held-out)") if held else []
     draft = build_draft(cfg, adapter, pairs)
-    model = _trainable(draft, base)
+    model = with_frozen_base("draft", draft, base)
 
     def eval_fn(m):
         s = draft_statistics(m.draft, base, held_out, tok, cfg)

@@ -81,23 +81,6 @@ def build_heads(cfg: Config, adapter):
     return heads.to(adapter.device)
 
 
-def _trainable(heads, base):
-    """The module handed to `fit`: the heads as its only submodule, the base kept out of its state."""
-    import torch
-
-    class HydraTrain(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.heads = heads
-            self._base = (base,)  # a tuple hides it from parameters()/state_dict()
-
-        @property
-        def base(self):
-            return self._base[0]
-
-    return HydraTrain()
-
-
 def forward_heads(heads, base, batch, max_rank: int):
     """(head logits per head, base logits, ranks, usable, anchor) for one collated batch."""
     from accel.models.masks import position_ids
@@ -190,25 +173,12 @@ def split_held_out(cfg: Config, tok, pairs):
 
 
 def run(cfg: Config) -> Path:
-    import torch
-
-    from accel.recipes.shared.models import load_model
+    from accel.recipes.shared.models import frozen_ar_target, with_frozen_base
     from accel.recipes.shared.pairs import load_pairs
-    from accel.trainers.rundir import is_rank0, prepare_run_dir
+    from accel.trainers.rundir import is_rank0
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    run_dir = prepare_run_dir(cfg, "hydra")
-    adapter = load_model(cfg)
-    if adapter.kind != "ar":
-        from accel.core.errors import UserError
-        raise UserError(f"backbone={cfg.backbone} is a diffusion LM; Hydra heads draft for AR models "
-                        "(use builtin:ar, random:ar or a causal-LM directory)")
-    if torch.cuda.is_available():
-        import os
-        adapter.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-    base = adapter.model.eval().requires_grad_(False)
+    run_dir, adapter, base = frozen_ar_target(cfg, "hydra", "Hydra heads draft")
     if cfg.states:
         from accel.recipes.hydra.cached import run_cached
         heads, stats = run_cached(cfg, adapter, run_dir)
@@ -220,7 +190,7 @@ def run(cfg: Config) -> Path:
     if cfg.self_distill:
         pairs = self_distill(adapter, pairs, cfg, run_dir)
     heads = build_heads(cfg, adapter)
-    model = _trainable(heads, base)
+    model = with_frozen_base("heads", heads, base)
 
     def eval_fn(m):
         s = head_statistics(m.heads, base, held_out, tok, cfg)

@@ -38,3 +38,47 @@ def save_final(model, tok, out: Path, lora: bool) -> Path:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
     return out
+
+
+def frozen_ar_target(cfg, recipe: str, what: str):
+    """(run_dir, adapter, base) for a recipe that trains a draft on a frozen AR model (Hydra, EAGLE-3).
+
+    Sets the thread count, prepares the run dir, loads the backbone (refusing a diffusion LM in one line
+    that says what the recipe drafts, `what`), places it on this rank's GPU when there is one and freezes
+    it: `base` is the model in eval mode with no gradients.
+    """
+    import os
+
+    import torch
+
+    from accel.core.errors import UserError
+    from accel.trainers.rundir import prepare_run_dir
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(cfg, recipe)
+    adapter = load_model(cfg)
+    if adapter.kind != "ar":
+        raise UserError(f"backbone={cfg.backbone} is a diffusion LM; {what} for AR models "
+                        "(use builtin:ar, random:ar or a causal-LM directory)")
+    if torch.cuda.is_available():
+        adapter.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    return run_dir, adapter, adapter.model.eval().requires_grad_(False)
+
+
+def with_frozen_base(name: str, trainable, base):
+    """The module handed to `fit`: `trainable` as its only submodule (attribute `name`, so checkpoints
+    hold ``name.*`` keys), the frozen base reachable as `.base` but kept out of parameters() and
+    state_dict() (a tuple hides it from torch's module registry)."""
+    import torch
+
+    class WithFrozenBase(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            setattr(self, name, trainable)
+            self._base = (base,)
+
+        @property
+        def base(self):
+            return self._base[0]
+
+    return WithFrozenBase()
