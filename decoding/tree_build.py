@@ -50,3 +50,38 @@ def chain_accept_length(top1: list[float]) -> float:
         p *= a
         total += p
     return total
+
+
+def accept_lengths(ranks, usable, paths=None):
+    """Simulated accepted tokens per verification at every position ([B,T] long), from where the
+    target's own next tokens rank in each draft step's distribution (ranks [B,T,K], usable [B,T,K]):
+    the target's token plus the drafted ones a top-1 chain (paths None) or a static tree (choice
+    tuples: path (c1..cd) is accepted when step j ranks the target's token c_j-th for every j <= d)
+    would accept. Medusa/Hydra heads and EAGLE-3's unroll steps log it during training."""
+    import torch
+    if paths is None:
+        return 1 + (usable & (ranks == 0)).long().cumprod(-1).sum(-1)
+    best = torch.zeros(ranks.shape[:2], dtype=torch.long, device=ranks.device)
+    for path in paths:
+        d = len(path)
+        if d > ranks.shape[-1]:
+            continue
+        c = torch.tensor(path, device=ranks.device)
+        m = (usable[..., :d] & (ranks[..., :d] == c)).all(-1)
+        best = torch.where(m, torch.clamp(best, min=d), best)
+    return 1 + best
+
+
+def rank_metrics(ranks, usable, anchor, topk: int, top1_key, topk_key) -> dict:
+    """Per-step top-1 / top-k accuracy (keys named by top1_key(k) / topk_key(k)) and the estimated
+    mean accepted length of a top-1 chain at the `anchor` positions."""
+    out = {}
+    for k in range(ranks.shape[-1]):
+        m = usable[..., k]
+        if bool(m.any()):
+            r = ranks[..., k][m]
+            out[top1_key(k)] = float((r == 0).float().mean())
+            out[topk_key(k)] = float((r < topk).float().mean())
+    if bool(anchor.any()):
+        out["est_accept_chain"] = float(accept_lengths(ranks, usable)[anchor].float().mean())
+    return out

@@ -14,7 +14,8 @@ from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
 from accel.recipes.hydra.drafter import HydraDrafter
 from accel.recipes.hydra.heads import HydraHeads, PrefixState
-from accel.recipes.hydra.loss import accept_lengths, hydra_loss
+from accel.decoding.tree_build import accept_lengths
+from accel.recipes.hydra.loss import hydra_loss
 from conftest import TINY  # noqa: E402 (the shared tiny model size)
 
 

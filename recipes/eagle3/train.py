@@ -164,34 +164,10 @@ def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
     return ranks, usable, anchor
 
 
-def accept_lengths(ranks, usable, paths=None):
-    """Simulated accepted tokens per target forward at every position ([B,T] long): the target's
-    own token plus the drafted ones a top-1 chain (paths None) or a static tree would accept."""
-    import torch
-    if paths is None:
-        return 1 + (usable & (ranks == 0)).long().cumprod(-1).sum(-1)
-    best = torch.zeros(ranks.shape[:2], dtype=torch.long, device=ranks.device)
-    for path in paths:
-        d = len(path)
-        if d > ranks.shape[-1]:
-            continue
-        c = torch.tensor(path, device=ranks.device)
-        m = (usable[..., :d] & (ranks[..., :d] == c)).all(-1)
-        best = torch.where(m, torch.clamp(best, min=d), best)
-    return 1 + best
-
-
 def step_metrics(ranks, usable, anchor, topk: int) -> dict:
-    out = {}
-    for k in range(ranks.shape[-1]):
-        m = usable[..., k]
-        if bool(m.any()):
-            r = ranks[..., k][m]
-            out[f"step{k}_acc"] = float((r == 0).float().mean())
-            out[f"step{k}_top{topk}"] = float((r < topk).float().mean())
-    if bool(anchor.any()):
-        out["est_accept_chain"] = float(accept_lengths(ranks, usable)[anchor].float().mean())
-    return out
+    """Per unroll step top-1/top-k accuracy and the simulated acceptance length (top-1 chain)."""
+    from accel.decoding.tree_build import rank_metrics
+    return rank_metrics(ranks, usable, anchor, topk, lambda k: f"step{k}_acc", lambda k: f"step{k}_top{topk}")
 
 
 def make_loss(cfg: Config):
@@ -227,7 +203,7 @@ def draft_statistics(draft, base, pairs, tok, cfg: Config, batch_size: int = 64,
     top-k: what a tree can reach), the static tree built from it and simulated acceptance lengths."""
     import torch
 
-    from accel.decoding.tree_build import build_tree, expected_accept_length
+    from accel.decoding.tree_build import accept_lengths, build_tree, expected_accept_length
     fn = collate(tok)
     dev = draft.fc.weight.device
     K = cfg.tree_depth or cfg.ttt_steps

@@ -84,36 +84,10 @@ def head_ranks(head_logits: list, ids, labels, valid, base_logits, max_rank: int
     return ranks, usable, anchor
 
 
-def accept_lengths(ranks, usable, paths=None):
-    """Accepted tokens per step (base token + drafted) at every position: [B,T] long.
-
-    paths None = the top-1 chain; else a candidate tree as choice tuples (path (c1..cd) is
-    accepted when head j ranks the base's token c_j-th for every j <= d).
-    """
-    hit = usable
-    if paths is None:
-        ok = hit & (ranks == 0)
-        return 1 + ok.long().cumprod(-1).sum(-1)
-    best = torch.zeros(ranks.shape[:2], dtype=torch.long, device=ranks.device)
-    for path in paths:
-        d = len(path)
-        if d > ranks.shape[-1]:
-            continue
-        c = torch.tensor(path, device=ranks.device)
-        m = (hit[..., :d] & (ranks[..., :d] == c)).all(-1)
-        best = torch.where(m, torch.maximum(best, torch.full_like(best, d)), best)
-    return 1 + best
-
-
 def step_metrics(ranks, usable, anchor, topk: int) -> dict:
     """Per-head top-1/top-k accuracy and the estimated mean accepted length (top-1 chain)."""
-    out = {}
-    for k in range(ranks.shape[-1]):
-        m = usable[..., k]
-        if bool(m.any()):
-            r = ranks[..., k][m]
-            out[f"head{k + 1}_top1"] = float((r == 0).float().mean())
-            out[f"head{k + 1}_top{topk}"] = float((r < topk).float().mean())
-    if bool(anchor.any()):
-        out["est_accept_chain"] = float(accept_lengths(ranks, usable)[anchor].float().mean())
-    return out
+    from accel.decoding.tree_build import rank_metrics
+    return rank_metrics(ranks, usable, anchor, topk, lambda k: f"head{k + 1}_top1",
+                        lambda k: f"head{k + 1}_top{topk}")
+
+

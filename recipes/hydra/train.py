@@ -125,7 +125,7 @@ def head_statistics(heads, base, pairs, tok, cfg: Config, batch_size: int = 64, 
     """Held-out per-head top-k accuracy table, the tree built from it and acceptance estimates."""
     import torch
 
-    from accel.recipes.hydra.loss import accept_lengths
+    from accel.decoding.tree_build import accept_lengths
     from accel.decoding.tree_build import build_tree, expected_accept_length
 
     fn = collate(tok)
