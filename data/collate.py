@@ -7,12 +7,19 @@ from __future__ import annotations
 
 
 def tokenize_examples(tok, examples):
-    """[(prompt_ids in chat format, response_ids)] for dicts with "prompt" and "response"."""
+    """[(prompt_ids in chat format, response_ids)] for dicts with "prompt" and "response".
+
+    A line that carries ``response_ids`` (what `accel data self-distill` writes) keeps them: the
+    tokens the base generated, which re-tokenizing the decoded text does not always give back."""
     from accel.data.tokenizer import chat_prompt_ids
     out = []
     for ex in examples:
         p = chat_prompt_ids(tok, ex["prompt"])
-        r = tok(ex["response"], add_special_tokens=False)["input_ids"]
+        ids = ex.get("response_ids")
+        if isinstance(ids, list) and all(isinstance(t, int) for t in ids):
+            r = list(ids)
+        else:
+            r = tok(ex["response"], add_special_tokens=False)["input_ids"]
         out.append((p, r))
     return out
 
