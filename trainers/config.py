@@ -84,26 +84,30 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Range checks that need no heavy imports; subclasses extend and call super().validate()."""
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
-
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            bad("max_steps", "set max_steps > 0 or num_train_epochs > 0")
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
-            if getattr(self, key) < 1:
-                bad(key, "must be >= 1")
+            self.reject("max_steps", "set max_steps > 0 or num_train_epochs > 0")
+        self.at_least(1, "per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps")
         if self.learning_rate <= 0:
-            bad("learning_rate", "must be > 0")
+            self.reject("learning_rate", "must be > 0")
         if not 0 <= self.warmup_ratio < 1:
-            bad("warmup_ratio", "must be in [0, 1)")
+            self.reject("warmup_ratio", "must be in [0, 1)")
         if self.save_total_limit < 1:
-            bad("save_total_limit", "must be >= 1 (the newest checkpoint is what resume needs)")
-        if self.dataloader_num_workers < 0:
-            bad("dataloader_num_workers", "must be >= 0")
+            self.reject("save_total_limit", "must be >= 1 (the newest checkpoint is what resume needs)")
+        self.at_least(0, "dataloader_num_workers")
         if self.deepspeed and self.deepspeed not in DEEPSPEED_PRESETS and not self.deepspeed.endswith(".json"):
-            bad("deepspeed", f"use one of {', '.join(DEEPSPEED_PRESETS)}, a path to a DeepSpeed .json, or empty")
+            self.reject("deepspeed", f"use one of {', '.join(DEEPSPEED_PRESETS)}, a path to a DeepSpeed .json, or empty")
         if self.resume not in ("auto", "never") and not self.resume:
-            bad("resume", "use auto, never or a checkpoint directory")
+            self.reject("resume", "use auto, never or a checkpoint directory")
+
+    def reject(self, key: str, msg: str):
+        """Raise the one-line ConfigError every check gives: the key, its value, then what to do."""
+        raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
+
+    def at_least(self, minimum: int, *keys: str) -> None:
+        """`reject` the first of `keys` whose value is below `minimum` ("must be >= minimum")."""
+        for key in keys:
+            if getattr(self, key) < minimum:
+                self.reject(key, f"must be >= {minimum}")
 
 
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero2-offload")
@@ -120,3 +124,9 @@ class TrajectoryDataConfig:
     n_per_task: int = _f(64, "Training prompts per suite task (prompts=builtin).")
     traj_batch_size: int = _f(64, "Prompts decoded together when generating trajectories.")
     filter_correct: bool = _f(True, "Drop trajectories whose answer is wrong (where a checker exists).")
+
+    def validate(self) -> None:
+        super().validate()  # the TrainConfig this section is mixed into
+        self.at_least(1, "n_per_task", "traj_batch_size")
+        if self.tasks and self.prompts != "builtin":
+            self.reject("tasks", "only applies to prompts=builtin")

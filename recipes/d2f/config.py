@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
@@ -46,27 +46,18 @@ class Config(TrajectoryDataConfig, TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
         if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
-            bad("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
+            self.reject("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
         if not 0 < self.min_ratio <= self.max_ratio <= 1:
-            bad("min_ratio", f"need 0 < min_ratio <= max_ratio ({self.max_ratio}) <= 1")
+            self.reject("min_ratio", f"need 0 < min_ratio <= max_ratio ({self.max_ratio}) <= 1")
         if self.lora_r < 1:
-            bad("lora_r", "D2F needs LoRA (>= 1): the teacher is the same weights with the adapter disabled")
+            self.reject("lora_r", "D2F needs LoRA (>= 1): the teacher is the same weights with the adapter disabled")
         if not 0 <= self.lora_dropout < 1:
-            bad("lora_dropout", "must be in [0, 1)")
+            self.reject("lora_dropout", "must be in [0, 1)")
         for key in ("tau_add", "tau_act"):
             if not 0 <= getattr(self, key) <= 1:
-                bad(key, "must be a decoded fraction in [0, 1]")
+                self.reject(key, "must be a decoded fraction in [0, 1]")
         if not 0 <= self.tau_conf <= 1:
-            bad("tau_conf", "must be a probability in [0, 1]")
+            self.reject("tau_conf", "must be a probability in [0, 1]")
         if not 0 <= self.adam_beta1 < 1 or not 0 <= self.adam_beta2 < 1:
-            bad("adam_beta2", "AdamW betas must be in [0, 1)")
-        if self.n_per_task < 1:
-            bad("n_per_task", "must be >= 1")
-        if self.traj_batch_size < 1:
-            bad("traj_batch_size", "must be >= 1")
-        if self.tasks and self.prompts != "builtin":
-            bad("tasks", "only applies to prompts=builtin")
+            self.reject("adam_beta2", "AdamW betas must be in [0, 1)")

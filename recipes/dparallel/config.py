@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
@@ -40,27 +40,19 @@ class Config(TrajectoryDataConfig, TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
         if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
-            bad("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
+            self.reject("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
         if not 0 < self.mask_prob < 1:
-            bad("mask_prob", "must be in (0, 1)")
+            self.reject("mask_prob", "must be in (0, 1)")
         if self.entropy_weight is not None and self.entropy_weight < 0:
-            bad("entropy_weight", "must be >= 0 (or unset for the family default)")
+            self.reject("entropy_weight", "must be >= 0 (or unset for the family default)")
         if self.entropy_temperature <= 0:
-            bad("entropy_temperature", "must be > 0")
+            self.reject("entropy_temperature", "must be > 0")
         if self.lora_r < 0:
-            bad("lora_r", "must be >= 0 (0 = full fine-tuning)")
+            self.reject("lora_r", "must be >= 0 (0 = full fine-tuning)")
         if self.threshold <= 0:
-            bad("threshold", "must be > 0 (entropy in nats; paper: 0.45-0.5)")
-        if self.n_per_task < 1:
-            bad("n_per_task", "must be >= 1")
-        if self.traj_batch_size < 1:
-            bad("traj_batch_size", "must be >= 1")
+            self.reject("threshold", "must be > 0 (entropy in nats; paper: 0.45-0.5)")
         for c in self.canvas_lens:
             if c < self.gen_len or c % self.block_len:
-                bad("canvas_lens", f"each must be a multiple of block_len ({self.block_len}) and >= gen_len "
-                                   f"({self.gen_len})")
-        if self.tasks and self.prompts != "builtin":
-            bad("tasks", "only applies to prompts=builtin")
+                self.reject("canvas_lens", f"each must be a multiple of block_len ({self.block_len}) and >= "
+                                           f"gen_len ({self.gen_len})")

@@ -1,14 +1,9 @@
 """Learn2PD recipe config (no torch import: the CLI reads it for --help)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, defaults
-
-
-def _f(default, help: str, choices: tuple | None = None):
-    meta = {"help": help} if choices is None else {"help": help, "choices": tuple(choices)}
-    return field(default=default, metadata=meta)
+from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
 
 
 @dataclass

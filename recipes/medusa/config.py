@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.recipes.shared.draft_config import DraftVocabConfig
+from accel.trainers.config import TrainConfig, _f, defaults
 
 
 @dataclass
 @defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400)
-class Config(TrainConfig):
+class Config(DraftVocabConfig, TrainConfig):
     output_dir: str = _f("runs/medusa", "Run directory: checkpoints, metrics.jsonl, resolved config, final/.")
     backbone: str = _f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests).")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
@@ -47,44 +48,33 @@ class Config(TrainConfig):
                          "from `accel data self-distill --states DIR`, or auto (computed once from `data` into "
                          "RUN/states). Batches are then positions, not sequences; needs loss=ce on self-distilled "
                          "data.")
-    draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
-                                  "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
-    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
-                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
-                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
-                                choices=("", "sharegpt"))
+    # draft_vocab_size, draft_vocab_extra: DraftVocabConfig (shared with Hydra)
     eval_positions: int = _f(20000, "With states: held-out positions measured at save points and at the end (0 = all).")
 
     def validate(self) -> None:
         super().validate()
-
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
-
         if self.tree_nodes < 0:
-            bad("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
-        for key in ("num_heads", "num_layers", "topk", "n_per_task"):
-            if getattr(self, key) < 1:
-                bad(key, "must be >= 1")
+            self.reject("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
+        self.at_least(1, "num_heads", "num_layers", "topk", "n_per_task")
         if self.num_layers > 8:
-            bad("num_layers", "must be <= 8 (residual blocks per head)")
+            self.reject("num_layers", "must be <= 8 (residual blocks per head)")
         if not 0 < self.head_decay <= 1:
-            bad("head_decay", "must be in (0, 1]")
+            self.reject("head_decay", "must be in (0, 1]")
         if self.head_lr_mult <= 0:
-            bad("head_lr_mult", "must be > 0")
+            self.reject("head_lr_mult", "must be > 0")
         if self.lambda_heads < 0 or self.lambda_warmup_steps < 0:
-            bad("lambda_heads" if self.lambda_heads < 0 else "lambda_warmup_steps", "must be >= 0")
+            self.reject("lambda_heads" if self.lambda_heads < 0 else "lambda_warmup_steps", "must be >= 0")
         if self.mode == "medusa2" and self.lora_r < 1:
-            bad("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
+            self.reject("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
         if self.eval_n < 1:
-            bad("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
+            self.reject("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
         if self.states:
             if self.mode != "medusa1":
-                bad("states", "cached states are for a frozen base: set mode=medusa1")
+                self.reject("states", "cached states are for a frozen base: set mode=medusa1")
             if self.loss != "ce":
-                bad("states", "training on cached states has no base logits: set loss=ce (on self-distilled data "
-                              "CE to the data is distillation of the base's greedy tokens)")
+                self.reject("states", "training on cached states has no base logits: set loss=ce (on "
+                                      "self-distilled data CE to the data is distillation of the base's greedy tokens)")
         if self.draft_vocab_size < 0 or (self.draft_vocab_size and not self.states):
-            bad("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR|auto")
+            self.reject("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR|auto")
         if self.data != "builtin" and not self.data.endswith((".jsonl", ".json")):
-            bad("data", "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl")
+            self.reject("data", "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.trainers.config import TrainConfig, _f, defaults
 
 
 @dataclass
@@ -27,13 +27,10 @@ class Config(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.resp_len < 1:
-            raise ConfigError(f"resp_len={self.resp_len}: must be >= 1")
+        self.at_least(1, "resp_len", "n_per_task")
         if not 0 < self.min_mask_ratio <= 1:
-            raise ConfigError(f"min_mask_ratio={self.min_mask_ratio}: must be in (0, 1]")
+            self.reject("min_mask_ratio", "must be in (0, 1]")
         if self.lora_r < 0:
-            raise ConfigError(f"lora_r={self.lora_r}: must be >= 0 (0 = full fine-tuning)")
+            self.reject("lora_r", "must be >= 0 (0 = full fine-tuning)")
         if self.data != "builtin" and not self.data.endswith(".jsonl"):
-            raise ConfigError(f"data={self.data!r}: use builtin or a path ending in .jsonl")
-        if self.n_per_task < 1:
-            raise ConfigError(f"n_per_task={self.n_per_task}: must be >= 1")
+            self.reject("data", "use builtin or a path ending in .jsonl")
