@@ -7,21 +7,18 @@ rebuilt from its seed and stored in the checkpoint (backbone ".").
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError, save_checkpoint
+from accel.decoding.checkpoint import save_checkpoint
 
 
 def read_final(run_dir, weights_file: str, meta_file: str, recipe: str, what: str) -> tuple[dict, dict]:
     """(meta, tensors) of RUN/final, or a CheckpointError saying how to finish the run."""
-    run = Path(run_dir).expanduser()
-    final = run / "final"
-    if not (final / weights_file).exists() or not (final / meta_file).exists():
-        raise CheckpointError(f"{run} has no finished {what} (final/{weights_file}); finish the run with "
-                              f"`accel train {recipe} --output {run}` (it resumes)")
     from safetensors.torch import load_file
-    return json.loads((final / meta_file).read_text()), load_file(str(final / weights_file))
+
+    from accel.recipes.shared.run_export import read_run
+    run, meta = read_run(run_dir, f"final/{weights_file}", f"final/{meta_file}", recipe, f"finished {what}")
+    return meta, load_file(str(run / "final" / weights_file))
 
 
 def choose_tree(meta: dict, tree_nodes: int | None, chain: int) -> tuple[list[list[int]], float | None]:
