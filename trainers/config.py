@@ -114,6 +114,20 @@ DEEPSPEED_PRESETS = ("zero2", "zero3", "zero2-offload")
 """Short names of the DeepSpeed JSONs shipped in accel/trainers/deepspeed/."""
 
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""LoRA on every linear layer of a Llama-style block (attention and MLP), what the tiny backbones need."""
+
+
+@dataclass
+class LoraConfig:
+    """The LoRA adapter fields of the recipes that train one (SFT, Medusa-2, dParallel, D2F); each sets
+    its own defaults with `defaults` and says in `validate` when it needs LoRA (`accel.trainers.lora`)."""
+    lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning, where the recipe allows it).")
+    lora_alpha: float = _f(16.0, "LoRA alpha.")
+    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters.")
+
+
 @dataclass
 class TrajectoryDataConfig:
     """Fields of the teacher-trajectory step shared by the distillation recipes (dParallel, D2F)."""

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import ALL_LINEAR, LoraConfig, TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
-@defaults(max_steps=300, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=100)
-class Config(TrajectoryDataConfig, TrainConfig):
+@defaults(max_steps=300, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=100,
+           lora_r=32, lora_alpha=32.0, lora_dropout=0.1, lora_target_modules=ALL_LINEAR)
+class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
     output_dir: str = _f("runs/d2f", "Run directory: checkpoints, metrics.jsonl, final/ (merged model), d2f.json.")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
                                        "local HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
@@ -30,13 +31,6 @@ class Config(TrajectoryDataConfig, TrainConfig):
     # -- noising
     min_ratio: float = _f(0.2, "Lower bound of the first block's mask ratio p0 ~ U(min_ratio, max_ratio).")
     max_ratio: float = _f(0.7, "Upper bound of p0 and cap of every block's ratio (ratios rise monotonically to it).")
-    # -- parameters (LoRA: the teacher is the same weights with the adapter disabled)
-    lora_r: int = _f(32, "LoRA rank (>= 1: the teacher is the base with the adapter disabled; paper: 32).")
-    lora_alpha: float = _f(32.0, "LoRA alpha (paper: 32).")
-    lora_dropout: float = _f(0.1, "LoRA dropout (paper: 0.1).")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                         "down_proj"], "Modules that get LoRA adapters (paper: q,k,v,o; the tiny "
-                                                       "default adds the MLP for capacity).")
     # -- decoding recorded at export / used by eval (presets: accel.recipes.d2f.decode.PRESETS)
     tau_add: float = _f(0.1, "Add a new block when the last block's decoded fraction >= tau_add (paper: 0.1).")
     tau_act: float = _f(0.95, "A block is fully activated when its predecessor's decoded fraction >= tau_act.")

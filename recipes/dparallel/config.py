@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import ALL_LINEAR, LoraConfig, TrainConfig, TrajectoryDataConfig, _f, defaults
 
 
 @dataclass
-@defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50)
-class Config(TrajectoryDataConfig, TrainConfig):
+@defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50,
+           lora_r=32, lora_alpha=32.0, lora_target_modules=ALL_LINEAR)
+class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
     output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
     backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
                                        "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
@@ -26,12 +27,6 @@ class Config(TrajectoryDataConfig, TrainConfig):
     entropy_weight: float | None = _f(None, "lambda of the certainty-forcing entropy term; unset = 2 (LLaDA-like, "
                                             "built-in) or 1 (Dream family).")
     entropy_temperature: float = _f(0.5, "Temperature T of softmax(logits / T) in the entropy term.")
-    # -- parameters
-    lora_r: int = _f(32, "LoRA rank (0 = full fine-tuning; paper: 128 LLaDA, 32 Dream).")
-    lora_alpha: float = _f(32.0, "LoRA alpha (paper: equal to r).")
-    lora_dropout: float = _f(0.0, "LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                         "down_proj"], "Modules that get LoRA adapters.")
     # -- decoding recorded at export / used by eval
     threshold: float = _f(0.2, "Entropy threshold of the decode rule, in nats (paper: 0.45-0.5 on LLaDA-8B; the "
                                "built-in teacher at gen 256: 0.5 loses 2 arith prompts of 8, 0.2 none).")

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accel.recipes.shared.draft_config import DraftVocabConfig
-from accel.trainers.config import TrainConfig, _f, defaults
+from accel.trainers.config import ALL_LINEAR, LoraConfig, TrainConfig, _f, defaults
 
 
 @dataclass
-@defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400)
-class Config(DraftVocabConfig, TrainConfig):
+@defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400,
+           lora_r=16, lora_target_modules=ALL_LINEAR)
+class Config(DraftVocabConfig, LoraConfig, TrainConfig):
     output_dir: str = _f("runs/medusa", "Run directory: checkpoints, metrics.jsonl, resolved config, final/.")
     backbone: str = _f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests).")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
@@ -32,11 +33,6 @@ class Config(DraftVocabConfig, TrainConfig):
                                   "self-distillation on 7B models; built-in teacher: 0.3 keeps greedy accuracy "
                                   "0.993 vs 0.997 at 2.5 tokens/forward, 1.0 costs 2 points).")
     lambda_warmup_steps: int = _f(100, "medusa2: steps over which the heads' weight ramps linearly from 0.")
-    lora_r: int = _f(16, "medusa2: LoRA rank.")
-    lora_alpha: float = _f(16.0, "medusa2: LoRA alpha.")
-    lora_dropout: float = _f(0.0, "medusa2: LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                                        "medusa2: modules with LoRA.")
     topk: int = _f(4, "Choices per head measured (top-k accuracy) and allowed in the tree.")
     tree_nodes: int = _f(48, "Candidate-tree node budget (root excluded), built from measured top-k accuracy; 0 = "
                              "chosen when decoding, from the accuracies and the measured cost of each tree size on "

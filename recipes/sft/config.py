@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import TrainConfig, _f, defaults
+from accel.trainers.config import LoraConfig, TrainConfig, _f, defaults
 
 
 @dataclass
 @defaults(learning_rate=3e-4, max_steps=100, save_steps=25)
-class Config(TrainConfig):
+class Config(LoraConfig, TrainConfig):
     output_dir: str = _f("runs/sft", "Run directory: checkpoints, metrics.jsonl, resolved config.")
     backbone: str = _f("builtin:dllm", "builtin:dllm, builtin:ar, a local HF dir, or random:dllm / random:ar "
                                        "(a tiny random-init model, for smoke tests).")
@@ -18,10 +18,6 @@ class Config(TrainConfig):
     n_per_task: int = _f(256, "Training examples per suite task (data=builtin).")
     resp_len: int = _f(32, "dLLM: response window in tokens (response + end-token padding, truncated).")
     min_mask_ratio: float = _f(0.02, "dLLM: lower bound of the per-row mask ratio t ~ U(min, 1).")
-    lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning).")
-    lora_alpha: float = _f(16.0, "LoRA alpha.")
-    lora_dropout: float = _f(0.0, "LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters.")
     eval_n: int = _f(0, "Held-out examples per task scored at save points (0 = no eval; data=builtin only).")
     threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
