@@ -125,3 +125,18 @@ def check_adapter_export():
         assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-5)
         assert methods["vanilla"].model is teacher
     return check
+
+
+@pytest.fixture(scope="session")
+def check_export_refusals():
+    """An exporter refuses, in one line, an unfinished run, a format it does not write and an option
+    its spec has no field for."""
+    def check(export, tmp_path, unfinished: str, format: str, format_match: str):
+        from accel.decoding.checkpoint import CheckpointError
+        with pytest.raises(CheckpointError, match=unfinished):
+            export(tmp_path, tmp_path / "ck")
+        with pytest.raises(CheckpointError, match=format_match):
+            export(tmp_path, tmp_path / "ck", format=format)
+        with pytest.raises(CheckpointError, match="no option"):
+            export(tmp_path, tmp_path / "ck", temperature=1)
+    return check

@@ -143,15 +143,9 @@ print("ok")
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
 
 
-def test_export_rejects_unfinished_run_and_bad_format(tmp_path):
-    from accel.decoding.checkpoint import CheckpointError
+def test_export_rejects_unfinished_run_and_bad_format(tmp_path, check_export_refusals):
     from accel.recipes.eagle3.export import export
-    with pytest.raises(CheckpointError, match="no finished draft"):
-        export(tmp_path, tmp_path / "ck")
-    with pytest.raises(CheckpointError, match="speculators"):
-        export(tmp_path, tmp_path / "ck", format="medusa")
-    with pytest.raises(CheckpointError, match="no option"):
-        export(tmp_path, tmp_path / "ck", temperature=1)
+    check_export_refusals(export, tmp_path, "no finished draft", "medusa", "speculators")
 
 
 def test_train_export_bench_identical_to_greedy(tmp_path):

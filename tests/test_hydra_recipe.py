@@ -41,15 +41,9 @@ def test_listed_in_recipes():
     assert get("hydra").group == "train" and "hydra" not in PLANNED
 
 
-def test_export_rejects_unfinished_run_and_bad_format(tmp_path):
-    from accel.decoding.checkpoint import CheckpointError
+def test_export_rejects_unfinished_run_and_bad_format(tmp_path, check_export_refusals):
     from accel.recipes.hydra.export import export
-    with pytest.raises(CheckpointError, match="no finished heads"):
-        export(tmp_path, tmp_path / "ck")
-    with pytest.raises(CheckpointError, match="only the accel format"):
-        export(tmp_path, tmp_path / "ck", format="vllm")
-    with pytest.raises(CheckpointError, match="no option"):
-        export(tmp_path, tmp_path / "ck", temperature=1)
+    check_export_refusals(export, tmp_path, "no finished heads", "vllm", "only the accel format")
 
 
 def test_train_export_bench(tmp_path):
