@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from accel.recipes.shared.heads import set_token_map
+
 
 class ResBlock(nn.Module):
     """x + SiLU(W x + b), W zero-init (starts as the identity). Each layer is its own module."""
@@ -100,11 +102,7 @@ class HydraHeads(nn.Module):
         heads predict over len(token_map) ids and token_map[i] is draft index i's full id."""
         super().__init__()
         self.full_vocab = vocab
-        if token_map is not None:
-            self.register_buffer("token_map", torch.as_tensor(token_map, dtype=torch.long).clone())
-            vocab = len(self.token_map)
-        else:
-            self.token_map = None
+        vocab = set_token_map(self, token_map, vocab)
         self.hidden, self.vocab, self.num_layers = hidden, vocab, num_layers
         self.heads = nn.ModuleList([HydraHead(hidden, vocab, k + 1, num_layers, dropout) for k in range(num_heads)])
         self.prefix = PrefixLayer(prefix_config) if prefix_config is not None else None
