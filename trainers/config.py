@@ -9,7 +9,8 @@ typo'd key both have to answer in well under two seconds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
+from typing import ClassVar
 
 from accel.core.errors import UserError
 
@@ -39,6 +40,9 @@ def defaults(**values):
         @dataclass
         @defaults(max_steps=300, save_steps=100)
         class Config(TrainConfig): ...
+
+    A value made with `_f` also replaces the help, where the recipe says what the field is to it
+    (``backbone=_f("builtin:ar", "The AR target ...")``); the type stays the inherited field's.
     """
     def apply(cls):
         ann = dict(cls.__dict__.get("__annotations__", {}))
@@ -48,7 +52,9 @@ def defaults(**values):
             if base is None:
                 raise TypeError(f"{cls.__name__}: no inherited field {key!r} to give a default")
             ann.setdefault(key, base.type)
-            setattr(cls, key, _f(value, base.metadata.get("help", ""), base.metadata.get("choices")))
+            if not isinstance(value, Field):
+                value = _f(value, base.metadata.get("help", ""), base.metadata.get("choices"))
+            setattr(cls, key, value)
         cls.__annotations__ = ann
         return cls
     return apply
@@ -126,6 +132,44 @@ class LoraConfig:
     lora_alpha: float = _f(16.0, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters.")
+
+
+@dataclass
+class ModelConfig:
+    """The model every recipe loads (`accel.recipes.shared.models.load_model`); a recipe sets its default,
+    and where it helps says what the model is to it, with `defaults`."""
+    backbone: str = _f("builtin:dllm", "builtin:dllm, builtin:ar, a local HF dir, or random:dllm / random:ar "
+                                       "(a tiny random-init model, for smoke tests).")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint to run (LLaDA/Dream need it).")
+
+
+@dataclass
+class ThreadsConfig:
+    """torch's CPU thread count, for the recipes that set one (all but Learn2PD)."""
+    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
+
+    def set_threads(self) -> None:
+        """Apply `threads` where training starts (imports torch: not at config load)."""
+        if self.threads > 0:
+            import torch
+            torch.set_num_threads(self.threads)
+
+
+@dataclass
+class SuiteDataConfig:
+    """Training data from the built-in suite or a file (SFT, Medusa, the self-distilled drafts); a recipe
+    that reads more file kinds sets DATA_FILES and DATA_FIX, the message that lists them."""
+    DATA_FILES: ClassVar[tuple[str, ...]] = (".jsonl",)
+    DATA_FIX: ClassVar[str] = "use builtin or a path ending in .jsonl"
+    data: str = _f("builtin", "builtin (the synthetic task suite) or a .jsonl of {prompt, response} lines.")
+    tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")
+    n_per_task: int = _f(256, "Training examples per suite task (data=builtin).")
+
+    def validate(self) -> None:
+        super().validate()  # the TrainConfig this section is mixed into
+        self.at_least(1, "n_per_task")
+        if self.data != "builtin" and not self.data.endswith(self.DATA_FILES):
+            self.reject("data", self.DATA_FIX)
 
 
 @dataclass

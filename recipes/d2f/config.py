@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ALL_LINEAR, LoraConfig, TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import (ALL_LINEAR, LoraConfig, ModelConfig, ThreadsConfig, TrainConfig, TrajectoryDataConfig,
+                                  _f, defaults)
 
 
 @dataclass
 @defaults(max_steps=300, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=100,
-           lora_r=32, lora_alpha=32.0, lora_dropout=0.1, lora_target_modules=ALL_LINEAR)
-class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
+           lora_r=32, lora_alpha=32.0, lora_dropout=0.1, lora_target_modules=ALL_LINEAR,
+           backbone=_f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
+                                       "local HF dir, or random:dllm (a tiny random-init model, for smoke tests)."))
+class Config(ModelConfig, TrajectoryDataConfig, LoraConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/d2f", "Run directory: checkpoints, metrics.jsonl, final/ (merged model), d2f.json.")
-    backbone: str = _f("builtin:dllm", "The dLLM to distill (teacher = same weights, adapter off): builtin:dllm, a "
-                                       "local HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
     learning_rate: float = _f(1e-3, "Peak learning rate (paper, 7B/8B LoRA: 1e-5).")
     weight_decay: float = _f(0.05, "AdamW weight decay (paper: 0.05).")
     adam_beta1: float = _f(0.9, "AdamW beta1 (paper: 0.9).")
@@ -36,7 +36,6 @@ class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
     tau_act: float = _f(0.95, "A block is fully activated when its predecessor's decoded fraction >= tau_act.")
     tau_conf: float = _f(0.9, "Decode tokens with confidence > tau_conf in every active block.")
     eval_n: int = _f(0, "Held-out prompts per task decoded with D2F at save points (0 = no eval; builtin only).")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def validate(self) -> None:
         super().validate()

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ALL_LINEAR, LoraConfig, TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import (ALL_LINEAR, LoraConfig, ModelConfig, ThreadsConfig, TrainConfig, TrajectoryDataConfig,
+                                  _f, defaults)
 
 
 @dataclass
 @defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50,
-           lora_r=32, lora_alpha=32.0, lora_target_modules=ALL_LINEAR)
-class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
+           lora_r=32, lora_alpha=32.0, lora_target_modules=ALL_LINEAR,
+           backbone=_f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
+                                       "HF dir, or random:dllm (a tiny random-init model, for smoke tests)."))
+class Config(ModelConfig, TrajectoryDataConfig, LoraConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
-    backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
-                                       "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
     learning_rate: float = _f(2e-4, "Peak learning rate (paper, LLaDA-8B LoRA: 2e-5; built-in teacher: 2e-4 kept 0.806 vs 0.778 at 1e-3).")
     # -- data
     gen_len: int = _f(64, "Trajectory length in tokens (paper: 256; built-in answers are <= 20 tokens).")
@@ -31,7 +31,6 @@ class Config(TrajectoryDataConfig, LoraConfig, TrainConfig):
     threshold: float = _f(0.2, "Entropy threshold of the decode rule, in nats (paper: 0.45-0.5 on LLaDA-8B; the "
                                "built-in teacher at gen 256: 0.5 loses 2 arith prompts of 8, 0.2 none).")
     eval_n: int = _f(0, "Held-out prompts per task decoded at save points (0 = no eval; prompts=builtin only).")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def validate(self) -> None:
         super().validate()

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.recipes.shared.draft_config import SelfDistillDataConfig
-from accel.trainers.config import TrainConfig, _f, defaults
+from accel.recipes.shared.draft_config import DraftTreeConfig, SelfDistillDataConfig
+from accel.trainers.config import ModelConfig, ThreadsConfig, TrainConfig, _f, defaults
 
 
 @dataclass
-@defaults(warmup_ratio=0.05, save_steps=250)
-class Config(SelfDistillDataConfig, TrainConfig):
+@defaults(warmup_ratio=0.05, save_steps=250,
+           backbone=_f("builtin:ar", "The AR target the draft proposes for (frozen): builtin:ar, a local HF "
+                                     "causal-LM dir, or random:ar (tiny random-init, for smoke tests)."),
+           tree_nodes=_f(48, "Node budget of the static candidate tree built at export (excluding the root)."))
+class Config(ModelConfig, SelfDistillDataConfig, DraftTreeConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/eagle3", "Run directory: checkpoints, metrics.jsonl, final/ (draft + statistics).")
-    backbone: str = _f("builtin:ar", "The AR target the draft proposes for (frozen): builtin:ar, a local HF "
-                                     "causal-LM dir, or random:ar (tiny random-init, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
     feature_layers: list[int] = _f([], "Target hidden states fused by the draft's fc (HF hidden_states indices = "
                                        "the input of that layer); empty = 2, L/2, L-3 (spread over 1..L-1 when "
                                        "those collide on a shallow target).")
@@ -28,15 +28,12 @@ class Config(SelfDistillDataConfig, TrainConfig):
                               "teacher on a contended CPU core).")
     per_device_train_batch_size: int = _f(32, "Sequences per device per micro-batch.")
     # -- data: SelfDistillDataConfig (shared with Hydra)
-    # -- estimates and the tree
-    topk: int = _f(4, "k of the per-step top-k accuracy (logged; the static tree is built from top-1..k).")
+    # -- estimates and the tree (topk, tree_nodes: DraftTreeConfig, shared with Medusa and Hydra)
     eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
                          "per-step top-k accuracy is measured at save points and at the end (builds the tree at "
                          "export; 0 = none: the tree is a top-1 chain of ttt_steps).")
     tree_depth: int = _f(0, "Depth of the held-out statistics and of the static tree (0 = ttt_steps); the draft "
                             "keeps running on its own outputs past its training unroll, less accurately.")
-    tree_nodes: int = _f(48, "Node budget of the static candidate tree built at export (excluding the root).")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def validate(self) -> None:
         super().validate()
@@ -48,7 +45,7 @@ class Config(SelfDistillDataConfig, TrainConfig):
         if self.feature_layers and (len(self.feature_layers) != 3 or min(self.feature_layers) < 0):
             self.reject("feature_layers", "give three non-negative layer indices (e.g. [2, 16, 29]) or [] for the "
                                           "default")
-        self.at_least(1, "topk", "tree_nodes")
+        self.at_least(1, "tree_nodes")
         if self.tree_depth < 0:
             self.reject("tree_depth", "must be >= 0 (0 = ttt_steps)")
         self.at_least(0, "eval_n")
