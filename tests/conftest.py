@@ -103,6 +103,17 @@ def published_dllm(tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def recipe_cfg(tmp_path):
+    """`recipe_cfg(name, "key=value", ...)`: the recipe's Config loaded as `accel train NAME key=value ...`
+    loads it (checks included), its output_dir under this test's tmp_path."""
+    def load(recipe: str, *over: str):
+        from accel.recipes import get
+        from accel.trainers.loading import load_config
+        return load_config(get(recipe).Config, None, [f"output_dir={tmp_path / 'run'}", *over], recipe=recipe)
+    return load
+
+
 @pytest.fixture(scope="session")
 def check_adapter_export():
     """For the LoRA-distillation recipes: an `adapter` export references the teacher, applies the
