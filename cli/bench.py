@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
+from accel.cli.options import BlockLen, Device, TrustRemoteCode
 
 _METHOD_HELP = (
     "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
@@ -37,8 +38,7 @@ def command(
     gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate per prompt (dLLM: a "
                                           "multiple of the block length). Default: 64 for built-in-world models, "
                                           "256 for real backbones and the long world."),
-    block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of the dLLM baseline "
-                                            "methods (default 32)."),
+    block_len: BlockLen = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts decoded together (left-padded). "
                                              "Default 32; Medusa/Hydra checkpoints: 1, the single-stream latency "
                                              "regime draft heads are for."),
@@ -57,9 +57,8 @@ def command(
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Another TARGET whose default methods "
                                                 "join the run as extra rows, e.g. --compare builtin:ar "
                                                 "(repeatable)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
-                                           "a checkpoint (LLaDA, Dream) to run. Only for directories you trust."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+    trust_remote_code: TrustRemoteCode = False,
+    device: Device = None,
     list_methods: bool = typer.Option(False, "--list-methods", help="Print the methods TARGET offers (with the "
                                       "defaults marked) and exit, without loading the model."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "

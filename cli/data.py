@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from accel.cli.common import fail, user_errors
+from accel.cli.options import AutoDevice, Device, PromptSeed, SuiteTasks, TrustRemoteCode
 from accel.cli.quiet import quiet_libraries
 
 app = typer.Typer(help="Build training data: teacher trajectories and oracle labels.", no_args_is_help=True)
@@ -19,15 +20,14 @@ def learn2pd_oracle(
     backbone: str = typer.Option("builtin:dllm", "--backbone", help="dLLM teacher: builtin:dllm or a local HF model dir."),
     prompts: str = typer.Option("suite", "--prompts",
                                 help="suite, a .jsonl file with a 'prompt' field, or an HF dataset dir (save_to_disk)."),
-    tasks: str = typer.Option("all", "--tasks", help="Comma-separated suite tasks (with --prompts suite)."),
+    tasks: SuiteTasks = "all",
     n_per_task: int = typer.Option(40, "--n-per-task", help="Suite prompts per task; for jsonl/HF: max prompts (0 = all)."),
     gen_len: int = typer.Option(64, "--gen-len", help="Generation length (a multiple of --block-len)."),
     block_len: int = typer.Option(32, "--block-len", help="Block length (= the filter's width)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts decoded together; also the shard size."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the suite prompt draw."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
-                                           help="Allow code shipped with the backbone (LLaDA/Dream)."),
+    device: AutoDevice = "auto",
+    seed: PromptSeed = 0,
+    trust_remote_code: TrustRemoteCode = False,
 ):
     """Learn2PD oracle labels: per decode step, the block's confidence vector and which predictions
     already match the teacher's own one-token-per-step answer (docs/recipes/learn2pd.md)."""
@@ -58,7 +58,7 @@ def self_distill_cmd(
     prompts: str = typer.Option("suite", "--prompts",
                                 help="suite (train split), sharegpt (its train split's first human turns, seeded "
                                      "order), mtbench, a .jsonl with a 'prompt' field, or ShareGPT .json/.jsonl."),
-    tasks: str = typer.Option("all", "--tasks", help="Comma-separated suite tasks (with --prompts suite)."),
+    tasks: SuiteTasks = "all",
     n_per_task: int = typer.Option(256, "--n-per-task", help="Suite prompts per task; for other sources: max "
                                                              "prompts (0 = all)."),
     english: bool = typer.Option(False, "--english", help="Keep only prompts written mostly in ASCII letters."),
@@ -68,9 +68,9 @@ def self_distill_cmd(
                                                                  "frozen-base head training: recipe key states=DIR)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest response generated."),
     batch_size: int = typer.Option(64, "--batch-size", help="Prompts decoded together."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the suite prompt draw."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow code shipped with the model."),
+    device: AutoDevice = "auto",
+    seed: PromptSeed = 0,
+    trust_remote_code: TrustRemoteCode = False,
 ):
     """Self-distillation data for Medusa/Hydra: the base model's own greedy responses to training prompts."""
     if batch_size <= 0 or max_new_tokens <= 0:
@@ -82,14 +82,10 @@ def self_distill_cmd(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from accel.recipes.shared.self_distill import load_prompts, self_distill
-        from accel.models.backbone import load_backbone
+        from accel.models.backbone import device_of, load_backbone
         cut_later = max_prompt_tokens > 0 and prompts != "suite"  # filter by length first, then take n
         rows = load_prompts(prompts, tasks, 0 if cut_later else n_per_task, seed, english=english)
-        dev = None if device == "auto" else device
-        if dev is None:
-            import torch
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        adapter = load_backbone(backbone, trust_remote_code=trust_remote_code, device=dev)
+        adapter = load_backbone(backbone, trust_remote_code=trust_remote_code, device=device_of(device))
         if max_prompt_tokens > 0:
             from accel.recipes.shared.self_distill import fit_prompts
             rows = fit_prompts(adapter.tokenizer, rows, max_prompt_tokens)
@@ -120,10 +116,9 @@ def trajectories(
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts decoded together."),
     shard_size: int = typer.Option(256, "--shard-size", help="Prompts per resumable shard."),
     keep_wrong: bool = typer.Option(False, "--keep-wrong", help="Keep responses whose answer fails the check."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the built-in prompt draw."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with the "
-                                           "teacher (LLaDA, Dream). Only for directories you trust."),
-    device: str = typer.Option("", "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+    seed: PromptSeed = 0,
+    trust_remote_code: TrustRemoteCode = False,
+    device: Device = None,
 ):
     """Decode prompts with a dLLM teacher (semi-AR, one token per step) into an arrow dataset.
 

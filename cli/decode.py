@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
+from accel.cli.options import BlockLen, Device, TrustRemoteCode
 
 
 def command(
@@ -20,12 +21,10 @@ def command(
     gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate (dLLM: a multiple of the "
                                           "block length). Default: the checkpoint's, else 64 for built-in-world "
                                           "models and 256 for real backbones."),
-    block_len: Optional[int] = typer.Option(None, "--block-len", help="Block length of dLLM baseline methods "
-                                            "(default 32)."),
+    block_len: BlockLen = None,
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value (e.g. threshold=0.8)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code shipped with "
-                                           "a checkpoint to run. Only for directories you trust."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
+    trust_remote_code: TrustRemoteCode = False,
+    device: Device = None,
 ):
     """Decode one prompt and print the generation, then its NFE (full-model forwards) on stderr.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 
-from accel.data.task_base import Task, normalise
+from accel.data.task_base import Task, normalise, worked_chain
 
 
 def _items(xs) -> str:
@@ -34,19 +34,12 @@ def _split(text: str) -> list[str]:
 def _long_arith(rng: random.Random) -> dict:
     # GSM8K-like: 6-16 steps on 3-digit values with 2-digit operands, every intermediate written
     cur = rng.randint(100, 999)
-    text, steps = str(cur), []
-    for _ in range(rng.randint(6, 16)):
-        b = rng.randint(10, 99)
-        op = rng.choice("+-")
-        if op == "+" and cur + b > 999:
-            op = "-"
-        if op == "-" and cur - b < 100:
-            op = "+"
-        new = cur + b if op == "+" else cur - b
-        steps.append(f"{cur}{op}{b}={new}")
-        text += f"{op}{b}"
-        cur = new
-    return {"prompt": f"calc {text}", "response": ";".join(steps) + f";#{cur}", "meta": {"value": cur}}
+    return worked_chain(rng, cur, rng.randint(6, 16), _long_step, 100, 999)
+
+
+def _long_step(rng: random.Random) -> tuple[str, int]:
+    b = rng.randint(10, 99)  # the operand before the operator: the order the long suite was generated in
+    return rng.choice("+-"), b
 
 
 def _digit_list(rng, lo=32, hi=96):

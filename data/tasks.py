@@ -19,7 +19,7 @@ import random
 
 from accel.core.errors import UserError
 from accel.data.long_tasks import LONG_TASK_NAMES, LONG_TASKS
-from accel.data.task_base import Task, normalise
+from accel.data.task_base import Task, normalise, worked_chain
 
 SPLITS = ("train", "test")
 SUITES = ("all", "long")
@@ -37,20 +37,7 @@ def _s(xs) -> str:
 
 def _arith(rng):
     # a two-step chain kept within 0..99, GSM8K-style worked answer, final answer after '#'.
-    a = rng.randint(10, 99)
-    steps, cur, text = [], a, str(a)
-    for _ in range(2):
-        op = rng.choice("+-")
-        b = rng.randint(1, 9)
-        if op == "+" and cur + b > 99:
-            op = "-"
-        if op == "-" and cur - b < 0:
-            op = "+"
-        new = cur + b if op == "+" else cur - b
-        steps.append(f"{cur}{op}{b}={new}")
-        text += f"{op}{b}"
-        cur = new
-    return {"prompt": f"calc {text}", "response": ";".join(steps) + f";#{cur}", "meta": {"value": cur}}
+    return worked_chain(rng, rng.randint(10, 99), 2, lambda r: (r.choice("+-"), r.randint(1, 9)), 0, 99)
 
 
 def _copy(rng):

@@ -18,12 +18,10 @@ No torch at import time: the CLI imports this module for its cheap checks.
 """
 from __future__ import annotations
 
-import json
 import platform
 import time
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from accel.core.errors import UserError
@@ -72,20 +70,15 @@ def check_target(spec: str) -> str:
         if spec not in BUILTIN:
             raise BackboneError(f"unknown built-in model {spec!r}; choose {', '.join(BUILTIN)}")
         return BUILTIN_KIND[spec.split(":", 1)[1]]
-    p = Path(spec).expanduser()
-    if not p.exists():
-        raise BackboneError(f"model directory {p} does not exist; pass builtin:dllm, builtin:ar, "
-                            "a local HF model directory or an exported accel checkpoint")
-    if not p.is_dir():
-        raise BackboneError(f"{p} is a file, not a model directory; pass the directory holding config.json")
-    cfg_file = p / "config.json"
-    if not cfg_file.exists():
-        raise BackboneError(f"{p} is not a model directory: no config.json in it "
-                            "(expected an HF model saved with save_pretrained, or an accel checkpoint)")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except ValueError as e:
-        raise BackboneError(f"{cfg_file} is not valid JSON: {e}") from None
+    from accel.core.model_dir import read_config
+    _, cfg_file, cfg = read_config(
+        spec, BackboneError,
+        absent="model directory {p} does not exist; pass builtin:dllm, builtin:ar, a local HF model directory or "
+               "an exported accel checkpoint",
+        not_dir="{p} is a file, not a model directory; pass the directory holding config.json",
+        missing="{p} is not a model directory: no config.json in it (expected an HF model saved with "
+                "save_pretrained, or an accel checkpoint)",
+        invalid="{f} is not valid JSON: {e}")
     if not isinstance(cfg, dict):
         raise BackboneError(f"{cfg_file} is not a model config (expected a JSON object)")
     return "checkpoint" if "accel" in cfg else detect_family(cfg)[1]

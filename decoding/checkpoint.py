@@ -100,19 +100,14 @@ def is_checkpoint(path: str | Path) -> bool:
 def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
     """Reads and validates an inference checkpoint (weights are loaded lazily by `.tensors()`, but their
     files are checked here, so a truncated one is one line rather than a loader traceback)."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"checkpoint directory {p} does not exist; export one with `accel export RUN --out DIR`")
-    if not p.is_dir():
-        raise CheckpointError(f"{p} is a file; pass the checkpoint directory (the one holding config.json)")
-    cfg_file = p / "config.json"
-    if not cfg_file.exists():
-        raise CheckpointError(f"{p} has no config.json, so it is not an accel checkpoint; "
-                              "export one with `accel export RUN --out DIR`")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except ValueError as e:
-        raise CheckpointError(f"{cfg_file} is not valid JSON ({e}); re-export the checkpoint") from None
+    from accel.core.model_dir import read_config
+    p, cfg_file, config = read_config(
+        path, CheckpointError,
+        absent="checkpoint directory {p} does not exist; export one with `accel export RUN --out DIR`",
+        not_dir="{p} is a file; pass the checkpoint directory (the one holding config.json)",
+        missing="{p} has no config.json, so it is not an accel checkpoint; export one with "
+                "`accel export RUN --out DIR`",
+        invalid="{f} is not valid JSON ({e}); re-export the checkpoint")
     if not isinstance(config, dict) or "accel" not in config:
         raise CheckpointError(f"{p} is a model directory, not an accel checkpoint (no \"accel\" section in "
                               "config.json); use it as a TARGET directly or export a run with `accel export`")

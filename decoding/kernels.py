@@ -67,12 +67,11 @@ if triton is not None:
         return m_new, best, S, T
 
     @triton.jit
-    def _ape_kernel(x_ptr, ids_ptr, prob_ptr, ent_ptr, V, stride_row, BLOCK_V: tl.constexpr):
-        row = tl.program_id(0).to(tl.int64)
-        base = x_ptr + row * stride_row
-        offs = tl.arange(0, BLOCK_V)
+    def online_row_stats(row_ptr, V, scale, BLOCK_V: tl.constexpr):
+        """(m, best, S, T) of one row of V logits (times `scale`: 1 / temperature) in BLOCK_V chunks.
+        Starts like torch.argmax on an all -inf row: best 0, m -inf, S = T = 0."""
         NEG_INF: tl.constexpr = float("-inf")
-        # running statistics (float32 scalars); best index starts at 0 like torch.argmax on -inf rows
+        offs = tl.arange(0, BLOCK_V)
         m = tl.full((), NEG_INF, tl.float32)
         S = tl.zeros((), tl.float32)
         T = tl.zeros((), tl.float32)
@@ -80,8 +79,15 @@ if triton is not None:
         for start in range(0, V, BLOCK_V):
             idx = start + offs
             inb = idx < V
-            x = tl.load(base + idx, mask=inb, other=NEG_INF).to(tl.float32)
+            x = tl.load(row_ptr + idx, mask=inb, other=NEG_INF).to(tl.float32) * scale
             m, best, S, T = online_argmax_entropy_step(x, idx, inb, V, m, best, S, T)
+        return m, best, S, T
+
+    @triton.jit
+    def _ape_kernel(x_ptr, ids_ptr, prob_ptr, ent_ptr, V, stride_row, BLOCK_V: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        NEG_INF: tl.constexpr = float("-inf")
+        m, best, S, T = online_row_stats(x_ptr + row * stride_row, V, 1.0, BLOCK_V)
         dead = m == NEG_INF
         S_safe = tl.where(dead, 1.0, S)
         prob = tl.where(dead, 0.0, 1.0 / S_safe)

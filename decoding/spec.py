@@ -46,7 +46,11 @@ class CheckpointSpec:
     SECTION: ClassVar[str] = ""
 
     def validate(self) -> None:
-        """Range checks beyond the types; raise SpecError(message). Runs on write and on read."""
+        """Range checks beyond the types; raise SpecError(message). Runs on write and on read.
+        Subclasses extend it and call super().validate(), which checks the decode default gen_len."""
+        gen_len = getattr(self, "gen_len", None)
+        if gen_len is not None and gen_len < 1:
+            raise SpecError(f"gen_len={gen_len} must be >= 1")
 
     # ---------------------------------------------------------------- the generic machinery
     @classmethod
@@ -106,6 +110,16 @@ class CheckpointSpec:
         spec = cls(**values)
         spec.validate()
         return spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreeDraftSpec(CheckpointSpec):
+    """The decode defaults of a draft verified as a tree on an AR model (Medusa, Hydra, EAGLE-3), first
+    in their config.json "decode" section; a subclass restates `method` with its own default row."""
+
+    method: str = spec_field(where=("decode",), help="decode default row")
+    acceptance: str = spec_field("greedy", where=("decode",), help="tree acceptance rule of the default row")
+    gen_len: int = spec_field(64, where=("decode",), settable=True, help="decode default generation length")
 
 
 def check_type(key: str, value, tp):

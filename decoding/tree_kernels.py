@@ -25,7 +25,7 @@ import torch
 from accel.core.triton_gate import require_triton, tl, triton, use_triton  # noqa: F401 (tl: the kernels' language)
 
 if triton is not None:
-    from accel.decoding.kernels import online_argmax_entropy_step
+    from accel.decoding.kernels import online_row_stats
 
 
 def node_accept_ref(logits, cand, parent, mode: str, temperature: float = 1.0, eps: float = 0.09,
@@ -70,19 +70,9 @@ if triton is not None:
                      BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
         b = tl.program_id(0).to(tl.int64)
         NEG_INF: tl.constexpr = float("-inf")
-        offs = tl.arange(0, BLOCK_V)
         # phase 1: per node, online argmax / lse / entropy over the vocabulary
         for n in range(0, N1):
-            base = x_ptr + b * stride_b + n * stride_n
-            m = tl.full((), NEG_INF, tl.float32)
-            S = tl.zeros((), tl.float32)
-            T = tl.zeros((), tl.float32)
-            best = tl.zeros((), tl.int64)
-            for start in range(0, V, BLOCK_V):
-                idx = start + offs
-                inb = idx < V
-                x = tl.load(base + idx, mask=inb, other=NEG_INF).to(tl.float32) * inv_t
-                m, best, S, T = online_argmax_entropy_step(x, idx, inb, V, m, best, S, T)
+            m, best, S, T = online_row_stats(x_ptr + b * stride_b + n * stride_n, V, inv_t, BLOCK_V)
             tl.store(amax_ptr + b * N1 + n, best)
             tl.store(lse_ptr + b * N1 + n, m + tl.log(S))
             ent = tl.log(S) - T / S

@@ -97,3 +97,27 @@ def lazy(target: str, **bound) -> Callable:
     call.__qualname__ = f"lazy({target})"
     call.__doc__ = f"{target} (imported when called)"
     return call
+
+
+def packaged(package: str, *, name: str, group: str, summary: str, formats: tuple[str, ...] = ("accel",),
+             kind: str = "dllm") -> Recipe:
+    """The `Recipe` of a package laid out the usual way, so each ``__init__.py`` states only what is its own.
+
+    The layout (docs/architecture.md, "Adding a recipe"): ``<package>.config.Config``,
+    ``<package>.spec.Spec``, ``<package>.inference`` (``METHODS``, ``DEFAULT_METHODS``, optional
+    ``DEFAULT_BATCH_SIZE``, ``bench_methods``), ``<package>.train:run``, ``<package>.export:export``
+    (called with ``format=`` one of `formats`, the first the default) and ``docs/recipes/<name>.md``.
+    Only config, spec and inference are imported here (they stay torch-free); the rest is `lazy`.
+    """
+    import importlib
+    inference = importlib.import_module(f"{package}.inference")
+    return Recipe(
+        name=name, group=group, summary=summary,
+        Config=importlib.import_module(f"{package}.config").Config, train=lazy(f"{package}.train:run"),
+        exporters={f: lazy(f"{package}.export:export", format=f) for f in formats},
+        Spec=importlib.import_module(f"{package}.spec").Spec,
+        bench_methods=lazy(f"{package}.inference:bench_methods"), default_methods=tuple(inference.DEFAULT_METHODS),
+        kind=kind, methods=dict(inference.METHODS),
+        default_batch_size=getattr(inference, "DEFAULT_BATCH_SIZE", 0),
+        docs=f"docs/recipes/{name}.md",
+    )

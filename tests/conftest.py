@@ -103,6 +103,17 @@ def published_dllm(tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def recipe_cfg(tmp_path):
+    """`recipe_cfg(name, "key=value", ...)`: the recipe's Config loaded as `accel train NAME key=value ...`
+    loads it (checks included), its output_dir under this test's tmp_path."""
+    def load(recipe: str, *over: str):
+        from accel.recipes import get
+        from accel.trainers.loading import load_config
+        return load_config(get(recipe).Config, None, [f"output_dir={tmp_path / 'run'}", *over], recipe=recipe)
+    return load
+
+
 @pytest.fixture(scope="session")
 def check_adapter_export():
     """For the LoRA-distillation recipes: an `adapter` export references the teacher, applies the
@@ -124,4 +135,19 @@ def check_adapter_export():
             c = teacher.model(input_ids=x).logits
         assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-5)
         assert methods["vanilla"].model is teacher
+    return check
+
+
+@pytest.fixture(scope="session")
+def check_export_refusals():
+    """An exporter refuses, in one line, an unfinished run, a format it does not write and an option
+    its spec has no field for."""
+    def check(export, tmp_path, unfinished: str, format: str, format_match: str):
+        from accel.decoding.checkpoint import CheckpointError
+        with pytest.raises(CheckpointError, match=unfinished):
+            export(tmp_path, tmp_path / "ck")
+        with pytest.raises(CheckpointError, match=format_match):
+            export(tmp_path, tmp_path / "ck", format=format)
+        with pytest.raises(CheckpointError, match="no option"):
+            export(tmp_path, tmp_path / "ck", temperature=1)
     return check

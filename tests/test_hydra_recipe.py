@@ -8,32 +8,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
-from accel.trainers.config import ConfigError
-from accel.trainers.loading import load_config
 
 
-def _cfg(tmp_path, *over):
-    from accel.recipes.hydra.config import Config
-    return load_config(Config, None, [f"output_dir={tmp_path / 'run'}", *over], recipe="hydra")
-
-
-@pytest.mark.parametrize("over,match", [
-    ("variant=medusa", "variant"), ("num_layers=0", "num_layers"), ("dropout=1.5", "dropout"),
-    ("data=x.txt", "data"), ("topk=0", "topk"), ("loss=kl", "loss"),
-])
-def test_config_rejects_bad_values(tmp_path, over, match):
-    with pytest.raises(ConfigError, match=match):
-        _cfg(tmp_path, over)
-
-
-def test_variant_defaults(tmp_path):
+def test_variant_defaults(recipe_cfg):
     import dataclasses
-    c = _cfg(tmp_path)
+    c = recipe_cfg("hydra")
     assert (c.variant, c.resolved_loss(), c.resolved_dropout()) == ("hydra++", "distill", 0.0)
     assert dataclasses.replace(c, dropout=None).resolved_dropout() == 0.2  # unset: the paper's
-    c = _cfg(tmp_path, "variant=hydra")
+    c = recipe_cfg("hydra", "variant=hydra")
     assert (c.resolved_loss(), c.resolved_dropout()) == ("ce", 0.0)
-    assert _cfg(tmp_path, "variant=hydra", "loss=distill", "dropout=0.1").resolved_dropout() == 0.1
+    assert recipe_cfg("hydra", "variant=hydra", "loss=distill", "dropout=0.1").resolved_dropout() == 0.1
 
 
 def test_listed_in_recipes():
@@ -41,25 +25,19 @@ def test_listed_in_recipes():
     assert get("hydra").group == "train" and "hydra" not in PLANNED
 
 
-def test_export_rejects_unfinished_run_and_bad_format(tmp_path):
-    from accel.decoding.checkpoint import CheckpointError
+def test_export_rejects_unfinished_run_and_bad_format(tmp_path, check_export_refusals):
     from accel.recipes.hydra.export import export
-    with pytest.raises(CheckpointError, match="no finished heads"):
-        export(tmp_path, tmp_path / "ck")
-    with pytest.raises(CheckpointError, match="only the accel format"):
-        export(tmp_path, tmp_path / "ck", format="vllm")
-    with pytest.raises(CheckpointError, match="no option"):
-        export(tmp_path, tmp_path / "ck", temperature=1)
+    check_export_refusals(export, tmp_path, "no finished heads", "vllm", "only the accel format")
 
 
-def test_train_export_bench(tmp_path):
+def test_train_export_bench(tmp_path, recipe_cfg):
     """A few steps on a random-init base; the exported checkpoint benches greedy vs hydra identically."""
     from accel.decoding.bench import run_bench
     from accel.decoding.checkpoint import load_checkpoint
     from accel.recipes.hydra.export import export
     from accel.recipes.hydra.train import run
-    cfg = _cfg(tmp_path, "backbone=random:ar", "max_steps=3", "save_steps=3", "n_per_task=4", "tasks=[copy,sort]",
-               "eval_n=2", "gen_len=12", "per_device_train_batch_size=4", "tree_nodes=6", "num_heads=3")
+    cfg = recipe_cfg("hydra", "backbone=random:ar", "max_steps=3", "save_steps=3", "n_per_task=4", "tasks=[copy,sort]",
+                     "eval_n=2", "gen_len=12", "per_device_train_batch_size=4", "tree_nodes=6", "num_heads=3")
     run_dir = run(cfg)
     meta = json.loads((run_dir / "final" / "hydra.json").read_text())
     assert meta["num_heads"] == 3 and meta["prefix_layer"] and len(meta["stats"]["topk_accuracy"]) == 3
@@ -78,16 +56,16 @@ def test_train_export_bench(tmp_path):
     assert rows["hydra"]["nfe"] <= rows["greedy"]["nfe"]
 
 
-def test_held_out_split(tmp_path):
+def test_held_out_split(recipe_cfg):
     from accel.recipes.hydra.train import split_held_out
     pairs = [([1, i], [2]) for i in range(5)]
-    c = _cfg(tmp_path, "data=x.jsonl", "eval_n=2")
+    c = recipe_cfg("hydra", "data=x.jsonl", "eval_n=2")
     assert split_held_out(c, None, pairs) == (pairs[:3], pairs[3:])
-    assert split_held_out(_cfg(tmp_path, "data=x.jsonl", "eval_n=9"), None, pairs) == (pairs, [])
-    assert split_held_out(_cfg(tmp_path, "eval_n=0"), None, pairs) == (pairs, [])
+    assert split_held_out(recipe_cfg("hydra", "data=x.jsonl", "eval_n=9"), None, pairs) == (pairs, [])
+    assert split_held_out(recipe_cfg("hydra", "eval_n=0"), None, pairs) == (pairs, [])
 
 
-def test_export_references_builtin_base(tmp_path):
+def test_export_references_builtin_base(tmp_path, recipe_cfg):
     """A run on builtin:ar exports heads only (backbone reference), and its tree drives the bench methods."""
     from accel.models.backbone import builtin_dir
     if not (builtin_dir("ar") / "model.safetensors").exists():
@@ -96,7 +74,7 @@ def test_export_references_builtin_base(tmp_path):
     from accel.models.backbone import load_backbone
     from accel.recipes.hydra.export import export
     from accel.recipes.hydra.train import build_heads, save_final
-    cfg = _cfg(tmp_path, "num_heads=2", "num_layers=1", "variant=hydra")
+    cfg = recipe_cfg("hydra", "num_heads=2", "num_layers=1", "variant=hydra")
     heads = build_heads(cfg, load_backbone("builtin:ar"))
     stats = {"topk_accuracy": [[0.9, 0.05, 0.0, 0.0], [0.5, 0.2, 0.1, 0.0]]}
     save_final(heads, cfg, tmp_path / "run" / "final", stats)

@@ -55,6 +55,23 @@ def test_every_recipe_satisfies_the_interface(recipe, tmp_path, tiny_adapter):
 _SAMPLE = {int: 4, float: 0.5, bool: True, str: "x", dict: {"a": 1}, list: [1, 2]}
 
 
+@pytest.mark.parametrize("recipe,over,key", [
+    ("eagle3", "ttt_steps=0", "ttt_steps"), ("eagle3", "step_decay=0", "step_decay"),
+    ("eagle3", "feature_layers=[1,2]", "feature_layers"), ("eagle3", "data=x.txt", "data"), ("eagle3", "topk=0", "topk"),
+    ("eagle3", "draft_vocab_size=1", "draft_vocab_size"), ("eagle3", "tree_nodes=0", "tree_nodes"),
+    ("hydra", "variant=medusa", "variant"), ("hydra", "num_layers=0", "num_layers"), ("hydra", "dropout=1.5", "dropout"),
+    ("hydra", "data=x.txt", "data"), ("hydra", "topk=0", "topk"), ("hydra", "loss=kl", "loss"),
+    ("hydra", "data=x.jsonl tasks=[copy]", "tasks"), ("hydra", "tree_nodes=-1", "tree_nodes"),
+    ("medusa", "data=x.txt", "data"), ("medusa", "topk=0", "topk"), ("medusa", "n_per_task=0", "n_per_task"),
+    ("sft", "data=x.json", "data"), ("sft", "n_per_task=0", "n_per_task"),
+])
+def test_recipe_configs_reject_bad_values(recipe_cfg, recipe, over, key):
+    """One line naming the key, from the recipe's own checks and the config sections it shares."""
+    from accel.trainers.config import ConfigError
+    with pytest.raises(ConfigError, match=f"^{key}="):
+        recipe_cfg(recipe, *over.split())
+
+
 @pytest.mark.parametrize("recipe", recipes.RECIPES, ids=lambda r: r.name)
 def test_every_recipe_spec_round_trips_through_a_checkpoint(recipe, tmp_path):
     """The spec a recipe's exporter writes is what `InferenceCheckpoint.spec` reads back, typed; its

@@ -103,6 +103,23 @@ def remote_class(path, cfg: dict, auto_name: str = "AutoModel"):
     return get_class_from_dynamic_module(ref, str(path))
 
 
+def published_subclass(make):
+    """Decorator for a family's ``make(base) -> subclass`` of a published (remote-code) model class that
+    makes it load under transformers 5: made once per class, named and placed like `base`, so
+    saved checkpoints and messages still name the published class."""
+    made: dict = {}
+
+    @functools.wraps(make)
+    def get(base):
+        if base not in made:
+            cls = make(base)
+            cls.__name__ = cls.__qualname__ = base.__name__
+            cls.__module__ = base.__module__
+            made[base] = cls
+        return made[base]
+    return get
+
+
 @functools.lru_cache(maxsize=None)
 def get_family(name: str) -> Family:
     """The (stateless, shared) family object for a name recorded on an Adapter."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from accel.models.families import Family, ForwardOut, remote_class
+from accel.models.families import Family, ForwardOut, published_subclass, remote_class
 
 MASK_ID = 151666
 
@@ -86,13 +86,9 @@ def _add_default_rope(module) -> None:
         module.ROPE_INIT_FUNCTIONS = {**table, "default": default_rope}
 
 
-_COMPAT: dict = {}
-
-
+@published_subclass
 def _compatible(base):
     """A subclass of the published model class whose from_pretrained is the standard one."""
-    if base in _COMPAT:
-        return _COMPAT[base]
     from transformers import PreTrainedModel
 
     class Compatible(base):
@@ -105,7 +101,4 @@ def _compatible(base):
         def from_pretrained(cls, *args, **kwargs):
             return PreTrainedModel.from_pretrained.__func__(cls, *args, **kwargs)
 
-    Compatible.__name__ = Compatible.__qualname__ = base.__name__
-    Compatible.__module__ = base.__module__
-    _COMPAT[base] = Compatible
     return Compatible

@@ -13,7 +13,7 @@ saved (distilled) model gets the shipped code files beside its weights, as the o
 """
 from __future__ import annotations
 
-from accel.models.families import Family, ForwardOut, remote_class
+from accel.models.families import Family, ForwardOut, published_subclass, remote_class
 
 MASK_ID, EOS_ID, EOT_ID = 126336, 126081, 126348
 
@@ -50,13 +50,9 @@ class LLaDA(Family):
         return tuple(dict.fromkeys([EOS_ID, EOT_ID] + [i for i in [tokenizer.eos_token_id] if i is not None]))
 
 
-_COMPAT: dict = {}
-
-
+@published_subclass
 def _compatible(base):
     """A subclass of the published model class that loads under transformers 5 (made once per class)."""
-    if base in _COMPAT:
-        return _COMPAT[base]
 
     class Compatible(base):
         _auto_class = "AutoModel"  # save_pretrained copies the shipped code beside the weights
@@ -68,7 +64,4 @@ def _compatible(base):
         def tie_weights(self, *args, **kwargs):  # the published one takes no arguments
             return base.tie_weights(self)
 
-    Compatible.__name__ = Compatible.__qualname__ = base.__name__
-    Compatible.__module__ = base.__module__
-    _COMPAT[base] = Compatible
     return Compatible

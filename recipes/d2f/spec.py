@@ -34,7 +34,6 @@ class Spec(CheckpointSpec):
         for k in TAUS:
             if not 0 <= getattr(self, k) <= 1:
                 raise SpecError(f"{k}={getattr(self, k)}: must be in [0, 1]")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()
         if self.format not in ("merged", "adapter"):
             raise SpecError(f"format={self.format!r}: must be 'merged' or 'adapter'")

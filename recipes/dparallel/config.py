@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, TrajectoryDataConfig, _f, defaults
+from accel.trainers.config import (ALL_LINEAR, LoraConfig, ModelConfig, ThreadsConfig, TrainConfig, TrajectoryDataConfig,
+                                  _f, defaults)
 
 
 @dataclass
-@defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50)
-class Config(TrajectoryDataConfig, TrainConfig):
+@defaults(max_steps=120, per_device_train_batch_size=32, warmup_ratio=0.05, save_steps=50,
+           lora_r=32, lora_alpha=32.0, lora_target_modules=ALL_LINEAR,
+           backbone=_f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
+                                       "HF dir, or random:dllm (a tiny random-init model, for smoke tests)."))
+class Config(ModelConfig, TrajectoryDataConfig, LoraConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/dparallel", "Run directory: checkpoints, metrics.jsonl, final/ (merged model).")
-    backbone: str = _f("builtin:dllm", "The dLLM to distill (also the trajectory teacher): builtin:dllm, a local "
-                                       "HF dir, or random:dllm (a tiny random-init model, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
     learning_rate: float = _f(2e-4, "Peak learning rate (paper, LLaDA-8B LoRA: 2e-5; built-in teacher: 2e-4 kept 0.806 vs 0.778 at 1e-3).")
     # -- data
     gen_len: int = _f(64, "Trajectory length in tokens (paper: 256; built-in answers are <= 20 tokens).")
@@ -26,41 +27,26 @@ class Config(TrajectoryDataConfig, TrainConfig):
     entropy_weight: float | None = _f(None, "lambda of the certainty-forcing entropy term; unset = 2 (LLaDA-like, "
                                             "built-in) or 1 (Dream family).")
     entropy_temperature: float = _f(0.5, "Temperature T of softmax(logits / T) in the entropy term.")
-    # -- parameters
-    lora_r: int = _f(32, "LoRA rank (0 = full fine-tuning; paper: 128 LLaDA, 32 Dream).")
-    lora_alpha: float = _f(32.0, "LoRA alpha (paper: equal to r).")
-    lora_dropout: float = _f(0.0, "LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                         "down_proj"], "Modules that get LoRA adapters.")
     # -- decoding recorded at export / used by eval
     threshold: float = _f(0.2, "Entropy threshold of the decode rule, in nats (paper: 0.45-0.5 on LLaDA-8B; the "
                                "built-in teacher at gen 256: 0.5 loses 2 arith prompts of 8, 0.2 none).")
     eval_n: int = _f(0, "Held-out prompts per task decoded at save points (0 = no eval; prompts=builtin only).")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def validate(self) -> None:
         super().validate()
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
         if self.block_len < 1 or self.gen_len < 1 or self.gen_len % self.block_len:
-            bad("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
+            self.reject("gen_len", f"must be a positive multiple of block_len ({self.block_len})")
         if not 0 < self.mask_prob < 1:
-            bad("mask_prob", "must be in (0, 1)")
+            self.reject("mask_prob", "must be in (0, 1)")
         if self.entropy_weight is not None and self.entropy_weight < 0:
-            bad("entropy_weight", "must be >= 0 (or unset for the family default)")
+            self.reject("entropy_weight", "must be >= 0 (or unset for the family default)")
         if self.entropy_temperature <= 0:
-            bad("entropy_temperature", "must be > 0")
+            self.reject("entropy_temperature", "must be > 0")
         if self.lora_r < 0:
-            bad("lora_r", "must be >= 0 (0 = full fine-tuning)")
+            self.reject("lora_r", "must be >= 0 (0 = full fine-tuning)")
         if self.threshold <= 0:
-            bad("threshold", "must be > 0 (entropy in nats; paper: 0.45-0.5)")
-        if self.n_per_task < 1:
-            bad("n_per_task", "must be >= 1")
-        if self.traj_batch_size < 1:
-            bad("traj_batch_size", "must be >= 1")
+            self.reject("threshold", "must be > 0 (entropy in nats; paper: 0.45-0.5)")
         for c in self.canvas_lens:
             if c < self.gen_len or c % self.block_len:
-                bad("canvas_lens", f"each must be a multiple of block_len ({self.block_len}) and >= gen_len "
-                                   f"({self.gen_len})")
-        if self.tasks and self.prompts != "builtin":
-            bad("tasks", "only applies to prompts=builtin")
+                self.reject("canvas_lens", f"each must be a multiple of block_len ({self.block_len}) and >= "
+                                           f"gen_len ({self.gen_len})")

@@ -30,7 +30,6 @@ class Spec(CheckpointSpec):
     def validate(self) -> None:
         if self.threshold <= 0:
             raise SpecError(f"threshold={self.threshold}: must be > 0 (entropy in nats; paper: 0.45-0.5)")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()
         if self.format not in ("merged", "adapter"):
             raise SpecError(f"format={self.format!r}: must be 'merged' or 'adapter'")

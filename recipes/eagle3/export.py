@@ -20,33 +20,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from accel.decoding.checkpoint import CheckpointError, check_options, override_spec, save_checkpoint
+from accel.decoding.checkpoint import CheckpointError, check_options, override_spec
 from accel.recipes.eagle3.spec import Spec
 from accel.recipes.eagle3.train import DRAFT_FILE, META_FILE
+from accel.recipes.shared.draft_export import choose_tree, read_final, save_draft_checkpoint
 
 FORMATS = ("accel", "speculators")
 SPECULATORS_VERSION = "0.9.0"
-
-
-def choose_tree(meta: dict, tree_nodes: int | None = None) -> tuple[list[list[int]], float | None]:
-    """(tree paths, estimated accepted length) from the run's held-out statistics; without them
-    (eval_n=0) a top-1 chain of the unroll depth."""
-    from accel.decoding.tree_build import build_tree, expected_accept_length
-    acc = (meta.get("stats") or {}).get("topk_accuracy")
-    if not acc:
-        return [[0] * d for d in range(1, int(meta["ttt_steps"]) + 1)], None
-    tree = build_tree(acc, int(tree_nodes or meta.get("tree_nodes") or 48))
-    return tree.to_json(), expected_accept_length(acc, tree)
-
-
-def _read_run(run_dir):
-    run = Path(run_dir).expanduser()
-    final = run / "final"
-    if not (final / DRAFT_FILE).exists() or not (final / META_FILE).exists():
-        raise CheckpointError(f"{run} has no finished draft (final/{DRAFT_FILE}); finish the run with "
-                              f"`accel train eagle3 --output {run}` (it resumes)")
-    from safetensors.torch import load_file
-    return json.loads((final / META_FILE).read_text()), load_file(str(final / DRAFT_FILE))
 
 
 def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
@@ -59,44 +39,16 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
     tree_nodes = overrides.get("tree_nodes")
     if tree_nodes is not None and int(tree_nodes) < 1:
         raise CheckpointError(f"tree_nodes={tree_nodes}: must be >= 1")
-    meta, tensors = _read_run(run_dir)
+    meta, tensors = read_final(run_dir, DRAFT_FILE, META_FILE, "eagle3", "draft")
     if format == "speculators":
         return export_speculators(meta, tensors, out_dir)
     spec = Spec(**{k: meta[k] for k in ("hidden_size", "vocab_size", "draft_vocab_size", "feature_layers",
                                         "ttt_steps", "step_decay", "seed")},
                 tree=[], draft_file=DRAFT_FILE, topk_accuracy=(meta.get("stats") or {}).get("topk_accuracy"))
     spec = override_spec(spec, overrides, "eagle3")
-    tree, est = choose_tree(meta, spec.tree_nodes)
-    spec = dataclasses.replace(spec, tree=tree, est_accept_tree=est)
-    backbone = str(meta["backbone"])
-    if backbone.startswith("random:"):
-        return _export_with_base(out_dir, meta, tensors, spec)
-    if not backbone.startswith("builtin:"):
-        backbone = str(Path(backbone).expanduser().resolve())
-    return save_checkpoint(out_dir, {"recipe": "eagle3", "backbone": backbone}, tensors=tensors,
-                           weights_name=DRAFT_FILE, spec=spec)
-
-
-def _export_with_base(out_dir, meta, tensors, spec) -> Path:
-    """The random-init target rebuilt from its seed and stored in the checkpoint (backbone ".")."""
-    import tempfile
-    from types import SimpleNamespace
-
-    from safetensors.torch import save
-
-    from accel.decoding.checkpoint import _unshare
-    from accel.recipes.shared.models import load_model
-    adapter = load_model(SimpleNamespace(backbone=meta["backbone"], seed=int(meta.get("seed", 0)),
-                                         trust_remote_code=False))
-    tok_files = {}
-    with tempfile.TemporaryDirectory() as d:
-        adapter.tokenizer.save_pretrained(d)
-        for f in Path(d).iterdir():
-            if f.is_file() and f.name != "config.json":
-                tok_files[f.name] = f.read_bytes()
-    return save_checkpoint(out_dir, {"recipe": "eagle3", "backbone": "."}, tensors=adapter.model.state_dict(),
-                           extra_files={DRAFT_FILE: save(_unshare(tensors)), **tok_files},
-                           backbone_config=adapter.model.config.to_dict(), spec=spec)
+    tree, est = choose_tree(meta, spec.tree_nodes, int(meta["ttt_steps"]))
+    return save_draft_checkpoint(out_dir, "eagle3", meta, tensors, DRAFT_FILE,
+                                 dataclasses.replace(spec, tree=tree, est_accept_tree=est))
 
 
 def target_dir(backbone: str) -> Path:

@@ -38,15 +38,8 @@ def default_feature_layers(num_layers: int) -> list[int]:
 
 def layer_config(base_config):
     """A one-layer LlamaConfig with the target's width, heads and RoPE (Llama, Qwen2, Mistral configs)."""
-    from transformers import LlamaConfig
-    d = base_config.to_dict() if hasattr(base_config, "to_dict") else dict(base_config)
-    keep = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-            "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "rope_theta",
-            "rope_scaling", "vocab_size")
-    cfg = LlamaConfig(**{k: d[k] for k in keep if d.get(k) is not None}, num_hidden_layers=1,
-                      attention_bias=False, mlp_bias=False, tie_word_embeddings=False)
-    cfg._attn_implementation = "sdpa"
-    return cfg
+    from accel.recipes.shared.draft_layer import one_layer_config
+    return one_layer_config(base_config)
 
 
 def _rotate(x, cos, sin):

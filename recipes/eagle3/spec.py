@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.decoding.spec import CheckpointSpec, SpecError, spec_field
+from accel.decoding.spec import SpecError, TreeDraftSpec, spec_field
 
 
 @dataclass(frozen=True, kw_only=True)
-class Spec(CheckpointSpec):
+class Spec(TreeDraftSpec):
     SECTION = "eagle3"
 
     method: str = spec_field("eagle3", where=("decode",), help="decode default row")
-    acceptance: str = spec_field("greedy", where=("decode",), help="tree acceptance rule of the default row")
-    gen_len: int = spec_field(64, where=("decode",), settable=True, help="decode default generation length")
     hidden_size: int = spec_field(help="the target's hidden size")
     vocab_size: int = spec_field(help="the target's vocabulary")
     draft_vocab_size: int = spec_field(help="the draft's output vocabulary (d2t maps it to the target's)")
@@ -36,5 +34,4 @@ class Spec(CheckpointSpec):
     def validate(self) -> None:
         if self.tree_nodes is not None and self.tree_nodes < 1:
             raise SpecError(f"tree_nodes={self.tree_nodes}: must be >= 1")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()

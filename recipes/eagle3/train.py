@@ -188,57 +188,23 @@ def make_loss(cfg: Config):
     return loss_fn
 
 
-def collate(tok):
-    from accel.data.collate import ar_batch
-
-    def fn(pairs):
-        ids, valid, labels = ar_batch(pairs, tok)
-        return {"ids": ids, "valid": valid, "labels": labels}
-
-    return fn
-
-
-def draft_statistics(draft, base, pairs, tok, cfg: Config, batch_size: int = 64, tree_nodes: int | None = None) -> dict:
+def draft_statistics(draft, base, pairs, tok, cfg: Config, tree_nodes: int | None = None) -> dict:
     """Held-out per-step top-k accuracy (conditional on every earlier step's true token being in its
     top-k: what a tree can reach), the static tree built from it and simulated acceptance lengths."""
-    import torch
-
-    from accel.decoding.tree_build import accept_lengths, build_tree, expected_accept_length
-    fn = collate(tok)
-    dev = draft.fc.weight.device
     K = cfg.tree_depth or cfg.ttt_steps
-    counts = torch.zeros(K, cfg.topk + 1, dtype=torch.float64)
-    all_r, all_u, all_a = [], [], []
-    was = draft.training
-    draft.eval()
-    with torch.no_grad():
-        for i in range(0, len(pairs), batch_size):
-            b = {k: v.to(dev) for k, v in fn(pairs[i:i + batch_size]).items()}
-            step_logits, base_logits = forward_draft(draft, base, b, K)
-            ranks, usable, anchor = step_ranks(step_logits, b, base_logits, draft.draft_ids, draft.t2d, cfg.topk)
-            reach = torch.ones_like(usable[..., 0])
-            for k in range(K):
-                m = usable[..., k] & reach
-                counts[k] += torch.bincount(ranks[..., k][m].cpu(), minlength=cfg.topk + 1)[:cfg.topk + 1].double()
-                reach = reach & (ranks[..., k] < cfg.topk)
-            all_r.append(ranks[anchor].cpu())
-            all_u.append(usable[anchor].cpu())
-    draft.train(was)
-    acc = (counts[:, :cfg.topk] / counts.sum(1, keepdim=True).clamp(min=1)).tolist()
-    tree = build_tree(acc, tree_nodes or cfg.tree_nodes)
-    ranks, usable = torch.cat(all_r)[None], torch.cat(all_u)[None]
-    has = ranks.numel() > 0
-    return {"topk_accuracy": acc, "tree": tree.to_json(),
-            "est_accept_chain": float(accept_lengths(ranks, usable).float().mean()) if has else 1.0,
-            "est_accept_tree": float(accept_lengths(ranks, usable, tree.paths).float().mean()) if has else 1.0,
-            "est_accept_tree_model": expected_accept_length(acc, tree)}
+
+    def ranks_of(b):
+        step_logits, base_logits = forward_draft(draft, base, b, K)
+        return step_ranks(step_logits, b, base_logits, draft.draft_ids, draft.t2d, cfg.topk)
+
+    from accel.recipes.shared.draft_training import held_out_statistics
+    return held_out_statistics(draft, pairs, tok, ranks_of, K, cfg.topk, tree_nodes or cfg.tree_nodes,
+                               conditional=True)
 
 
 def run(cfg: Config) -> Path:
-    from accel.recipes.shared.models import frozen_ar_target, with_frozen_base
-    from accel.trainers.rundir import is_rank0
-    from accel.trainers.trainer import fit
-
+    from accel.recipes.shared.draft_training import fit_draft
+    from accel.recipes.shared.models import frozen_ar_target
     run_dir, adapter, base = frozen_ar_target(cfg, "eagle3", "an EAGLE-3 draft proposes")
     tok = adapter.tokenizer
     exs = _examples(cfg, cfg.n_per_task, cfg.seed)
@@ -250,36 +216,15 @@ def run(cfg: Config) -> Path:
             exs, held = exs[:-cfg.eval_n], exs[-cfg.eval_n:]
     pairs = _pairs(adapter, cfg, exs, run_dir / SELF_DISTILL_FILE, "self-distill")
     held_out = _pairs(adapter, cfg, held, run_dir / HELD_OUT_FILE, "self-distill (held-out)") if held else []
-    draft = build_draft(cfg, adapter, pairs)
-    model = with_frozen_base("draft", draft, base)
-
-    def eval_fn(m):
-        s = draft_statistics(m.draft, base, held_out, tok, cfg)
-        res = {f"top1_step{k}": a[0] for k, a in enumerate(s["topk_accuracy"])}
-        res.update({k: s[k] for k in ("est_accept_chain", "est_accept_tree")})
-        return res
-
-    fit(cfg, model, make_loss(cfg), pairs, data_collator=collate(tok), eval_fn=eval_fn if held_out else None,
-        trainable_parameters=list(draft.parameters()))
-    if is_rank0():
-        stats = draft_statistics(draft, base, held_out, tok, cfg) if held_out else None
-        save_final(draft, cfg, run_dir / "final", stats)
-    return run_dir
+    return fit_draft(cfg, run_dir, "draft", build_draft(cfg, adapter, pairs), base, pairs, held_out, tok,
+                     make_loss(cfg), lambda d, held: draft_statistics(d, base, held, tok, cfg),
+                     lambda k: f"top1_step{k}", save_final)
 
 
 def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{draft.safetensors, eagle3.json}, written to a temp dir and renamed into place."""
-    import shutil
-
-    from safetensors.torch import save_file
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in draft.state_dict().items()}, str(tmp / DRAFT_FILE))
-    meta = {**draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
-            "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps,
-            "tree_nodes": cfg.tree_nodes, "stats": stats}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    from accel.recipes.shared.draft_training import write_final
+    return write_final(draft, out, DRAFT_FILE, META_FILE, {
+        **draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
+        "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps,
+        "tree_nodes": cfg.tree_nodes, "stats": stats})

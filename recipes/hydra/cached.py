@@ -75,6 +75,7 @@ def loss_and_metrics(per_head, topk: int):
     import torch.nn.functional as F
 
     from accel.decoding.tree_build import chain_accept_length
+    from accel.recipes.shared.heads import log_head
     total, metrics, top1s = None, {}, []
     for k, (lg, y) in enumerate(per_head, start=1):
         if not len(y):
@@ -82,12 +83,7 @@ def loss_and_metrics(per_head, topk: int):
             continue
         lk = F.cross_entropy(lg.float(), y)
         total = lk if total is None else total + lk
-        top = lg.topk(min(topk, lg.shape[-1]), -1).indices
-        t1 = float((top[:, 0] == y).float().mean())
-        metrics[f"head{k}_loss"] = float(lk.detach())
-        metrics[f"head{k}_top1"] = t1
-        metrics[f"head{k}_top{topk}"] = float((top == y[:, None]).any(-1).float().mean())
-        top1s.append(t1)
+        top1s.append(log_head(metrics, k, lk, lg, y, topk))
     metrics["est_accept_chain"] = chain_accept_length(top1s)
     return total, metrics
 

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.recipes.shared.draft_config import DraftTreeConfig, DraftVocabConfig, SelfDistillDataConfig
+from accel.trainers.config import ModelConfig, ThreadsConfig, TrainConfig, _f, defaults
 
 VARIANTS = ("hydra", "hydra++")
 
 
 @dataclass
-@defaults(warmup_ratio=0.05, max_steps=4800, per_device_train_batch_size=32, save_steps=1200)
-class Config(TrainConfig):
+@defaults(warmup_ratio=0.05, max_steps=4800, per_device_train_batch_size=32, save_steps=1200,
+           backbone=_f("builtin:ar", "The AR model the heads draft for (frozen): builtin:ar, a local HF dir, or "
+                                     "random:ar (a tiny random-init model, for smoke tests)."))
+class Config(ModelConfig, SelfDistillDataConfig, DraftTreeConfig, DraftVocabConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/hydra", "Run directory: checkpoints, metrics.jsonl, final/ (heads + head stats).")
-    backbone: str = _f("builtin:ar", "The AR model the heads draft for (frozen): builtin:ar, a local HF dir, or "
-                                     "random:ar (a tiny random-init model, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
     variant: str = _f("hydra++", "hydra: sequential heads, CE on the data tokens; hydra++: + a prefix decoder "
                                  "layer over the base hidden states, teacher-distillation loss, dropout.",
                       choices=VARIANTS)
@@ -27,33 +27,16 @@ class Config(TrainConfig):
                            "(CE against the base model's softmax).", choices=("auto", "ce", "distill"))
     learning_rate: float = _f(1e-3, "Peak learning rate (paper, Hydra++ on Vicuna-7B: 5e-4).")
     weight_decay: float = _f(0.0, "AdamW weight decay (paper, Hydra++: 0.1).")
-    # -- data
-    data: str = _f("builtin", "builtin (the synthetic task suite's prompts) or a .jsonl of {prompt, response}.")
-    tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")
-    n_per_task: int = _f(2048, "Training prompts per suite task (data=builtin).")
-    self_distill: bool = _f(True, "Replace the responses with the base model's own greedy outputs (what greedy "
-                                  "acceptance verifies against), cached in RUN/self_distill.jsonl.")
-    gen_len: int = _f(64, "Max new tokens when self-distilling responses.")
-    gen_batch_size: int = _f(64, "Prompts decoded together when self-distilling.")
-    # -- estimates
-    topk: int = _f(4, "k of the per-head top-k accuracy (logged; the tree is built from top-1..k).")
+    # -- data: SelfDistillDataConfig (shared with EAGLE-3)
+    # -- estimates (topk, tree_nodes: DraftTreeConfig, shared with Medusa and EAGLE-3)
     eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
                          "per-head top-k accuracy is measured at save points and at the end (saved to final/, "
                          "builds the tree at export; 0 = none: the tree is the top-1 chain).")
-    tree_nodes: int = _f(48, "Node budget of the candidate tree built at export (excluding the root); 0 = chosen "
-                             "when decoding from the accuracies and the measured cost of each tree size on that "
-                             "device (max expected tokens/s). `accel export --tree-nodes N` overrides.")
     states: str = _f("", "Train on cached base hidden states: a directory from `accel data self-distill --states "
                          "DIR` (the base never runs during training; data must be the matching self-distilled "
                          "jsonl or is ignored). Loss is then CE to the base's own greedy tokens.")
-    draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
-                                  "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
-    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
-                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
-                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
-                                choices=("", "sharegpt"))
+    # draft_vocab_size, draft_vocab_extra: DraftVocabConfig (shared with Medusa)
     eval_seqs: int = _f(64, "With states: held-out sequences (the cache's last ones) measured at save points.")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def resolved_dropout(self) -> float:
         return (0.2 if self.variant == "hydra++" else 0.0) if self.dropout is None else self.dropout
@@ -63,27 +46,13 @@ class Config(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
         if self.variant not in VARIANTS:
-            bad("variant", f"choose one of {', '.join(VARIANTS)}")
-        if self.num_heads < 1:
-            bad("num_heads", "must be >= 1")
+            self.reject("variant", f"choose one of {', '.join(VARIANTS)}")
+        self.at_least(1, "num_heads")
         if self.num_layers < 1:
-            bad("num_layers", "must be >= 1 (the first layer reads the concatenated head input)")
+            self.reject("num_layers", "must be >= 1 (the first layer reads the concatenated head input)")
         if self.dropout is not None and not 0 <= self.dropout < 1:
-            bad("dropout", "must be in [0, 1) (or unset for the variant default)")
-        if self.data != "builtin" and not self.data.endswith(".jsonl"):
-            bad("data", "use builtin or a path ending in .jsonl")
-        if self.tasks and self.data != "builtin":
-            bad("tasks", "only applies to data=builtin")
-        if self.tree_nodes < 0:
-            bad("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
+            self.reject("dropout", "must be in [0, 1) (or unset for the variant default)")
         if self.draft_vocab_size < 0 or (self.draft_vocab_size and not self.states):
-            bad("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR")
-        for key in ("n_per_task", "gen_len", "gen_batch_size", "topk"):
-            if getattr(self, key) < 1:
-                bad(key, "must be >= 1")
-        if self.eval_n < 0:
-            bad("eval_n", "must be >= 0")
+            self.reject("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR")
+        self.at_least(0, "eval_n")

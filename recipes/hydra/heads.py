@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from accel.recipes.shared.heads import set_token_map
+
 
 class ResBlock(nn.Module):
     """x + SiLU(W x + b), W zero-init (starts as the identity). Each layer is its own module."""
@@ -64,26 +66,14 @@ class HydraHead(nn.Module):
         return self.lm_head(y)
 
 
-def prefix_layer_config(base_config):
-    """A LlamaConfig carrying the base's width, heads and RoPE (works for Llama/Qwen2/Mistral configs)."""
-    from transformers import LlamaConfig
-    d = base_config.to_dict() if hasattr(base_config, "to_dict") else dict(base_config)
-    keep = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-            "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "rope_theta",
-            "rope_scaling", "vocab_size")
-    cfg = LlamaConfig(**{k: d[k] for k in keep if d.get(k) is not None}, num_hidden_layers=1,
-                      attention_bias=False, mlp_bias=False)
-    cfg._attn_implementation = "sdpa"
-    return cfg
-
-
 class PrefixLayer(nn.Module):
     """Hydra++'s extra decoder layer over the base hidden states (identity at init)."""
 
     def __init__(self, base_config):
         super().__init__()
         from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
-        cfg = prefix_layer_config(base_config)
+        from accel.recipes.shared.draft_layer import one_layer_config
+        cfg = one_layer_config(base_config)
         self.layer = LlamaDecoderLayer(cfg, layer_idx=0)
         self.rotary = LlamaRotaryEmbedding(cfg)
         for lin in (self.layer.self_attn.o_proj, self.layer.mlp.down_proj):
@@ -99,7 +89,7 @@ class PrefixLayer(nn.Module):
         # a query with nothing to attend (left padding) sees itself, so no row is all -inf
         mask = (causal[None] & key_valid[:, None]) | torch.eye(L, dtype=torch.bool, device=hidden.device)
         pos_emb = self.rotary(hidden, position_ids)
-        # boolean mask: the layer runs sdpa (prefix_layer_config)
+        # boolean mask: the layer runs sdpa (one_layer_config)
         return self.layer(hidden, attention_mask=mask[:, None], position_ids=position_ids, position_embeddings=pos_emb)
 
 
@@ -112,11 +102,7 @@ class HydraHeads(nn.Module):
         heads predict over len(token_map) ids and token_map[i] is draft index i's full id."""
         super().__init__()
         self.full_vocab = vocab
-        if token_map is not None:
-            self.register_buffer("token_map", torch.as_tensor(token_map, dtype=torch.long).clone())
-            vocab = len(self.token_map)
-        else:
-            self.token_map = None
+        vocab = set_token_map(self, token_map, vocab)
         self.hidden, self.vocab, self.num_layers = hidden, vocab, num_layers
         self.heads = nn.ModuleList([HydraHead(hidden, vocab, k + 1, num_layers, dropout) for k in range(num_heads)])
         self.prefix = PrefixLayer(prefix_config) if prefix_config is not None else None

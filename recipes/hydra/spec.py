@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.decoding.spec import CheckpointSpec, SpecError, spec_field
+from accel.decoding.spec import SpecError, TreeDraftSpec, spec_field
 
 
 @dataclass(frozen=True, kw_only=True)
-class Spec(CheckpointSpec):
+class Spec(TreeDraftSpec):
     SECTION = "hydra"
 
     method: str = spec_field("hydra", where=("decode",), help="decode default row")
-    acceptance: str = spec_field("greedy", where=("decode",), help="tree acceptance rule of the default row")
-    gen_len: int = spec_field(64, where=("decode",), settable=True, help="decode default generation length")
     num_heads: int = spec_field(help="draft heads (tokens proposed per step)")
     num_layers: int = spec_field(help="MLP layers per head")
     hidden_size: int = spec_field(help="the base model's hidden size the heads read")
@@ -39,5 +37,4 @@ class Spec(CheckpointSpec):
     def validate(self) -> None:
         if self.tree_nodes is not None and self.tree_nodes < 0:
             raise SpecError(f"tree_nodes={self.tree_nodes}: must be >= 1, or 0 to size the tree on the decoding device")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()

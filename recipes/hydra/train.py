@@ -111,49 +111,11 @@ def make_loss(cfg: Config):
     return loss_fn
 
 
-def collate(tok):
-    from accel.data.collate import ar_batch
-
-    def fn(pairs):
-        ids, valid, labels = ar_batch(pairs, tok)
-        return {"ids": ids, "valid": valid, "labels": labels}
-
-    return fn
-
-
-def head_statistics(heads, base, pairs, tok, cfg: Config, batch_size: int = 64, tree_nodes: int | None = None) -> dict:
+def head_statistics(heads, base, pairs, tok, cfg: Config, tree_nodes: int | None = None) -> dict:
     """Held-out per-head top-k accuracy table, the tree built from it and acceptance estimates."""
-    import torch
-
-    from accel.decoding.tree_build import accept_lengths
-    from accel.decoding.tree_build import build_tree, expected_accept_length
-
-    fn = collate(tok)
-    dev = next(heads.parameters()).device
-    K = heads.num_heads
-    counts = torch.zeros(K, cfg.topk + 1, dtype=torch.float64)
-    all_ranks, all_usable, anchors = [], [], []
-    was = heads.training
-    heads.eval()
-    with torch.no_grad():
-        for i in range(0, len(pairs), batch_size):
-            b = {k: v.to(dev) for k, v in fn(pairs[i:i + batch_size]).items()}
-            _, _, ranks, usable, anchor = forward_heads(heads, base, b, cfg.topk)
-            for k in range(K):
-                r = ranks[..., k][usable[..., k]]
-                counts[k] += torch.bincount(r.cpu(), minlength=cfg.topk + 1)[:cfg.topk + 1].double()
-            all_ranks.append(ranks[anchor].cpu())
-            all_usable.append(usable[anchor].cpu())
-    heads.train(was)
-    tot = counts.sum(1, keepdim=True).clamp(min=1)
-    acc = (counts[:, :cfg.topk] / tot).tolist()
-    tree = build_tree(acc, tree_nodes or cfg.tree_nodes)
-    ranks, usable = torch.cat(all_ranks)[None], torch.cat(all_usable)[None]
-    out = {"topk_accuracy": acc, "tree": tree.to_json(),
-           "est_accept_chain": float(accept_lengths(ranks, usable).float().mean()) if ranks.numel() else 1.0,
-           "est_accept_tree": float(accept_lengths(ranks, usable, tree.paths).float().mean()) if ranks.numel() else 1.0,
-           "est_accept_tree_model": expected_accept_length(acc, tree)}
-    return out
+    from accel.recipes.shared.draft_training import held_out_statistics
+    return held_out_statistics(heads, pairs, tok, lambda b: forward_heads(heads, base, b, cfg.topk)[2:],
+                               heads.num_heads, cfg.topk, tree_nodes or cfg.tree_nodes, conditional=False)
 
 
 def split_held_out(cfg: Config, tok, pairs):
@@ -173,10 +135,10 @@ def split_held_out(cfg: Config, tok, pairs):
 
 
 def run(cfg: Config) -> Path:
-    from accel.recipes.shared.models import frozen_ar_target, with_frozen_base
+    from accel.recipes.shared.draft_training import fit_draft
+    from accel.recipes.shared.models import frozen_ar_target
     from accel.recipes.shared.pairs import load_pairs
     from accel.trainers.rundir import is_rank0
-    from accel.trainers.trainer import fit
 
     run_dir, adapter, base = frozen_ar_target(cfg, "hydra", "Hydra heads draft")
     if cfg.states:
@@ -189,32 +151,17 @@ def run(cfg: Config) -> Path:
     pairs, held_out = split_held_out(cfg, tok, load_pairs(cfg, tok))
     if cfg.self_distill:
         pairs = self_distill(adapter, pairs, cfg, run_dir)
-    heads = build_heads(cfg, adapter)
-    model = with_frozen_base("heads", heads, base)
-
-    def eval_fn(m):
-        s = head_statistics(m.heads, base, held_out, tok, cfg)
-        res = {f"top1_head{k + 1}": a[0] for k, a in enumerate(s["topk_accuracy"])}
-        res.update({k: s[k] for k in ("est_accept_chain", "est_accept_tree")})
-        return res
-
-    fit(cfg, model, make_loss(cfg), pairs, data_collator=collate(tok), eval_fn=eval_fn if held_out else None,
-        trainable_parameters=list(heads.parameters()))
-    if is_rank0():
-        stats = head_statistics(heads, base, held_out, tok, cfg) if held_out else None
-        save_final(heads, cfg, run_dir / "final", stats)
-    return run_dir
+    return fit_draft(cfg, run_dir, "heads", build_heads(cfg, adapter), base, pairs, held_out, tok, make_loss(cfg),
+                     lambda h, held: head_statistics(h, base, held, tok, cfg), lambda k: f"top1_head{k + 1}",
+                     save_final)
 
 
 def save_final(heads, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{heads.safetensors, hydra.json}, written to a temp dir and renamed into place."""
-    from accel.core.files import atomic_dir, save_tensors
-    meta = {**heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
-            "dropout": cfg.resolved_dropout(), "loss": "ce" if cfg.states else cfg.resolved_loss(), "topk": cfg.topk,
-            "tree_nodes": cfg.tree_nodes, "stats": stats,
-            **({"draft_vocab_coverage": stats["draft_vocab_coverage"]} if stats and "draft_vocab_coverage" in stats
-               else {})}
-    with atomic_dir(out, may_replace=lambda p: True) as tmp:
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, tmp / HEADS_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    return out
+    from accel.recipes.shared.draft_training import write_final
+    return write_final(heads, out, HEADS_FILE, META_FILE, {
+        **heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
+        "dropout": cfg.resolved_dropout(), "loss": "ce" if cfg.states else cfg.resolved_loss(), "topk": cfg.topk,
+        "tree_nodes": cfg.tree_nodes, "stats": stats,
+        **({"draft_vocab_coverage": stats["draft_vocab_coverage"]} if stats and "draft_vocab_coverage" in stats
+           else {})})

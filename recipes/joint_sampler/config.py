@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.trainers.config import ConfigError, ModelConfig, ThreadsConfig, TrainConfig, _f, defaults
 
 
 @dataclass
-@defaults(max_steps=3000, warmup_ratio=0.05, save_steps=200, logging_steps=10)
-class Config(TrainConfig):
+@defaults(max_steps=3000, warmup_ratio=0.05, save_steps=200, logging_steps=10,
+           backbone=_f("builtin:dllm", "Frozen dLLM: builtin:dllm or a local HF model directory."))
+class Config(ModelConfig, ThreadsConfig, TrainConfig):
     """Trajectory data (generated when missing, resumable) -> sampler-layer training -> run dir."""
     output_dir: str = _f("runs/joint-sampler", "Run directory: trajectory data (unless data_dir), sampler, metrics.")
-    backbone: str = _f("builtin:dllm", "Frozen dLLM: builtin:dllm or a local HF model directory.")
-    trust_remote_code: bool = _f(False, "Allow code shipped with the backbone (LLaDA/Dream) to run.")
     device: str = _f("auto", "Device for data generation and training: auto, cpu, cuda, cuda:N.")
     prompts: str = _f("builtin", "Training prompts: builtin (the suite's train split), a .jsonl with a 'prompt' "
                                  "field, or an HF dataset dir saved with save_to_disk.")
@@ -57,7 +56,6 @@ class Config(TrainConfig):
     top_m: int = _f(4, "Exact evaluation: tokens enumerated per position of the true joint's tree.")
     learning_rate: float = _f(2e-3, "AdamW learning rate of the sampler layer.")
     per_device_train_batch_size: int = _f(16, "Training states per micro-batch (each gives max_k-1 sampler rows).")
-    threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
 
     def resolved_data_dir(self) -> str:
         return self.data_dir or f"{self.output_dir.rstrip('/')}/data"

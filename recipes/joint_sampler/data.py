@@ -48,7 +48,7 @@ def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_l
     """Per prompt, the list of its steps: {resp, block, pos, tok, lp} (block-relative pos, lp [blk, V|m])."""
     from accel.decoding.dllm import init_canvas
     from accel.models.masks import full_mask, position_ids
-    from accel.recipes.joint_sampler.decode import _block_logits, end_rows
+    from accel.recipes.joint_sampler.decode import _block_logits, block_forwards, end_rows
     from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
     from accel.recipes.joint_sampler.layer import backbone_forward
 
@@ -56,31 +56,25 @@ def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_l
     attn, pos = full_mask(valid), position_ids(valid)
     mask_id = adapter.mask_id
     steps: list[list[dict]] = [[] for _ in prompts]
-    for b in range(gen_len // block_len):
-        s, e = P + b * block_len, P + (b + 1) * block_len
-        while True:
-            active = (x[:, s:e] == mask_id).any(1)
-            if not active.any():
-                break
-            rows = torch.nonzero(active).flatten()
-            logits, _ = backbone_forward(adapter, x[rows], attn[rows], pos[rows])
-            blk = _block_logits(logits, s, e, mask_id)
-            avail = x[rows, s:e] == mask_id
-            g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
-            p, t, _ = sample_step(blk, avail, temperature, g)
-            lp = torch.log_softmax(blk, dim=-1)
+    for b, s, e, rows in block_forwards(x, P, gen_len, block_len, mask_id):
+        logits, _ = backbone_forward(adapter, x[rows], attn[rows], pos[rows])
+        blk = _block_logits(logits, s, e, mask_id)
+        avail = x[rows, s:e] == mask_id
+        g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
+        p, t, _ = sample_step(blk, avail, temperature, g)
+        lp = torch.log_softmax(blk, dim=-1)
+        if topk:
+            vals, idx = lp.topk(min(topk, lp.shape[-1]), dim=-1)
+        before = x[rows, P:].clone()
+        x[rows, s + p] = t
+        for i, r in enumerate(rows.tolist()):
+            rec = {"resp": before[i].cpu(), "block": b, "pos": int(p[i]), "tok": int(t[i])}
             if topk:
-                vals, idx = lp.topk(min(topk, lp.shape[-1]), dim=-1)
-            before = x[rows, P:].clone()
-            x[rows, s + p] = t
-            for i, r in enumerate(rows.tolist()):
-                rec = {"resp": before[i].cpu(), "block": b, "pos": int(p[i]), "tok": int(t[i])}
-                if topk:
-                    rec["lp"], rec["idx"] = vals[i].half().cpu(), idx[i].int().cpu()
-                else:
-                    rec["lp"] = lp[i].half().cpu()
-                steps[r].append(rec)
-            end_rows(x, P, mask_id, adapter.eos_ids)
+                rec["lp"], rec["idx"] = vals[i].half().cpu(), idx[i].int().cpu()
+            else:
+                rec["lp"] = lp[i].half().cpu()
+            steps[r].append(rec)
+        end_rows(x, P, mask_id, adapter.eos_ids)
     return steps
 
 

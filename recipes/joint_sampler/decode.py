@@ -55,6 +55,18 @@ def end_rows(x: torch.Tensor, P: int, mask_id: int, eos_ids) -> torch.Tensor:
     return end_free_rows(x, P, x == mask_id, eos_ids)[0]
 
 
+def block_forwards(x: torch.Tensor, P: int, gen_len: int, block_len: int, mask_id: int):
+    """The semi-AR block loop: yields (block index, start, end, rows still masked in the block) once per
+    full forward. The caller unmasks in `x` itself (in place) before asking for the next one."""
+    for b in range(gen_len // block_len):
+        s, e = P + b * block_len, P + (b + 1) * block_len
+        while True:
+            active = (x[:, s:e] == mask_id).any(1)
+            if not active.any():
+                break
+            yield b, s, e, torch.nonzero(active).flatten()
+
+
 @torch.no_grad()
 def generate_joint(adapter, prompts: list[list[int]], gen_len: int = 64, block_len: int = 32, k: int = 4,
                    sampler=None, mode: str = "joint", temperature: float = 0.0, generator=None,
@@ -70,36 +82,30 @@ def generate_joint(adapter, prompts: list[list[int]], gen_len: int = 64, block_l
     mask_id, eos_ids = adapter.mask_id, tuple(adapter.eos_ids)
     nfe = torch.zeros(B, dtype=torch.long, device=x.device)
     passes = torch.zeros(B, dtype=torch.long, device=x.device)
-    for b in range(gen_len // block_len):
-        s, e = P + b * block_len, P + (b + 1) * block_len
-        while True:
-            active = (x[:, s:e] == mask_id).any(1)
-            if not active.any():
+    for _, s, e, rows in block_forwards(x, P, gen_len, block_len, mask_id):
+        xr = x[rows]
+        logits, h = backbone_forward(adapter, xr, attn[rows], pos[rows])
+        nfe[rows] += 1
+        blk = _block_logits(logits, s, e, mask_id, adapter.n_tokens)
+        avail = xr[:, s:e] == mask_id
+        new = torch.zeros_like(xr, dtype=torch.bool)
+        for j in range(k):
+            live = avail.any(1)
+            if not live.any():
                 break
-            rows = torch.nonzero(active).flatten()
-            xr = x[rows]
-            logits, h = backbone_forward(adapter, xr, attn[rows], pos[rows])
-            nfe[rows] += 1
-            blk = _block_logits(logits, s, e, mask_id, adapter.n_tokens)
-            avail = xr[:, s:e] == mask_id
-            new = torch.zeros_like(xr, dtype=torch.bool)
-            for j in range(k):
-                live = avail.any(1)
-                if not live.any():
-                    break
-                if j > 0 and mode == "joint":
-                    lj = sampler_logits(adapter, sampler, h, xr, new, bias[rows], pos[rows])
-                    blk = _block_logits(lj, s, e, mask_id, adapter.n_tokens)
-                    passes[rows[live]] += 1
-                g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
-                p, t, _ = sample_step(blk, avail, temperature, g, force=force_kernel)
-                r = torch.nonzero(p >= 0).flatten()
-                xr[r, s + p[r]] = t[r]
-                new[r, s + p[r]] = True
-                avail[r, p[r]] = False
-            x[rows] = xr
-            if early_exit:
-                end_rows(x, P, mask_id, eos_ids)
+            if j > 0 and mode == "joint":
+                lj = sampler_logits(adapter, sampler, h, xr, new, bias[rows], pos[rows])
+                blk = _block_logits(lj, s, e, mask_id, adapter.n_tokens)
+                passes[rows[live]] += 1
+            g = gumbel_noise(blk.shape, generator, blk.device) if temperature > 0 else None
+            p, t, _ = sample_step(blk, avail, temperature, g, force=force_kernel)
+            r = torch.nonzero(p >= 0).flatten()
+            xr[r, s + p[r]] = t[r]
+            new[r, s + p[r]] = True
+            avail[r, p[r]] = False
+        x[rows] = xr
+        if early_exit:
+            end_rows(x, P, mask_id, eos_ids)
     res = finish(adapter, x, P, nfe.tolist(), sampler_passes=passes.tolist())
     res.extra["row_metrics"] = {"sampler_passes": [float(v) for v in passes.tolist()]}
     return res

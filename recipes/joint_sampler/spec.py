@@ -32,5 +32,4 @@ class Spec(CheckpointSpec):
             raise SpecError(f"k={self.k}: tokens per full forward must be in 1..8")
         if self.temperature < 0:
             raise SpecError(f"temperature={self.temperature}: must be >= 0")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()

@@ -70,8 +70,6 @@ def eval_prompts(tok, n: int) -> list[list[int]]:
 
 
 def run(cfg: Config) -> Path:
-    import torch
-
     from accel.core.files import save_tensors
     from accel.recipes.joint_sampler.data import load_data
     from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
@@ -81,8 +79,7 @@ def run(cfg: Config) -> Path:
     from accel.trainers.trainer import fit
 
     cfg.validate()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "joint-sampler")
     adapter = load_frozen(cfg)
     from accel.trainers.preempt import stop_guard

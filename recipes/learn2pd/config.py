@@ -1,24 +1,18 @@
 """Learn2PD recipe config (no torch import: the CLI reads it for --help)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, defaults
-
-
-def _f(default, help: str, choices: tuple | None = None):
-    meta = {"help": help} if choices is None else {"help": help, "choices": tuple(choices)}
-    return field(default=default, metadata=meta)
+from accel.trainers.config import ConfigError, ModelConfig, TrainConfig, _f, defaults
 
 
 @dataclass
-@defaults(lr_scheduler_type="constant", save_steps=500, logging_steps=50, max_grad_norm=0.0)
-class Config(TrainConfig):
+@defaults(lr_scheduler_type="constant", save_steps=500, logging_steps=50, max_grad_norm=0.0,
+           backbone=_f("builtin:dllm", "dLLM teacher: builtin:dllm or a local HF model directory."))
+class Config(ModelConfig, TrainConfig):
     """Oracle-data generation + filter training. Filter training is full batch (all oracle steps
     of the training split in one batch), so the batch-size / accumulation fields do not apply."""
     output_dir: str = _f("runs/learn2pd", "Run directory: oracle data (unless oracle_dir), filter, metrics.")
-    backbone: str = _f("builtin:dllm", "dLLM teacher: builtin:dllm or a local HF model directory.")
-    trust_remote_code: bool = _f(False, "Allow code shipped with the backbone (LLaDA/Dream) to run.")
     device: str = _f("auto", "Device for oracle decoding and training: auto, cpu, cuda, cuda:N.")
     prompts: str = _f("suite", "Training prompts: suite, a .jsonl with a 'prompt' field, or an HF dataset dir.")
     tasks: str = _f("all", "Comma-separated suite tasks for prompts=suite ('all' = every task).")

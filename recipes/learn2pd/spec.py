@@ -27,5 +27,4 @@ class Spec(CheckpointSpec):
     def validate(self) -> None:
         if not 0.0 < self.tau < 1.0:
             raise SpecError(f"tau={self.tau} must be in (0, 1)")
-        if self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.recipes.shared.draft_config import DraftTreeConfig, DraftVocabConfig
+from accel.trainers.config import (ALL_LINEAR, LoraConfig, ModelConfig, SuiteDataConfig, ThreadsConfig, TrainConfig,
+                                  _f, defaults)
 
 
 @dataclass
-@defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400)
-class Config(TrainConfig):
+@defaults(warmup_ratio=0.1, max_steps=1200, per_device_train_batch_size=32, save_steps=400,
+           lora_r=16, lora_target_modules=ALL_LINEAR, n_per_task=1024,
+           backbone=_f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests)."),
+           data=_f("builtin", "builtin (suite train split), a .jsonl of {prompt, response} (e.g. from `accel data "
+                              "self-distill`), or a ShareGPT .json/.jsonl (loss on assistant turns)."))
+class Config(ModelConfig, SuiteDataConfig, DraftTreeConfig, DraftVocabConfig, LoraConfig, ThreadsConfig, TrainConfig):
+    DATA_FILES = (".jsonl", ".json")
+    DATA_FIX = "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl"
     output_dir: str = _f("runs/medusa", "Run directory: checkpoints, metrics.jsonl, resolved config, final/.")
-    backbone: str = _f("builtin:ar", "AR base model: builtin:ar, a local HF causal-LM dir, or random:ar (smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint.")
-    data: str = _f("builtin", "builtin (suite train split), a .jsonl of {prompt, response} (e.g. from "
-                              "`accel data self-distill`), or a ShareGPT .json/.jsonl (loss on assistant turns).")
-    tasks: list[str] = _f([], "Suite tasks (empty = all); only with data=builtin.")
-    n_per_task: int = _f(1024, "Training examples per suite task (data=builtin).")
     mode: str = _f("medusa2", "medusa1: frozen base, heads only; medusa2: base jointly with LoRA (merged at "
                               "export; on the built-in AR teacher 2.5 tokens/forward vs 1.85 for medusa1).",
                    choices=("medusa1", "medusa2"))
@@ -31,60 +33,36 @@ class Config(TrainConfig):
                                   "self-distillation on 7B models; built-in teacher: 0.3 keeps greedy accuracy "
                                   "0.993 vs 0.997 at 2.5 tokens/forward, 1.0 costs 2 points).")
     lambda_warmup_steps: int = _f(100, "medusa2: steps over which the heads' weight ramps linearly from 0.")
-    lora_r: int = _f(16, "medusa2: LoRA rank.")
-    lora_alpha: float = _f(16.0, "medusa2: LoRA alpha.")
-    lora_dropout: float = _f(0.0, "medusa2: LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                                        "medusa2: modules with LoRA.")
-    topk: int = _f(4, "Choices per head measured (top-k accuracy) and allowed in the tree.")
-    tree_nodes: int = _f(48, "Candidate-tree node budget (root excluded), built from measured top-k accuracy; 0 = "
-                             "chosen when decoding, from the accuracies and the measured cost of each tree size on "
-                             "that device (max expected tokens/s). `accel export --tree-nodes N` overrides.")
+    # topk, tree_nodes: DraftTreeConfig (shared with Hydra and EAGLE-3)
     eval_n: int = _f(32, "Held-out suite examples per task for head accuracy and the tree (data=builtin); "
                          "other data: the last 5% of examples.")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
     states: str = _f("", "medusa1: train on cached base hidden states instead of running the base: a directory "
                          "from `accel data self-distill --states DIR`, or auto (computed once from `data` into "
                          "RUN/states). Batches are then positions, not sequences; needs loss=ce on self-distilled "
                          "data.")
-    draft_vocab_size: int = _f(0, "Heads predict over the N most frequent training targets (mapped back to full ids; "
-                                  "decoding stays exactly greedy); 0 = the full vocabulary. Only with states.")
-    draft_vocab_extra: str = _f("", "Also count the tokens of this source's assistant turns when ranking the draft "
-                                    "vocabulary: sharegpt (4,000 train-split conversations, tokenized for the base; "
-                                    "a frequency prior that a few hundred self-distilled responses lack) or empty.",
-                                choices=("", "sharegpt"))
+    # draft_vocab_size, draft_vocab_extra: DraftVocabConfig (shared with Hydra)
     eval_positions: int = _f(20000, "With states: held-out positions measured at save points and at the end (0 = all).")
 
     def validate(self) -> None:
         super().validate()
-
-        def bad(key, msg):
-            raise ConfigError(f"{key}={getattr(self, key)!r}: {msg}")
-
-        if self.tree_nodes < 0:
-            bad("tree_nodes", "must be >= 1, or 0 to size the tree on the decoding device")
-        for key in ("num_heads", "num_layers", "topk", "n_per_task"):
-            if getattr(self, key) < 1:
-                bad(key, "must be >= 1")
+        self.at_least(1, "num_heads", "num_layers")
         if self.num_layers > 8:
-            bad("num_layers", "must be <= 8 (residual blocks per head)")
+            self.reject("num_layers", "must be <= 8 (residual blocks per head)")
         if not 0 < self.head_decay <= 1:
-            bad("head_decay", "must be in (0, 1]")
+            self.reject("head_decay", "must be in (0, 1]")
         if self.head_lr_mult <= 0:
-            bad("head_lr_mult", "must be > 0")
+            self.reject("head_lr_mult", "must be > 0")
         if self.lambda_heads < 0 or self.lambda_warmup_steps < 0:
-            bad("lambda_heads" if self.lambda_heads < 0 else "lambda_warmup_steps", "must be >= 0")
+            self.reject("lambda_heads" if self.lambda_heads < 0 else "lambda_warmup_steps", "must be >= 0")
         if self.mode == "medusa2" and self.lora_r < 1:
-            bad("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
+            self.reject("lora_r", "medusa2 trains the base with LoRA: use lora_r >= 1")
         if self.eval_n < 1:
-            bad("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
+            self.reject("eval_n", "must be >= 1 (the tree is built from measured head accuracy)")
         if self.states:
             if self.mode != "medusa1":
-                bad("states", "cached states are for a frozen base: set mode=medusa1")
+                self.reject("states", "cached states are for a frozen base: set mode=medusa1")
             if self.loss != "ce":
-                bad("states", "training on cached states has no base logits: set loss=ce (on self-distilled data "
-                              "CE to the data is distillation of the base's greedy tokens)")
+                self.reject("states", "training on cached states has no base logits: set loss=ce (on "
+                                      "self-distilled data CE to the data is distillation of the base's greedy tokens)")
         if self.draft_vocab_size < 0 or (self.draft_vocab_size and not self.states):
-            bad("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR|auto")
-        if self.data != "builtin" and not self.data.endswith((".jsonl", ".json")):
-            bad("data", "use builtin, a .jsonl of {prompt, response}, or a ShareGPT .json/.jsonl")
+            self.reject("draft_vocab_size", "must be >= 0, and > 0 only together with states=DIR|auto")

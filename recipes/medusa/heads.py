@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from accel.decoding.tree import TreeSpec, topk_candidates
+from accel.recipes.shared.heads import set_token_map
 
 
 class ResBlock(nn.Module):
@@ -42,11 +43,7 @@ class MedusaHeads(nn.Module):
         """vocab_size: the full vocabulary; with `token_map` the heads predict over len(token_map) ids."""
         super().__init__()
         self.full_vocab_size = vocab_size
-        if token_map is not None:
-            self.register_buffer("token_map", torch.as_tensor(token_map, dtype=torch.long).clone())
-            vocab_size = len(self.token_map)
-        else:
-            self.token_map = None
+        vocab_size = set_token_map(self, token_map, vocab_size)
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.num_heads, self.num_layers = num_heads, num_layers
         self.blocks = nn.ModuleList([nn.ModuleList([ResBlock(hidden_size) for _ in range(num_layers)])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from accel.decoding.tree_build import chain_accept_length
+from accel.recipes.shared.heads import log_head
 
 
 def head_targets(labels: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
@@ -48,12 +49,7 @@ def heads_loss(head_logits: torch.Tensor, labels: torch.Tensor, decay: float, to
             loss_k = F.cross_entropy(sel, tgt[keep])
         total = total + (decay ** k) * loss_k
         y = tgt[keep]
-        rank_top = sel.topk(min(topk, sel.shape[-1]), -1).indices
-        t1 = float((rank_top[:, 0] == y).float().mean())
-        metrics[f"head{k}_loss"] = float(loss_k.detach())
-        metrics[f"head{k}_top1"] = t1
-        metrics[f"head{k}_top{topk}"] = float((rank_top == y[:, None]).any(-1).float().mean())
-        top1s.append(t1)
+        top1s.append(log_head(metrics, k, loss_k, sel, y, topk))
     metrics["est_accept_len"] = chain_accept_length(top1s)
     return total, metrics
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.decoding.spec import CheckpointSpec, SpecError, spec_field
+from accel.decoding.spec import SpecError, TreeDraftSpec, spec_field
 
 
 @dataclass(frozen=True, kw_only=True)
-class Spec(CheckpointSpec):
+class Spec(TreeDraftSpec):
     SECTION = "medusa"
 
     method: str = spec_field("medusa", where=("decode",), help="decode default row")
-    acceptance: str = spec_field("greedy", where=("decode",), help="tree acceptance rule of the default row")
     gen_len: int | None = spec_field(None, where=("decode",), settable=True, omit_none=True,
                                      help="decode default generation length (None: the bench's default)")
     num_heads: int = spec_field(help="draft heads (tokens proposed per step)")
@@ -41,5 +40,4 @@ class Spec(CheckpointSpec):
     def validate(self) -> None:
         if self.tree_nodes is not None and self.tree_nodes < 0:
             raise SpecError(f"--tree-nodes {self.tree_nodes}: use >= 1 for a fixed tree or 0 to size it on the device")
-        if self.gen_len is not None and self.gen_len < 1:
-            raise SpecError(f"gen_len={self.gen_len} must be >= 1")
+        super().validate()

@@ -277,14 +277,11 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
 
 
 def run(cfg: Config) -> Path:
-    import torch
-
     from accel.recipes.shared.models import load_model
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "medusa")
     adapter = load_model(cfg)
     if adapter.kind != "ar":

@@ -3,37 +3,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.trainers.config import ConfigError, TrainConfig, _f, defaults
+from accel.trainers.config import LoraConfig, ModelConfig, SuiteDataConfig, ThreadsConfig, TrainConfig, _f, defaults
 
 
 @dataclass
 @defaults(learning_rate=3e-4, max_steps=100, save_steps=25)
-class Config(TrainConfig):
+class Config(ModelConfig, SuiteDataConfig, LoraConfig, ThreadsConfig, TrainConfig):
     output_dir: str = _f("runs/sft", "Run directory: checkpoints, metrics.jsonl, resolved config.")
-    backbone: str = _f("builtin:dllm", "builtin:dllm, builtin:ar, a local HF dir, or random:dllm / random:ar "
-                                       "(a tiny random-init model, for smoke tests).")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint (LLaDA/Dream).")
-    data: str = _f("builtin", "builtin (the synthetic task suite) or a .jsonl of {prompt, response} lines.")
-    tasks: list[str] = _f([], "Suite tasks to train on (empty = all); only with data=builtin.")
-    n_per_task: int = _f(256, "Training examples per suite task (data=builtin).")
     resp_len: int = _f(32, "dLLM: response window in tokens (response + end-token padding, truncated).")
     min_mask_ratio: float = _f(0.02, "dLLM: lower bound of the per-row mask ratio t ~ U(min, 1).")
-    lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning).")
-    lora_alpha: float = _f(16.0, "LoRA alpha.")
-    lora_dropout: float = _f(0.0, "LoRA dropout.")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters.")
     eval_n: int = _f(0, "Held-out examples per task scored at save points (0 = no eval; data=builtin only).")
-    threads: int = _f(0, "torch CPU threads per process (0 = leave torch's default).")
 
     def validate(self) -> None:
         super().validate()
-        if self.resp_len < 1:
-            raise ConfigError(f"resp_len={self.resp_len}: must be >= 1")
+        self.at_least(1, "resp_len")
         if not 0 < self.min_mask_ratio <= 1:
-            raise ConfigError(f"min_mask_ratio={self.min_mask_ratio}: must be in (0, 1]")
+            self.reject("min_mask_ratio", "must be in (0, 1]")
         if self.lora_r < 0:
-            raise ConfigError(f"lora_r={self.lora_r}: must be >= 0 (0 = full fine-tuning)")
-        if self.data != "builtin" and not self.data.endswith(".jsonl"):
-            raise ConfigError(f"data={self.data!r}: use builtin or a path ending in .jsonl")
-        if self.n_per_task < 1:
-            raise ConfigError(f"n_per_task={self.n_per_task}: must be >= 1")
+            self.reject("lora_r", "must be >= 0 (0 = full fine-tuning)")

@@ -72,13 +72,10 @@ def make_loss(adapter, cfg: Config):
 def run(cfg: Config) -> Path:
     import dataclasses
 
-    import torch
-
     from accel.trainers.rundir import is_rank0, prepare_run_dir
     from accel.trainers.trainer import fit
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "sft")
     adapter = load_model(cfg)
     if adapter.kind == "dllm" and adapter.mask_id is None:

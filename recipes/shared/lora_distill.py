@@ -22,15 +22,12 @@ def setup_distillation(cfg, recipe: str, check_model=None):
     trajectories whose length is not a multiple of cfg.block_len. `check_model(adapter)` runs
     before any trajectory is generated (D2F refuses a model that ignores its attention mask).
     """
-    import torch
-
     from accel.core.errors import UserError
     from accel.recipes.shared.models import load_model
     from accel.recipes.shared.trajectories import load_trajectories
     from accel.trainers.rundir import prepare_run_dir
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg.set_threads()
     run_dir = prepare_run_dir(cfg, recipe)
     adapter = load_model(cfg)
     if adapter.kind != "dllm" or adapter.mask_id is None:

@@ -53,8 +53,7 @@ def frozen_ar_target(cfg, recipe: str, what: str):
 
     from accel.core.errors import UserError
     from accel.trainers.rundir import prepare_run_dir
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg.set_threads()
     run_dir = prepare_run_dir(cfg, recipe)
     adapter = load_model(cfg)
     if adapter.kind != "ar":

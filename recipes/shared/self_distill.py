@@ -90,39 +90,21 @@ def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int)
     """
     import torch
 
-    from accel.decoding.dllm import left_pad, trim_at_end
-    from accel.models.masks import position_ids
+    from accel.decoding.ar import decode_loop
     from accel.decoding.tree import _split_model
 
     body, lm_head = _split_model(adapter.model)
-    ids, valid = left_pad(prompts, adapter.pad_id, adapter.device)
-    B, P = ids.shape
-    eos = torch.tensor(adapter.eos_ids, device=ids.device)
-    out = torch.full((B, max_new_tokens), adapter.pad_id, dtype=torch.long, device=ids.device)
-    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
-    attn, pos, past, cur = valid.long(), position_ids(valid), None, ids
     hs = []
-    with torch.no_grad():
-        for t in range(max_new_tokens):
-            o = body(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
-            past = o.past_key_values
-            h = o.last_hidden_state
-            hs.append(h.to(torch.float16).cpu())
-            nxt = lm_head(h[:, -1]).float().argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, adapter.pad_id), nxt)
-            out[:, t] = nxt
-            done |= torch.isin(nxt, eos)
-            if bool(done.all()):
-                break
-            cur = nxt[:, None]
-            attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], 1)
-            pos = pos[:, -1:] + 1
+
+    def step(cur, attn, pos, past):
+        o = body(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+        hs.append(o.last_hidden_state.to(torch.float16).cpu())
+        return lm_head(o.last_hidden_state[:, -1]).float(), o.past_key_values
+
+    rows, _ = decode_loop(adapter, prompts, max_new_tokens, step)
+    P = max(len(p) for p in prompts)
     allh = torch.cat(hs, 1)  # [B, P + steps, H]: column P-1+j is the state that predicted out[:, j]
-    rows = [trim_at_end(r, adapter.eos_ids) for r in out.tolist()]
-    states = []
-    for b, (p, r) in enumerate(zip(prompts, rows)):
-        states.append(allh[b, P - len(p):P - 1 + len(r)].contiguous())
-    return rows, states
+    return rows, [allh[b, P - len(p):P - 1 + len(r)].contiguous() for b, (p, r) in enumerate(zip(prompts, rows))]
 
 
 def _write_shard(states_dir: Path, start: int, seqs: list[list[int]], prompt_lens: list[int], states: list):
