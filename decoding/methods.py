@@ -50,12 +50,15 @@ class DecodeMethod:
     """The knob's values `--sweep` decodes with, from the most careful to the most parallel (the AUP curve)."""
 
     def at(self, value) -> "DecodeMethod":
-        """This method with its knob set to `value` (named ``name@knob=value``), for a sweep point."""
+        """This method with its knob set to `value` (named ``name@knob=value``), for a sweep point.
+
+        The point has no row metrics: they are bound to the method's own setting (the joint
+        sampler's TV is measured at its own K), and the AUP curve needs only accuracy and NFE."""
         import dataclasses
         if not self.knob:
             raise MethodError(f"method {self.name!r} has no knob to sweep")
         return dataclasses.replace(self, name=f"{self.name}@{self.knob}={value:g}",
-                                   options={**self.options, self.knob: value})
+                                   options={**self.options, self.knob: value}, row_metrics=None)
 
     def __call__(self, adapter, prompts, gen_len):
         return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options)

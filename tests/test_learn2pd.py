@@ -279,7 +279,8 @@ def test_train_export_bench_round_trip(adapter, tok, tmp_path):
     adapter.model.save_pretrained(str(bb))
     tok.save_pretrained(str(bb))
     cfg = Config(output_dir=str(tmp_path / "run"), backbone=str(bb), tasks="copy,sort", n_per_task=3, gen_len=32,
-                 oracle_batch_size=4, max_steps=30, save_steps=20, logging_steps=10, val_fraction=0.34)
+                 oracle_batch_size=4, max_steps=30, save_steps=20, logging_steps=10, val_fraction=0.34,
+                 shift_copies=4)  # the long world's training mix (model.shifted_copies)
     run_dir = run(cfg)
     metrics = json.loads((run_dir / "filter_metrics.json").read_text())
     for k in ("val_precision", "val_recall", "val_fpr", "train_fpr"):

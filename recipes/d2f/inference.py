@@ -4,10 +4,12 @@ The baselines (`vanilla`, `fast-dllm`, ...) run on the *undistilled teacher* rec
 checkpoint (block 32, their reference setting); `d2f` runs pipelined decoding with the exact
 block KV cache on the distilled model with the exported block size and thresholds, and
 `d2f-nocache` the same rule without the cache (identical tokens at temperature 0, more compute).
+
+Both D2F rows sweep `tau_conf` under `accel bench --sweep`: the confidence a token needs to be
+unmasked in an active block is the knob D2F itself trades quality for parallelism with (the
+paper's per-task settings move it; tau_add / tau_act shape the pipeline, not the bar).
 """
 from __future__ import annotations
-
-import functools
 
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
@@ -26,9 +28,16 @@ def _d2f(adapter, prompts, gen_len, block_len, tau_add, tau_act, tau_conf, cache
                         tau_conf=tau_conf, cache=cache)
 
 
+def tau_conf_sweep(tau_conf: float) -> tuple[float, ...]:
+    """tau_conf values for `--sweep`, careful to parallel: Fast-dLLM's confidence grid (tau_conf is the
+    same kind of bar) plus the exported value."""
+    from accel.decoding.methods import CONFIDENCE_SWEEP
+    return tuple(sorted({*CONFIDENCE_SWEEP, round(tau_conf, 6)}, reverse=True))
+
+
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
-    from accel.decoding.methods import get_method
+    from accel.decoding.methods import DecodeMethod, get_method
     from accel.recipes.d2f.spec import TAUS, Spec
     s = ckpt.spec(Spec)
     blk = s.block_len
@@ -44,8 +53,8 @@ def bench_methods(ckpt, adapter) -> dict:
     for name, cache in (("d2f", True), ("d2f-nocache", False)):
         # a backbone without a KV cache (LLaDA) runs `d2f` uncached: the same tokens, more compute
         cache = cache and student.supports_cache
-        fn = functools.partial(_d2f, block_len=blk, cache=cache, **taus)
-        out[name] = OnModel(fn, student, blk, f"D2F pipelined decoding, block {blk}, {desc}"
-                                              + (", exact block KV cache" if cache else ", no cache"),
-                            uses_cache=False)
+        help_ = f"D2F pipelined decoding, block {blk}, {desc}" + (", exact block KV cache" if cache else ", no cache")
+        fn = DecodeMethod(name, "dllm", help_, _d2f, options=dict(block_len=blk, cache=cache, **taus), block=blk,
+                          knob="tau_conf", sweep=tau_conf_sweep(taus["tau_conf"]))
+        out[name] = OnModel(fn, student, blk, help_, uses_cache=False)
     return out

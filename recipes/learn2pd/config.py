@@ -23,6 +23,10 @@ class Config(ModelConfig, TrainConfig):
     oracle_batch_size: int = _f(32, "Prompts decoded together (and per resumable shard) for oracle data.")
     hidden_size: int = _f(32, "Filter hidden width (32 -> ~2.1K parameters at block 32).")
     loss_on: str = _f("masked", "BCE positions: masked (still-masked block positions) or all.", ("masked", "all"))
+    shift_copies: int = _f(1, "Training mix: each oracle step also at shift_copies - 1 more circular offsets of its "
+                              "block, so a confidence pattern is not tied to where the training formats put it "
+                              "(short world, leave-one-task-out: 8 kept shuffle at 1.000 instead of 0.781; "
+                              "docs/long-world.md). 1 = the oracle steps as they are.")
     val_fraction: float = _f(0.2, "Fraction of prompts held out to report precision/recall/FPR.")
     tau: float = _f(0.999, "Decode threshold on sigmoid(filter logit) when calibrate_tau=false (paper: 0.96 on "
                            "LLaDA-8B); with calibration, only the threshold of the logged training metrics.")
@@ -60,5 +64,7 @@ class Config(ModelConfig, TrainConfig):
             raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.loss_on not in ("masked", "all"):
             raise ConfigError(f"loss_on={self.loss_on!r}: choose masked or all")
+        if not 1 <= self.shift_copies <= self.block_len:
+            raise ConfigError(f"shift_copies={self.shift_copies} must be in 1..block_len ({self.block_len})")
         if self.hidden_size <= 0 or self.oracle_batch_size <= 0:
             raise ConfigError("hidden_size and oracle_batch_size must be positive")

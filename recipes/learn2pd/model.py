@@ -44,6 +44,27 @@ def split_by_prompt(t: dict[str, torch.Tensor], val_fraction: float, seed: int =
     return ({k: v[~is_val] for k, v in t.items()}, {k: v[is_val] for k, v in t.items()})
 
 
+def shifted_copies(t: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """Every step also at n - 1 more circular offsets of its block (n evenly spaced offsets in all).
+
+    Why: a filter that sees each format only where its answers sit learns position shortcuts. The
+    built-in suite's uncertain tokens are at the block's front (shuffle, pick3) and its confident
+    padding behind, so a filter trained without arith accepted arith's uncertain sum digits at
+    positions 14-18 at any tau (scripts/l2p_transfer.py, docs/long-world.md). Shifted copies show
+    every confidence pattern at every position, so a position's own confidence has to decide."""
+    if n <= 1:
+        return t
+    L = t["conf"].shape[-1]
+    offsets = sorted({round(i * L / n) % L for i in range(n)})
+    out = {}
+    for k, v in t.items():
+        if v.dim() == 2 and v.shape[-1] == L:
+            out[k] = torch.cat([torch.roll(v, o, dims=-1) for o in offsets])
+        else:
+            out[k] = v.repeat(len(offsets), *([1] * (v.dim() - 1)))
+    return out
+
+
 def bce_loss(model: UnmaskFilter, batch: dict, loss_on: str = "masked") -> torch.Tensor:
     logits = model(batch["conf"])
     loss = nn.functional.binary_cross_entropy_with_logits(logits, batch["label"], reduction="none")

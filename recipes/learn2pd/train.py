@@ -117,7 +117,7 @@ def run(cfg: Config) -> Path:
     train, val = M.split_by_prompt(M.oracle_tensors(ds), cfg.val_fraction, cfg.seed)
     if train["conf"].shape[0] == 0:
         raise ConfigError("the oracle data has no training steps; add prompts (n_per_task) or lower val_fraction")
-    train_in = {k: train[k] for k in ("conf", "label", "masked")}
+    train_in = {k: v for k, v in M.shifted_copies(train, cfg.shift_copies).items() if k in ("conf", "label", "masked")}
     torch.manual_seed(cfg.seed)
     filt = M.UnmaskFilter(cfg.block_len, cfg.hidden_size)
 
