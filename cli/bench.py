@@ -62,8 +62,9 @@ def command(
     list_methods: bool = typer.Option(False, "--list-methods", help="Print the methods TARGET offers (with the "
                                       "defaults marked) and exit, without loading the model."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "
-                                          "targets): mtbench (80 first turns, 8 categories), sharegpt (held-out "
-                                          "split) or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
+                                          "targets): mtbench (80 first turns, 8 categories), mtbench-turn2 (the "
+                                          "second turns, after the target's own greedy answer to the first), "
+                                          "sharegpt (held-out split) or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
                                           "identical_to_greedy: the fraction of prompts whose output equals greedy "
                                           "decoding token for token. --limit counts prompts per category."),
 ):
@@ -88,6 +89,8 @@ def command(
       accel bench ckpt/l2p --list-methods
 
       accel bench ckpt/sm-medusa --prompts mtbench --json sm-medusa.json
+
+      accel bench ckpt/sm-medusa --prompts mtbench-turn2     (MT-Bench's second turns)
     """
     if list_methods:
         with user_errors():

@@ -125,10 +125,13 @@ def prompt_of(r) -> str | None:
     return None
 
 
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """User text in the model's chat format (plain encoding when it has no chat template)."""
+def encode_prompt(tokenizer, text) -> list[int]:
+    """User text, or a conversation (a list of {"role", "content"} messages ending with a user turn), in
+    the model's chat format (plain encoding of the turns one per line when it has no chat template)."""
     if getattr(tokenizer, "chat_template", None):
         from accel.data.tokenizer import chat_prompt_ids
         ids = chat_prompt_ids(tokenizer, text)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    if not isinstance(text, str):
+        text = "\n".join(m["content"] for m in text)
     return list(tokenizer(text)["input_ids"])

@@ -51,7 +51,8 @@ def save_tokenizer(out_dir: str | Path):
     return tok
 
 
-def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of a user prompt in the chat format, ending where the response starts."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=True, return_dict=False)
+def chat_prompt_ids(tokenizer, prompt) -> list[int]:
+    """Token ids of a user prompt (or a conversation: a list of {"role", "content"} messages ending with
+    a user turn) in the chat format, ending where the response starts."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)

@@ -266,6 +266,11 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     task_names = list(prompt_sets) if prompt_sets else resolve_tasks(tasks or default_tasks(main.adapter))
     batch_size = batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len or checkpoint_gen_len(main) or default_gen_len(main.adapter)
+    if prompts:
+        from accel.decoding.prompt_sets import answer_first_turns
+        if progress:
+            progress(0, 1, "first turns: the target's greedy answers")
+        answer_first_turns(main.adapter, prompt_sets, gen_len, batch_size)  # mtbench-turn2 only
     if limit is None and not prompts:
         limit = default_limit(gen_len, main.adapter)
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]

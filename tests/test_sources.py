@@ -94,3 +94,26 @@ def test_draft_vocab_selection_and_maps():
     assert coverage([5, 7], [5, 7, 9, 9]) == 0.5
     with pytest.raises(ValueError):
         select_draft_vocab(counts, 0)
+
+
+def test_mtbench_second_turns_continue_the_targets_own_answer(tmp_path, monkeypatch, tiny_adapter):
+    tiny_adapter = tiny_adapter("ar")
+    from accel.data.prompts import encode_prompt
+    from accel.decoding.ar import generate_greedy
+    from accel.decoding.prompt_sets import answer_first_turns, load_prompt_set, trimmed
+    q = tmp_path / "question.jsonl"
+    q.write_text("\n".join(json.dumps({"question_id": i, "category": c, "turns": t}) for i, (c, t) in enumerate(
+        [("writing", ["copy 12", "sort 7 3"]), ("coding", ["reverse 42"]), ("coding", ["copy 9", "copy 55"])])) + "\n")
+    monkeypatch.setattr(S, "mtbench_path", lambda: q)
+    groups = load_prompt_set("mtbench-turn2", limit=5)
+    assert {c: [e["id"] for e in exs] for c, exs in groups.items()} == {"writing": ["0"], "coding": ["2"]}  # 1-turn dropped
+    assert answer_first_turns(tiny_adapter, groups, gen_len=6, batch_size=2) == 2
+    conv = groups["coding"][0]["prompt"]
+    assert [m["role"] for m in conv] == ["user", "assistant", "user"] and conv[2]["content"] == "copy 55"
+    first = generate_greedy(tiny_adapter, [encode_prompt(tiny_adapter.tokenizer, "copy 9")], 6).tokens[0]
+    eos = tiny_adapter.eos_ids
+    assert conv[1]["content"] == tiny_adapter.tokenizer.decode([t for t in trimmed(first, eos, 6) if t not in eos],
+                                                               skip_special_tokens=True)
+    assert len(encode_prompt(tiny_adapter.tokenizer, conv)) > len(encode_prompt(tiny_adapter.tokenizer, "copy 9"))
+    assert answer_first_turns(tiny_adapter, groups, gen_len=6, batch_size=2) == 0  # already conversations
+    assert all(isinstance(e["prompt"], str) for e in load_prompt_set("mtbench", limit=5)["coding"])
