@@ -19,6 +19,7 @@ OUT=${1:-runs/long-world}
 DLLM=${LONG_DLLM:-builtin:dllm-long}
 AR=${LONG_AR:-builtin:ar-long}
 ACCEL=${ACCEL:-accel}
+PYTHON=${PYTHON:-python}  # the interpreter accel is installed in (the summary imports it)
 BENCH=(--gen-len 256 --limit 16 --task long --sweep)
 
 built() {  # a teacher target with weights: builtin:NAME (the package's slot) or a model directory
@@ -64,4 +65,4 @@ recipe dparallel distill
 recipe d2f distill --compare "$AR"
 recipe joint-sampler train
 
-python "$ROOT/scripts/long_summary.py" "$OUT" --json "$OUT/summary.json"
+"$PYTHON" "$ROOT/scripts/long_summary.py" "$OUT" --json "$OUT/summary.json"

@@ -7,6 +7,7 @@ with known numbers."""
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def _teacher(d: Path) -> str:
 
 
 def _run(tmp_path, env_extra, out):
-    env = {**os.environ, "STUB_LOG": str(tmp_path / "calls.log"), **env_extra}
+    env = {**os.environ, "STUB_LOG": str(tmp_path / "calls.log"), "PYTHON": sys.executable, **env_extra}
     return subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -122,7 +123,7 @@ def short_bench_json(tmp_path_factory):
 
 def test_summary_reads_a_short_world_bench_json(short_bench_json, tmp_path):
     out = tmp_path / "summary.json"
-    p = subprocess.run(["python", str(ROOT / "scripts" / "long_summary.py"), str(short_bench_json), "--json",
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "long_summary.py"), str(short_bench_json), "--json",
                         str(out)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     s = json.loads(out.read_text())
@@ -138,6 +139,6 @@ def test_summary_reads_a_short_world_bench_json(short_bench_json, tmp_path):
 def test_summary_bad_input_is_one_line(tmp_path):
     (tmp_path / "d2f.json").write_text("{not json")
     for args in ([str(tmp_path / "missing")], [str(tmp_path)]):
-        p = subprocess.run(["python", str(ROOT / "scripts" / "long_summary.py"), *args], capture_output=True,
+        p = subprocess.run([sys.executable, str(ROOT / "scripts" / "long_summary.py"), *args], capture_output=True,
                            text=True, timeout=60)
         assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "long_summary:" in p.stderr
