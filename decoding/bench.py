@@ -276,8 +276,10 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     runs = [(n, fn, main) for n, fn in select_methods(main, methods, options, block_len).items()]
     for spec in compare:
         other = spec if isinstance(spec, Target) else load_model_target(spec, trust_remote_code, device)
-        taken = {r[0] for r in runs}
+        taken = {r[0]: r for r in runs}
         for n, fn in select_methods(other, None, None, block_len).items():
+            if n in taken and _same_run(taken[n], fn, other):
+                continue  # e.g. two checkpoints of one base: their greedy rows would be the same decode twice
             runs.append((f"{other.spec}/{n}" if n in taken else n, fn, other))
     if sweep:
         runs = sweep_runs(runs)
@@ -373,6 +375,16 @@ def _score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, ba
             refs[id(tgt)] = ref
         for t in task_names:
             stats[(name, t)][0] = identical_count(outputs[(name, t)], refs[id(tgt)][t], a.eos_ids, gen_len)
+
+
+def _same_run(run: tuple, fn, target) -> bool:
+    """Whether `fn` on `target` decodes exactly as the run (name, fn, target) already listed: the same
+    method function and options, no model of its own, on a backbone loaded from the same source."""
+    _name, have, have_target = run
+    return (getattr(fn, "run", None) is not None and getattr(fn, "run", None) is getattr(have, "run", None)
+            and getattr(fn, "options", None) == getattr(have, "options", None)
+            and getattr(fn, "model", None) is None and getattr(have, "model", None) is None
+            and str(target.adapter.source) == str(have_target.adapter.source))
 
 
 def sweep_runs(runs: list[tuple]) -> list[tuple]:

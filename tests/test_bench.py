@@ -222,10 +222,14 @@ def test_bad_inputs_fail_before_decoding(models, tmp_path):
         bench.check_output_path(tmp_path / "no" / "r.json", "--json")
 
 
-def test_compare_names_stay_unique(models):
+def test_compare_names_stay_unique(models, tiny_dir):
+    other = tiny_dir("ar", 1)  # another AR model: its greedy is another decode
+    r = run_bench(models["ar"], ["greedy", "sample"], ["copy"], limit=1, gen_len=8, compare=[other])
+    assert [m["name"] for m in r["methods"]] == ["greedy", "sample", f"{other}/greedy"]
+    assert r["methods"][2]["target"] == other
+    # the same backbone again (e.g. two checkpoints of one base): its greedy row would repeat the first
     r = run_bench(models["ar"], ["greedy", "sample"], ["copy"], limit=1, gen_len=8, compare=[models["ar"]])
-    assert [m["name"] for m in r["methods"]] == ["greedy", "sample", f"{models['ar']}/greedy"]
-    assert r["methods"][2]["target"] == models["ar"]
+    assert [m["name"] for m in r["methods"]] == ["greedy", "sample"]
 
 
 def test_method_help():
