@@ -381,9 +381,10 @@ def _same_run(run: tuple, fn, target) -> bool:
     """Whether `fn` on `target` decodes exactly as the run (name, fn, target) already listed: the same
     method function and options, no model of its own, on a backbone loaded from the same source."""
     _name, have, have_target = run
-    return (getattr(fn, "run", None) is not None and getattr(fn, "run", None) is getattr(have, "run", None)
-            and getattr(fn, "options", None) == getattr(have, "options", None)
-            and getattr(fn, "model", None) is None and getattr(have, "model", None) is None
+
+    def key(m):
+        return getattr(m, "run", None), getattr(m, "options", None), getattr(m, "model", None)
+    return (key(fn)[0] is not None and key(fn)[2] is None and key(fn) == key(have)
             and str(target.adapter.source) == str(have_target.adapter.source))
 
 
