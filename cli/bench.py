@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.options import BlockLen, Device, TrustRemoteCode
+from accel.cli.options import BlockLen, Device, Dtype, TrustRemoteCode
 
 _METHOD_HELP = (
     "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
@@ -59,6 +59,7 @@ def command(
                                                 "(repeatable)."),
     trust_remote_code: TrustRemoteCode = False,
     device: Device = None,
+    dtype: Dtype = "auto",
     list_methods: bool = typer.Option(False, "--list-methods", help="Print the methods TARGET offers (with the "
                                       "defaults marked) and exit, without loading the model."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "
@@ -101,8 +102,10 @@ def command(
                             compare)
         if prompts:
             _validate_prompts(prompts, task, target)
+        from accel.models.backbone import check_dtype
+        check_dtype(dtype)
         _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
-             trust_remote_code, device, sweep, prompts)
+             trust_remote_code, device, sweep, prompts, dtype)
 
 
 def _validate_prompts(prompts, task, target):
@@ -170,7 +173,7 @@ def _list_methods(target: str) -> None:
 
 
 def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
-         trust_remote_code, device, sweep=False, prompts=None):
+         trust_remote_code, device, sweep=False, prompts=None, dtype="auto"):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -187,8 +190,8 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
         def progress(done, total, description):
             bar.update(job, completed=done, total=total, description=description)
 
-        main = load_target(target, trust_remote_code, device)
-        others = [load_target(c, trust_remote_code, device) for c in compare]
+        main = load_target(target, trust_remote_code, device, dtype)
+        others = [load_target(c, trust_remote_code, device, dtype) for c in compare]
         report = bench.run_bench(main, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
                                  progress=progress, block_len=block_len, options=parse_options(opt),
                                  compare=others, sweep=sweep,

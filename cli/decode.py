@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.options import BlockLen, Device, TrustRemoteCode
+from accel.cli.options import BlockLen, Device, Dtype, TrustRemoteCode
 
 
 def command(
@@ -25,6 +25,7 @@ def command(
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value (e.g. threshold=0.8)."),
     trust_remote_code: TrustRemoteCode = False,
     device: Device = None,
+    dtype: Dtype = "auto",
 ):
     """Decode one prompt and print the generation, then its NFE (full-model forwards) on stderr.
 
@@ -44,6 +45,8 @@ def command(
         if not prompt.strip():
             fail("--prompt is empty; pass the text to complete, e.g. --prompt 'reverse 31415'")
         options = parse_options(opt)
+        from accel.models.backbone import check_dtype
+        check_dtype(dtype)
         kind = bench.check_target(target)
         if kind == "checkpoint" and method:
             from accel.cli.bench import check_checkpoint_methods
@@ -55,7 +58,7 @@ def command(
             chosen = bench.select_methods(fake, [method] if method else None, options, block_len)
             if gen_len is not None:
                 bench.check_gen_len(gen_len, dict(list(chosen.items())[:1]))
-        _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device)
+        _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device, dtype)
 
 
 def check_checkpoint_gen_len(target: str, gen_len: int) -> None:
@@ -74,7 +77,7 @@ def check_checkpoint_gen_len(target: str, gen_len: int) -> None:
              f"use --gen-len {lo} or {lo + blk}")
 
 
-def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device):
+def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_code, device, dtype="auto"):
     import time
 
     from accel.data.prompts import encode_prompt
@@ -82,7 +85,7 @@ def _decode(target, prompt, method, gen_len, block_len, options, trust_remote_co
     from accel.recipes.targets import load_target
 
     _quiet_loading()
-    tgt = load_target(target, trust_remote_code=trust_remote_code, device=device)
+    tgt = load_target(target, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
     defaults = tgt.decode_defaults
     name = method or defaults.get("method") or tgt.default_methods[0]
     fn = bench.select_methods(tgt, [name], options, block_len)[name]

@@ -84,7 +84,8 @@ def check_target(spec: str) -> str:
     return "checkpoint" if "accel" in cfg else detect_family(cfg)[1]
 
 
-def load_model_target(spec: str, trust_remote_code: bool = False, device: str | None = None) -> Target:
+def load_model_target(spec: str, trust_remote_code: bool = False, device: str | None = None,
+                      dtype: str | None = None) -> Target:
     """A plain model TARGET (built-in or HF directory) with its kind's baseline methods."""
     from accel.decoding.methods import DEFAULT_METHODS
     from accel.models.backbone import load_backbone
@@ -92,7 +93,7 @@ def load_model_target(spec: str, trust_remote_code: bool = False, device: str | 
     if check_target(spec) == "checkpoint":
         raise BenchError(f"{spec} is an accel checkpoint: its methods come from its recipe; "
                          "load it with accel.recipes.targets.load_target")
-    adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device or default_device())
+    adapter = load_backbone(spec, trust_remote_code=trust_remote_code, device=device or default_device(), dtype=dtype)
     defaults = [m for m in DEFAULT_METHODS[adapter.kind] if adapter.supports_cache or not method_uses_cache(m, adapter)]
     # a model whose code ignores attention masks cannot batch padded prompts (`init_canvas`)
     one = 1 if adapter.extra.get("block_causal") is False else 0
@@ -345,7 +346,8 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
                      "help": method_help(fn), "timed": getattr(fn, "timed", True), **_knob_info(n, fn)}
                     for n, fn, t in runs],
         "sweep": bool(sweep),
-        "device": _device_name(main.adapter), "versions": _versions(), "rows": rows,
+        "device": _device_name(main.adapter), "dtype": _dtype_name(main.adapter), "versions": _versions(),
+        "rows": rows,
     }
     add_aup(report)
     return report
@@ -468,6 +470,12 @@ def _device_name(adapter) -> str:
     if dev.startswith("cuda"):
         return f"{dev} ({torch.cuda.get_device_name(adapter.device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _dtype_name(adapter) -> str:
+    """The backbone's compute dtype, e.g. float32 (bf16 and fp32 rows are not comparable)."""
+    p = next(adapter.model.parameters(), None)
+    return str(p.dtype).replace("torch.", "") if p is not None else "unknown"
 
 
 def _versions() -> dict:

@@ -177,7 +177,8 @@ def report_tables(report: dict):
 
     quality = "identical" if report.get("prompts") else "accuracy"
     src = f" · {report['prompts']}" if report.get("prompts") else ""
-    overall = Table(title=f"{report['target']}{src} · gen_len {report['gen_len']} · {report['device']}",
+    overall = Table(title=f"{report['target']}{src} · gen_len {report['gen_len']} · {report['device']}"
+                          f"{' · ' + report['dtype'] if report.get('dtype', 'float32') != 'float32' else ''}",
                     caption=LEGEND + (PROMPTS_LEGEND if report.get("prompts") else ""), caption_justify="left")
     cols = ["method", quality, "NFE", "tok/fwd", "ans tok/fwd", "tok/s", "speedup"]
     if report.get("sweep"):

@@ -192,9 +192,23 @@ def detect_family(cfg: dict) -> tuple[str, str]:
     return fam.name, fam.kind
 
 
-def load_backbone(target: str, trust_remote_code: bool = False, device: str | None = None, dtype=None,
+DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""``--dtype`` names -> torch dtype names; auto = the dtype config.json records (an imported model's
+``--dtype``). On CPUs with AVX512-BF16, bf16 matmuls run several times faster than fp32 for a few rows
+(a tree verification), but bf16 decoding is not bit-identical across batch shapes (docs/recipes/medusa.md)."""
+
+
+def check_dtype(name: str | None) -> None:
+    """One line naming --dtype when `name` is not a DTYPES key (before any model loads)."""
+    if name is not None and name not in DTYPES:
+        raise BackboneError(f"--dtype {name}: choose one of {', '.join(DTYPES)}")
+
+
+def load_backbone(target: str, trust_remote_code: bool = False, device: str | None = None, dtype: str | None = None,
                   check: bool = True) -> Adapter:
     """Loads `target` (``builtin:dllm``, ``builtin:ar`` or a local HF directory) as an Adapter.
+
+    dtype: a `DTYPES` name (None or "auto": as saved).
 
     Model code shipped with a checkpoint (LLaDA, Dream) runs only with trust_remote_code, is
     made loadable under transformers 5 by its family (`accel.models.families`) and is probed
@@ -230,9 +244,11 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
         check_model_dir(path)
     except WeightFileError as e:
         raise BackboneError(str(e)) from None
+    check_dtype(dtype)
     kw = dict(trust_remote_code=trust_remote_code)
-    if dtype is not None:
-        kw["dtype"] = dtype
+    if DTYPES.get(dtype or "auto") is not None:
+        import torch
+        kw["dtype"] = getattr(torch, DTYPES[dtype])
     from transformers import AutoTokenizer
     try:
         with quiet_load():

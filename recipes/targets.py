@@ -39,18 +39,20 @@ def method_names(spec: str) -> tuple[str, dict[str, str], list[str]]:
     return recipe.kind, names, list(recipe.default_methods)
 
 
-def load_target(spec: str, trust_remote_code: bool = False, device: str | None = None) -> Target:
-    """Loads a TARGET (built-in, model directory or accel checkpoint) onto `device`."""
+def load_target(spec: str, trust_remote_code: bool = False, device: str | None = None,
+                dtype: str | None = None) -> Target:
+    """Loads a TARGET (built-in, model directory or accel checkpoint) onto `device` in `dtype`
+    (`accel.models.backbone.DTYPES`; None = as saved); a checkpoint's drafts follow the backbone's dtype."""
     from accel.decoding.checkpoint import load_checkpoint
     from accel.decoding.methods import DecodeMethod
     from accel.models.backbone import load_backbone
 
     if check_target(spec) != "checkpoint":
-        return load_model_target(spec, trust_remote_code, device)
+        return load_model_target(spec, trust_remote_code, device, dtype)
     recipe = checkpoint_recipe(spec)
     ckpt = load_checkpoint(spec)
     adapter = load_backbone(ckpt.backbone_target(), trust_remote_code=trust_remote_code,
-                            device=device or default_device())
+                            device=device or default_device(), dtype=dtype)
     methods = dict(recipe.bench_methods(ckpt, adapter))
     for name, m in methods.items():
         if not isinstance(m, DecodeMethod):

@@ -333,3 +333,14 @@ def test_sweep_runs_each_knob_value_and_reports_aup(models, tmp_path):
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     overall, _ = bench.report_tables(rep)
     assert "AUP" in [c.header for c in overall.columns]
+
+
+def test_dtype_loads_the_backbone_in_it_and_the_report_says_so(models):
+    from accel.models.backbone import BackboneError
+    t = load_target(models["ar"], dtype="bf16")
+    assert next(t.adapter.model.parameters()).dtype == torch.bfloat16
+    r = run_bench(t, ["greedy"], ["copy"], limit=1, gen_len=8)
+    assert r["dtype"] == "bfloat16" and r["rows"]
+    assert run_bench(models["ar"], ["greedy"], ["copy"], limit=1, gen_len=8)["dtype"] == "float32"
+    with pytest.raises(BackboneError, match="--dtype fp8: choose one of auto, fp32, bf16, fp16"):
+        load_target(models["ar"], dtype="fp8")

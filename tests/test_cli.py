@@ -70,6 +70,8 @@ def test_bad_bench_inputs(dllm_dir, tmp_path):
         (["decode", str(tmp_path / "missing"), "--prompt", "copy 1"], ["does not exist"]),
         (["decode", dllm_dir, "--prompt", "copy 1", "--method", "nope"], ["unknown method"]),
         (["decode", dllm_dir, "--prompt", "copy 1", "--gen-len", "33"], ["--gen-len 33"]),
+        (["decode", dllm_dir, "--prompt", "copy 1", "--dtype", "fp8"], ["--dtype fp8", "bf16"]),
+        (["bench", dllm_dir, "--dtype", "half"], ["--dtype half", "bf16"]),
     ]
     for args, words in cases:
         _one_line_error(runner.invoke(app, args), *words)
