@@ -102,8 +102,6 @@ def command(
                             compare)
         if prompts:
             _validate_prompts(prompts, task, target)
-        from accel.models.backbone import check_dtype
-        check_dtype(dtype)
         _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
              trust_remote_code, device, sweep, prompts, dtype)
 

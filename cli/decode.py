@@ -45,8 +45,6 @@ def command(
         if not prompt.strip():
             fail("--prompt is empty; pass the text to complete, e.g. --prompt 'reverse 31415'")
         options = parse_options(opt)
-        from accel.models.backbone import check_dtype
-        check_dtype(dtype)
         kind = bench.check_target(target)
         if kind == "checkpoint" and method:
             from accel.cli.bench import check_checkpoint_methods
