@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from accel.core.errors import UserError
+from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
 from accel.data.prompts import encode_prompt  # noqa: F401 (re-exported for callers of bench.encode_prompt)
 from accel.decoding.report import (add_aup, check_output_path, check_plot_path,  # noqa: F401 (re-exported)
                                    plot_report, report_tables, write_json)
@@ -34,8 +35,6 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_BLOCK_LEN = 32
 BUILTIN_GEN_LEN = 64
 """Built-in world answers are <= 20 tokens; 64 leaves room and stays fast."""
-LONG_GEN_LEN = 256
-"""The long world's answers are 64-201 tokens (docs/long-world.md)."""
 MODEL_GEN_LEN = 256
 """Real backbones (LLaDA, Dream, Llama...) write longer answers: the papers' setting."""
 
@@ -126,9 +125,14 @@ def select_methods(target: Target, names: list[str] | None = None, options: dict
     """{name: DecodeMethod} for `names` (default: the target's defaults), recipe methods first.
 
     `options` go to every baseline method that declares the key (an option no selected method
-    declares is an error); `block_len` overrides the block of every dLLM baseline method.
+    declares is an error); `block_len` overrides the block of every dLLM baseline method (default:
+    the long world's block on a long-world teacher, else each method's own).
     """
     from accel.decoding.methods import MethodError, available, get_method
+    from accel.models.backbone import adapter_world
+
+    if block_len is None and adapter_world(target.adapter) == "long":
+        block_len = LONG_BLOCK_LEN
 
     names = list(dict.fromkeys(names or target.default_methods))
     options = dict(options or {})
@@ -175,7 +179,8 @@ def default_tasks(adapter) -> list[str]:
 
 
 def default_gen_len(adapter) -> int:
-    """64 for models speaking the built-in world's tokenizer, 256 for real backbones and the long world."""
+    """64 for models speaking the built-in world's tokenizer, the long world's canvas (128) on its teachers,
+    256 for real backbones."""
     from accel.data.tokenizer import VOCAB
     from accel.models.backbone import adapter_world
     if adapter_world(adapter) == "long":

@@ -1,6 +1,6 @@
 import pytest
 
-from accel.data import tasks
+from accel.data import long_tasks, tasks
 from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
 
 
@@ -56,6 +56,7 @@ def test_tokenizer_roundtrip_and_autotokenizer(tmp_path):
 
 # ------------------------------------------------------------------ the long-answer suite
 LONG = tasks.LONG_TASK_NAMES
+LONG_GEN_LEN, LONG_BLOCK_LEN = long_tasks.LONG_GEN_LEN, long_tasks.LONG_BLOCK_LEN
 
 
 def test_long_suite_is_apart_from_all():
@@ -80,9 +81,11 @@ def test_long_tasks_deterministic_disjoint_and_in_range(name):
     for ex in test:
         assert tasks.score(ex, ex["response"]), ex
         ids = tok(ex["response"], add_special_tokens=False)["input_ids"]
-        assert 63 <= len(ids) <= 255, (name, len(ids))  # + the end token: 64-256, two or more blocks
+        assert 2 * LONG_BLOCK_LEN + 8 <= len(ids) < LONG_GEN_LEN, (name, len(ids))  # + the end token: fits the canvas
         assert tok.unk_token_id not in ids + chat_prompt_ids(tok, ex["prompt"])
-        assert len(chat_prompt_ids(tok, ex["prompt"])) + 256 <= 512  # fits the long teachers' positions
+        assert len(chat_prompt_ids(tok, ex["prompt"])) + LONG_GEN_LEN <= 512  # fits the long teachers' positions
+    lens = sorted(len(tok(e["response"], add_special_tokens=False)["input_ids"]) + 1 for e in test)
+    assert lens[len(lens) // 2] >= 3 * LONG_BLOCK_LEN  # the median answer spans at least three blocks
 
 
 def _swap_two(text, sep=","):

@@ -36,12 +36,12 @@ from pathlib import Path
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.collate import ar_batch as _ar_batch
 from accel.data.collate import tokenize_examples as _tokenize_examples
+from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
 
 RESP_LENS = (32, 64, 128, 256)
 RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
 RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
 """Long windows mostly teach end-token padding: fewer rows keep tokens per step level."""
-LONG_RESP_LEN = 256
 LONG_MODEL = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8,
                   intermediate_size=768)
 """The long world's teacher shape (positions stay 512: the longest prompt + 256 fit)."""
@@ -63,8 +63,9 @@ class TeacherBuildConfig:
     threads: int = 1
     train_per_task: int = 20000
     init_from: str = ""
-    """dLLM only: directory to start from: the AR teacher (with shift_logits, Dream-style AR→diffusion
-    adaptation) for stage one, the previous stage's output after that."""
+    """Directory (or builtin:NAME) to start from. dLLM: the AR teacher (with shift_logits, Dream-style
+    AR→diffusion adaptation) or a dLLM of the same shape; AR: an AR teacher of the same shape (the long
+    world starts from the short world's teachers, which share its tokenizer)."""
     shift_logits: bool = False
     """dLLM only: logits[i-1] predicts token i (Dream convention; natural when starting from an AR model)."""
     attention_anneal_steps: int = 0
@@ -80,7 +81,9 @@ class TeacherBuildConfig:
     save_every: int = 0
     """Also save resumable state every N steps (0: at evaluations only)."""
     eval_gen_len: int = 32
-    """Generation length of the held-out evaluation (the long world's answers need 256)."""
+    """Generation length of the held-out evaluation (the long world's is its canvas, 128)."""
+    eval_tasks: list = field(default_factory=list)
+    """Tasks the held-out evaluation checks (empty: every training task); the pilot watches the hardest."""
     log_every: int = 0
     """Also log loss and steps/s every N steps (0: at evaluations only); a CPU-hours build needs a pulse."""
 
@@ -158,8 +161,8 @@ def parse_task_weights(spec: str) -> dict[str, int]:
 
 def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32, long: bool = False):
     import torch
-    if long:  # every row a full 256 window: the answers themselves span the blocks
-        R = LONG_RESP_LEN
+    if long:  # every row the world's full canvas: the answers themselves span the blocks
+        R, block_len = LONG_GEN_LEN, LONG_BLOCK_LEN
     else:
         R = rng.choices(RESP_LENS, RESP_LEN_P)[0]
         pairs = pairs[:max(4, len(pairs) // RESP_LEN_BATCH_DIV[R])]
@@ -210,8 +213,12 @@ def _gen(rng):
     return torch.Generator().manual_seed(rng.getrandbits(63))
 
 
-def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 64) -> dict[str, float]:
-    """Exact-match accuracy per task with the slow baseline (dLLM: 1 token/step; AR: greedy)."""
+def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 64,
+             block_len: int = 32) -> dict[str, float]:
+    """Exact-match accuracy per task with the slow baseline (dLLM: 1 token/step; AR: greedy).
+
+    The dLLM decode stops once every row has ended (`stop_when_ended`: the same tokens as the full
+    schedule), which makes a long-world evaluation cost seconds instead of minutes."""
     from accel.data.tasks import resolve_tasks, score, test_split
     from accel.data.tokenizer import chat_prompt_ids
     from accel.decoding.dllm import generate_vanilla
@@ -224,7 +231,8 @@ def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 6
             chunk = exs[i:i + batch_size]
             prompts = [chat_prompt_ids(adapter.tokenizer, e["prompt"]) for e in chunk]
             if adapter.kind == "dllm":
-                res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=min(32, gen_len))
+                res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=min(block_len, gen_len),
+                                       stop_when_ended=True)
             else:
                 from accel.decoding.ar import generate_greedy
                 res = generate_greedy(adapter, prompts, max_new_tokens=gen_len)
@@ -254,7 +262,7 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
                        **cfg.model_overrides)
     if cfg.world == "long":
         model.config.accel_world = "long"  # bench / evaluate default to the long tasks (and gen 256)
-    if cfg.kind == "dllm" and cfg.init_from:
+    if cfg.init_from:
         src = Path(cfg.init_from)
         model.load_state_dict(load_file(str(src / "model.safetensors")), strict=False)
         model.tie_weights()
@@ -329,7 +337,8 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
             _save_state(work_dir, model, opt, step + 1, rng)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
             model.eval()
-            acc = evaluate(adapter, cfg.eval_n, gen_len=cfg.eval_gen_len, tasks=cfg.tasks)
+            acc = evaluate(adapter, cfg.eval_n, gen_len=cfg.eval_gen_len, tasks=cfg.eval_tasks or cfg.tasks,
+                           block_len=LONG_BLOCK_LEN if cfg.world == "long" else 32)
             model.train()
             worst = min(acc.values())
             log(f"step {step + 1} loss {loss.item():.4f} {time.time() - t0:.0f}s acc " +
