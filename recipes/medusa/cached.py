@@ -17,11 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from accel.recipes.medusa.config import Config
-
-
-def _err(msg):
-    from accel.core.errors import UserError
-    return UserError(msg)
+from accel.recipes.medusa.examples import _err
 
 
 def states_dir(cfg: Config, run_dir: Path) -> Path:
@@ -33,7 +29,7 @@ def load_cache(cfg: Config, adapter, run_dir: Path):
     from accel.recipes.shared.state_cache import StateCache, compute_states
     path = states_dir(cfg, run_dir)
     if cfg.states == "auto":
-        from accel.recipes.medusa.train import load_examples
+        from accel.recipes.medusa.examples import load_examples
         if cfg.data == "builtin":
             raise _err("states=auto caches states of a data file; with data=builtin leave states empty")
         train, held = load_examples(cfg, adapter.tokenizer)
@@ -163,8 +159,7 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     import torch
 
     from accel.data.draft_vocab import select_draft_vocab, token_counts
-    from accel.recipes.medusa.heads import MedusaHeads
-    from accel.recipes.medusa.train import AUTO_TREE_ESTIMATE, _split
+    from accel.recipes.medusa.heads import AUTO_TREE_ESTIMATE, MedusaHeads, split_model
     from accel.decoding.tree_build import build_tree, expected_accept_length
     from accel.trainers.trainer import fit
 
@@ -177,7 +172,7 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     held_rows, held_targets = positions(cache, cfg.num_heads, range(n - n_held, n))
     if cfg.eval_positions and len(held_rows) > cfg.eval_positions:
         held_rows, held_targets = held_rows[:cfg.eval_positions], held_targets[:cfg.eval_positions]
-    _, lm_head = _split(adapter.model)
+    _, lm_head = split_model(adapter.model)
     V = lm_head.weight.shape[0]
     token_map = t2d = None
     if cfg.draft_vocab_size and cfg.draft_vocab_size < V:

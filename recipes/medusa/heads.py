@@ -25,6 +25,17 @@ from accel.decoding.tree import TreeSpec, topk_candidates
 from accel.recipes.shared.heads import set_token_map
 
 
+AUTO_TREE_ESTIMATE = 48
+"""tree_nodes=0 (sized on the decoding device): the tree the run's own estimates are computed for."""
+
+
+def split_model(model):
+    """(body, lm_head) of the base the heads sit on: the heads read the body's last hidden state and
+    start from the lm_head's weights (both the live and the cached-states training use it)."""
+    from accel.decoding.tree import _split_model
+    return _split_model(model)
+
+
 class ResBlock(nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
