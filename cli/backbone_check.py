@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NEEDS = {"learn2pd": "dllm", "dparallel": "dllm", "d2f": "dllm", "joint-sampler": "dllm",
-         "medusa": "ar", "hydra": "ar"}
 _WORDS = {"dllm": "a diffusion LM (builtin:dllm, LLaDA, Dream)",
           "ar": "an autoregressive model (builtin:ar, Llama, ...)"}
-_FOR = {"dllm": "accel train learn2pd / accel distill dparallel|d2f / accel train joint-sampler",
-        "ar": "accel train medusa|hydra"}
 
 
 def backbone_kind(spec: str) -> str | None:
@@ -25,15 +21,26 @@ def backbone_kind(spec: str) -> str | None:
         return None
 
 
-def check_backbone(recipe: str, cfg) -> str | None:
-    """A one-line error message when cfg.backbone is the wrong kind for `recipe`, else None."""
-    need = NEEDS.get(recipe)
+def _recipes_for(kind: str) -> str:
+    """The commands of the recipes that train on `kind`, grouped as `accel train a|b / accel distill c`."""
+    from accel.recipes import RECIPES
+    groups: dict[str, list[str]] = {}
+    for r in RECIPES:
+        if r.backbone_kinds == (kind,):
+            groups.setdefault(r.group, []).append(r.name)
+    return " / ".join(f"accel {g} {'|'.join(names)}" for g, names in groups.items())
+
+
+def check_backbone(recipe, cfg) -> str | None:
+    """A one-line error message when cfg.backbone is a kind `recipe` (a `Recipe`) does not train on, else None."""
     spec = getattr(cfg, "backbone", None)
-    if need is None or not isinstance(spec, str):
+    if not isinstance(spec, str):
         return None
     have = backbone_kind(spec)
-    if have is None or have == need:
+    kinds = recipe.backbone_kinds
+    if have is None or have in kinds:
         return None
+    need = kinds[0]
     other = "builtin:dllm" if need == "dllm" else "builtin:ar"
-    return (f"backbone={spec} is {_WORDS[have]}, but {recipe} needs {_WORDS[need]}: set backbone={other} or "
-            f"another {need} model (for this backbone: {_FOR[have]})")
+    return (f"backbone={spec} is {_WORDS[have]}, but {recipe.name} needs {_WORDS[need]}: set backbone={other} or "
+            f"another {need} model (for this backbone: {_recipes_for(have)})")

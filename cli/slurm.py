@@ -23,7 +23,8 @@ def _spec(recipe, overrides, nodes, gpus_per_node, cpus_per_task, time, partitio
           sbatch):
     from accel.recipes import lookup
     from accel.trainers import slurm
-    spec = slurm.prepare(lookup(recipe), output=output, config=config, overrides=overrides or [], nodes=nodes,
+    entry = lookup(recipe)
+    spec = slurm.prepare(entry, output=output, config=entry.resolve_config(config), overrides=overrides or [], nodes=nodes,
                          gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, time=time,
                          partition=partition, job_name=job_name, sbatch_args=list(sbatch or []))
     if spec.resume == "never":
@@ -42,7 +43,8 @@ PartOpt = typer.Option(None, "--partition", help="Partition (default: the cluste
 NameOpt = typer.Option(None, "--job-name", help="Job name (default: accel-RECIPE).", show_default=False)
 OutOpt = typer.Option(None, "--output", help="Run directory (script, logs, checkpoints) (default: the config's "
                       "output_dir). Reusing one resumes it.", show_default=False)
-ConfOpt = typer.Option(None, "--config", help="Recipe YAML (defaults < YAML < key=value).", show_default=False)
+ConfOpt = typer.Option(None, "--config", help="Recipe YAML, or a shipped config's name (defaults < YAML < key=value).",
+                       show_default=False)
 SbatchOpt = typer.Option(None, "--sbatch", help="Extra sbatch option, repeatable: --sbatch=--account=proj.",
                          show_default=False)
 

@@ -31,7 +31,8 @@ def help_text(entry, group: str) -> str:
              "[key=value ...]",
              "", entry.summary, "",
              "Config precedence: defaults < --config YAML < key=value. Options:",
-             "  --config FILE   YAML with any of the keys below (shipped: recipes/configs/)",
+             "  --config FILE   YAML with any of the keys below, or the name of a shipped one"
+             + (f" ({', '.join(entry.config_names())})" if entry.config_names() else ""),
              "  --output DIR    run directory (same as output_dir=DIR)",
              "  --nproc N       processes on this node (re-launches under torchrun)",
              "  --trust-remote-code  let model code shipped with the backbone run (LLaDA, Dream);",
@@ -55,10 +56,11 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
         fail(f"--nproc {nproc}: must be >= 1")
     with user_errors():
         ov = list(overrides) + ([f"output_dir={output}"] if output else [])
+        config = entry.resolve_config(config)
         cfg = load_config(entry.Config, config, ov, recipe=entry.name)
         runguard.check_recipe(cfg.output_dir, entry.name, f"accel {group} {entry.name}")
     from accel.cli.backbone_check import check_backbone
-    wrong = check_backbone(entry.name, cfg)
+    wrong = check_backbone(entry, cfg)
     if wrong:
         fail(wrong)
     from accel.trainers.rundir import is_rank0
@@ -98,7 +100,7 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
 
 def _make_command(group: str, entry):
     def command(ctx: typer.Context,
-                config: Optional[Path] = typer.Option(None, "--config", help="YAML config file."),
+                config: Optional[str] = typer.Option(None, "--config", help="YAML config file, or a shipped config's name."),
                 output: Optional[str] = typer.Option(None, "--output", help="Run directory (output_dir)."),
                 nproc: int = typer.Option(1, "--nproc", help="Processes on this node (torchrun)."),
                 trust_remote_code: bool = typer.Option(False, "--trust-remote-code",

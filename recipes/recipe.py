@@ -33,6 +33,13 @@ class Recipe:
     """{option: type} for a recipe without a Spec; with one, `option_types` derives them from it."""
     kind: str = "dllm"
     """The backbone kind its checkpoints decode: 'dllm' or 'ar' (their baselines' kind)."""
+    trains_on: tuple[str, ...] = ()
+    """The backbone kinds `train` accepts when they are not just `kind` (SFT: both); see `backbone_kinds`."""
+    data_commands: tuple = ()
+    """The `accel data` commands that build its training data (`accel.recipes.data_commands.DataCommand`);
+    one several recipes read is listed by each and registered once."""
+    config_dir: Path | None = None
+    """Where its shipped YAML configs are (`--config NAME` finds NAME.yaml there); None: none shipped."""
     bench_methods: Callable[..., dict] | None = None
     """bench_methods(ckpt, adapter) -> {name: DecodeMethod}: what `accel bench CKPT` can run."""
     methods: dict[str, str] = field(default_factory=dict)
@@ -52,6 +59,32 @@ class Recipe:
         if self.Spec is not None:
             return dict(self.Spec.settable())
         return dict(self.export_options)
+
+    @property
+    def backbone_kinds(self) -> tuple[str, ...]:
+        """The backbone kinds it trains on: `trains_on`, else its checkpoints' `kind`."""
+        return self.trains_on or (self.kind,)
+
+    def config_names(self) -> list[str]:
+        """The names of its shipped configs (`accel train NAME --config long`)."""
+        d = self.config_dir
+        return sorted(p.stem for p in d.glob("*.yaml")) if d is not None and d.is_dir() else []
+
+    def resolve_config(self, config) -> Path | None:
+        """A --config value as a file: an existing path as given, else the shipped config of that name
+        (``long`` or ``long.yaml``); a ConfigError in one line listing the shipped names otherwise."""
+        if config is None:
+            return None
+        path = Path(config).expanduser()
+        if path.is_file():
+            return path
+        name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+        if self.config_dir is not None and path.parent == Path(".") and (self.config_dir / f"{name}.yaml").is_file():
+            return self.config_dir / f"{name}.yaml"
+        from accel.trainers.config import ConfigError
+        names = self.config_names()
+        shipped = f"{self.name}'s configs: {', '.join(names)}" if names else f"{self.name} ships no configs"
+        raise ConfigError(f"--config {config}: no such file or {self.name} config; {shipped}")
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -100,17 +133,19 @@ def lazy(target: str, **bound) -> Callable:
 
 
 def packaged(package: str, *, name: str, group: str, summary: str, formats: tuple[str, ...] = ("accel",),
-             kind: str = "dllm") -> Recipe:
+             kind: str = "dllm", data_commands: tuple = (), trains_on: tuple[str, ...] = ()) -> Recipe:
     """The `Recipe` of a package laid out the usual way, so each ``__init__.py`` states only what is its own.
 
     The layout (docs/architecture.md, "Adding a recipe"): ``<package>.config.Config``,
     ``<package>.spec.Spec``, ``<package>.inference`` (``METHODS``, ``DEFAULT_METHODS``, optional
     ``DEFAULT_BATCH_SIZE``, ``bench_methods``), ``<package>.train:run``, ``<package>.export:export``
-    (called with ``format=`` one of `formats`, the first the default) and ``docs/recipes/<name>.md``.
+    (called with ``format=`` one of `formats`, the first the default), ``docs/recipes/<name>.md`` and
+    the YAML configs in ``<package>/configs/`` (a recipe in its own folder) or ``recipes/configs/<name>/``.
     Only config, spec and inference are imported here (they stay torch-free); the rest is `lazy`.
     """
     import importlib
     inference = importlib.import_module(f"{package}.inference")
+    here = Path(importlib.import_module(package).__file__).parent
     return Recipe(
         name=name, group=group, summary=summary,
         Config=importlib.import_module(f"{package}.config").Config, train=lazy(f"{package}.train:run"),
@@ -119,5 +154,13 @@ def packaged(package: str, *, name: str, group: str, summary: str, formats: tupl
         bench_methods=lazy(f"{package}.inference:bench_methods"), default_methods=tuple(inference.DEFAULT_METHODS),
         kind=kind, methods=dict(inference.METHODS),
         default_batch_size=getattr(inference, "DEFAULT_BATCH_SIZE", 0),
-        docs=f"docs/recipes/{name}.md",
+        docs=f"docs/recipes/{name}.md", data_commands=tuple(data_commands), trains_on=tuple(trains_on),
+        config_dir=shipped_configs(name, here),
     )
+
+
+def shipped_configs(name: str, package_dir: Path) -> Path:
+    """A recipe's config folder: its own ``configs/`` if it has one, else ``recipes/configs/<name>/``
+    (package data of the wheel, like the recipes themselves)."""
+    own = package_dir / "configs"
+    return own if own.is_dir() else Path(__file__).parent / "configs" / name

@@ -8,7 +8,9 @@ inference checkpoint that `accel decode` / `accel bench` load.
 """
 from __future__ import annotations
 
+from accel.recipes.learn2pd.data_commands import ORACLE
 from accel.recipes.recipe import packaged
 
 RECIPE = packaged(__name__, name="learn2pd", group="train",
-                  summary="Learn2PD: a ~2K-param learned unmask filter + End-of-Text Prediction for a dLLM.")
+                  summary="Learn2PD: a ~2K-param learned unmask filter + End-of-Text Prediction for a dLLM.",
+                  data_commands=(ORACLE,))
