@@ -4,8 +4,8 @@ import torch
 
 from accel.data.tokenizer import chat_prompt_ids
 from accel.decoding.cache import BlockCache
-from accel.decoding.dllm import (BlockDecision, BlockState, confidence_policy, entropy_policy, generate_blockwise,
-                                 generate_threshold, generate_vanilla, init_canvas)
+from accel.decoding.dllm import generate_blockwise, generate_threshold, generate_vanilla, init_canvas
+from accel.decoding.policies import BlockDecision, BlockState, confidence_policy, entropy_policy
 from accel.models.masks import full_mask, position_ids
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from accel.decoding.dllm import BlockState, generate_vanilla
+from accel.decoding.dllm import generate_vanilla
+from accel.decoding.policies import BlockState
 from accel.models.backbone import Adapter
 from accel.models.tiny import make_model
 from accel.recipes.learn2pd import model as M

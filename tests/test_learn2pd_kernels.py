@@ -50,7 +50,7 @@ def test_kernel_odd_shapes_and_dispatch():
 
 
 def test_policy_fused_equals_unfused():
-    from accel.decoding.dllm import BlockState
+    from accel.decoding.policies import BlockState
     from accel.recipes.learn2pd.decode import Learn2PDPolicy
     from accel.recipes.learn2pd.model import UnmaskFilter
     logits, masked, _ = _case(L=8)

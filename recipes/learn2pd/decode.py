@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from accel.decoding.dllm import BlockDecision, BlockState, generate_blockwise
+from accel.decoding.dllm import generate_blockwise
+from accel.decoding.policies import BlockDecision, BlockState
 from accel.recipes.learn2pd.kernels import decision_ref, learn2pd_step, triton
 
 
