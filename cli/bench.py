@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import List, Optional
 
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.options import BlockLen, Device, Dtype, TrustRemoteCode
+from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode
 
 _METHOD_HELP = (
     "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
@@ -42,9 +41,7 @@ def command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts decoded together (left-padded). "
                                              "Default 32; Medusa/Hydra checkpoints: 1, the single-stream latency "
                                              "regime draft heads are for."),
-    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Method option key=value, applied to every "
-                                            "selected baseline method that has it (e.g. threshold=0.8, "
-                                            "cache=prefix, temperature=0.7, seed=1)."),
+    opt: Opt = None,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report (rows per task "
                                              "and 'all', device, versions) as JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw accuracy vs NFE (one point per method; with "
@@ -98,67 +95,28 @@ def command(
             _list_methods(target)
         return
     with user_errors():
-        targets = _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot,
-                            compare)
-        if prompts:
-            _validate_prompts(prompts, task, target)
-        _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, targets,
-             trust_remote_code, device, sweep, prompts, dtype)
+        checked = _plan(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
+                        sweep, prompts)
+        _run(checked, json_path, plot, trust_remote_code, device, dtype)
 
 
-def _validate_prompts(prompts, task, target):
-    """--prompts is read before any model loads; it replaces the suite, so --task cannot go with it."""
-    from accel.decoding import bench
-    from accel.decoding.prompt_sets import load_prompt_set
-    if task:
+def _plan(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare, sweep, prompts):
+    """Every check that needs no model loaded, each once (`accel.decoding.plan`); returns the plan."""
+    from accel.cli.options import parse_options
+    from accel.decoding.plan import Request, plan
+    from accel.decoding.report import check_output_path, check_plot_path
+    from accel.recipes.targets import describe_target
+
+    if prompts and task:
         fail("--task selects suite tasks; with --prompts the rows are the prompt set's categories: drop --task")
-    if bench.check_target(target) == "dllm":
-        fail(f"--prompts {prompts}: real prompt sets are scored against greedy decoding, which needs an AR "
-             f"target ({target} is a diffusion LM)")
-    load_prompt_set(prompts)
-
-
-def _validate(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare):
-    """Everything checkable without loading a model; returns the --compare targets."""
-    from accel.data.tasks import resolve_tasks
-    from accel.decoding import bench
-    from accel.decoding.methods import DEFAULT_METHODS, parse_options
-
-    for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--gen-len", gen_len),
-                        ("--block-len", block_len)):
-        if value is not None and value < 1:
-            fail(f"{flag} must be >= 1 (got {value})")
-    resolve_tasks(task)
-    options = parse_options(opt)
+    request = Request(methods=method, tasks=task, limit=limit, gen_len=gen_len, block_len=block_len,
+                      batch_size=batch_size, options=parse_options(opt), sweep=sweep, prompts=prompts)
     if json_path is not None:
-        bench.check_output_path(json_path, "--json")
+        check_output_path(json_path, "json")
     if plot is not None:
-        bench.check_plot_path(plot)
-    kind = bench.check_target(target)
-    if kind == "checkpoint" and gen_len is not None and block_len is None:
-        from accel.cli.decode import check_checkpoint_gen_len
-        check_checkpoint_gen_len(target, gen_len)
-    for c in compare or []:
-        bench.check_target(c)
-    if kind != "checkpoint":  # method names and block lengths are known without the weights
-        fake = bench.Target(spec=target, adapter=SimpleNamespace(kind=kind), default_methods=DEFAULT_METHODS[kind])
-        chosen = bench.select_methods(fake, method, options, block_len)
-        if gen_len is not None:
-            bench.check_gen_len(gen_len, chosen)
-    else:  # a checkpoint's method names are known from its recipe, before its weights load
-        check_checkpoint_methods(target, method)
-    return list(compare or [])
-
-
-def check_checkpoint_methods(target: str, names) -> None:
-    """Unknown --method names for a checkpoint fail here, before any model is loaded."""
-    from accel.decoding.methods import MethodError
-    from accel.recipes.targets import method_names
-    _kind, offered, _defaults = method_names(target)
-    for name in names or []:
-        if name not in offered:
-            raise MethodError(f"unknown method {name!r} for {target}; choose from: {', '.join(offered)} "
-                              f"(`accel bench {target} --list-methods` describes them)")
+        check_plot_path(plot)
+    main = describe_target(target)
+    return plan(main, request, [describe_target(c) for c in compare or []])
 
 
 def _list_methods(target: str) -> None:
@@ -170,30 +128,27 @@ def _list_methods(target: str) -> None:
         typer.echo(f" {'*' if name in defaults else ' '} {name:<{w}}  {offered.get(name, '')}")
 
 
-def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare,
-         trust_remote_code, device, sweep=False, prompts=None, dtype="auto"):
+def _run(checked, json_path, plot, trust_remote_code, device, dtype="auto"):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from accel.decoding import bench, report as rep
-    from accel.decoding.methods import parse_options
+    from accel.cli.quiet import quiet_libraries
+    from accel.decoding import report as rep
+    from accel.decoding.bench import measure
     from accel.recipes.targets import load_target
 
-    _quiet_loading()
+    quiet_libraries()  # transformers' per-load progress bars would tear through ours
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
-        job = bar.add_task(f"loading {target}", total=None)
+        job = bar.add_task(f"loading {checked.target.spec}", total=None)
 
         def progress(done, total, description):
             bar.update(job, completed=done, total=total, description=description)
 
-        main = load_target(target, trust_remote_code, device, dtype)
-        others = [load_target(c, trust_remote_code, device, dtype) for c in compare]
-        report = bench.run_bench(main, method, task, limit=limit, gen_len=gen_len, batch_size=batch_size,
-                                 progress=progress, block_len=block_len, options=parse_options(opt),
-                                 compare=others, sweep=sweep,
-                                 prompts=prompts)
+        main = load_target(checked.target, trust_remote_code, device, dtype)
+        others = [load_target(c, trust_remote_code, device, dtype) for c in checked.compare]
+        report = measure(checked, main, others, progress)
     # a log or a pipe is not a terminal: give the tables room rather than cutting names to "lear…"
     out = Console() if sys.stdout.isatty() else Console(width=250)
     for table in rep.report_tables(report):
@@ -204,9 +159,3 @@ def _run(target, method, task, limit, gen_len, block_len, batch_size, opt, json_
     if plot is not None:
         rep.plot_report(report, plot)
         err.print(f"wrote {plot}")
-
-
-def _quiet_loading():
-    """transformers' per-load progress bars would tear through ours (and clutter stderr)."""
-    from accel.cli.quiet import quiet_libraries
-    quiet_libraries()

@@ -22,14 +22,16 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 @contextlib.contextmanager
 def user_errors():
-    """Turn known user-facing exceptions into `fail()` (one line, exit 2)."""
+    """Turn known user-facing exceptions into `fail()` (one line, exit 2), worded with the flags that set
+    what they name (`accel.cli.options.worded`)."""
     try:
         yield
     except typer.Exit:
         raise
     except Exception as e:  # noqa: BLE001 - filtered just below
         if isinstance(e, user_error_types()):
-            fail(str(e))
+            from accel.cli.options import worded
+            fail(worded(e))
         raise
 
 

@@ -23,6 +23,22 @@ class MethodError(UserError, ValueError):
     """A bad method name or option; the message lists the valid ones."""
 
 
+class UnknownMethodError(MethodError):
+    """A method name the target does not offer: ``name``, the ``target`` and the ``valid`` names."""
+
+    def __init__(self, name: str, target: str, valid: list[str], hint: str = ""):
+        self.name, self.target, self.valid = name, target, list(valid)
+        super().__init__(f"unknown method {name!r} for {target}{hint}; choose from: {', '.join(valid)}")
+
+
+class UnusedOptionError(MethodError):
+    """A method option (``key``) that none of the selected methods (``methods``) declares."""
+
+    def __init__(self, key: str, methods: list[str]):
+        self.key, self.methods = key, list(methods)
+        super().__init__(f"option {key}: no selected method has this option (methods: {', '.join(methods)})")
+
+
 @dataclass(frozen=True)
 class DecodeMethod:
     """A named decode method with bound options; call it as m(adapter, prompts, gen_len)."""
@@ -186,17 +202,6 @@ def get_method(name: str, kind: str, options: dict | None = None) -> DecodeMetho
             raise MethodError(f"method {name!r} has no option {key!r}; its options are: {', '.join(defaults)}")
         opts[key] = coerce_option(name, key, value, defaults[key])
     return DecodeMethod(name=name, kind=k, help=help_, run=run, options=opts, knob=knob, sweep=sweep)
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, str]:
-    """['key=value', ...] from --opt into a dict (values stay strings until a method coerces them)."""
-    out = {}
-    for p in pairs or []:
-        key, sep, value = p.partition("=")
-        if not sep or not key.strip():
-            raise MethodError(f"--opt {p!r} is not key=value (e.g. --opt threshold=0.8)")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def coerce_option(method: str, key: str, value, default):

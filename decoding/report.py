@@ -1,7 +1,7 @@
 """The bench report: the table a person reads, the JSON a script reads, and the accuracy-vs-NFE plot.
 
-Apart from the harness (`accel.decoding.bench`), so a new column or output format never
-touches the timing code. The table carries its own legend (`LEGEND`).
+Apart from the harness (`accel.decoding.bench`) and the timed loop (`accel.decoding.timing`), so a
+new column or output format never touches the timing code. The table carries its own legend (`LEGEND`).
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from accel.decoding.errors import OutputPathError
 
 LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). tok/fwd: generated tokens "
           "(up to the first end token) per forward. ans tok/fwd: the same tokens per forward spent until the "
@@ -74,29 +76,29 @@ def add_aup(report: dict) -> None:
     report["aup"] = out
 
 
-def check_output_path(path: str | Path, flag: str) -> Path:
-    """Fails before any decoding if `path` cannot be written (missing dir, a directory, read-only)."""
-    from accel.decoding.bench import BenchError
+def check_output_path(path: str | Path, setting: str) -> Path:
+    """Fails before any decoding if `path` (the `setting` output: json, plot) cannot be written: a
+    missing directory, a directory, read-only."""
     p = Path(path).expanduser()
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
-        raise BenchError(f"{flag} {p} is a directory; pass a file path such as {p / 'bench.json'}")
+        raise OutputPathError(setting, p, f"is a directory; pass a file path such as {p / 'bench.json'}")
     if not parent.is_dir():
-        raise BenchError(f"{flag} {p}: directory {parent} does not exist; create it or choose another path")
+        raise OutputPathError(setting, p, f"is in directory {parent}, which does not exist; create it or choose "
+                                          "another path")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise BenchError(f"{flag} {p} is not writable; choose another path")
+        raise OutputPathError(setting, p, "is not writable; choose another path")
     return p
 
 
 def check_plot_path(path: str | Path) -> Path:
-    from accel.decoding.bench import BenchError
-    p = check_output_path(path, "--plot")
+    p = check_output_path(path, "plot")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise BenchError("--plot needs matplotlib; install it with pip install 'accel[plot]'") from None
+        raise OutputPathError("plot", p, "needs matplotlib; install it with pip install 'accel[plot]'") from None
     if p.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise BenchError(f"--plot {p}: use a .png, .pdf or .svg file name")
+        raise OutputPathError("plot", p, "is not an image file name: use a .png, .pdf or .svg file name")
     return p
 
 

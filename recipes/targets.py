@@ -2,12 +2,15 @@
 
 ``builtin:dllm``/``builtin:ar`` and HF model directories are plain models with their kind's
 baselines (`accel.decoding.methods`); an accel checkpoint names its recipe in config.json, and
-that recipe's `bench_methods` supplies its rows. `accel bench`, `accel decode` and tests load
-targets here, then hand them to the harness (`accel.decoding.bench.run_bench`).
+that recipe supplies its method names, defaults and rows (`bench_methods`). `describe_target`
+reads all that without loading weights (the CLI's checks run on it); `load_target` loads any
+target with `accel.decoding.target.load`, the one loading function. `accel bench`, `accel decode`
+and tests load targets here, then hand them to `accel.decoding.bench` / `accel.decoding.plan`.
 """
 from __future__ import annotations
 
-from accel.decoding.bench import BenchError, Target, method_uses_cache, check_target, default_device, load_model_target
+from accel.decoding.errors import BenchError
+from accel.decoding.target import Target, check_target, describe_model, load
 
 
 def checkpoint_recipe(spec: str):
@@ -28,38 +31,32 @@ def checkpoint_recipe(spec: str):
     return recipe
 
 
-def method_names(spec: str) -> tuple[str, dict[str, str], list[str]]:
-    """(kind, {method: help}, default methods) of a TARGET without loading any weights."""
-    from accel.decoding.methods import DEFAULT_METHODS, describe
+def describe_target(spec: str) -> Target:
+    """A TARGET (built-in, model directory or accel checkpoint) as far as it is known without its weights:
+    kind, method names and defaults, a checkpoint's decode defaults (`load_target` loads it)."""
+    from accel.decoding.checkpoint import load_checkpoint
     kind = check_target(spec)
     if kind != "checkpoint":
-        return kind, describe(kind), list(DEFAULT_METHODS[kind])
-    recipe = checkpoint_recipe(spec)
-    names = {**recipe.methods, **{k: v for k, v in describe(recipe.kind).items() if k not in recipe.methods}}
-    return recipe.kind, names, list(recipe.default_methods)
-
-
-def load_target(spec: str, trust_remote_code: bool = False, device: str | None = None,
-                dtype: str | None = None) -> Target:
-    """Loads a TARGET (built-in, model directory or accel checkpoint) onto `device` in `dtype`
-    (`accel.models.backbone.DTYPES`; None = as saved); a checkpoint's drafts follow the backbone's dtype."""
-    from accel.decoding.checkpoint import load_checkpoint
-    from accel.decoding.methods import DecodeMethod
-    from accel.models.backbone import load_backbone
-
-    if check_target(spec) != "checkpoint":
-        return load_model_target(spec, trust_remote_code, device, dtype)
+        return describe_model(spec, kind)
     recipe = checkpoint_recipe(spec)
     ckpt = load_checkpoint(spec)
-    adapter = load_backbone(ckpt.backbone_target(), trust_remote_code=trust_remote_code,
-                            device=device or default_device(), dtype=dtype)
-    methods = dict(recipe.bench_methods(ckpt, adapter))
-    for name, m in methods.items():
-        if not isinstance(m, DecodeMethod):
-            raise TypeError(f"recipe {recipe.name!r}: bench_methods()[{name!r}] is a {type(m).__name__}, "
-                            "not a DecodeMethod")
-    defaults = [m for m in recipe.default_methods if adapter.supports_cache or not method_uses_cache(m, adapter, methods)]
-    one = 1 if adapter.extra.get("block_causal") is False else 0  # padded batches need a working mask
-    return Target(spec=spec, adapter=adapter, default_methods=defaults, recipe_methods=methods,
-                  checkpoint=ckpt, decode_defaults=ckpt.decode_defaults(recipe.Spec),
-                  default_batch_size=one or recipe.default_batch_size)
+    return Target(spec=spec, kind=recipe.kind, default_methods=list(recipe.default_methods), checkpoint=ckpt,
+                  decode_defaults=ckpt.decode_defaults(recipe.Spec), default_batch_size=recipe.default_batch_size,
+                  recipe=recipe.name, offered=dict(recipe.methods), build_methods=recipe.bench_methods,
+                  backbone=ckpt.backbone_target())
+
+
+def method_names(spec: str) -> tuple[str, dict[str, str], list[str]]:
+    """(kind, {method: help}, default methods) of a TARGET without loading any weights."""
+    from accel.decoding.methods import describe
+    t = describe_target(spec)
+    names = {**t.offered, **{k: v for k, v in describe(t.kind).items() if k not in t.offered}}
+    return t.kind, names, list(t.default_methods)
+
+
+def load_target(target: str | Target, trust_remote_code: bool = False, device: str | None = None,
+                dtype: str | None = None) -> Target:
+    """Loads a TARGET (a spec, or one `describe_target` described) onto `device` in `dtype`
+    (`accel.models.backbone.DTYPES`; None = as saved)."""
+    described = target if isinstance(target, Target) else describe_target(target)
+    return load(described, trust_remote_code, device, dtype)

@@ -149,7 +149,8 @@ def per_task_accuracy(adapter, filt, exs, ids, gen_len, a, taus):
 
 def bench_task(task, adapter, filters, a, gen_len, teacher):
     """The bench report of held-out `task`: vanilla, fast-dllm and a learn2pd+eotp row per filter (cached)."""
-    from accel.decoding.bench import Target, run_bench
+    from accel.decoding.bench import run_bench
+    from accel.decoding.target import Target
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.report import write_json
     from accel.recipes.learn2pd.inference import METHODS, _l2p
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from accel.core.errors import UserError
     from accel.data.tasks import resolve_tasks
-    from accel.decoding.bench import default_gen_len, default_tasks
+    from accel.decoding.target import default_gen_len, default_tasks
     from accel.models.backbone import load_backbone
     try:
         adapter = load_backbone(a.teacher)

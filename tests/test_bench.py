@@ -9,10 +9,15 @@ import pytest
 import torch
 
 import accel.recipes as recipes
-from accel.decoding import bench, dllm
-from accel.decoding.bench import BenchError, run_bench
+from accel.cli.options import parse_options
+from accel.data.prompts import encode_prompt
+from accel.decoding import dllm, report as reporting, target as tg
+from accel.decoding.bench import run_bench
 from accel.decoding.checkpoint import save_checkpoint
-from accel.decoding.methods import MethodError, available, get_method, parse_options
+from accel.decoding.errors import BenchError
+from accel.decoding.methods import MethodError, available, get_method
+from accel.decoding.runs import method_help
+from accel.decoding.timing import count_tokens
 from accel.recipes.targets import load_target
 
 HAS_THRESHOLD = hasattr(dllm, "generate_threshold")
@@ -63,18 +68,18 @@ def test_numbers_are_consistent(report):
 
 
 def test_plot_and_json(report, tmp_path):
-    bench.write_json(report, tmp_path / "r.json")
+    reporting.write_json(report, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["rows"] == report["rows"]
-    bench.plot_report(report, tmp_path / "p.png")
+    reporting.plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    overall, per_task = bench.report_tables(report)
+    overall, per_task = reporting.report_tables(report)
     assert overall.row_count == 2 and per_task.row_count == 2
 
 
 def test_count_tokens():
-    assert bench.count_tokens([5, 6, 1, 1, 1], eos_ids=(1,)) == 3
-    assert bench.count_tokens([5, 6, 7], eos_ids=(1,)) == 3
-    assert bench.count_tokens([1, 5], eos_ids=(1,)) == 1
+    assert count_tokens([5, 6, 1, 1, 1], eos_ids=(1,)) == 3
+    assert count_tokens([5, 6, 7], eos_ids=(1,)) == 3
+    assert count_tokens([1, 5], eos_ids=(1,)) == 1
 
 
 def test_method_table():
@@ -102,25 +107,25 @@ def test_method_table():
 
 
 def test_select_methods_and_gen_len():
-    t = bench.Target(spec="x", adapter=types.SimpleNamespace(kind="dllm"), default_methods=["vanilla", "fast-dllm"])
-    chosen = bench.select_methods(t, None, {"threshold": "0.7"}, block_len=16)
+    t = tg.Target(spec="x", adapter=types.SimpleNamespace(kind="dllm"), default_methods=["vanilla", "fast-dllm"])
+    chosen = tg.select_methods(t, None, {"threshold": "0.7"}, block_len=16)
     assert list(chosen) == ["vanilla", "fast-dllm"]
     assert chosen["fast-dllm"].options["threshold"] == 0.7 and "threshold" not in chosen["vanilla"].options
     assert chosen["vanilla"].block_len == 16 == chosen["fast-dllm"].block_len
     with pytest.raises(MethodError, match="no selected method has this option"):
-        bench.select_methods(t, ["vanilla"], {"threshold": "0.7"})
+        tg.select_methods(t, ["vanilla"], {"threshold": "0.7"})
     msg = r"unknown method 'greedy' for x \('greedy' is a method for ar models\); choose from: vanilla"
     with pytest.raises(MethodError, match=msg):
-        bench.select_methods(t, ["greedy"])
-    bench.check_gen_len(48, chosen)
-    with pytest.raises(BenchError, match="--gen-len 50 is not a multiple of the block length 16"):
-        bench.check_gen_len(50, chosen)
+        tg.select_methods(t, ["greedy"])
+    tg.check_gen_len(48, chosen)
+    with pytest.raises(BenchError, match="gen_len 50 is not a multiple of the block length 16"):
+        tg.check_gen_len(50, chosen)
 
 
 def test_sample_is_seeded(models):
     from accel.models.backbone import load_backbone
     a = load_backbone(models["ar"])
-    prompts = [bench.encode_prompt(a.tokenizer, "copy 123")]
+    prompts = [encode_prompt(a.tokenizer, "copy 123")]
     runs = [get_method("sample", "ar", {"seed": "3"})(a, prompts, 8).tokens for _ in range(2)]
     assert runs[0] == runs[1]
 
@@ -128,9 +133,9 @@ def test_sample_is_seeded(models):
 def test_default_gen_len(models):
     from accel.models.backbone import load_backbone
     a = load_backbone(models["ar"])
-    assert bench.default_gen_len(a) == 64
+    assert tg.default_gen_len(a) == 64
     a.tokenizer = types.SimpleNamespace(get_vocab=lambda: {"a": 0}, __len__=None)
-    assert bench.default_gen_len(a) == 256
+    assert tg.default_gen_len(a) == 256
 
 
 @pytest.mark.skipif(not HAS_THRESHOLD, reason="generate_threshold is not in decoding/dllm.py yet")
@@ -146,7 +151,7 @@ def test_default_dllm_methods(models):
             return logits, out
 
     a = load_backbone(models["dllm"])
-    t = bench.Target(spec="tiny", adapter=NoMaskOutput(**vars(a)), default_methods=bench_defaults("dllm"))
+    t = tg.Target(spec="tiny", adapter=NoMaskOutput(**vars(a)), default_methods=bench_defaults("dllm"))
     r = run_bench(t, None, ["copy"], limit=2, gen_len=32, batch_size=2)
     names = [m["name"] for m in r["methods"]]
     assert names == ["vanilla", "fast-dllm", "fast-dllm-prefix", "fast-dllm-dual", "entropy-threshold"]
@@ -209,7 +214,7 @@ def test_checkpoint_recipe_errors(models, tmp_path, monkeypatch, recipe, match):
 
 
 def test_bad_inputs_fail_before_decoding(models, tmp_path):
-    with pytest.raises(BenchError, match="--limit must be >= 1"):
+    with pytest.raises(BenchError, match="limit must be >= 1"):
         run_bench(models["dllm"], limit=0)
     from accel.data.tasks import UnknownTaskError
     with pytest.raises(UnknownTaskError):
@@ -217,9 +222,9 @@ def test_bad_inputs_fail_before_decoding(models, tmp_path):
     with pytest.raises(BenchError, match="not a multiple of the block length 32"):
         run_bench(models["dllm"], ["vanilla"], ["copy"], gen_len=40)
     with pytest.raises(BenchError, match="is a directory"):
-        bench.check_output_path(tmp_path, "--json")
+        reporting.check_output_path(tmp_path, "--json")
     with pytest.raises(BenchError, match="does not exist"):
-        bench.check_output_path(tmp_path / "no" / "r.json", "--json")
+        reporting.check_output_path(tmp_path / "no" / "r.json", "--json")
 
 
 def test_compare_names_stay_unique(models, tiny_dir):
@@ -239,9 +244,9 @@ def test_method_help():
         """Decodes k at a time.
 
         More text."""
-    assert bench.method_help(functools.partial(fn, k=2)) == "Decodes k at a time."
-    assert bench.method_help(get_method("vanilla", "dllm")).startswith("LLaDA")
-    assert bench.method_help(lambda a, p, g: None) == ""
+    assert method_help(functools.partial(fn, k=2)) == "Decodes k at a time."
+    assert method_help(get_method("vanilla", "dllm")).startswith("LLaDA")
+    assert method_help(lambda a, p, g: None) == ""
 
 
 def test_prompt_sets_replace_the_suite_split(models):
@@ -329,9 +334,9 @@ def test_sweep_runs_each_knob_value_and_reports_aup(models, tmp_path):
            if t == "all" and m.split("@")[0] == "fast-dllm"]
     assert len(pts) == len(fast.sweep)
     assert rows[("fast-dllm", "all")]["aup"] == pytest.approx(aup(pts, y_max))
-    bench.plot_report(rep, tmp_path / "sweep.png")
+    reporting.plot_report(rep, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
-    overall, _ = bench.report_tables(rep)
+    overall, _ = reporting.report_tables(rep)
     assert "AUP" in [c.header for c in overall.columns]
 
 

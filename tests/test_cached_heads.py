@@ -151,7 +151,7 @@ def test_bench_prompt_file_scores_identity_to_greedy(tmp_path):
     rep = run_bench(target, ["greedy", "off-by-one"], prompts=str(f), gen_len=8, batch_size=2)
     assert {r["task"]: r["identical_to_greedy"] for r in rep["rows"] if r["method"] == "off-by-one"} == \
         {"a": 0.5, "b": 0.0, "all": 1 / 3}
-    from accel.decoding.bench import BenchError
+    from accel.decoding.errors import BenchError
     with pytest.raises(BenchError, match="AR target"):
         run_bench("builtin:dllm", prompts=str(f), gen_len=8)
 

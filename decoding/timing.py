@@ -1,0 +1,127 @@
+"""The timed decode: every run over every task's prompts in batches, counted into one `RowStats` per
+(method, task) — the same counts for every method (docs/architecture.md, "Measuring").
+
+Tokens are generated ids up to and including the first end token (`count_tokens`), so a method
+cannot look fast by emitting padding after its answer; each method is warmed up once on a tiny
+batch before timing, and a method's row metrics are computed outside the timed call.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class RowStats:
+    """What one (method, task) row accumulated over its batches."""
+    correct: int = 0
+    """Prompts scored right (a prompt set: identical to greedy, filled in afterwards)."""
+    n: int = 0
+    nfe: int = 0
+    """Full-model forwards, summed over prompts."""
+    tokens: int = 0
+    seconds: float = 0.0
+    answer_nfe: int = 0
+    """Forwards until each prompt's answer held no mask, summed."""
+    metrics: dict[str, list] = field(default_factory=dict)
+    """{metric: [sum, count]} of a method's row metrics (e.g. the joint sampler's tv)."""
+
+    def __iadd__(self, other: "RowStats") -> "RowStats":
+        for f in ("correct", "n", "nfe", "tokens", "seconds", "answer_nfe"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for metric, (total, count) in other.metrics.items():
+            s = self.metrics.setdefault(metric, [0.0, 0])
+            s[0] += total
+            s[1] += count
+        return self
+
+
+def count_tokens(row: list[int], eos_ids) -> int:
+    """Generated ids up to and including the first end token: the same count for every method."""
+    for i, t in enumerate(row):
+        if t in eos_ids:
+            return i + 1
+    return len(row)
+
+
+def texts(adapter, res) -> list[str]:
+    """The decoded texts of a result (its own, else the ids without end and mask tokens)."""
+    if len(res.texts) == len(res.tokens):
+        return res.texts
+    drop = set(adapter.eos_ids) | {adapter.mask_id}
+    return [adapter.tokenizer.decode([t for t in r if t not in drop]) for r in res.tokens]
+
+
+def _sync(adapter):
+    import torch
+    if torch.cuda.is_available() and str(adapter.device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, adapter, prompts, gen_len):
+    """(result, seconds) of one decode call, the GPU synchronised on both sides."""
+    _sync(adapter)
+    t0 = time.perf_counter()
+    res = fn(adapter, prompts, gen_len)
+    _sync(adapter)
+    return res, time.perf_counter() - t0
+
+
+def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int, score: Callable | None,
+              progress: Callable | None = None) -> tuple[dict, dict]:
+    """Decodes every task's `examples` with every (name, method, target) run.
+
+    encoded: {id(tokenizer): {task: prompt ids}}. score(example, text) -> bool counts `correct`; None
+    (a prompt set) keeps the generated rows instead. Returns ({(name, task): RowStats},
+    {(name, task): generated rows}).
+    """
+    task_names = list(examples)
+    total = len(runs) * sum(len(v) for v in examples.values())
+    done = 0
+    stats: dict[tuple, RowStats] = {}
+    outputs: dict[tuple, list] = {}
+    for name, fn, tgt in runs:
+        a = tgt.adapter
+        enc = encoded[id(a.tokenizer)]
+        if progress:
+            progress(done, total, f"{name}: warm-up")
+        fn(a, enc[task_names[0]][:min(2, batch_size)], gen_len)
+        for task in task_names:
+            exs, task_prompts = examples[task], enc[task]
+            s = stats.setdefault((name, task), RowStats())
+            for i in range(0, len(exs), batch_size):
+                batch = task_prompts[i:i + batch_size]
+                res, seconds = timed(fn, a, batch, gen_len)
+                if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
+                    raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
+                                       f"for {len(batch)} prompts")
+                s += _batch_stats(res, fn, a, batch, gen_len, seconds)
+                if score is None:
+                    outputs.setdefault((name, task), []).extend(res.tokens)
+                else:
+                    s.correct += sum(bool(score(ex, text)) for ex, text in zip(exs[i:i + batch_size], texts(a, res)))
+                done += len(batch)
+                if progress:
+                    progress(done, total, f"{name}: {task}")
+    return stats, outputs
+
+
+def _batch_stats(res, fn, adapter, batch, gen_len, seconds) -> RowStats:
+    """One batch's counts. Row metrics: per-prompt lists from ``res.extra["row_metrics"]`` (computed while
+    decoding) and from the method's ``row_metrics`` (called here, outside the timed decode, for costly
+    measurements such as the joint sampler's TV)."""
+    found = dict((res.extra or {}).get("row_metrics") or {})
+    if hasattr(fn, "metrics"):
+        found.update(fn.metrics(adapter, batch, gen_len))
+    return RowStats(n=len(batch), nfe=sum(int(n) for n in res.nfe), seconds=seconds,
+                    tokens=sum(count_tokens(r, adapter.eos_ids) for r in res.tokens),
+                    answer_nfe=sum(int(n) for n in ((res.extra or {}).get("answer_nfe") or res.nfe)),
+                    metrics={m: [float(sum(v)), len(v)] for m, v in found.items()})
+
+
+def decode_one(adapter, fn, prompt_ids: list[int], gen_len: int) -> dict:
+    """One prompt decoded once (`accel decode`): its text, tokens counted as the bench counts them, NFE, seconds."""
+    res, seconds = timed(fn, adapter, [prompt_ids], gen_len)
+    return {"text": texts(adapter, res)[0], "tokens": count_tokens(res.tokens[0], adapter.eos_ids),
+            "nfe": int(res.nfe[0]), "seconds": seconds}
