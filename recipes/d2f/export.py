@@ -13,9 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from accel.decoding.checkpoint import check_options, override_spec
-from accel.decoding.distilled import FORMATS, load_distilled_run, save_distilled  # noqa: F401 (FORMATS: the choices)
-from accel.recipes.d2f.spec import TAUS, Spec
+import dataclasses
+
+from accel.recipes.d2f.spec import Spec
 from accel.recipes.d2f.train import SETTINGS_FILE
+from accel.recipes.shared.run_export import load_distilled_run, read_run_spec, save_distilled
 
 _PROVENANCE = ("family", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "min_ratio", "max_ratio",
                "train_gen_len", "steps", "trajectories")
@@ -26,8 +28,7 @@ def export(run_dir, out_dir, format: str = "merged", **overrides) -> Path:
     the run's decode settings."""
     check_options(Spec, overrides, "d2f")
     final, s = load_distilled_run(run_dir, "d2f", SETTINGS_FILE, format)
-    spec = Spec(teacher=s["teacher"], seed=s.get("seed", 0), block_len=int(s["block_len"]),
-                **{k: float(s[k]) for k in TAUS}, gen_len=int(s.get("train_gen_len") or 256), format=format)
+    spec = dataclasses.replace(read_run_spec(final.parent, Spec, s, renamed={"gen_len": "train_gen_len"}), format=format)
     spec = override_spec(spec, overrides, "d2f")
 
     def block_causal(config):

@@ -78,4 +78,9 @@ def run(cfg: Config) -> Path:
                                 tau_act=cfg.tau_act, tau_conf=cfg.tau_conf, min_ratio=cfg.min_ratio,
                                 max_ratio=cfg.max_ratio)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
+        from accel.recipes.d2f.spec import Spec
+        from accel.recipes.shared.run_export import write_run_spec
+        write_run_spec(run_dir, Spec(teacher=settings["teacher"], seed=cfg.seed, block_len=block_len,
+                                     tau_add=float(cfg.tau_add), tau_act=float(cfg.tau_act),
+                                     tau_conf=float(cfg.tau_conf), gen_len=gen_len))
     return run_dir

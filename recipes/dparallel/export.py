@@ -13,18 +13,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from accel.decoding.checkpoint import check_options, override_spec
-from accel.decoding.distilled import FORMATS, load_distilled_run, save_distilled  # noqa: F401 (FORMATS: the choices)
+import dataclasses
+
 from accel.recipes.dparallel.spec import Spec
 from accel.recipes.dparallel.train import SETTINGS_FILE
+from accel.recipes.shared.run_export import load_distilled_run, read_run_spec, save_distilled
 
 
 def export(run_dir, out_dir, format: str = "merged", **overrides) -> Path:
-    """Writes the inference checkpoint; threshold / gen_len (the spec's settable fields) override the
-    run's decode defaults."""
+    """Writes the inference checkpoint: the `Spec` training recorded, in `format`, with threshold / gen_len
+    (its settable fields) overridden."""
     check_options(Spec, overrides, "dparallel")
     final, s = load_distilled_run(run_dir, "dparallel", SETTINGS_FILE, format)
-    spec = Spec(teacher=s["teacher"], seed=s["seed"], threshold=float(s["threshold"]), block_len=s["block_len"],
-                gen_len=int(s.get("train_gen_len") or 256), format=format)
+    spec = dataclasses.replace(read_run_spec(final.parent, Spec, s, renamed={"gen_len": "train_gen_len"}), format=format)
     spec = override_spec(spec, overrides, "dparallel")
     provenance = {k: s[k] for k in ("family", "lora_r", "lora_alpha", "entropy_weight", "entropy_temperature",
                                     "mask_prob", "train_gen_len", "steps", "trajectories")}

@@ -77,4 +77,8 @@ def run(cfg: Config) -> Path:
                                 entropy_temperature=cfg.entropy_temperature, mask_prob=cfg.mask_prob,
                                 threshold=cfg.threshold, block_len=block_len, canvas_lens=canvas)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
+        from accel.recipes.dparallel.spec import Spec
+        from accel.recipes.shared.run_export import write_run_spec
+        write_run_spec(run_dir, Spec(teacher=settings["teacher"], seed=cfg.seed, threshold=float(cfg.threshold),
+                                     block_len=block_len, gen_len=gen_len))
     return run_dir

@@ -24,6 +24,7 @@ from accel.decoding.checkpoint import CheckpointError, check_options, override_s
 from accel.recipes.eagle3.spec import Spec
 from accel.recipes.eagle3.train import DRAFT_FILE, META_FILE
 from accel.recipes.shared.draft_export import choose_tree, read_final, save_draft_checkpoint
+from accel.recipes.shared.run_export import write_model_dir
 
 FORMATS = ("accel", "speculators")
 SPECULATORS_VERSION = "0.9.0"
@@ -57,7 +58,7 @@ def target_dir(backbone: str) -> Path:
         raise CheckpointError(f"--format speculators: the run's target {backbone} is a random-init test model with "
                               "no directory a server could load; train on builtin:ar or a model directory")
     if backbone.startswith("builtin:"):
-        from accel.models.backbone import builtin_dir
+        from accel.models.weights import builtin_dir
         return builtin_dir(backbone.split(":", 1)[1]).resolve()
     return Path(backbone).expanduser().resolve()
 
@@ -112,12 +113,8 @@ def speculators_tensors(tensors: dict, embed: "torch.Tensor") -> dict:  # noqa: 
 
 def export_speculators(meta: dict, tensors: dict, out_dir) -> Path:
     """Writes the speculators-format directory (atomically: temp dir, then rename)."""
-    import shutil
-    import uuid
+    from safetensors.torch import load_file
 
-    from safetensors.torch import load_file, save_file
-
-    from accel.trainers.checkpoint import fsync_dir
     verifier = target_dir(str(meta["backbone"]))
     cfg_file = verifier / "config.json"
     if not cfg_file.is_file():
@@ -136,20 +133,6 @@ def export_speculators(meta: dict, tensors: dict, out_dir) -> Path:
             break
     if embed is None:
         raise CheckpointError(f"--format speculators: no embed_tokens weight in {verifier}/*.safetensors")
-    out = Path(out_dir).expanduser().absolute()
-    if out.exists() and not (out.is_dir() and ((out / "config.json").exists() or not any(out.iterdir()))):
-        raise CheckpointError(f"{out} exists and is not a model directory; choose another --out or remove it")
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        save_file({k: v.contiguous() for k, v in speculators_tensors(tensors, embed).items()},
-                  str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(speculators_config(meta, target_config, verifier), indent=2) + "\n")
-        fsync_dir(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_model_dir(out_dir, {"config.json": json.dumps(speculators_config(meta, target_config, verifier),
+                                                             indent=2) + "\n"},
+                           {"model.safetensors": speculators_tensors(tensors, embed)})

@@ -10,7 +10,7 @@ from pathlib import Path
 from accel.decoding.checkpoint import check_options, override_spec
 from accel.recipes.joint_sampler.spec import Spec
 from accel.recipes.joint_sampler.train import METRICS_FILE, SAMPLER_FILE, SETTINGS_FILE
-from accel.recipes.shared.run_export import accel_only, read_run, save_referencing
+from accel.recipes.shared.run_export import accel_only, read_run, read_run_spec, save_referencing
 
 
 def export(run_dir, out_dir, format: str | None = None, **overrides) -> Path:
@@ -19,8 +19,5 @@ def export(run_dir, out_dir, format: str | None = None, **overrides) -> Path:
     check_options(Spec, overrides, "joint-sampler")
     accel_only(format, "joint-sampler")
     run, s = read_run(run_dir, SAMPLER_FILE, SETTINGS_FILE, "joint-sampler", "trained sampler")
-    spec = Spec(layer=s["layer"], token_input=s["token_input"], k=int(s["k_default"]),
-                temperature=float(s["temperature"]), block_len=s["block_len"], max_k=s["max_k"], top_m=s["top_m"],
-                data=s.get("data"), gen_len=int(s.get("gen_len") or 64))
-    spec = override_spec(spec, overrides, "joint-sampler")
+    spec = override_spec(read_run_spec(run, Spec, s, renamed={"k": "k_default"}), overrides, "joint-sampler")
     return save_referencing(out_dir, "joint-sampler", run, s, spec, SAMPLER_FILE, METRICS_FILE)

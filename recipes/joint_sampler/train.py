@@ -104,6 +104,11 @@ def run(cfg: Config) -> Path:
                 "data": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "max_k", "temperature",
                                                   "n_prompts", "n_states", "topk")}}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
+    from accel.recipes.joint_sampler.spec import Spec
+    from accel.recipes.shared.run_export import write_run_spec
+    write_run_spec(run_dir, Spec(layer=sampler.cfg, token_input=cfg.token_input, k=cfg.k_default,
+                                 temperature=float(cfg.temperature), block_len=cfg.block_len, max_k=cfg.max_k,
+                                 top_m=cfg.top_m, data=settings["data"], gen_len=cfg.gen_len))
     if cfg.eval_n > 0:
         t = cfg.temperature if cfg.temperature > 0 else 1.0
         from accel.trainers.preempt import stop_guard

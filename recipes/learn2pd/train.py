@@ -19,6 +19,8 @@ from accel.trainers.config import ConfigError
 
 FILTER_FILE = "filter.safetensors"
 SETTINGS_FILE = "learn2pd.json"
+ORACLE_PROVENANCE = ("teacher", "gen_len", "block_len", "prompt_source", "n_prompts")
+"""What the checkpoint records of the oracle run the filter learnt from."""
 METRICS_FILE = "filter_metrics.json"
 
 
@@ -101,6 +103,8 @@ def run(cfg: Config) -> Path:
     from accel.core.files import save_tensors
     from accel.recipes.learn2pd import model as M
     from accel.recipes.learn2pd.oracle import load_oracle_dataset
+    from accel.recipes.learn2pd.spec import Spec
+    from accel.recipes.shared.run_export import write_run_spec
     from accel.trainers.rundir import prepare_run_dir, write_atomic
     from accel.trainers.preempt import stop_guard
     from accel.trainers.runguard import write_final_metrics
@@ -141,6 +145,9 @@ def run(cfg: Config) -> Path:
     settings = {"block_len": cfg.block_len, "hidden_size": cfg.hidden_size, "tau": cfg.tau, "eotp": cfg.eotp,
                 "backbone": backbone_ref(cfg.backbone), "gen_len": cfg.gen_len, "oracle": meta}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
+    write_run_spec(run_dir, Spec(block_len=cfg.block_len, hidden_size=cfg.hidden_size, gen_len=cfg.gen_len,
+                                 tau=cfg.tau, eotp=cfg.eotp, method="learn2pd+eotp" if cfg.eotp else "learn2pd",
+                                 oracle={k: meta.get(k) for k in ORACLE_PROVENANCE}))
     write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
     write_final_metrics(run_dir, metrics)
     return run_dir

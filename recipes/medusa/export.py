@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from accel.recipes.shared.run_export import write_model_dir
+
 FORMATS = ("accel", "vllm", "medusa")
 
 
@@ -55,7 +57,7 @@ def _backbone(final: Path, meta: dict) -> str:
 def _external_base(b: str) -> str:
     """Other loaders cannot read builtin:*: the shipped directory's absolute path."""
     if b.startswith("builtin:"):
-        from accel.models.backbone import builtin_dir
+        from accel.models.weights import builtin_dir
         return str(builtin_dir(b.split(":", 1)[1]).resolve())
     return b
 
@@ -107,25 +109,6 @@ def medusa_repo_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
     """The Medusa repository's layout: {i}.{j}.linear.{weight,bias}, {i}.{L}.weight."""
     return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"{i}.{j}.linear.{p}",
                          lambda i: f"{i}.{num_layers}.weight")
-
-
-def _write_dir(out: Path, files: dict[str, bytes | str], tensors: dict[str, dict]) -> Path:
-    """Atomic directory write (temp dir, then rename); never replaces a non-empty foreign dir."""
-    from accel.core.files import atomic_dir, save_tensors
-    out = Path(out).expanduser().absolute()
-    with atomic_dir(out, may_replace=lambda p: p.is_dir() and (not any(p.iterdir()) or (p / "config.json").exists()),
-                    refuse=f"{out} exists and is not a model directory; choose another --out or remove it") as tmp:
-        for name, t in tensors.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            if name.endswith(".pt"):  # the Medusa repository's loader reads a torch pickle
-                import torch
-                torch.save({k: v.contiguous() for k, v in t.items()}, str(tmp / name))
-            else:
-                save_tensors({k: v.contiguous() for k, v in t.items()}, tmp / name, metadata={"format": "pt"})
-        for name, data in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
-    return out
 
 
 def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
@@ -188,9 +171,9 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
             files = {f"base/{n}": b for n, b in other.items()}
             files["base/config.json"] = json.dumps(config, indent=2) + "\n"
             cfg["base_model_name_or_path"] = "base"
-            return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n", **files},
+            return write_model_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n", **files},
                               {"model.safetensors": tensors, "base/model.safetensors": state})
-        return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"}, {"model.safetensors": tensors})
+        return write_model_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"}, {"model.safetensors": tensors})
     if Vd:
         raise UserError(f"these heads predict over a {Vd}-token draft vocabulary; the reference Medusa code has no "
                         "token map. Export --format vllm (truncated_vocab_size + token_map) or the accel format, "
@@ -201,10 +184,10 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
         config, state, other = _base_files(final)
         config.update(medusa_num_heads=K, medusa_num_layers=L, base_model_name_or_path=".")
         merged = {**state, **{f"medusa_head.{k}": v for k, v in repo.items()}}
-        return _write_dir(out_dir, {"config.json": json.dumps(config, indent=2) + "\n", **other},
+        return write_model_dir(out_dir, {"config.json": json.dumps(config, indent=2) + "\n", **other},
                           {"model.safetensors": merged, "medusa_lm_head.pt": repo,
                            "medusa_lm_head.safetensors": repo})
     cfg = {"medusa_num_heads": K, "medusa_num_layers": L, "base_model_name_or_path": external,
            "hidden_size": H, "vocab_size": V}
-    return _write_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"},
+    return write_model_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"},
                       {"medusa_lm_head.pt": repo, "medusa_lm_head.safetensors": repo})
