@@ -43,7 +43,7 @@ def worded(e: BaseException) -> str:
     """A user error as one line naming the flags: the decoding layer's errors carry the setting, its value
     and the constraint (`accel.decoding.errors`); anything else says it already."""
     from accel.decoding.errors import GenLenError, OutputPathError, PromptSetTargetError, SettingError
-    from accel.decoding.methods import UnknownMethodError, UnusedOptionError
+    from accel.decoding.methods import OptionValueError, UnknownMethodError, UnusedOptionError
     if isinstance(e, SettingError):
         return f"{FLAGS[e.setting]} must be >= {e.minimum} (got {e.value})"
     if isinstance(e, GenLenError):
@@ -59,6 +59,8 @@ def worded(e: BaseException) -> str:
         kind = "a diffusion LM" if e.kind == "dllm" else f"a {e.kind}"
         return (f"--prompts {e.prompts}: real prompt sets are scored against greedy decoding, which needs an AR "
                 f"target ({e.spec} is {kind}); drop --prompts")
+    if isinstance(e, OptionValueError):
+        return f"--opt {e.key}={e.value}: {e.problem}"
     if isinstance(e, UnusedOptionError):
         return f"--opt {e.key}: no selected method has this option (methods: {', '.join(e.methods)})"
     if isinstance(e, UnknownMethodError):

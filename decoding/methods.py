@@ -31,6 +31,14 @@ class UnknownMethodError(MethodError):
         super().__init__(f"unknown method {name!r} for {target}{hint}; choose from: {', '.join(valid)}")
 
 
+class OptionValueError(MethodError):
+    """A method option given a value it cannot take: ``key``, ``value`` and the ``problem``."""
+
+    def __init__(self, key: str, value, problem: str):
+        self.key, self.value, self.problem = key, value, problem
+        super().__init__(f"option {key}={value}: {problem}")
+
+
 class UnusedOptionError(MethodError):
     """A method option (``key``) that none of the selected methods (``methods``) declares."""
 
@@ -111,7 +119,7 @@ def _threshold(adapter, prompts, gen_len, block_len=32, threshold=0.9, rule="con
     from accel.decoding import dllm
     if not hasattr(dllm, "generate_threshold"):
         raise MethodError("threshold decoding (fast-dllm, entropy-threshold) is not built in this version of accel; "
-                          "use --method vanilla")
+                          "use the vanilla method")
     return dllm.generate_threshold(adapter, prompts, gen_len=gen_len, block_len=block_len, threshold=threshold,
                                    rule=rule, factor=factor, cache=cache, temperature=temperature,
                                    generator=_generator(adapter, temperature, seed), max_steps=max_steps)
@@ -205,13 +213,13 @@ def get_method(name: str, kind: str, options: dict | None = None) -> DecodeMetho
 
 
 def coerce_option(method: str, key: str, value, default):
-    """Converts a --opt string to the type of the option's default ('none' clears optional ones)."""
+    """Converts an option string (``--opt``) to the type of the option's default ('none' clears optional ones)."""
     if not isinstance(value, str):
         return value
     if value.lower() in ("none", "null", ""):
         if default is None or key == "cache":
             return None
-        raise MethodError(f"--opt {key}=none: option {key!r} of {method!r} needs a value")
+        raise OptionValueError(key, "none", f"option {key!r} of {method!r} needs a value")
     try:
         if isinstance(default, bool):
             return value.lower() in ("1", "true", "yes")
@@ -222,9 +230,9 @@ def coerce_option(method: str, key: str, value, default):
         if default is None and key in ("steps", "max_steps"):
             return int(value)
     except ValueError:
-        raise MethodError(f"--opt {key}={value}: {key!r} of {method!r} must be a number") from None
+        raise OptionValueError(key, value, f"{key!r} of {method!r} must be a number") from None
     if key == "cache" and value not in ("prefix", "dual"):
-        raise MethodError(f"--opt cache={value}: choose prefix, dual or none")
+        raise OptionValueError(key, value, "choose prefix, dual or none")
     if key == "rule" and value not in ("confidence", "entropy"):
-        raise MethodError(f"--opt rule={value}: choose confidence or entropy")
+        raise OptionValueError(key, value, "choose confidence or entropy")
     return value
