@@ -1,6 +1,7 @@
-"""The right kind of backbone for a recipe, checked from the name or config.json before any model
-loads or any run directory is made: Learn2PD on builtin:ar (or Medusa on builtin:dllm) used to
-fail only after loading the model, leaving a half-made run directory behind."""
+"""The right kind of backbone for a recipe (`Recipe.backbone_kinds`), checked from the name or
+config.json before any model loads or any run directory is made: a dLLM recipe on builtin:ar (or an
+AR draft recipe on builtin:dllm) used to fail only after loading the model, leaving a half-made run
+directory behind."""
 from __future__ import annotations
 
 from pathlib import Path

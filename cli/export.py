@@ -15,6 +15,7 @@ from accel.cli.common import fail, user_errors
 from accel.recipes import RECIPES
 
 _FORMATS = "; ".join(f"{r.name}: {' or '.join(r.formats)}" for r in RECIPES if len(r.formats) > 1)
+_TREES = ", ".join(r.name for r in RECIPES if "tree_nodes" in r.option_types)
 
 
 def command(
@@ -27,7 +28,7 @@ def command(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a decode setting recorded in the "
                                              "checkpoint, key=value (repeatable), e.g. --set tau=0.95 (learn2pd), "
                                              "--set threshold=0.3 (dparallel), --set gen_len=256."),
-    tree_nodes: Optional[int] = typer.Option(None, "--tree-nodes", help="Draft-head recipes (medusa, hydra, eagle3): "
+    tree_nodes: Optional[int] = typer.Option(None, "--tree-nodes", help=f"Draft-tree recipes ({_TREES}): "
                                              "a fixed candidate tree of N nodes built from the measured head "
                                              "accuracies, overriding the run's tree_nodes; 0 = sized on the "
                                              "decoding device when the checkpoint loads (same as --set tree_nodes=N)."),
