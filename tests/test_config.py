@@ -104,6 +104,22 @@ def test_every_shipped_yaml_loads_into_its_recipe_config():
         load_config(recipes.get(name).Config, y, [], recipe=name)
 
 
+def test_shipped_configs_resolve_by_name_from_the_registry():
+    """`--config NAME` is the recipe's NAME.yaml (its config_dir); every shipped YAML is reachable by name;
+    a path keeps working; an unknown name is one line listing the recipe's config names."""
+    from accel.trainers.config import ConfigError
+    for y in _shipped_yamls():
+        recipe = recipes.get(yaml.safe_load(y.read_text()).get("recipe") or y.parent.name)
+        assert recipe.resolve_config(y.stem).resolve() == y.resolve() and y.stem in recipe.config_names()
+        assert recipe.resolve_config(str(y)) == y
+    learn2pd = recipes.get("learn2pd")
+    assert learn2pd.resolve_config("tiny.yaml").name == "tiny.yaml" and learn2pd.resolve_config(None) is None
+    with pytest.raises(ConfigError) as e:
+        learn2pd.resolve_config("nope")
+    assert str(e.value) == f"--config nope: no such file or learn2pd config; learn2pd's configs: " \
+                           f"{', '.join(learn2pd.config_names())}"
+
+
 def test_help_lists_every_field_and_typo_fails_fast_without_torch():
     from accel.recipes.sft.config import Config
     out = subprocess.run([sys.executable, "-m", "accel.cli.main", "train", "sft", "--help"], capture_output=True,

@@ -314,6 +314,7 @@ def test_decode_gen_len_not_a_multiple_of_the_checkpoints_block(finished_run, tm
     (["train", "medusa", "backbone=builtin:dllm"], "backbone=builtin:dllm is a diffusion LM (builtin:dllm, LLaDA, "
                                                    "Dream), but medusa needs an autoregressive model"),
     (["distill", "dparallel", "backbone=random:ar"], "set backbone=builtin:dllm"),
+    (["train", "eagle3", "backbone=builtin:dllm"], "but eagle3 needs an autoregressive model"),
 ])
 def test_wrong_backbone_kind_fails_before_the_run_dir_exists(args, msg, tmp_path):
     run = tmp_path / "run"

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import accel.recipes as recipes
 from accel.decoding.methods import DecodeMethod, available, get_method
+from accel.recipes.data_commands import DataCommand
 from accel.recipes.recipe import Recipe
 from accel.trainers.config import TrainConfig, _f
 from accel.trainers.loading import config_to_dict, load_config
@@ -30,6 +31,11 @@ def test_every_recipe_satisfies_the_interface(recipe, tmp_path, tiny_adapter):
     assert recipe.name == recipes.normalize(recipe.name) and recipes.get(recipe.name.replace("-", "_")) is recipe
     assert recipe.group in ("train", "distill") and recipe.summary and recipe.kind in ("dllm", "ar")
     assert (ROOT / recipe.docs).is_file(), f"{recipe.name}: method note {recipe.docs} missing"
+    # what the CLI asks the recipe instead of naming it: the backbone kinds it trains on, its data
+    # commands, its shipped configs
+    assert recipe.backbone_kinds and set(recipe.backbone_kinds) <= {"dllm", "ar"}
+    assert all(isinstance(c, DataCommand) and c.name and c.help and callable(c.run) for c in recipe.data_commands)
+    assert recipe.config_dir is not None and recipe.config_names(), f"{recipe.name}: no shipped configs"
     # the package exports exactly this object
     assert importlib.import_module(f"accel.recipes.{recipe.name.replace('-', '_')}").RECIPE is recipe
     # config round-trip: defaults -> config.yaml -> the same config
@@ -103,6 +109,36 @@ def test_every_recipe_spec_round_trips_through_a_checkpoint(recipe, tmp_path):
         with pytest.raises(CheckpointError, match=f"{name}.*accel export") as e:
             load_checkpoint(bad).spec(Spec)
         assert "config.json" in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_wrong_backbone_kind_is_checked_from_the_recipe():
+    """Every recipe's kinds are checked (EAGLE-3 too); SFT trains on both kinds."""
+    from types import SimpleNamespace
+
+    from accel.cli.backbone_check import check_backbone
+    for recipe in recipes.RECIPES:
+        for kind in ("dllm", "ar"):
+            wrong = check_backbone(recipe, SimpleNamespace(backbone=f"builtin:{kind}"))
+            assert (wrong is None) == (kind in recipe.backbone_kinds), (recipe.name, kind, wrong)
+    assert recipes.get("sft").backbone_kinds == ("dllm", "ar")
+    assert "eagle3 needs an autoregressive model" in check_backbone(recipes.get("eagle3"),
+                                                                     SimpleNamespace(backbone="builtin:dllm"))
+
+
+def test_data_commands_keep_their_names_and_flags():
+    """`accel data` is built from the recipes' declarations: the commands and flags users type."""
+    from typer.main import get_command
+
+    from accel.cli.data import app
+    group = get_command(app)
+    flags = {name: {o for p in cmd.params for o in p.opts} for name, cmd in group.commands.items()}
+    assert set(flags) == {"learn2pd-oracle", "self-distill", "trajectories"}
+    assert {"--out", "-o", "--backbone", "--prompts", "--tasks", "--n-per-task", "--gen-len", "--block-len",
+            "--batch-size", "--device", "--seed", "--trust-remote-code"} == flags["learn2pd-oracle"]
+    assert {"--english", "--max-prompt-tokens", "--states", "--max-new-tokens"} <= flags["self-distill"]
+    assert {"--teacher", "--task", "-t", "--limit", "--shard-size", "--keep-wrong"} <= flags["trajectories"]
+    r = CliRunner().invoke(app, ["learn2pd-oracle", "--gen-len", "50"])
+    assert r.exit_code == 2 and "--gen-len 50 must be a positive multiple of --block-len 32" in r.output
 
 
 # ------------------------------------------------------------------ a minimal new recipe
