@@ -33,7 +33,7 @@ def build(
     kinds = ("dllm", "ar", "dllm-long", "ar-long")
     if kind not in kinds:
         fail(f"unknown teacher kind {kind!r}; choose one of: {', '.join(kinds)}")
-    from accel.models.backbone import builtin_dir
+    from accel.models.weights import builtin_dir
     from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
     out = out or builtin_dir(kind)

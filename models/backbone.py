@@ -11,13 +11,16 @@ probed after loading (`accel.models.selfcheck`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from accel.core.errors import UserError
+from accel.models import selfcheck
+from accel.models.families import detect, get_family
+from accel.models.families.base import quiet_load
+from accel.models.weightfiles import WeightFileError, check_model_dir
+from accel.models.weights import builtin_dir
 
 BUILTIN = ("builtin:dllm", "builtin:ar", "builtin:dllm-long", "builtin:ar-long")
 """The shipped tiny teachers: the short world's pair, and the long-answer world's pair
@@ -30,45 +33,6 @@ LONG_WORLD = "long"
 
 class BackboneError(UserError, ValueError):
     """A target that cannot be loaded; the message says what to do."""
-
-
-def builtin_dir(kind: str) -> Path:
-    """Directory of a shipped tiny teacher (``dllm``, ``ar``, ``dllm-long`` or ``ar-long``)."""
-    return Path(str(resources.files("accel.models") / "builtin" / kind))
-
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-_STAMP_BYTES = 1 << 20
-
-
-def weights_stamp(source: str) -> str:
-    """A cheap identity of the weights behind a model source, for caches built from a teacher.
-
-    Trajectories, Learn2PD oracle data and joint-sampler states key on it beside the teacher's
-    name, so a rebuilt ``builtin:dllm`` or an overwritten model directory cannot silently reuse
-    data made by other weights. It hashes each weight file's name, size and first and last MiB
-    (instant on an 8B checkpoint; retrained weights change every tensor). '' when there are no
-    files (``random:*``).
-    """
-    if source.startswith("builtin:"):
-        path = builtin_dir(source.split(":", 1)[1])
-    elif source.startswith("random:"):
-        return ""
-    else:
-        path = Path(source).expanduser()
-    files = sorted(f for f in path.glob("*") if f.suffix in WEIGHT_SUFFIXES and f.is_file()) if path.is_dir() else []
-    if not files:
-        return ""
-    h = hashlib.sha256()
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(_STAMP_BYTES))
-            if size > _STAMP_BYTES:
-                fh.seek(max(_STAMP_BYTES, size - _STAMP_BYTES))
-                h.update(fh.read(_STAMP_BYTES))
-    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -98,7 +62,6 @@ class Adapter:
     @property
     def family_spec(self):
         """The `accel.models.families.Family` that knows how to call this model."""
-        from accel.models.families import get_family
         return get_family(self.family)
 
     @property
@@ -187,7 +150,6 @@ def _native(cfg: dict) -> bool:
 
 def detect_family(cfg: dict) -> tuple[str, str]:
     """(family, kind) from a config dict."""
-    from accel.models.families import detect
     fam = detect(cfg)
     return fam.name, fam.kind
 
@@ -215,8 +177,6 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
     after loading (`accel.models.selfcheck`; check=False skips that). Any failure is one
     BackboneError line.
     """
-    from accel.models.families import detect, quiet_load
-
     if target.startswith("builtin:"):
         kind = target.split(":", 1)[1]
         if kind not in BUILTIN_KIND:
@@ -239,7 +199,6 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
         raise BackboneError(f"{path} is a {fam.name} checkpoint whose code ships with the weights; "
                             "re-run with --trust-remote-code (config key trust_remote_code=true) if you trust "
                             "that directory")
-    from accel.models.weightfiles import WeightFileError, check_model_dir
     try:
         check_model_dir(path)
     except WeightFileError as e:
@@ -274,7 +233,6 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
                       mask_id=mask_id, shift_logits=shift, eos_ids=fam.end_ids(tokenizer, cfg),
                       extra={"trust_remote_code": bool(trust_remote_code)})
     if check:
-        from accel.models import selfcheck
         try:
             with quiet_load():  # also spends the model code's once-per-process warnings
                 selfcheck.run(adapter, fingerprint=remote)

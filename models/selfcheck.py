@@ -22,6 +22,8 @@ import json
 import os
 from pathlib import Path
 
+from accel.models.weights import weights_stamp
+
 TOL = {"float32": 1e-3, "float64": 1e-6}
 """Max abs logit difference, relative to the logits' scale, that counts as equal; half
 precision (3e-2) differs between kernel shapes (a cached block vs a full forward). What the
@@ -127,7 +129,6 @@ def cache_dir() -> Path:
 
 def fingerprint_path(adapter) -> Path | None:
     """Where the probe logits of these weights (on this device type, in this dtype) are kept."""
-    from accel.models.backbone import weights_stamp
     stamp = weights_stamp(adapter.source)
     if not stamp:
         return None

@@ -23,7 +23,7 @@ import resource
 import sys
 from pathlib import Path
 
-from accel.models.backbone import builtin_dir
+from accel.models.weights import builtin_dir
 from accel.trainers.teachers import LONG_MODEL, TeacherBuildConfig, build_teacher
 
 HARD = ["long-arith", "long-cumsum"]

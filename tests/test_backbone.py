@@ -72,7 +72,7 @@ def test_block_causal_mask_matches_explicit():
 
 def test_weights_stamp_follows_the_weights(tmp_path):
     """Data caches key on it: a rewritten weight file (same name, same size) must change it."""
-    from accel.models.backbone import weights_stamp
+    from accel.models.weights import weights_stamp
     assert weights_stamp("random:dllm") == "" and weights_stamp(str(tmp_path)) == ""
     f = tmp_path / "model.safetensors"
     data = bytearray(range(256)) * 20000  # 5 MB: the first and last MiB are read, not the middle

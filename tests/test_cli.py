@@ -160,7 +160,9 @@ def test_export_calls_the_recipe(tmp_path, monkeypatch):
 
 def test_long_teacher_not_built_is_one_line(monkeypatch, tmp_path):
     import accel.models.backbone as B
-    monkeypatch.setattr(B, "builtin_dir", lambda kind: tmp_path / kind)  # an install without the long teachers
+    import accel.models.weights as W
+    for module in (B, W):  # an install without the long teachers (the loader's name and the teacher CLI's)
+        monkeypatch.setattr(module, "builtin_dir", lambda kind: tmp_path / kind)
     _one_line_error(runner.invoke(app, ["bench", "builtin:dllm-long"]), "not built yet",
                     "accel teacher build ar-long", "accel teacher build dllm-long")
     _one_line_error(runner.invoke(app, ["teacher", "evaluate", "builtin:ar-long"]), "accel teacher build ar-long")

@@ -165,7 +165,8 @@ def test_train_export_bench_identical_to_greedy(tmp_path, recipe_cfg):
 def _builtin_draft_run(tmp_path, recipe_cfg, steps=None):
     """An untrained draft on the built-in teacher saved as a finished run (no training: exports and
     decoding are what is under test)."""
-    from accel.models.backbone import builtin_dir, load_backbone
+    from accel.models.backbone import load_backbone
+    from accel.models.weights import builtin_dir
     if not (builtin_dir("ar") / "model.safetensors").exists():
         pytest.skip("built-in AR teacher not in this checkout")
     from accel.recipes.eagle3.train import build_draft, save_final

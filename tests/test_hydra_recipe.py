@@ -67,7 +67,7 @@ def test_held_out_split(recipe_cfg):
 
 def test_export_references_builtin_base(tmp_path, recipe_cfg):
     """A run on builtin:ar exports heads only (backbone reference), and its tree drives the bench methods."""
-    from accel.models.backbone import builtin_dir
+    from accel.models.weights import builtin_dir
     if not (builtin_dir("ar") / "model.safetensors").exists():
         pytest.skip("built-in AR teacher not in this checkout")
     from accel.recipes.targets import load_target

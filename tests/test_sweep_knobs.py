@@ -21,7 +21,7 @@ def test_d2f_sweeps_tau_conf(tmp_path):
     """The built-in teacher as an (undistilled) D2F model: its confidences span the sweep, so a lower
     tau_conf unmasks more per forward."""
     from accel.decoding.bench import run_bench
-    from accel.models.backbone import builtin_dir
+    from accel.models.weights import builtin_dir
     from accel.recipes.d2f.export import export
     from accel.recipes.targets import load_target
 

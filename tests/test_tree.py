@@ -10,8 +10,9 @@ import torch
 from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
 from accel.decoding.ar import generate_greedy
 from accel.decoding.tree import TreeSpec, generate_tree, topk_candidates
-from accel.models.backbone import Adapter, builtin_dir, load_backbone
+from accel.models.backbone import Adapter, load_backbone
 from accel.models.tiny import make_model
+from accel.models.weights import builtin_dir
 
 torch.set_num_threads(1)
 

@@ -7,126 +7,25 @@ translates that into what its published code accepts (LLaDA: an ``attention_bias
 position ids, no cache; Dream: a cache object it fills but does not return) and declares what
 it cannot do (``supports_cache``), so a decoder asks the family instead of testing names.
 
-A new family is a subclass in its own module here, registered in ``FAMILIES``; the base class
-is the HF-native behaviour (Llama/Qwen causal LMs, the built-in tiny models).
+A new family is a subclass of `base.Family` in its own module here, registered in ``FAMILIES``; the
+base class is the HF-native behaviour (Llama/Qwen causal LMs, the built-in tiny models).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import warnings
-from dataclasses import dataclass
 
+from accel.models.families.base import Builtin, Family
+from accel.models.families.dream import Dream
+from accel.models.families.llada import LLaDA
 
-@dataclass
-class ForwardOut:
-    """What a family forward returns, whatever the model's own output type was."""
-    logits: object
-    past_key_values: object = None
-    hidden_states: tuple | None = None
-
-
-class Family:
-    """HF-native behaviour: the 4D mask as ``attention_mask``, position ids, the returned cache."""
-    name = "causal-lm"
-    kind = "ar"
-    mask_id: int | None = None
-    shift_logits = False
-    supports_cache = True
-    """Whether the model's code accepts a KV cache (Fast-dLLM prefix/dual, cached D2F)."""
-    extra_end_tokens: tuple[str, ...] = ()
-    """Chat end tokens that also end a generation, by text (looked up in the tokenizer)."""
-
-    def auto_class(self):
-        from transformers import AutoModelForCausalLM
-        return AutoModelForCausalLM
-
-    def load_model(self, path, cfg: dict, **kw):
-        """The model from directory `path` (`cfg`: its config.json), compatible with this transformers."""
-        return self.auto_class().from_pretrained(str(path), **kw)
-
-    def after_load(self, model) -> None:
-        """Repairs applied to the loaded object (buffers the loader left uninitialised, config defaults)."""
-
-    def silence(self) -> None:
-        """Process-wide filters for warnings the model's code raises on every use (after loading)."""
-
-    def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
-                output_hidden_states: bool = False) -> ForwardOut:
-        from accel.models.kv import cache_kwargs, output_cache
-        kw = cache_kwargs(model, past_key_values)  # `cache` or `past_key_values`, as the model declares
-        if output_hidden_states:
-            kw["output_hidden_states"] = True
-        out = model(input_ids=ids, attention_mask=mask4d, position_ids=pos, use_cache=use_cache, **kw)
-        return ForwardOut(out.logits, output_cache(out) if use_cache else None, getattr(out, "hidden_states", None))
-
-    def end_ids(self, tokenizer, cfg: dict) -> tuple[int, ...]:
-        """Ids that end a generation: the tokenizer's eos plus the family's chat end tokens."""
-        ids = [tokenizer.eos_token_id]
-        for text in self.extra_end_tokens:
-            tid = tokenizer.convert_tokens_to_ids(text)
-            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
-                ids.append(tid)
-        return tuple(dict.fromkeys(i for i in ids if i is not None))
-
-
-class Builtin(Family):
-    """accel's own tiny models: mask id and alignment recorded in ``config.accel_dllm``."""
-    name = "builtin"
-    kind = "dllm"
-
-
-@contextlib.contextmanager
-def quiet_load():
-    """Model code written for older transformers warns on every load (deprecated rope keys, ...);
-    the user can do nothing about it, so it is kept off their terminal."""
-    from transformers.utils import logging as hf_logging
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def remote_class(path, cfg: dict, auto_name: str = "AutoModel"):
-    """The model class named by the checkpoint's ``auto_map`` (its shipped code), imported."""
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-    ref = cfg.get("auto_map", {}).get(auto_name)
-    if ref is None:
-        raise ValueError(f"config.json has no auto_map.{auto_name} entry naming the model class")
-    return get_class_from_dynamic_module(ref, str(path))
-
-
-def published_subclass(make):
-    """Decorator for a family's ``make(base) -> subclass`` of a published (remote-code) model class that
-    makes it load under transformers 5: made once per class, named and placed like `base`, so
-    saved checkpoints and messages still name the published class."""
-    made: dict = {}
-
-    @functools.wraps(make)
-    def get(base):
-        if base not in made:
-            cls = make(base)
-            cls.__name__ = cls.__qualname__ = base.__name__
-            cls.__module__ = base.__module__
-            made[base] = cls
-        return made[base]
-    return get
+FAMILIES: dict[str, type[Family]] = {"llada": LLaDA, "dream": Dream, "builtin": Builtin, "causal-lm": Family}
+"""Family name (as recorded on an Adapter) -> its class."""
 
 
 @functools.lru_cache(maxsize=None)
 def get_family(name: str) -> Family:
     """The (stateless, shared) family object for a name recorded on an Adapter."""
-    from accel.models.families.dream import Dream
-    from accel.models.families.llada import LLaDA
-    table = {"llada": LLaDA, "dream": Dream, "builtin": Builtin, "causal-lm": Family}
-    return table[name]()
+    return FAMILIES[name]()
 
 
 def detect(cfg: dict) -> Family:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from accel.models.families import Family, ForwardOut, published_subclass, remote_class
+from accel.models.families.base import Family, ForwardOut, published_subclass, remote_class
 
 MASK_ID = 151666
 

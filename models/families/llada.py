@@ -13,7 +13,7 @@ saved (distilled) model gets the shipped code files beside its weights, as the o
 """
 from __future__ import annotations
 
-from accel.models.families import Family, ForwardOut, published_subclass, remote_class
+from accel.models.families.base import Family, ForwardOut, published_subclass, remote_class
 
 MASK_ID, EOS_ID, EOT_ID = 126336, 126081, 126348
 

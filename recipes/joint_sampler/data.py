@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from accel.core.errors import UserError
-from accel.models.backbone import weights_stamp
+from accel.models.weights import weights_stamp
 
 META_FILE = "joint_data.json"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.prompts import encode_prompt
 from accel.data.prompts import load_prompts as _load
-from accel.models.backbone import weights_stamp
+from accel.models.weights import weights_stamp
 from accel.trainers.config import ConfigError
 
 META = "oracle_meta.json"

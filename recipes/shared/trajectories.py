@@ -29,7 +29,7 @@ from pathlib import Path
 from accel.core.errors import UserError
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.prompts import load_prompt_records
-from accel.models.backbone import weights_stamp
+from accel.models.weights import weights_stamp
 
 META_FILE = "trajectories.json"
 DATA_DIR = "data"
