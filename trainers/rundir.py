@@ -18,7 +18,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import yaml
+
 from accel.core.files import write_atomic  # noqa: F401 (re-exported: callers import it from here)
+from accel.trainers.runguard import check_recipe, lock_run_dir
 
 PACKAGES = ("accel", "torch", "transformers", "accelerate", "peft", "deepspeed", "datasets", "triton",
             "safetensors", "tokenizers", "numpy", "wandb")
@@ -61,9 +64,6 @@ def prepare_run_dir(cfg, recipe: str, output_dir: str | Path | None = None) -> P
     On resume the previous config.yaml is kept as config.prev.yaml when it differs, so a changed
     hyper-parameter between preemptions is visible rather than silent.
     """
-    import yaml
-
-    from accel.trainers.runguard import check_recipe, lock_run_dir
     run_dir = Path(output_dir or cfg.output_dir).expanduser()
     check_recipe(run_dir, recipe)  # before anything is written: another recipe's run stays intact
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,17 @@ it is written:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import time
 from pathlib import Path
 
+import yaml
+
+from accel.core.files import write_atomic
+from accel.trainers.checkpoint import latest_checkpoint, step_of
 from accel.trainers.config import ConfigError
 
 FINISHED = "finished.json"
@@ -36,7 +41,6 @@ class RunDirError(ConfigError):
 
 def run_recipe_of(run_dir: str | Path) -> str | None:
     """The recipe recorded in RUN/config.yaml, or None when there is no readable config.yaml."""
-    import yaml
     cfg = Path(run_dir).expanduser() / "config.yaml"
     try:
         data = yaml.safe_load(cfg.read_text())
@@ -77,14 +81,12 @@ def asks_for_more_steps(cfg) -> bool:
     max_steps = int(getattr(cfg, "max_steps", 0) or 0)
     if max_steps <= 0 or finished_info(cfg.output_dir) is None:
         return False
-    from accel.trainers.checkpoint import latest_checkpoint, step_of
     ckpt = latest_checkpoint(Path(cfg.output_dir).expanduser())
     return ckpt is not None and step_of(ckpt) < max_steps
 
 
 def mark_finished(run_dir: str | Path, recipe: str, **extra) -> None:
     """Record that the run completed (rank 0, after its final artifacts are written)."""
-    from accel.trainers.rundir import write_atomic
     info = {"recipe": recipe, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
     write_atomic(Path(run_dir).expanduser() / FINISHED, json.dumps(info, indent=1))
 
@@ -96,8 +98,6 @@ def clear_finished(run_dir: str | Path) -> None:
 
 def lock_run_dir(run_dir: str | Path) -> None:
     """Take RUN/.lock for this process (no-op if already held here); RunDirError if another holds it."""
-    import fcntl
-
     run_dir = Path(run_dir).expanduser()
     key = str(run_dir.resolve())
     if key in _held:
@@ -137,7 +137,6 @@ def write_final_metrics(run_dir: str | Path, metrics: dict) -> None:
 
     A run has one final result; two `final` rows would make "the run's metrics" ambiguous.
     """
-    from accel.trainers.rundir import write_atomic
     path = Path(run_dir).expanduser() / "metrics.jsonl"
     keep = []
     if path.exists():
