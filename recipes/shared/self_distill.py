@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt
 from accel.data.prompts import load_prompts as _load
+from accel.data.sources import SourceError, is_english, prompt_records
+from accel.recipes.shared.state_cache import prepare_states_dir, write_shard
+from accel.trainers.preempt import stop_guard
 
 
 class SelfDistillError(UserError, ValueError):
@@ -36,7 +40,6 @@ def load_prompts(source: str, tasks: str = "all", n_per_task: int = 256, seed: i
     (`accel.data.prompts`: .jsonl / ShareGPT .json, read record by record). english: keep only
     English prompts."""
     if source in ("sharegpt", "mtbench"):
-        from accel.data.sources import SourceError, prompt_records
         try:
             out = [r["prompt"] for r in prompt_records(source, split="train", english=english, seed=seed)]
         except SourceError as e:
@@ -44,7 +47,6 @@ def load_prompts(source: str, tasks: str = "all", n_per_task: int = 256, seed: i
         return out[:n_per_task] if n_per_task > 0 else out
     out = [r["prompt"] for r in _load(source, tasks, n_per_task, seed)]
     if english:
-        from accel.data.sources import is_english
         out = [p for p in out if is_english(p)]
     return out
 
@@ -76,7 +78,6 @@ def fit_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> list[s
     """
     if max_prompt_tokens <= 0:
         return prompts
-    from accel.data.prompts import encode_prompt
     return [p for p in prompts if len(encode_prompt(tokenizer, p)) <= max_prompt_tokens]
 
 
@@ -107,23 +108,6 @@ def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int)
     return rows, [allh[b, P - len(p):P - 1 + len(r)].contiguous() for b, (p, r) in enumerate(zip(prompts, rows))]
 
 
-def _write_shard(states_dir: Path, start: int, seqs: list[list[int]], prompt_lens: list[int], states: list):
-    """One batch's states as states_dir/shard-<start>.safetensors (written whole, then renamed)."""
-    import torch
-    from safetensors.torch import save_file
-    h = torch.cat(states, 0)
-    if not torch.isfinite(h).all():
-        raise SelfDistillError("hidden states overflow float16; this model's states cannot be cached as float16")
-    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    tensors = {"h": h, "ids": torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
-               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
-               "prompt_len": torch.tensor(prompt_lens, dtype=torch.long)}
-    path = states_dir / f"shard-{start:07d}.safetensors"
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"start": str(start), "n": str(len(seqs))})
-    os.replace(tmp, path)
-
-
 def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int = 64, max_new_tokens: int = 64,
                  progress: Callable[[int, int], None] | None = None, states_dir: str | Path | None = None) -> int:
     """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now.
@@ -132,8 +116,6 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     each written before its jsonl lines: a resumed run rewrites any shard past the last line.
     """
     from accel.decoding.ar import generate_greedy
-    from accel.data.prompts import encode_prompt
-    from accel.trainers.preempt import stop_guard
 
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "
@@ -144,7 +126,6 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     out.parent.mkdir(parents=True, exist_ok=True)
     start = _done_lines(out, prompts)
     if states_dir is not None:
-        from accel.recipes.shared.state_cache import prepare_states_dir
         states_dir = prepare_states_dir(states_dir, adapter, start)
     written = 0
     if progress:
@@ -159,7 +140,7 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
                 rows = generate_greedy(adapter, enc, max_new_tokens=max_new_tokens).tokens
             else:
                 rows, states = generate_with_states(adapter, enc, max_new_tokens)
-                _write_shard(states_dir, i, [e + r for e, r in zip(enc, rows)], [len(e) for e in enc], states)
+                write_shard(states_dir, i, [e + r for e, r in zip(enc, rows)], [len(e) for e in enc], states)
             for p, toks in zip(batch, rows):
                 ids = [t for t in toks if t not in adapter.eos_ids]
                 rec = {"prompt": p, "response": adapter.tokenizer.decode(ids), "response_ids": ids}

@@ -17,10 +17,12 @@ last complete shard.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from accel.core.errors import UserError
+from accel.models.weights import weights_stamp
 
 
 class StateCacheError(UserError, ValueError):
@@ -28,7 +30,6 @@ class StateCacheError(UserError, ValueError):
 
 
 def _meta(adapter) -> dict:
-    from accel.models.backbone import weights_stamp
     cfg = adapter.model.config
     return {"backbone": str(adapter.source), "stamp": weights_stamp(str(adapter.source)),
             "hidden_size": int(getattr(cfg, "hidden_size", 0)), "format": 1}
@@ -55,6 +56,27 @@ def prepare_states_dir(path, adapter, start: int) -> Path:
 
 def _shard_start(f: Path) -> int:
     return int(f.name.split("-", 1)[1].split(".", 1)[0])
+
+
+def write_shard(states_dir: Path, start: int, seqs: list[list[int]], prompt_lens: list[int], states: list):
+    """One batch's states as states_dir/shard-<start>.safetensors (written whole, then renamed).
+
+    `seqs` are the full token sequences (prompt + response), `states` one [len - 1, H] tensor each
+    (see the module docstring); self-distillation writes them while generating, `compute_states`
+    with full forwards."""
+    import torch
+    from safetensors.torch import save_file
+    h = torch.cat(states, 0)
+    if not torch.isfinite(h).all():
+        raise StateCacheError("hidden states overflow float16; this model's states cannot be cached as float16")
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    tensors = {"h": h, "ids": torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
+               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
+               "prompt_len": torch.tensor(prompt_lens, dtype=torch.long)}
+    path = states_dir / f"shard-{start:07d}.safetensors"
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"start": str(start), "n": str(len(seqs))})
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -108,7 +130,6 @@ def compute_states(adapter, examples: list[list[int]], prompt_lens: list[int], p
     """Writes the states of `examples` (full token sequences) to `path` with full forwards; resumable."""
     import torch
 
-    from accel.recipes.shared.self_distill import _write_shard
     from accel.decoding.dllm import left_pad
     from accel.models.masks import position_ids
     from accel.decoding.tree import _split_model
@@ -133,7 +154,7 @@ def compute_states(adapter, examples: list[list[int]], prompt_lens: list[int], p
             h = body(input_ids=ids, attention_mask=valid.long(), position_ids=position_ids(valid)).last_hidden_state
             P = ids.shape[1]
             states = [h[b, P - len(s):P - 1].to(torch.float16).cpu() for b, s in enumerate(batch)]
-            _write_shard(path, i, batch, prompt_lens[i:i + batch_size], states)
+            write_shard(path, i, batch, prompt_lens[i:i + batch_size], states)
             if progress:
                 progress(i + len(batch), len(examples))
     return path
