@@ -73,8 +73,8 @@ def evaluate(
     target: str = typer.Argument("builtin:dllm", metavar="[TARGET]", help="builtin:dllm, builtin:ar, their -long "
                                  "twins or a model directory."),
     n: int = typer.Option(200, help="Test prompts per task."),
-    gen_len: int = typer.Option(None, help="Generation length (dLLM: one token per step, block 32). Default 32; "
-                                "256 for a long-world teacher."),
+    gen_len: int = typer.Option(None, help="Generation length (dLLM: one token per step, block 32; the long "
+                                "world's block 16). Default 32; 128 for a long-world teacher."),
 ):
     """Exact-match accuracy per task with the slow baseline (the teacher's quality bar).
 
@@ -82,10 +82,12 @@ def evaluate(
     if gen_len is not None and gen_len < 1:
         fail(f"--gen-len must be >= 1 (got {gen_len})")
     with user_errors():
+        from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
         from accel.models.backbone import adapter_world, load_backbone
         from accel.trainers.teachers import evaluate as run_eval
         a = load_backbone(target)
         long = adapter_world(a) == "long"
-        acc = run_eval(a, n, gen_len=gen_len or (256 if long else 32), tasks=["long"] if long else None)
+        acc = run_eval(a, n, gen_len=gen_len or (LONG_GEN_LEN if long else 32), tasks=["long"] if long else None,
+                       block_len=LONG_BLOCK_LEN if long else 32)
     for k, v in acc.items():
         typer.echo(f"{k:13s} {v:.3f}")

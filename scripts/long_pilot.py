@@ -10,10 +10,10 @@ the candidates already done.
     OMP_NUM_THREADS=1 python scripts/long_pilot.py --out runs/long-pilot
 
 Candidates (name -> teacher kind, model shape, starting point):
-  dllm-4x128-short  the short world's dLLM shape, from the short dLLM teacher's weights
-  dllm-4x128-ar     the same shape from the short AR teacher (AR -> diffusion, attention annealed)
-  dllm-6x256        the old design's shape from scratch (its cost per step, and how far it gets)
-  ar-4x128-short    the AR teacher from the short AR teacher's weights
+  ar-4x128-short    the short world's shape, from the short AR teacher's weights (same tokenizer)
+  ar-6x192          a larger AR model from scratch (no short teacher has its shape)
+  dllm-4x128-ar     the dLLM from ar-4x128-short's pilot weights (AR -> diffusion, attention annealed)
+  dllm-4x128-short  the dLLM from the short dLLM teacher's weights (already bidirectional)
 """
 from __future__ import annotations
 
@@ -26,13 +26,22 @@ from pathlib import Path
 from accel.models.weights import builtin_dir
 from accel.trainers.teachers import LONG_MODEL, TeacherBuildConfig, build_teacher
 
-HARD = ["long-arith", "long-cumsum"]
+HARD = ["long-arith", "long-cumsum", "long-copy"]
 CANDIDATES = {
-    "dllm-4x128-short": dict(kind="dllm", init="dllm", overrides={}, anneal=0),
-    "dllm-4x128-ar": dict(kind="dllm", init="ar", overrides={}, anneal=500),
-    "dllm-6x256": dict(kind="dllm", init="", overrides=dict(LONG_MODEL), anneal=0),
-    "ar-4x128-short": dict(kind="ar", init="ar", overrides={}, anneal=0),
+    "ar-4x128-short": dict(kind="ar", init="builtin:ar", overrides={}, anneal=0),
+    "ar-6x192": dict(kind="ar", init="", overrides=dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=6,
+                                                        num_key_value_heads=6, intermediate_size=576), anneal=0),
+    "dllm-4x128-ar": dict(kind="dllm", init="pilot:ar-4x128-short", overrides={}, anneal=300),
+    "dllm-4x128-short": dict(kind="dllm", init="builtin:dllm", overrides={}, anneal=0),
 }
+
+
+def start_from(init: str, out: Path) -> str:
+    if init.startswith("builtin:"):
+        return str(builtin_dir(init.removeprefix("builtin:")))
+    if init.startswith("pilot:"):
+        return str(out / init.removeprefix("pilot:"))
+    return ""
 
 
 def cpu_s() -> float:
@@ -46,7 +55,7 @@ def run(name: str, steps: int, eval_every: int, batch_size: int, out: Path, log)
         c["kind"], max_steps=steps, eval_every=eval_every, eval_n=16, eval_tasks=list(HARD), target=1.01,
         save_every=0, log_every=0, warmup_steps=100, model_overrides=c["overrides"], batch_size=batch_size,
         train_per_task=4000,
-        init_from=str(builtin_dir(c["init"])) if c["init"] else "", attention_anneal_steps=c["anneal"],
+        init_from=start_from(c["init"], out), attention_anneal_steps=c["anneal"],
         shift_logits=c["kind"] == "dllm" and c["init"] != "")
     t0 = cpu_s()
     build_teacher(cfg, out / name, log=log)
