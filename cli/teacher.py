@@ -15,20 +15,21 @@ app = typer.Typer(help="Build and inspect the built-in tiny teachers (a masked-d
 def build(
     kind: str = typer.Argument(..., metavar="KIND", help="Which teacher: 'dllm' (bidirectional masked diffusion) or "
                                "'ar' (causal) for the short world; 'dllm-long' or 'ar-long' for the long-answer world "
-                               "(docs/long-world.md: CPU hours; build ar-long first)."),
+                               "(docs/long-world.md: about 90 CPU-minutes for both; build ar-long first)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
     max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 3000 "
-                                  "per stage; ar-long 20000; dllm-long 30000 + 10000)."),
-    init_from: Path = typer.Option(None, help="dllm/dllm-long only: AR teacher to start from (default: the built-in "
-                                   "AR teacher of the same world)."),
+                                  "per stage; ar-long 2500; dllm-long 5000 + 2000)."),
+    init_from: Path = typer.Option(None, help="Teacher to start from. dllm/dllm-long: the AR teacher (default: the "
+                                   "built-in AR teacher of the same world); ar-long: default the short AR teacher "
+                                   "(same shape and tokenizer); ar: none (from scratch)."),
     threads: int = typer.Option(1, help="CPU threads (fixed so the build is reproducible)."),
     target: float = typer.Option(None, help="Stop once every task's held-out accuracy reaches this "
                                  "(default 0.95; long world 0.92)."),
 ):
     """Train a tiny teacher on the synthetic suite (CPU; resumes an interrupted build: rerun the same command).
 
-    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours, then runs a second, lower-LR stage weighted towards its hardest tasks. The -long kinds do the same on the long-answer suite with a 6-layer, 256-wide model. Stage outputs and resumable state live in OUT.work/.
+    The AR teacher trains from scratch; the dLLM teacher starts from the AR teacher's weights with shifted logits (Dream-style AR-to-diffusion adaptation), which a tiny bidirectional model needs to learn positional copying within CPU minutes rather than hours, then runs a second, lower-LR stage weighted towards its hardest tasks. The -long kinds do the same on the long-answer suite in the same 4 x 128 shape, the AR one starting from the short AR teacher. Stage outputs and resumable state live in OUT.work/.
     """
     kinds = ("dllm", "ar", "dllm-long", "ar-long")
     if kind not in kinds:
@@ -39,10 +40,10 @@ def build(
     out = out or builtin_dir(kind)
     kw = dict(seed=seed, threads=threads, **({"target": target} if target is not None else {}))
     stages = TeacherBuildConfig.stages_for(kind, **kw)
-    ar = "ar-long" if kind == "dllm-long" else "ar"
-    prev = str(init_from or builtin_dir(ar)) if kind.startswith("dllm") else ""
+    start = {"dllm": "ar", "dllm-long": "ar-long", "ar-long": "ar"}.get(kind)  # what each build starts from
+    prev = str(init_from or builtin_dir(start)) if start else ""
     if prev and not (Path(prev) / "model.safetensors").exists():
-        fail(f"--init-from {prev} has no model.safetensors; build the AR teacher first: accel teacher build {ar}")
+        fail(f"--init-from {prev} has no model.safetensors; build that teacher first: accel teacher build {start}")
     with user_errors():
         for i, cfg in enumerate(stages, 1):
             if max_steps:

@@ -34,13 +34,15 @@ def _split(text: str) -> list[str]:
 
 
 def _long_arith(rng: random.Random) -> dict:
-    # GSM8K-like: 4-9 steps on 3-digit values with 2-digit operands, every intermediate written
-    cur = rng.randint(100, 999)
-    return worked_chain(rng, cur, rng.randint(4, 9), _long_step, 100, 999)
+    # GSM8K-like: 6-11 steps on 2-digit values with 2-digit operands, every intermediate written. The
+    # operands (10-45) keep every step inside 10-99 one way or the other, and being two digits they
+    # mostly differ, so the next operand is found after the one just written
+    cur = rng.randint(10, 99)
+    return worked_chain(rng, cur, rng.randint(6, 11), _long_step, 10, 99)
 
 
 def _long_step(rng: random.Random) -> tuple[str, int]:
-    b = rng.randint(10, 99)  # the operand before the operator: the order the long suite was generated in
+    b = rng.randint(10, 45)  # the operand before the operator: the order the long suite is generated in
     return rng.choice("+-"), b
 
 
@@ -63,12 +65,12 @@ def _long_reverse(rng):
 
 
 def _long_cumsum(rng):
-    # running sums of 8-14 distinct 2-digit items, each written beside its item ("12:12,45:57,..."),
-    # so every step reads the previous item and sum from the answer itself
-    xs = _distinct_items(rng, 8, 14)
+    # running sums modulo 100 of 10-16 distinct 2-digit items, each written beside its item
+    # ("45:45,84:29,..."), so every step reads the previous item and sum from the answer itself
+    xs = _distinct_items(rng, 10, 16)
     out, s = [], 0
     for x in xs:
-        s += x
+        s = (s + x) % 100
         out.append(f"{x}:{s}")
     return {"prompt": f"calc list {_items(xs)}", "response": ",".join(out), "meta": {"value": s}}
 
@@ -131,12 +133,12 @@ LONG_TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         Task("long-arith", _long_arith, check=_final_value, extract=lambda t: normalise(t).rsplit("#", 1)[-1],
-             description="4-9 step +/- chain on 3-digit values, every step written; answer after '#'"),
+             description="6-11 step +/- chain of 2-digit operands on 2-digit values, every step written; answer after '#'"),
         Task("long-copy", _long_copy, check=_exact, description="repeat a list of 16-36 distinct 2-digit items"),
         Task("long-reverse", _long_reverse, check=_exact,
              description="reverse a list of 16-36 distinct 2-digit items"),
         Task("long-cumsum", _long_cumsum, check=_exact,
-             description="running sums of 8-14 2-digit items, each written as item:sum"),
+             description="running sums mod 100 of 10-16 2-digit items, each written as item:sum"),
         Task("long-record", _long_record, check=_exact,
              description="6-11 'f=value' fields from the prompt, written as 'f:value' in field order"),
         Task("long-pick", _long_pick, multi_answer=True, check=_valid_pick,

@@ -12,6 +12,7 @@ the candidates already done.
 Candidates (name -> teacher kind, model shape, starting point):
   ar-4x128-short    the short world's shape, from the short AR teacher's weights (same tokenizer)
   ar-6x192          a larger AR model from scratch (no short teacher has its shape)
+  ar-4x128-short+   ar-4x128-short continued on a fresh schedule (a second learning-rate cycle)
   dllm-4x128-ar     the dLLM from ar-4x128-short's pilot weights (AR -> diffusion, attention annealed)
   dllm-4x128-short  the dLLM from the short dLLM teacher's weights (already bidirectional)
 """
@@ -24,13 +25,14 @@ import sys
 from pathlib import Path
 
 from accel.models.weights import builtin_dir
-from accel.trainers.teachers import LONG_MODEL, TeacherBuildConfig, build_teacher
+from accel.trainers.teachers import TeacherBuildConfig, build_teacher
 
 HARD = ["long-arith", "long-cumsum", "long-copy"]
 CANDIDATES = {
     "ar-4x128-short": dict(kind="ar", init="builtin:ar", overrides={}, anneal=0),
     "ar-6x192": dict(kind="ar", init="", overrides=dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=6,
                                                         num_key_value_heads=6, intermediate_size=576), anneal=0),
+    "ar-4x128-short+": dict(kind="ar", init="pilot:ar-4x128-short", overrides={}, anneal=0),
     "dllm-4x128-ar": dict(kind="dllm", init="pilot:ar-4x128-short", overrides={}, anneal=300),
     "dllm-4x128-short": dict(kind="dllm", init="builtin:dllm", overrides={}, anneal=0),
 }

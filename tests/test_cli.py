@@ -168,4 +168,4 @@ def test_long_teacher_not_built_is_one_line(monkeypatch, tmp_path):
     _one_line_error(runner.invoke(app, ["teacher", "evaluate", "builtin:ar-long"]), "accel teacher build ar-long")
     _one_line_error(runner.invoke(app, ["teacher", "build", "long"]), "dllm-long, ar-long")
     _one_line_error(runner.invoke(app, ["teacher", "build", "dllm-long", "--out", str(tmp_path / "o")]),
-                    "build the AR teacher first: accel teacher build ar-long")
+                    "build that teacher first: accel teacher build ar-long")

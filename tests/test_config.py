@@ -180,15 +180,16 @@ LONG_RECIPES = ("learn2pd", "dparallel", "d2f", "joint-sampler")
 
 def test_every_dllm_recipe_ships_a_long_world_config():
     """Issue 18: each dLLM recipe's long-world config, headed by the judged commands, trains on the long
-    tasks of builtin:dllm-long at gen 256 / block 32, and says it is not measured yet."""
+    tasks of builtin:dllm-long at the world's own gen and block, and says it is not measured yet."""
+    from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
     from accel.data.tasks import LONG_TASK_NAMES, resolve_tasks
     for name in LONG_RECIPES:
         y = ROOT / "recipes" / "configs" / name / "long.yaml"
         text = y.read_text()
         head = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-        assert "--gen-len 256 --limit 16" in head and "NOT YET MEASURED" in head, y
+        assert "--limit 16" in head and "--gen-len" not in head and "NOT YET MEASURED" in head, y
         assert ("--compare builtin:ar-long" in head) == (name == "d2f"), y
         cfg = load_config(recipes.get(name).Config, y, [], recipe=name)
-        assert cfg.backbone == "builtin:dllm-long" and cfg.gen_len == 256 and cfg.block_len == 32, y
+        assert cfg.backbone == "builtin:dllm-long" and cfg.gen_len == LONG_GEN_LEN and cfg.block_len == LONG_BLOCK_LEN, y
         tasks = cfg.tasks.split(",") if isinstance(cfg.tasks, str) else cfg.tasks
         assert set(resolve_tasks(tasks)) == set(LONG_TASK_NAMES), y

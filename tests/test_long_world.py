@@ -1,7 +1,7 @@
 """scripts/long_world.sh (issue 18's judged sequence) and scripts/long_summary.py (its table).
 
 The script is run with a stand-in `accel` that records its calls and writes each step's output:
-the long teachers take ~125 CPU-hours, so what is tested here is the sequence, the stop without
+the long teachers are not built yet, so what is tested here is the sequence, the stop without
 teachers and the resume. The summary is tested on a real short-world bench JSON and on reports
 with known numbers."""
 import json
@@ -65,7 +65,7 @@ def test_runs_the_judged_sequence_and_resumes(tmp_path):
         train = next(c for c in calls if c.startswith(f"{group} {name} "))
         assert f"configs/{name}/long.yaml" in train and f"backbone={env['LONG_DLLM']}" in train
         bench = next(c for c in calls if c.startswith(f"bench {out}/ckpt/{name} "))
-        assert "--gen-len 256 --limit 16" in bench and "--sweep" in bench and f"{name}.json" in bench
+        assert "--limit 16" in bench and "--gen-len" not in bench and "--sweep" in bench and f"{name}.json" in bench
         assert (f"--compare {env['LONG_AR']}" in bench) == (name == "d2f")
     assert "judged check" in p.stdout and (out / "summary.json").exists()
 

@@ -78,11 +78,12 @@ def _long(kind="ar", **kw):
 
 
 def test_long_world_settings():
+    from accel.data.long_tasks import LONG_GEN_LEN
     ar, = TeacherBuildConfig.stages_for("ar-long")
     d1, d2 = TeacherBuildConfig.stages_for("dllm-long")
     for c in (ar, d1, d2):
-        assert c.world == "long" and c.tasks == ["long"] and c.eval_gen_len == 256 and c.save_every > 0
-        assert c.model_overrides["num_hidden_layers"] > 4 and c.target >= 0.9
+        assert c.world == "long" and c.tasks == ["long"] and c.eval_gen_len == LONG_GEN_LEN and c.save_every > 0
+        assert c.model_overrides == {} and c.target >= 0.9  # the short teachers' shape: they are its start
     assert ar.kind == "ar" and d1.kind == "dllm" and d1.shift_logits and d1.attention_anneal_steps > 0
     assert d2.learning_rate < d1.learning_rate and d2.attention_anneal_steps == 0
     short = TeacherBuildConfig.for_kind("dllm")  # the short world's build is unchanged
@@ -95,6 +96,7 @@ def test_long_dllm_batches_use_full_windows_and_answer_blocks():
     from accel.data.collate import tokenize_examples
     from accel.data.tasks import mixture
     from accel.data.tokenizer import build_tokenizer
+    from accel.data.long_tasks import LONG_GEN_LEN
     from accel.trainers.teachers import _dllm_batch
     tok = build_tokenizer()
     pairs = tokenize_examples(tok, mixture("train", 2, tasks=["long"]))
@@ -102,7 +104,7 @@ def test_long_dllm_batches_use_full_windows_and_answer_blocks():
     for _ in range(5):
         inp, tgt, valid, masked = _dllm_batch(pairs, tok, rng, tok.mask_token_id, long=True)
         P = max(len(p) for p, _ in pairs)
-        assert inp.shape == (len(pairs), P + 256)  # no row dropped, every window 256 long
+        assert inp.shape == (len(pairs), P + LONG_GEN_LEN)  # no row dropped, every window the world's canvas
         assert not masked[:, :P].any() and masked.any(1).all()
         for i, (_p, r) in enumerate(pairs):  # the whole answer (and its end token) is in the window
             assert tgt[i, P:P + len(r)].tolist() == r and tgt[i, P + len(r)] == tok.eos_token_id

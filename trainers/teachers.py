@@ -19,9 +19,10 @@ the build stops at a fixed step or, deterministically, once every task's held-ou
 passes `target` at an evaluation point.
 
 The long world (``world="long"``, docs/long-world.md) is the same recipe on the long-answer
-suite with a larger model: every dLLM row gets a 256-token response window (the answers fill
-2-7 blocks) and its semi-AR state picks a block uniformly among those the answer reaches; state
-is saved every `save_every` steps because its steps take seconds, not milliseconds.
+suite, started from the short world's weights: every dLLM row gets the world's full 128-token
+canvas (the answers fill 3-7 blocks of 16) and its semi-AR state picks a block uniformly among
+those the answer reaches; state is saved every `save_every` steps because its steps take about
+a second, not milliseconds.
 """
 from __future__ import annotations
 
@@ -42,11 +43,6 @@ RESP_LENS = (32, 64, 128, 256)
 RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
 RESP_LEN_BATCH_DIV = {32: 1, 64: 2, 128: 4, 256: 8}
 """Long windows mostly teach end-token padding: fewer rows keep tokens per step level."""
-LONG_MODEL = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8,
-                  intermediate_size=768)
-"""The long world's teacher shape (positions stay 512: the longest prompt + 256 fit)."""
-
-
 @dataclass
 class TeacherBuildConfig:
     kind: str = "dllm"
@@ -106,19 +102,22 @@ class TeacherBuildConfig:
 
     @classmethod
     def for_long(cls, kind: str, **kw) -> "TeacherBuildConfig":
-        """The long world's teacher: 6 layers x 256 wide (~4.8M parameters, ~19 MB), batch 32.
+        """The long world's teacher: the short world's 4 x 128 shape, started from its teachers' weights.
 
-        Sized for copying/reversing/sorting 96 items and carrying 3-digit sums over 16 steps, which
-        the 4 x 128 short-world model cannot hold at 256 tokens; steps are a budget, the build
-        stops earlier once every long task passes `target` (docs/long-world.md: cost)."""
-        base = dict(kind=kind, world="long", batch_size=32, train_per_task=10000, eval_n=16, eval_gen_len=256,
-                    target=0.92, save_every=100, log_every=10, learning_rate=1e-3, warmup_steps=500, eval_every=2000,
-                    model_overrides=dict(LONG_MODEL))
-        if kind == "dllm":  # its evaluation decodes 256 forwards per task: ~45 CPU-minutes, so half as often
-            base.update(max_steps=30000, shift_logits=True, attention_anneal_steps=3000, eval_every=4000,
+        Sized by the pilot (`scripts/long_pilot.py`, docs/long-world.md) to a CPU-minutes budget: a
+        6 x 192 model costs 3.4x as much per step for the same loss at the same step, and the short
+        teachers share the tokenizer, so the AR teacher starts from the short AR teacher (the CLI
+        passes it) and the dLLM from the long AR teacher. Steps are a budget; the build stops once
+        every long task passes `target` at an evaluation (16 prompts per task, early-stopped decodes:
+        seconds, not minutes)."""
+        base = dict(kind=kind, world="long", batch_size=32, train_per_task=4000, eval_n=16,
+                    eval_gen_len=LONG_GEN_LEN, target=0.92, save_every=100, log_every=50, learning_rate=1e-3,
+                    warmup_steps=100, eval_every=500)
+        if kind == "dllm":  # a full 128-token canvas per row: half the rows keep a step near the AR step's cost
+            base.update(max_steps=5000, batch_size=16, shift_logits=True, attention_anneal_steps=500,
                         task_weights="long-arith=2,long-cumsum=2")
         else:
-            base.update(max_steps=20000)
+            base.update(max_steps=2500)
         base.update(kw)
         return cls(**base)
 
@@ -133,7 +132,7 @@ class TeacherBuildConfig:
         """
         first = cls.for_kind(kind, **kw)
         if kind == "dllm-long":  # one more lower-LR cycle, weighted like the short world's refinement
-            refine = {"max_steps": 10000, "learning_rate": 4e-4, "warmup_steps": 100, "attention_anneal_steps": 0}
+            refine = {"max_steps": 2000, "learning_rate": 4e-4, "warmup_steps": 50, "attention_anneal_steps": 0}
             return [first, cls.for_kind(kind, **{**kw, **refine})]
         if kind != "dllm":
             return [first]
