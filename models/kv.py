@@ -8,7 +8,7 @@ import functools
 import inspect
 
 
-def _inner(model):
+def unwrap(model):
     """The module whose forward receives the keyword (through DDP and PEFT wrappers)."""
     for _ in range(6):
         if hasattr(model, "get_base_model"):
@@ -33,7 +33,7 @@ def cache_kwargs(model, cache) -> dict:
     """{name: cache} for `model(...)`, or {} when there is no cache to pass."""
     if cache is None:
         return {}
-    return {_name_for(type(_inner(model))): cache}
+    return {_name_for(type(unwrap(model))): cache}
 
 
 def output_cache(out):

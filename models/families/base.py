@@ -31,6 +31,8 @@ class Family:
     shift_logits = False
     supports_cache = True
     """Whether the model's code accepts a KV cache (Fast-dLLM prefix/dual, cached D2F)."""
+    lora_targets: tuple[str, ...] | None = None
+    """Leaf module names LoRA adapts when a recipe keeps its Llama-named default (None: those names fit)."""
     extra_end_tokens: tuple[str, ...] = ()
     """Chat end tokens that also end a generation, by text (looked up in the tokenizer)."""
 
@@ -44,6 +46,10 @@ class Family:
 
     def after_load(self, model) -> None:
         """Repairs applied to the loaded object (buffers the loader left uninitialised, config defaults)."""
+
+    def cache_unsupported(self, model) -> str | None:
+        """Why this loaded model's cached forward cannot run (one phrase), or None when it can."""
+        return None
 
     def silence(self) -> None:
         """Process-wide filters for warnings the model's code raises on every use (after loading)."""

@@ -5,6 +5,11 @@ Its forward takes an additive (or boolean) ``attention_bias`` [B, 1, Lq, Lk], no
 are 0..L-1 of the fed sequence; with left padding that only shifts every row's positions by a
 constant, which RoPE cannot see); and it refuses a KV cache. Logits are unshifted.
 
+Forwards with a KV cache (Fast-dLLM prefix/dual, dParallel's cached rows, D2F's block cache) are
+computed by accel itself from the published model's modules (`accel.models.families.llada_forward`);
+every uncached forward stays the published one. A config whose options that forward does not
+compute (`llada_forward.unsupported`) has no cache: the self-check says so in one line.
+
 transformers 5 compatibility, applied to a subclass made at load time (the user's files and
 transformers stay untouched): the published ``__init__`` never calls ``post_init()`` (which
 transformers 5 needs to set up tied-weight bookkeeping), and its ``tie_weights()`` does not
@@ -23,7 +28,8 @@ class LLaDA(Family):
     kind = "dllm"
     mask_id = MASK_ID
     shift_logits = False
-    supports_cache = False
+    supports_cache = True
+    lora_targets = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 
     def auto_class(self):
         from transformers import AutoModel
@@ -41,9 +47,22 @@ class LLaDA(Family):
     def forward(self, model, ids, mask4d=None, pos=None, past_key_values=None, use_cache: bool = False,
                 output_hidden_states: bool = False) -> ForwardOut:
         if past_key_values is not None or use_cache:
-            raise ValueError("LLaDA's published code has no KV cache; decode it without one")
+            from accel.models.families import llada_forward  # torch: not imported with the registry
+            why = llada_forward.unsupported(model)
+            if why is not None:
+                raise ValueError(f"LLaDA's published code has no KV cache and accel's cached forward does not "
+                                 f"compute this model: {why}; decode it without a cache")
+            if use_cache and past_key_values is None:
+                from transformers import DynamicCache
+                past_key_values = DynamicCache()
+            logits, hidden = llada_forward.forward(model, ids, mask4d, pos, past_key_values, output_hidden_states)
+            return ForwardOut(logits, past_key_values if use_cache else None, hidden)
         out = model(input_ids=ids, attention_bias=mask4d, use_cache=False, output_hidden_states=output_hidden_states)
         return ForwardOut(out.logits, None, getattr(out, "hidden_states", None))
+
+    def cache_unsupported(self, model) -> str | None:
+        from accel.models.families import llada_forward
+        return llada_forward.unsupported(model)
 
     def end_ids(self, tokenizer, cfg: dict) -> tuple[int, ...]:
         """<|endoftext|> (126081) and the chat turn end <|eot_id|> (126348)."""
