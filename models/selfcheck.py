@@ -12,7 +12,9 @@ forwards catch that before hours of decoding or training do:
   changes). D2F needs that; other decoders use full attention and do not;
 - where the family has a KV cache: feeding a block against the cached prefix gives the logits
   of one uncached forward under the equivalent mask (Fast-dLLM prefix/dual and cached D2F rely
-  on it).
+  on it). For LLaDA that compares accel's cached forward with the published uncached one, so a
+  checkpoint whose weights or config it does not compute falls back to the published forward
+  without a cache, with one line on stderr.
 
 Results land in ``adapter.extra``: ``block_causal`` and ``cache`` (bools), read by the decoders.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from accel.models.weights import weights_stamp
@@ -91,7 +94,22 @@ def run(adapter, fingerprint: bool = False) -> None:
             _check_fingerprint(adapter, a)
         if dllm:
             adapter.extra["block_causal"] = _honours_block_mask(adapter, ids, pos)
-            adapter.extra["cache"] = fam.supports_cache and _cache_matches(adapter, ids, pos)
+            adapter.extra["cache"] = _cache_usable(adapter, ids, pos)
+
+
+def _cache_usable(adapter, ids, pos) -> bool:
+    """Whether cached decoding runs: the family computes this model's cached forward and it matches
+    the uncached one. When it does not, one line says so and every forward is the uncached one."""
+    fam = adapter.family_spec
+    if not fam.supports_cache:
+        return False
+    why = fam.cache_unsupported(adapter.model)
+    if why is None:
+        if _cache_matches(adapter, ids, pos):
+            return True
+        why = "a block fed against its KV cache does not give the logits of the uncached forward"
+    print(f"note: {adapter.source}: {why}; decoding it without a KV cache", file=sys.stderr, flush=True)
+    return False
 
 
 def _honours_block_mask(adapter, ids, pos) -> bool:
