@@ -31,8 +31,9 @@ class Family:
     shift_logits = False
     supports_cache = True
     """Whether the model's code accepts a KV cache (Fast-dLLM prefix/dual, cached D2F)."""
-    lora_targets: tuple[str, ...] | None = None
-    """Leaf module names LoRA adapts when a recipe keeps its Llama-named default (None: those names fit)."""
+    lora_names: dict[str, str] = {}
+    """Llama leaf module names (what the recipes' LoRA defaults say) -> this family's names for the same
+    layer, where they differ (`lora_targets`)."""
     extra_end_tokens: tuple[str, ...] = ()
     """Chat end tokens that also end a generation, by text (looked up in the tokenizer)."""
 
@@ -46,6 +47,20 @@ class Family:
 
     def after_load(self, model) -> None:
         """Repairs applied to the loaded object (buffers the loader left uninitialised, config defaults)."""
+
+    def lora_targets(self, model, targets) -> tuple[list[str], list[str]]:
+        """(target leaf names, excluded module names) for LoRA on `model`: Llama names the model lacks
+        become this family's names (`lora_names`: LLaDA's o_proj is attn_out, down_proj is ff_out), so a
+        recipe's default fits every family; a translated name never reaches the output head (LLaDA's head
+        is also called ff_out). Names the model has, or that have no translation, stay as given."""
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        out = [t if t in names else self.lora_names.get(t, t) for t in targets]
+        if out == list(targets):
+            return out, []
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        exclude = [n for n, m in model.named_modules() if head is not None and m is head
+                   and n.rsplit(".", 1)[-1] in out and n.rsplit(".", 1)[-1] not in targets]
+        return list(dict.fromkeys(out)), exclude
 
     def cache_unsupported(self, model) -> str | None:
         """Why this loaded model's cached forward cannot run (one phrase), or None when it can."""

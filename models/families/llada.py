@@ -29,7 +29,7 @@ class LLaDA(Family):
     mask_id = MASK_ID
     shift_logits = False
     supports_cache = True
-    lora_targets = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
+    lora_names = {"o_proj": "attn_out", "gate_proj": "ff_proj", "down_proj": "ff_out"}
 
     def auto_class(self):
         from transformers import AutoModel
