@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 try:  # optional dependency
     import triton
     import triton.language as tl
@@ -28,7 +30,6 @@ def use_triton(tensor, force: bool = False) -> bool:
 
 def triton_available(device) -> bool:
     """True when the Triton path can run on `device` (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    import torch
     return triton is not None and (torch.device(device).type == "cuda" or interpreting())
 
 

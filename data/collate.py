@@ -5,13 +5,16 @@ reseeds per step, so a resumed run sees exactly the batches an uninterrupted one
 """
 from __future__ import annotations
 
+import torch
+
+from accel.data.tokenizer import chat_prompt_ids
+
 
 def tokenize_examples(tok, examples):
     """[(prompt_ids in chat format, response_ids)] for dicts with "prompt" and "response".
 
     A line that carries ``response_ids`` (what `accel data self-distill` writes) keeps them: the
     tokens the base generated, which re-tokenizing the decoded text does not always give back."""
-    from accel.data.tokenizer import chat_prompt_ids
     out = []
     for ex in examples:
         p = chat_prompt_ids(tok, ex["prompt"])
@@ -26,7 +29,6 @@ def tokenize_examples(tok, examples):
 
 def ar_batch(pairs, tok):
     """Left-padded prompt + response + eos; labels -100 except on the response and its eos."""
-    import torch
     seqs = [p + r + [tok.eos_token_id] for p, r in pairs]
     L = max(len(s) for s in seqs)
     B = len(seqs)
@@ -47,7 +49,6 @@ def dllm_batch(pairs, pad_id: int, eos_id: int, resp_len: int):
     the response-window mask (where the masked-diffusion loss applies). Padding the response
     with end tokens is how LLaDA's SFT teaches a dLLM to stop.
     """
-    import torch
     P = max(len(p) for p, _ in pairs)
     B = len(pairs)
     ids = torch.full((B, P + resp_len), pad_id, dtype=torch.long)

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
+from transformers.utils import logging as hf_logging
+
+from accel.data.sources import sharegpt_conversations
+
 
 def token_counts(sequences: Iterable[Iterable[int]]) -> Counter:
     c = Counter()
@@ -65,10 +69,8 @@ def source_counts(tokenizer, source: str, n: int = 4000, seed: int = 0) -> Count
     """
     if source != "sharegpt":
         raise ValueError(f"draft_vocab_extra={source!r}: use sharegpt or leave it empty")
-    from accel.data.sources import sharegpt_conversations
     convs = sharegpt_conversations(split="train", english=True, seed=seed + 1)[:n]
     texts = [m["content"] for c in convs for m in c["conversation"] if m["role"] == "assistant"]
-    from transformers.utils import logging as hf_logging
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # long replies exceed model_max_length: only counted, never fed to the model
     try:

@@ -14,8 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from datasets import load_from_disk
+
 from accel.core.errors import UserError
 from accel.data.roles import chat_role
+from accel.data.sources import SourceError, read_json_records
+from accel.data.tasks import TASKS, mixture, resolve_tasks
+from accel.data.tokenizer import chat_prompt_ids
 
 BUILTIN_SOURCES = ("builtin", "suite")
 SOURCES_HELP = "builtin, a .jsonl/.json file with a 'prompt' field (or ShareGPT conversations) or an HF dataset dir"
@@ -42,7 +47,6 @@ def load_prompt_records(source: str = "builtin", tasks=None, n_per_task: int = 1
     keeps the first `limit`.
     """
     if source in BUILTIN_SOURCES:
-        from accel.data.tasks import mixture, resolve_tasks
         exs = mixture("train", n_per_task, tasks=resolve_tasks(task_names(tasks)), seed=seed)
         recs = [{"prompt": e["prompt"], "answer": e["answer"], "task": e["task"], "source": "builtin",
                  "example": e} for e in exs]
@@ -75,7 +79,6 @@ def read_prompt_source(path: Path) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise PromptSourceError(f"{path}:{i}: not valid JSON ({e.msg})") from None
     elif path.is_file() and path.suffix == ".json":
-        from accel.data.sources import SourceError, read_json_records
         try:
             recs, _ = read_json_records(path)  # record by record: ShareGPT's own file is truncated
         except SourceError as e:
@@ -83,7 +86,6 @@ def read_prompt_source(path: Path) -> list[dict]:
         items = [(f"{path}[{i}]", r) for i, r in enumerate(recs)]
     elif path.is_dir():
         try:
-            from datasets import load_from_disk
             ds = load_from_disk(str(path))
         except (FileNotFoundError, ValueError) as e:
             raise PromptSourceError(f"{path}: not an HF dataset saved with save_to_disk "
@@ -97,7 +99,6 @@ def read_prompt_source(path: Path) -> list[dict]:
         raise PromptSourceError(f"prompt source {path}: no such file or directory; pass {SOURCES_HELP}")
     else:
         raise PromptSourceError(f"prompt source {path}: pass {SOURCES_HELP}")
-    from accel.data.tasks import TASKS
     out = []
     for where, r in items:
         prompt = prompt_of(r)
@@ -130,7 +131,6 @@ def encode_prompt(tokenizer, text) -> list[int]:
     """User text, or a conversation (a list of {"role", "content"} messages ending with a user turn), in
     the model's chat format (plain encoding of the turns one per line when it has no chat template)."""
     if getattr(tokenizer, "chat_template", None):
-        from accel.data.tokenizer import chat_prompt_ids
         ids = chat_prompt_ids(tokenizer, text)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
     if not isinstance(text, str):

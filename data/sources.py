@@ -19,6 +19,8 @@ import hashlib
 import importlib.util
 import json
 import random
+import site
+import sys
 from pathlib import Path
 
 from accel.core.errors import UserError
@@ -61,8 +63,6 @@ def mtbench_path() -> Path:
             cand = Path(root).parent / MTBENCH_REL
             if cand.is_file():
                 return cand
-    import site
-    import sys
     for d in list(site.getsitepackages()) + [site.getusersitepackages()] + sys.path:
         cand = Path(d) / MTBENCH_REL
         if cand.is_file():

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
 PAD, EOS, MASK, BOS, UNK = "<pad>", "<eos>", "<mask>", "<bos>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 SPECIALS = [PAD, EOS, MASK, BOS, UNK, USER, ASSISTANT]
@@ -27,9 +30,6 @@ CHAT_TEMPLATE = (
 
 def build_tokenizer():
     """A PreTrainedTokenizerFast over the fixed vocabulary (deterministic: no training)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token=UNK))
     # words, single digits, single symbols; whitespace dropped
     tok.pre_tokenizer = pre_tokenizers.Sequence([

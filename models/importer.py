@@ -18,9 +18,17 @@ import importlib.util
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.utils import logging as hf_logging
+
 from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt
+from accel.models.backbone import load_backbone
 
 DTYPES = ("fp32", "bf16")
 SANITY_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -74,9 +82,6 @@ def import_gguf(gguf: Path, out: Path, dtype: str = "fp32", force: bool = False)
     except ImportError:
         raise ImportModelError("reading .gguf files needs the gguf package: pip install gguf "
                                "(or pip install 'accel[real]')") from None
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     out = Path(out).expanduser()
     check_out(out, force)
@@ -124,7 +129,6 @@ def import_gguf(gguf: Path, out: Path, dtype: str = "fp32", force: bool = False)
 
 def _set_generation_config(model, tok):
     """Greedy by default, stopping at the tokenizer's end token (ChatML: <|im_end|>)."""
-    from transformers import GenerationConfig
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=eos,
@@ -168,13 +172,6 @@ def spell_out_for_v4(path: Path, tok):
 def sanity_check(path: Path, prompt: str = SANITY_PROMPT, max_new_tokens: int = 32) -> str:
     """One greedy chat answer from the written directory (loaded back as any backbone would be), through
     transformers' own `generate`: the check is of the weights and tokenizer, not of accel's decoders."""
-    import warnings
-
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    from accel.data.prompts import encode_prompt
-    from accel.models.backbone import load_backbone
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -191,7 +188,6 @@ def sanity_check(path: Path, prompt: str = SANITY_PROMPT, max_new_tokens: int = 
 
 
 def n_params(path: Path) -> int:
-    from safetensors import safe_open
     n = 0
     for f in sorted(path.glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:

@@ -7,6 +7,9 @@ can read them back from any saved directory.
 """
 from __future__ import annotations
 
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
 TINY_AR = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
                intermediate_size=384, max_position_embeddings=512, rope_theta=10000.0)
 TINY_DLLM = dict(TINY_AR)
@@ -15,8 +18,6 @@ TINY_DLLM = dict(TINY_AR)
 
 def make_config(kind: str, tokenizer, shift_logits: bool = False, **overrides):
     """A LlamaConfig for a tiny teacher of `kind` ("dllm" or "ar") over `tokenizer`."""
-    from transformers import LlamaConfig
-
     base = dict(TINY_DLLM if kind == "dllm" else TINY_AR)
     base.update(overrides)
     cfg = LlamaConfig(
@@ -31,9 +32,6 @@ def make_config(kind: str, tokenizer, shift_logits: bool = False, **overrides):
 
 
 def make_model(kind: str, tokenizer, seed: int = 0, shift_logits: bool = False, **overrides):
-    import torch
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(seed)
     cfg = make_config(kind, tokenizer, shift_logits=shift_logits, **overrides)
     cfg._attn_implementation = "sdpa"
