@@ -9,15 +9,22 @@ in between. `measure` resolves the defaults, lists the runs (`accel.decoding.run
 accuracy next to NFE, tokens per forward, tokens/s, speedup over the first method, tokens per
 forward over the answer and, with ``sweep``, AUP over each method's knob.
 
-No torch at import time.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+from accel.data.prompts import encode_prompt
+from accel.data.tasks import resolve_tasks, score, test_split
+from accel.decoding.environment import environment
 from accel.decoding.plan import Plan, Request, bound_methods, plan
+from accel.decoding.prompt_sets import QUALITY, answer_first_turns
+from accel.decoding.report import add_aup
+from accel.decoding.runs import knob_info, merge_compare, method_help, sweep_runs
+from accel.decoding.scoring import report_rows, score_against_greedy
 from accel.decoding.target import (DEFAULT_BATCH_SIZE, Target, check_gen_len, default_limit, default_tasks,
                                    describe_model, gen_len_of, load)
+from accel.decoding.timing import time_runs
 
 
 def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None = None,
@@ -53,21 +60,12 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
 def measure(p: Plan, main: Target, others: list[Target],
             progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Runs a checked `plan` on its targets, loaded (`main`, and `others` in the order of its compare list)."""
-    from accel.data.prompts import encode_prompt
-    from accel.data.tasks import resolve_tasks, score, test_split
-    from accel.decoding.environment import environment
-    from accel.decoding.report import add_aup
-    from accel.decoding.runs import knob_info, merge_compare, method_help, sweep_runs
-    from accel.decoding.scoring import report_rows, score_against_greedy
-    from accel.decoding.timing import time_runs
-
     r = p.request
     prompt_sets = p.prompt_sets
     task_names = list(prompt_sets) if prompt_sets else resolve_tasks(r.tasks or default_tasks(main.adapter))
     batch_size = r.batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
     gen_len = gen_len_of(main, r.gen_len)
     if r.prompts:
-        from accel.decoding.prompt_sets import answer_first_turns
         if progress:
             progress(0, 1, "first turns: the target's greedy answers")
         answer_first_turns(main.adapter, prompt_sets, gen_len, batch_size)  # mtbench-turn2 only
@@ -96,7 +94,7 @@ def measure(p: Plan, main: Target, others: list[Target],
                        untimed={n for n, fn, _t in runs if not getattr(fn, "timed", True)})
     quality = "accuracy"
     if r.prompts:
-        from accel.decoding.prompt_sets import QUALITY as quality
+        quality = QUALITY
         for row in rows:
             row[quality] = row["accuracy"]
     report = {

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from accel.models.masks import full_mask
+from accel.models.backbone import BackboneError
 from accel.models.kv import output_cache
+from accel.models.masks import full_mask
 
 CACHE_MODES = (None, "prefix", "dual")
 
@@ -40,7 +41,6 @@ class BlockCache:
     def __init__(self, adapter, mode: str | None = None):
         check_cache_mode(mode)
         if mode is not None and not getattr(adapter, "supports_cache", True):
-            from accel.models.backbone import BackboneError
             raise BackboneError(f"{adapter.source}: its model code ({adapter.family}) has no KV cache, so cache={mode!r} "
                                 "cannot run; decode without a cache")
         self.adapter, self.mode = adapter, mode

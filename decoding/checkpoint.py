@@ -22,6 +22,8 @@ from pathlib import Path
 
 from accel.core.errors import UserError
 from accel.core.files import atomic_dir, save_tensors
+from accel.core.model_dir import read_config
+from accel.decoding.spec import SpecError
 from accel.models.weightfiles import WeightFileError, check_safetensors
 
 FORMAT_VERSION = 1
@@ -56,7 +58,6 @@ class InferenceCheckpoint:
     def spec(self, cls):
         """The recipe's typed spec (a `accel.decoding.spec.CheckpointSpec` subclass) read from config.json;
         a missing or ill-typed field is one CheckpointError naming the file and the re-export."""
-        from accel.decoding.spec import SpecError
         try:
             return cls.from_sections(self.accel)
         except SpecError as e:
@@ -100,7 +101,6 @@ def is_checkpoint(path: str | Path) -> bool:
 def load_checkpoint(path: str | Path) -> InferenceCheckpoint:
     """Reads and validates an inference checkpoint (weights are loaded lazily by `.tensors()`, but their
     files are checked here, so a truncated one is one line rather than a loader traceback)."""
-    from accel.core.model_dir import read_config
     p, cfg_file, config = read_config(
         path, CheckpointError,
         absent="checkpoint directory {p} does not exist; export one with `accel export RUN --out DIR`",
@@ -178,7 +178,6 @@ def save_checkpoint(out_dir: str | Path, accel_section: dict, tensors: dict | No
 def check_options(spec_cls, overrides: dict, recipe: str) -> None:
     """CheckpointError on an export option that is not one of the spec's settable fields (exporters
     call it first, so a typo is reported before the run is read)."""
-    from accel.decoding.spec import SpecError
     try:
         spec_cls.check_options(overrides, recipe)
     except SpecError as e:
@@ -187,7 +186,6 @@ def check_options(spec_cls, overrides: dict, recipe: str) -> None:
 
 def override_spec(spec, overrides: dict, recipe: str):
     """An exporter's spec with the `accel export --set` overrides (None: keep) applied and validated."""
-    from accel.decoding.spec import SpecError
     try:
         return spec.with_overrides(overrides, recipe)
     except SpecError as e:
@@ -196,7 +194,6 @@ def override_spec(spec, overrides: dict, recipe: str):
 
 def _with_spec(section: dict, spec) -> dict:
     """`section` with the spec's fields written in (checked: what is written must read back)."""
-    from accel.decoding.spec import SpecError
     try:
         type(spec).from_sections(spec.sections())
     except SpecError as e:

@@ -24,8 +24,8 @@ import torch
 
 from accel.decoding.cache import BlockCache, check_cache_mode
 from accel.decoding.kernels import argmax_prob_entropy
-from accel.decoding.policies import (BlockState, Policy, confidence_policy, entropy_policy, most_confident,
-                                     step_cap)
+from accel.decoding.policies import BlockState, Policy, confidence_policy, entropy_policy, most_confident, step_cap
+from accel.models.backbone import BackboneError
 from accel.models.masks import full_mask, position_ids
 
 
@@ -81,7 +81,6 @@ def init_canvas(adapter, prompts: list[list[int]], gen_len: int):
     """Left-padded prompt followed by gen_len masks; returns (x, valid, prompt_len)."""
     if getattr(adapter, "extra", {}).get("block_causal") is False and len({len(p) for p in prompts}) > 1:
         # the load self-check found the model's code ignoring attention masks: padding would be attended
-        from accel.models.backbone import BackboneError
         raise BackboneError(f"{adapter.source}: this model's code ignores the attention mask, so prompts of "
                             "different lengths cannot share a batch (their padding would be attended); "
                             "decode one prompt per batch (accel bench: --batch-size 1; data generation: "

@@ -3,6 +3,9 @@ fp32 rows, or two GPUs, are not comparable)."""
 from __future__ import annotations
 
 import platform
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
 
 
 def environment(adapter) -> dict:
@@ -11,7 +14,6 @@ def environment(adapter) -> dict:
 
 
 def device_name(adapter) -> str:
-    import torch
     dev = str(adapter.device)
     if dev.startswith("cuda"):
         return f"{dev} ({torch.cuda.get_device_name(adapter.device)})"
@@ -25,7 +27,6 @@ def dtype_name(adapter) -> str:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
     out = {"python": platform.python_version()}
     for pkg in ("accel", "torch", "transformers"):
         try:

@@ -13,6 +13,7 @@ reads names and help from here without importing torch.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -78,7 +79,6 @@ class DecodeMethod:
 
         The point has no row metrics: they are bound to the method's own setting (the joint
         sampler's TV is measured at its own K), and the AUP curve needs only accuracy and NFE."""
-        import dataclasses
         if not self.knob:
             raise MethodError(f"method {self.name!r} has no knob to sweep")
         return dataclasses.replace(self, name=f"{self.name}@{self.knob}={value:g}",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accel.data.tasks import resolve_tasks
 from accel.decoding.errors import PromptSetTargetError, SettingError
+from accel.decoding.prompt_sets import load_prompt_set
 from accel.decoding.target import (Target, bind_methods, check_checkpoint_gen_len, check_gen_len, gen_len_of,
                                    select_methods)
 
@@ -38,7 +40,6 @@ class Request:
             if value is not None and value < 1:
                 raise SettingError(setting, value)
         if self.tasks and not (self.prompt_sets or self.prompts):
-            from accel.data.tasks import resolve_tasks
             resolve_tasks(self.tasks)  # a typo fails before the model loads
 
 
@@ -67,7 +68,6 @@ def plan(target: Target, request: Request, compare: list[Target] = (), single: b
     if request.prompts:
         if target.kind != "ar":
             raise PromptSetTargetError(request.prompts, target.spec, target.kind)
-        from accel.decoding.prompt_sets import load_prompt_set
         prompt_sets = load_prompt_set(request.prompts, request.limit)
     if request.gen_len is not None and request.block_len is None:
         check_checkpoint_gen_len(target, request.gen_len)

@@ -14,6 +14,8 @@ No torch at import time: the CLI checks the source before loading a model.
 """
 from __future__ import annotations
 
+from accel.data.sources import prompt_records
+
 TURN2 = "mtbench-turn2"
 DEFAULT_LIMITS = {"mtbench": 10, TURN2: 10, "sharegpt": 80}
 """Prompts per category when --limit is not given: all 80 MT-Bench turns, 80 ShareGPT held-out prompts."""
@@ -30,7 +32,6 @@ def load_prompt_set(source: str, limit: int | None = None) -> dict[str, list[dic
 
     ``sharegpt`` uses the held-out split only (the draft-head recipes train on the rest).
     """
-    from accel.data.sources import prompt_records
     turn2 = source == TURN2
     recs = prompt_records("mtbench" if turn2 else source, split="held")
     if limit is None:

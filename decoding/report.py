@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+from accel.core.files import write_atomic
 from accel.decoding.errors import OutputPathError
 
 LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). tok/fwd: generated tokens "
@@ -103,7 +104,6 @@ def check_plot_path(path: str | Path) -> Path:
 
 
 def write_json(report: dict, path: str | Path):
-    from accel.core.files import write_atomic
     write_atomic(Path(path).expanduser(), json.dumps(report, indent=2) + "\n")
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+from accel.decoding.methods import get_method
+from accel.decoding.prompt_sets import identical_count
+from accel.decoding.timing import RowStats
+
 
 def score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len: int, batch_size: int,
                          progress: Callable | None = None) -> None:
     """stats[..].correct = prompts identical to greedy decoding of the method's own target (reference
     decoded untimed, unless that target's greedy row already ran)."""
-    from accel.decoding.methods import get_method
-    from accel.decoding.prompt_sets import identical_count
     refs = {}
     for name, fn, tgt in runs:
         if name == "greedy" or name.endswith("/greedy"):
@@ -40,7 +42,6 @@ def score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len: int
 def report_rows(method_names, task_names, stats: dict, untimed=()) -> list[dict]:
     """One row per (method, task) and per method over all tasks. Untimed methods (an oracle that reads
     the answer) get no tokens/s and no speedup, and are never the baseline."""
-    from accel.decoding.timing import RowStats
     rows = []
     for scope in list(task_names) + ["all"]:
         tasks = task_names if scope == "all" else [scope]

@@ -16,8 +16,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+from accel.core.model_dir import read_config
 from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
 from accel.decoding.errors import BenchError, GenLenError
+from accel.decoding.methods import (DEFAULT_METHODS, DecodeMethod, MethodError, UnknownMethodError, UnusedOptionError,
+                                    available, get_method, uses_cache)
+from accel.models.backbone import BUILTIN, BUILTIN_KIND, BackboneError, adapter_world, detect_family, load_backbone
 
 DEFAULT_LIMIT = 32
 DEFAULT_BATCH_SIZE = 32
@@ -70,12 +74,10 @@ class Pending:
 
 def check_target(spec: str) -> str:
     """Cheap validation before any model is loaded: 'dllm', 'ar' or 'checkpoint'."""
-    from accel.models.backbone import BUILTIN, BUILTIN_KIND, BackboneError, detect_family
     if spec.startswith("builtin:"):
         if spec not in BUILTIN:
             raise BackboneError(f"unknown built-in model {spec!r}; choose {', '.join(BUILTIN)}")
         return BUILTIN_KIND[spec.split(":", 1)[1]]
-    from accel.core.model_dir import read_config
     _, cfg_file, cfg = read_config(
         spec, BackboneError,
         absent="model directory {p} does not exist; pass builtin:dllm, builtin:ar, a local HF model directory or "
@@ -91,7 +93,6 @@ def check_target(spec: str) -> str:
 
 def describe_model(spec: str, kind: str | None = None) -> Target:
     """A plain model TARGET (built-in or HF directory), not loaded: its kind's baseline methods."""
-    from accel.decoding.methods import DEFAULT_METHODS
     kind = kind or check_target(spec)
     if kind == "checkpoint":
         raise BenchError(f"{spec} is an accel checkpoint: its methods come from its recipe; "
@@ -103,9 +104,6 @@ def load(target: Target, trust_remote_code: bool = False, device: str | None = N
          dtype: str | None = None) -> Target:
     """The described `target` with its backbone loaded onto `device` in `dtype` (None = as saved) and, for a
     checkpoint, the recipe's methods built on it (its drafts follow the backbone's dtype)."""
-    from accel.decoding.methods import DecodeMethod
-    from accel.models.backbone import load_backbone
-
     adapter = load_backbone(target.backbone or target.spec, trust_remote_code=trust_remote_code,
                             device=device or default_device(), dtype=dtype)
     methods = dict(target.build_methods(target.checkpoint, adapter)) if target.build_methods else {}
@@ -127,7 +125,6 @@ def default_device() -> str:
 
 
 def method_uses_cache(name: str, kind: str, recipe_methods: dict | None = None) -> bool:
-    from accel.decoding.methods import get_method, uses_cache
     if recipe_methods and name in recipe_methods:
         return uses_cache(recipe_methods[name])
     return get_method(name, kind).uses_cache
@@ -136,7 +133,6 @@ def method_uses_cache(name: str, kind: str, recipe_methods: dict | None = None) 
 def check_cache_support(target: Target, methods: dict[str, Callable]) -> None:
     """A backbone whose code has no KV cache (LLaDA's) cannot run cached methods: one line naming
     the methods that do run. Nothing to check before the backbone loads."""
-    from accel.decoding.methods import MethodError, available, uses_cache
     if target.adapter is None or getattr(target.adapter, "supports_cache", True):
         return
     bad = [n for n, fn in methods.items() if uses_cache(fn)]
@@ -157,9 +153,6 @@ def select_methods(target: Target, names: list[str] | None = None, options: dict
     the long world's block on a long-world teacher, else each method's own). On a target not yet
     loaded, a checkpoint's own methods are `Pending` (see `bind_methods`).
     """
-    from accel.decoding.methods import UnknownMethodError, UnusedOptionError, available, get_method
-    from accel.models.backbone import adapter_world
-
     if block_len is None and adapter_world(target.adapter) == "long":
         block_len = LONG_BLOCK_LEN
 
@@ -198,7 +191,6 @@ def bind_methods(target: Target, chosen: dict, block_len: int | None = None, def
     recipe's for `Pending` slots, the long world's block on a long-world teacher's baselines (unless
     `block_len` was given), and, where the choice was the target's defaults (`defaulted`), none of the
     cached methods a backbone without a KV cache cannot run (named ones are an error instead)."""
-    from accel.models.backbone import adapter_world
     long = block_len is None and target.kind == "dllm" and adapter_world(target.adapter) == "long"
     out = {}
     for name, m in chosen.items():
@@ -236,7 +228,6 @@ def check_checkpoint_gen_len(target: Target, gen_len: int) -> None:
 
 def default_tasks(adapter) -> list[str]:
     """The long suite for a long-world teacher, else the short suite ('all')."""
-    from accel.models.backbone import adapter_world
     return ["long"] if adapter_world(adapter) == "long" else ["all"]
 
 
@@ -244,7 +235,6 @@ def default_gen_len(adapter) -> int:
     """64 for models speaking the built-in world's tokenizer, the long world's canvas (128) on its teachers,
     256 for real backbones."""
     from accel.data.tokenizer import VOCAB
-    from accel.models.backbone import adapter_world
     if adapter_world(adapter) == "long":
         return LONG_GEN_LEN
     try:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 
 @dataclass
 class RowStats:
@@ -54,7 +56,6 @@ def texts(adapter, res) -> list[str]:
 
 
 def _sync(adapter):
-    import torch
     if torch.cuda.is_available() and str(adapter.device).startswith("cuda"):
         torch.cuda.synchronize()
 

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from transformers import DynamicCache
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
-from accel.models.masks import position_ids
+from accel.decoding.tree_kernels import evaluate_candidates
 from accel.models.kv import cache_kwargs, output_cache
+from accel.models.masks import position_ids
 
 
 @dataclass
@@ -222,13 +224,10 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     (the base's own token included); ``extra["accept_lengths"]``: per row, tokens emitted by
     each forward.
     """
-    from accel.decoding.tree_kernels import evaluate_candidates
-
     if acceptance not in ("greedy", "typical"):
         raise ValueError(f"acceptance={acceptance!r}: choose greedy or typical")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 1")
-    from transformers import DynamicCache
 
     model = adapter.model
     body, lm_head = _split_model(model)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import heapq
 
+import torch
+
 from accel.decoding.tree import TreeSpec
 
 
@@ -58,7 +60,6 @@ def accept_lengths(ranks, usable, paths=None):
     the target's token plus the drafted ones a top-1 chain (paths None) or a static tree (choice
     tuples: path (c1..cd) is accepted when step j ranks the target's token c_j-th for every j <= d)
     would accept. Medusa/Hydra heads and EAGLE-3's unroll steps log it during training."""
-    import torch
     if paths is None:
         return 1 + (usable & (ranks == 0)).long().cumprod(-1).sum(-1)
     best = torch.zeros(ranks.shape[:2], dtype=torch.long, device=ranks.device)

@@ -11,8 +11,16 @@ all of this.
 """
 from __future__ import annotations
 
+import statistics
+import sys
 import time
 from typing import Callable
+
+import torch
+
+from accel.decoding.ar import generate_greedy
+from accel.decoding.tree import generate_tree
+from accel.decoding.tree_build import build_tree, expected_accept_length
 
 SIZES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 
@@ -28,12 +36,6 @@ def measure_step_costs(adapter, drafter, tree_for: Callable[[int], object], size
     its median, and the costs are made non-decreasing in N (a bigger tree is never cheaper to verify;
     a dip is noise that would otherwise pick a random size).
     """
-    import statistics
-
-    import torch
-
-    from accel.decoding.ar import generate_greedy
-    from accel.decoding.tree import generate_tree
     g = torch.Generator().manual_seed(seed)
     vocab = adapter.model.get_output_embeddings().weight.shape[0]
     eos = set(adapter.eos_ids)
@@ -92,9 +94,6 @@ def choose_tree_nodes(expected: Callable[[int], float], costs: dict[int, float])
 def auto_tree(adapter, drafter, acc, quiet: bool = False):
     """(tree, measured table): the tree of the size maximising expected tokens/s on this device, built
     from the heads' measured accuracies `acc` (Medusa, Hydra: any drafter with `.heads`)."""
-    import sys
-
-    from accel.decoding.tree_build import build_tree, expected_accept_length
     trees = {}
 
     def tree_for(n):
