@@ -13,6 +13,8 @@ import types
 import typing
 from pathlib import Path
 
+import yaml
+
 from accel.trainers.config import ConfigError
 
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -65,7 +67,6 @@ def parse_value(key: str, value, tp):
         if isinstance(value, str):
             s = value.strip()
             if s.startswith("["):
-                import yaml
                 try:
                     value = yaml.safe_load(s)
                 except yaml.YAMLError:
@@ -78,7 +79,6 @@ def parse_value(key: str, value, tp):
         return tuple(out) if origin is tuple else out
     if origin is dict or tp is dict:
         if isinstance(value, str):
-            import yaml
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError:
@@ -178,7 +178,6 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML config file as a dict (empty file -> {}), with one-line errors."""
-    import yaml
     p = Path(path).expanduser()
     if not p.exists():
         raise ConfigError(f"--config {p}: no such file; pass a YAML file such as recipes/configs/<recipe>/tiny.yaml")

@@ -23,6 +23,7 @@ Preemption protocol (the reason the script looks the way it does):
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 import shutil
@@ -32,6 +33,9 @@ import time
 from pathlib import Path
 
 from accel.core.errors import UserError
+from accel.core.files import write_atomic
+from accel.trainers.checkpoint import latest_checkpoint
+from accel.trainers.loading import load_config
 
 REQUEUE_EXIT = 75
 """Exit status with which the trainer asks to be requeued (EX_TEMPFAIL)."""
@@ -95,7 +99,6 @@ def time_to_seconds(value: str) -> int:
 
 def load_recipe_config(recipe, config: Path | None, overrides: list[str]):
     """The resolved recipe config (defaults < YAML < overrides); raises ConfigError on bad keys."""
-    from accel.trainers.loading import load_config
     return load_config(recipe.Config, config, overrides, recipe=recipe.name)
 
 
@@ -232,7 +235,6 @@ def write_script(spec: JobSpec, argv: list[str] | None = None) -> Path:
     """Render into ``RUN/slurm.sbatch`` (atomically) and return its path."""
     spec.output.mkdir(parents=True, exist_ok=True)
     path = spec.output / SCRIPT_NAME
-    from accel.core.files import write_atomic
     return write_atomic(path, render(spec, argv), executable=True)
 
 
@@ -325,7 +327,6 @@ def status(run_dir: str | Path) -> dict:
         m = re.search(r"\bRestarts=(\d+)", proc.stdout) if proc.returncode == 0 else None
         if m:
             info["restarts"] = int(m.group(1))
-    from accel.trainers.checkpoint import latest_checkpoint
     ckpt = latest_checkpoint(run_dir)
     info["checkpoint"] = str(ckpt) if ckpt else None
     info["last_step"] = last_logged_step(run_dir)
@@ -334,7 +335,6 @@ def status(run_dir: str | Path) -> dict:
 
 def last_logged_step(run_dir: Path) -> int | None:
     """The `step` of the last line of metrics.jsonl (None without metrics)."""
-    import json
     p = Path(run_dir) / "metrics.jsonl"
     if not p.is_file():
         return None

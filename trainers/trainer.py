@@ -29,9 +29,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from accel.trainers import checkpoint as ckpt_lib
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils import logging as hf_logging
 
+from accel.trainers import checkpoint as ckpt_lib
+from accel.trainers.config import DEEPSPEED_PRESETS, ConfigError
 from accel.trainers.preempt import REQUEUE_EXIT_CODE, Preempted, StopSignals as _Signals  # noqa: F401 (re-exported)
+from accel.trainers.rundir import prepare_run_dir
 
 
 class TrainingError(RuntimeError):
@@ -56,7 +63,6 @@ def unwrap(model):
 
 def resolve_deepspeed(name: str) -> str | None:
     """A shipped preset name (zero2, zero3, zero2-offload) or a JSON path -> JSON path."""
-    from accel.trainers.config import DEEPSPEED_PRESETS, ConfigError
     if not name:
         return None
     if name in DEEPSPEED_PRESETS:
@@ -97,10 +103,7 @@ def _recipe_name(cfg) -> str:
 
 
 def _make_trainer_classes():
-    """Defined lazily so importing this module stays free of torch/transformers."""
-    import torch
-    from transformers import Trainer, TrainerCallback
-
+    """The callback and Trainer subclasses `fit` uses, made when it runs."""
     class RichProgress(TrainerCallback):
         """A rich progress bar (rank 0 only) showing step, loss and learning rate."""
 
@@ -112,7 +115,6 @@ def _make_trainer_classes():
         def on_train_begin(self, args, state, control, **kw):
             if not state.is_world_process_zero:
                 return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
             self.progress.start()
@@ -276,8 +278,6 @@ def _make_trainer_classes():
 
 
 def _training_args(cfg, run_dir: Path, use_cuda: bool):
-    from transformers import TrainingArguments
-
     kw = dict(
         output_dir=str(run_dir), seed=cfg.seed, data_seed=cfg.seed, learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, num_train_epochs=cfg.num_train_epochs,
@@ -323,11 +323,6 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
     whatever already has ``requires_grad`` trains (e.g. after `apply_lora`). Raises
     `TrainingError` on non-finite loss, `Preempted` (exit 75) after a SIGTERM/SIGUSR1 save.
     """
-    import torch
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from accel.trainers.rundir import prepare_run_dir
-
     run_dir = Path(cfg.output_dir).expanduser()
     if not (run_dir / "config.yaml").exists():
         prepare_run_dir(cfg, _recipe_name(cfg), run_dir)
@@ -355,7 +350,6 @@ def fit(cfg, model, loss_fn, train_dataset, data_collator=None, eval_fn=None, tr
     if not any(p.requires_grad for p in model.parameters()):
         raise TrainingError("no trainable parameters: pass trainable_parameters or leave some requires_grad=True")
 
-    from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # per-save "Writing model shards" bars; ours is the rich one
     use_cuda = torch.cuda.is_available()
     args = _training_args(cfg, run_dir, use_cuda)
