@@ -10,6 +10,8 @@ consumer (`accel train|distill|data|export|bench|decode|slurm`) looks recipes up
 from __future__ import annotations
 
 import difflib
+import sys
+from importlib.metadata import entry_points
 
 from accel.core.errors import UserError
 from accel.recipes import d2f, dparallel, eagle3, hydra, joint_sampler, learn2pd, medusa, sft
@@ -46,8 +48,6 @@ def register(recipe: Recipe) -> Recipe:
 def _register_entry_points() -> None:
     """Every recipe installed under the ``accel.recipes`` entry-point group; one that fails to load
     is reported on stderr and skipped, so a broken plug-in does not take the CLI down."""
-    import sys
-    from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINTS):
         try:
             obj = ep.load()

@@ -7,9 +7,13 @@ the heavy modules only when they are called. docs/architecture.md walks through 
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from accel.core.errors import UserError
+from accel.trainers.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,6 @@ class Recipe:
         name = path.name[:-5] if path.name.endswith(".yaml") else path.name
         if self.config_dir is not None and path.parent == Path(".") and (self.config_dir / f"{name}.yaml").is_file():
             return self.config_dir / f"{name}.yaml"
-        from accel.trainers.config import ConfigError
         names = self.config_names()
         shipped = f"{self.name}'s configs: {', '.join(names)}" if names else f"{self.name} ships no configs"
         raise ConfigError(f"--config {config}: no such file or {self.name} config; {shipped}")
@@ -92,7 +95,6 @@ class Recipe:
 
     def export(self, run_dir, out_dir, format: str | None = None, **options) -> Path:
         """Export a finished run with the exporter of `format` (default: the recipe's first)."""
-        from accel.core.errors import UserError
         if not self.exporters:
             raise UserError(f"recipe {self.name!r} has no exporter: its runs are used as they are")
         fmt = format or self.formats[0]
@@ -102,7 +104,6 @@ class Recipe:
 
     def parse_export_options(self, options: dict) -> dict:
         """Options checked against `option_types` (unknown key: a suggestion; bad value: its type)."""
-        from accel.trainers.config import ConfigError
         from accel.trainers.loading import _suggest, parse_value
         types, out = self.option_types, {}
         for key, value in options.items():
@@ -123,7 +124,6 @@ def lazy(target: str, **bound) -> Callable:
     module, _, attr = target.partition(":")
 
     def call(*args, **kwargs):
-        import importlib
         return getattr(importlib.import_module(module), attr)(*args, **{**bound, **kwargs})
 
     call.__name__ = attr
@@ -143,7 +143,6 @@ def packaged(package: str, *, name: str, group: str, summary: str, formats: tupl
     the YAML configs in ``<package>/configs/`` (a recipe in its own folder) or ``recipes/configs/<name>/``.
     Only config, spec and inference are imported here (they stay torch-free); the rest is `lazy`.
     """
-    import importlib
     inference = importlib.import_module(f"{package}.inference")
     here = Path(importlib.import_module(package).__file__).parent
     return Recipe(

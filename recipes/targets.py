@@ -9,14 +9,16 @@ and tests load targets here, then hand them to `accel.decoding.bench` / `accel.d
 """
 from __future__ import annotations
 
+from accel.decoding.checkpoint import load_checkpoint
 from accel.decoding.errors import BenchError
+from accel.decoding.methods import describe
 from accel.decoding.target import Target, check_target, describe_model, load
+from accel.recipes import get, normalize
 
 
 def checkpoint_recipe(spec: str):
     """The registry's Recipe for an accel checkpoint (cheap: config.json only), or BenchError."""
-    from accel.decoding.checkpoint import load_checkpoint
-    from accel.recipes import PLANNED, RECIPES, get, normalize
+    from accel.recipes import PLANNED, RECIPES  # read when called: `register` rebinds RECIPES
     name = load_checkpoint(spec).recipe
     try:
         recipe = get(name)
@@ -34,7 +36,6 @@ def checkpoint_recipe(spec: str):
 def describe_target(spec: str) -> Target:
     """A TARGET (built-in, model directory or accel checkpoint) as far as it is known without its weights:
     kind, method names and defaults, a checkpoint's decode defaults (`load_target` loads it)."""
-    from accel.decoding.checkpoint import load_checkpoint
     kind = check_target(spec)
     if kind != "checkpoint":
         return describe_model(spec, kind)
@@ -48,7 +49,6 @@ def describe_target(spec: str) -> Target:
 
 def method_names(spec: str) -> tuple[str, dict[str, str], list[str]]:
     """(kind, {method: help}, default methods) of a TARGET without loading any weights."""
-    from accel.decoding.methods import describe
     t = describe_target(spec)
     names = {**t.offered, **{k: v for k, v in describe(t.kind).items() if k not in t.offered}}
     return t.kind, names, list(t.default_methods)

@@ -39,8 +39,10 @@ from __future__ import annotations
 import torch
 
 from accel.decoding.dllm import DecodeResult, _first_free_end, finish, init_canvas, token_stats
-from accel.models.masks import block_causal_mask, position_ids
+from accel.models.backbone import BackboneError
+from accel.models.families import get_family
 from accel.models.kv import cache_kwargs, output_cache
+from accel.models.masks import block_causal_mask, position_ids
 from accel.recipes.d2f.kernels import block_update
 
 PRESETS: dict[str, dict] = {
@@ -66,7 +68,6 @@ def forward_logits(model, family: str, shift_logits: bool, ids, mask4d, pos, pas
     `model` may be a peft/DDP wrapper; the family passes the mask the way its code takes it
     (`accel.models.families`) and returns the cache it filled.
     """
-    from accel.models.families import get_family
     out = get_family(family).forward(model, ids, mask4d, pos, past_key_values=past_key_values, use_cache=use_cache)
     logits = out.logits
     if shift_logits:
@@ -78,7 +79,6 @@ def require_block_causal(adapter) -> None:
     """D2F trains and decodes under a block-causal mask; a model whose code ignores the mask
     would silently decode with full attention, so it is refused (the load self-check measured it)."""
     if adapter.extra.get("block_causal", True) is False:
-        from accel.models.backbone import BackboneError
         raise BackboneError(f"{adapter.source}: this model's code ignores the attention mask (block 0's logits move "
                             "when a later block changes), so D2F's block-causal training and decoding cannot run "
                             "on it; use a model version whose code applies attention_bias, or dParallel/Learn2PD")

@@ -11,6 +11,7 @@ paper's per-task settings move it; tau_add / tau_act shape the pipeline, not the
 """
 from __future__ import annotations
 
+from accel.recipes.d2f.spec import TAUS, Spec
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "d2f"]
@@ -38,7 +39,6 @@ def tau_conf_sweep(tau_conf: float) -> tuple[float, ...]:
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.methods import DecodeMethod, get_method
-    from accel.recipes.d2f.spec import TAUS, Spec
     s = ckpt.spec(Spec)
     blk = s.block_len
     taus = {k: getattr(s, k) for k in TAUS}

@@ -16,6 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from accel.models.masks import block_causal_mask, full_mask, position_ids
+from accel.recipes.d2f.decode import forward_logits
+from accel.recipes.d2f.noise import noise_mask
+from accel.trainers.trainer import unwrap
+
 
 def distill_loss(student_logits, teacher_logits, masked, ratio):
     """(loss, metrics) from response logits [B, W, V], masked/ratio [B, W]."""
@@ -43,11 +48,6 @@ def make_loss(adapter, block_len: int, min_ratio: float = 0.2, max_ratio: float 
     `model` is the peft model (possibly inside a DDP/DeepSpeed wrapper); the teacher pass runs
     on the unwrapped peft model with its adapter disabled.
     """
-    from accel.models.masks import block_causal_mask, full_mask, position_ids
-    from accel.recipes.d2f.decode import forward_logits
-    from accel.recipes.d2f.noise import noise_mask
-    from accel.trainers.trainer import unwrap
-
     mask_id, shift, family = adapter.mask_id, adapter.shift_logits, adapter.family
 
     def loss_fn(model, batch):

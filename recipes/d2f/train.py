@@ -14,10 +14,22 @@ Choices the paper leaves open at this scale: the training text is the teacher's 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+from accel.data.tasks import resolve_tasks, score, test_split
+from accel.data.tokenizer import chat_prompt_ids
 from accel.recipes.d2f.config import Config
+from accel.recipes.d2f.decode import generate_d2f, require_block_causal
+from accel.recipes.d2f.loss import make_loss
+from accel.recipes.d2f.spec import Spec
+from accel.recipes.shared.lora_distill import run_settings, setup_distillation, trajectory_collator as make_collator
+from accel.recipes.shared.models import save_final
+from accel.recipes.shared.run_export import write_run_spec
+from accel.trainers.lora import apply_lora
+from accel.trainers.rundir import is_rank0, write_atomic
+from accel.trainers.trainer import fit
 
 SETTINGS_FILE = "d2f.json"
 
@@ -25,9 +37,6 @@ SETTINGS_FILE = "d2f.json"
 def evaluate(adapter, n: int, gen_len: int, block_len: int, tau_add: float, tau_act: float, tau_conf: float,
              tasks=None) -> dict:
     """Accuracy and mean NFE of D2F pipelined decoding on n test prompts per task."""
-    from accel.data.tasks import resolve_tasks, score, test_split
-    from accel.data.tokenizer import chat_prompt_ids
-    from accel.recipes.d2f.decode import generate_d2f
     model = adapter.model
     was = model.training
     model.eval()
@@ -47,17 +56,6 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, tau_add: float, tau_
 
 
 def run(cfg: Config) -> Path:
-    import dataclasses
-
-    from accel.recipes.d2f.loss import make_loss
-    from accel.recipes.shared.lora_distill import run_settings, setup_distillation
-    from accel.recipes.shared.lora_distill import trajectory_collator as make_collator
-    from accel.recipes.shared.models import save_final
-    from accel.trainers.lora import apply_lora
-    from accel.trainers.rundir import is_rank0, write_atomic
-    from accel.trainers.trainer import fit
-
-    from accel.recipes.d2f.decode import require_block_causal
     run_dir, adapter, ds, meta = setup_distillation(cfg, "d2f", check_model=require_block_causal)
     gen_len, block_len = int(meta["gen_len"]), cfg.block_len
     model = adapter.model
@@ -78,8 +76,6 @@ def run(cfg: Config) -> Path:
                                 tau_act=cfg.tau_act, tau_conf=cfg.tau_conf, min_ratio=cfg.min_ratio,
                                 max_ratio=cfg.max_ratio)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
-        from accel.recipes.d2f.spec import Spec
-        from accel.recipes.shared.run_export import write_run_spec
         write_run_spec(run_dir, Spec(teacher=settings["teacher"], seed=cfg.seed, block_len=block_len,
                                      tau_add=float(cfg.tau_add), tau_act=float(cfg.tau_act),
                                      tau_conf=float(cfg.tau_conf), gen_len=gen_len))

@@ -7,7 +7,7 @@ distillation. `dparallel-prefix` / `dparallel-dual` add the Fast-dLLM KV caches.
 """
 from __future__ import annotations
 
-
+from accel.recipes.dparallel.spec import Spec
 from accel.recipes.shared.lora_distill import OnModel, distilled_adapter, load_teacher
 
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "entropy-threshold", "dparallel"]
@@ -29,7 +29,6 @@ def _dparallel(adapter, prompts, gen_len, block_len, threshold, cache=None):
 def bench_methods(ckpt, adapter) -> dict:
     """{name: DecodeMethod}: teacher baselines + the distilled rows."""
     from accel.decoding.methods import DecodeMethod, get_method
-    from accel.recipes.dparallel.spec import Spec
     s = ckpt.spec(Spec)
     blk, thr = s.block_len, s.threshold
     student = distilled_adapter(ckpt, adapter, s.format)

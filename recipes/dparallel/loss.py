@@ -19,6 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from accel.models.families import get_family
+from accel.models.masks import full_mask, position_ids
+
 
 def default_entropy_weight(family: str) -> float:
     """λ: 1 for the Dream family, 2 for LLaDA-like models (the built-in dLLM included)."""
@@ -78,7 +81,6 @@ def certainty_forcing(logits_m, logits_mbar, labels, m, mbar, lam: float, temper
 def aligned_logits(model, shift_logits: bool, ids, attention_mask, position_ids, family: str = "causal-lm"):
     """Forward a (possibly wrapped) dLLM in its family's interface (`accel.models.families`);
     logits[:, i] predicts token i (Dream realigned)."""
-    from accel.models.families import get_family
     logits = get_family(family).forward(model, ids, attention_mask, position_ids).logits
     if shift_logits:
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
@@ -95,8 +97,6 @@ def make_loss(adapter, block_len: int, mask_prob: float = 0.5, lam: float | None
     the input), so the student sees the canvas sizes it will decode with (e.g. gen 256)
     while the loss stays on the blocks that hold the answer.
     """
-    from accel.models.masks import full_mask, position_ids
-
     lam = default_entropy_weight(adapter.family) if lam is None else lam
     mask_id, shift = adapter.mask_id, adapter.shift_logits
 

@@ -13,21 +13,30 @@ LLaDA-like models, 1 for Dream); LoRA rank/lr are scaled for a 1M-parameter mode
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+from accel.core.errors import UserError
+from accel.data.tasks import resolve_tasks, score, test_split
+from accel.data.tokenizer import chat_prompt_ids
+from accel.decoding.dllm import generate_threshold
 from accel.recipes.dparallel.config import Config
-from accel.recipes.shared.lora_distill import (ensure_trajectories, run_settings,  # noqa: F401 (also imported from here)
-                                               setup_distillation, trajectory_dir)
+from accel.recipes.dparallel.loss import default_entropy_weight, make_collator, make_loss
+from accel.recipes.dparallel.spec import Spec
+from accel.recipes.shared.lora_distill import (ensure_trajectories,  # noqa: F401 (also imported from here)
+                                               run_settings, setup_distillation, trajectory_dir)
+from accel.recipes.shared.models import save_final
+from accel.recipes.shared.run_export import write_run_spec
+from accel.trainers.lora import apply_lora
+from accel.trainers.rundir import is_rank0, write_atomic
+from accel.trainers.trainer import fit
 
 SETTINGS_FILE = "dparallel.json"
 
 
 def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, tasks=None) -> dict:
     """Accuracy and mean NFE of entropy-threshold decoding on n test prompts per task."""
-    from accel.data.tasks import resolve_tasks, score, test_split
-    from accel.data.tokenizer import chat_prompt_ids
-    from accel.decoding.dllm import generate_threshold
     correct = total = nfe = 0
     for t in resolve_tasks(tasks):
         exs = test_split(t, n)
@@ -40,14 +49,6 @@ def evaluate(adapter, n: int, gen_len: int, block_len: int, threshold: float, ta
 
 
 def run(cfg: Config) -> Path:
-    import dataclasses
-
-    from accel.core.errors import UserError
-    from accel.recipes.dparallel.loss import default_entropy_weight, make_collator, make_loss
-    from accel.recipes.shared.models import save_final
-    from accel.trainers.rundir import is_rank0, write_atomic
-    from accel.trainers.trainer import fit
-
     run_dir, adapter, ds, meta = setup_distillation(cfg, "dparallel")
     gen_len, block_len = int(meta["gen_len"]), cfg.block_len
     lam = default_entropy_weight(adapter.family) if cfg.entropy_weight is None else cfg.entropy_weight
@@ -55,7 +56,6 @@ def run(cfg: Config) -> Path:
     model = adapter.model
     model.train()
     if cfg.lora_r > 0:
-        from accel.trainers.lora import apply_lora
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
 
     eval_fn = None
@@ -77,8 +77,6 @@ def run(cfg: Config) -> Path:
                                 entropy_temperature=cfg.entropy_temperature, mask_prob=cfg.mask_prob,
                                 threshold=cfg.threshold, block_len=block_len, canvas_lens=canvas)
         write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
-        from accel.recipes.dparallel.spec import Spec
-        from accel.recipes.shared.run_export import write_run_spec
         write_run_spec(run_dir, Spec(teacher=settings["teacher"], seed=cfg.seed, threshold=float(cfg.threshold),
                                      block_len=block_len, gen_len=gen_len))
     return run_dir

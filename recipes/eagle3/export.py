@@ -20,7 +20,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from accel.decoding.checkpoint import CheckpointError, check_options, override_spec
+from accel.models.weights import builtin_dir
+from accel.recipes.eagle3.model import layer_config
 from accel.recipes.eagle3.spec import Spec
 from accel.recipes.eagle3.train import DRAFT_FILE, META_FILE
 from accel.recipes.shared.draft_export import choose_tree, read_final, save_draft_checkpoint
@@ -58,14 +62,12 @@ def target_dir(backbone: str) -> Path:
         raise CheckpointError(f"--format speculators: the run's target {backbone} is a random-init test model with "
                               "no directory a server could load; train on builtin:ar or a model directory")
     if backbone.startswith("builtin:"):
-        from accel.models.weights import builtin_dir
         return builtin_dir(backbone.split(":", 1)[1]).resolve()
     return Path(backbone).expanduser().resolve()
 
 
 def speculators_config(meta: dict, target_config: dict, verifier: Path) -> dict:
     """config.json of speculators 0.9.0's Eagle3SpeculatorConfig for this draft."""
-    from accel.recipes.eagle3.model import layer_config
     layer = layer_config(target_config).to_dict()
     keep = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
             "head_dim", "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "vocab_size",
@@ -113,8 +115,6 @@ def speculators_tensors(tensors: dict, embed: "torch.Tensor") -> dict:  # noqa: 
 
 def export_speculators(meta: dict, tensors: dict, out_dir) -> Path:
     """Writes the speculators-format directory (atomically: temp dir, then rename)."""
-    from safetensors.torch import load_file
-
     verifier = target_dir(str(meta["backbone"]))
     cfg_file = verifier / "config.json"
     if not cfg_file.is_file():

@@ -9,6 +9,8 @@ tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
 """
 from __future__ import annotations
 
+from accel.recipes.eagle3.spec import Spec
+
 DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
 DEFAULT_BATCH_SIZE = 1
 DYNAMIC_TOPK = 8
@@ -34,7 +36,6 @@ def load_draft(ckpt, adapter):
     """The checkpoint's `Eagle3Draft` on the adapter's device, checked against the target."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.eagle3.model import Eagle3Draft
-    from accel.recipes.eagle3.spec import Spec
     s = ckpt.spec(Spec)
     mc = adapter.model.config
     emb = adapter.model.get_input_embeddings().weight
@@ -60,7 +61,6 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
-    from accel.recipes.eagle3.spec import Spec
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)

@@ -22,6 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
+
+from accel.recipes.shared.draft_layer import one_layer_config
 
 
 def default_feature_layers(num_layers: int) -> list[int]:
@@ -38,7 +41,6 @@ def default_feature_layers(num_layers: int) -> list[int]:
 
 def layer_config(base_config):
     """A one-layer LlamaConfig with the target's width, heads and RoPE (Llama, Qwen2, Mistral configs)."""
-    from accel.recipes.shared.draft_layer import one_layer_config
     return one_layer_config(base_config)
 
 
@@ -52,7 +54,6 @@ class DraftLayer(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm
         H = cfg.hidden_size
         self.self_attn = LlamaAttention(cfg, layer_idx=0)
         a = self.self_attn
@@ -92,7 +93,6 @@ class Eagle3Draft(nn.Module):
 
     def __init__(self, base_config, feature_layers: list[int], draft_ids: torch.Tensor):
         super().__init__()
-        from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding
         cfg = layer_config(base_config)
         self.config = cfg
         H, V = cfg.hidden_size, cfg.vocab_size

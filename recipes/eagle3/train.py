@@ -20,9 +20,25 @@ layers, unroll, held-out statistics) — what `accel export` turns into a checkp
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import torch
+from rich.progress import Progress
+
+from accel.core.errors import UserError
+from accel.data.collate import tokenize_examples
+from accel.data.tokenizer import chat_prompt_ids
+from accel.decoding.tree_build import rank_metrics
+from accel.models.masks import position_ids
 from accel.recipes.eagle3.config import Config
+from accel.recipes.eagle3.model import Eagle3Draft, build_draft_vocab, default_feature_layers
+from accel.recipes.shared.draft_training import fit_draft, held_out_statistics, write_final
+from accel.recipes.shared.models import frozen_ar_target
+from accel.recipes.shared.pairs import load_examples
+from accel.recipes.shared.self_distill import self_distill
+from accel.trainers.rundir import is_rank0
+from accel.trainers.trainer import unwrap
 
 DRAFT_FILE = "draft.safetensors"
 META_FILE = "eagle3.json"
@@ -32,24 +48,17 @@ HELD_OUT_FILE = "self_distill_eval.jsonl"
 
 def _examples(cfg: Config, n_per_task: int, seed: int) -> list[dict]:
     """{prompt, response} dicts from the suite's train split or the jsonl (responses optional: regenerated)."""
-    from accel.recipes.shared.pairs import load_examples
     return load_examples(cfg.data, n_per_task, cfg.tasks, seed, need_response=False)
 
 
 def _pairs(adapter, cfg: Config, exs: list[dict], cache: Path, label: str) -> list[tuple[list[int], list[int]]]:
     """(prompt ids in chat format, response ids): the target's greedy responses when self-distilling."""
-    from accel.data.tokenizer import chat_prompt_ids
     tok = adapter.tokenizer
     if not cfg.self_distill:
-        from accel.core.errors import UserError
         if any(not isinstance(e.get("response"), str) for e in exs):
             raise UserError(f"data={cfg.data}: self_distill=false needs a string response on every line")
-        from accel.data.collate import tokenize_examples
         return tokenize_examples(tok, exs)
-    from rich.progress import Progress
 
-    from accel.recipes.shared.self_distill import self_distill
-    from accel.trainers.rundir import is_rank0
     prompts = [e["prompt"] for e in exs]
     if is_rank0():  # rank 0 writes the cache; the others wait at fit's first barrier-free read below
         with Progress(transient=True) as bar:
@@ -63,19 +72,16 @@ def _pairs(adapter, cfg: Config, exs: list[dict], cache: Path, label: str) -> li
 
 def _wait_for(path: Path, n: int):
     """Other ranks wait until rank 0's cache holds n lines (it is written in order and fsynced)."""
-    import time
     while not path.exists() or sum(1 for x in path.read_text().splitlines() if x.strip()) < n:
         time.sleep(1.0)
 
 
 def build_draft(cfg: Config, adapter, pairs):
     """A fresh draft sized from the target config, draft vocab counted from `pairs`."""
-    from accel.recipes.eagle3.model import Eagle3Draft, build_draft_vocab, default_feature_layers
     mc = adapter.model.config
     L = int(mc.num_hidden_layers)
     layers = list(cfg.feature_layers) or default_feature_layers(L)
     if max(layers) > L - 1:
-        from accel.core.errors import UserError
         raise UserError(f"feature_layers={layers}: the target has {L} layers; use indices 0..{L - 1}")
     V = adapter.model.get_output_embeddings().weight.shape[0]
     ids = build_draft_vocab(pairs, V, cfg.draft_vocab_size, adapter.eos_ids)
@@ -86,7 +92,6 @@ def build_draft(cfg: Config, adapter, pairs):
 
 def target_forward(base, layers, ids, valid, pos):
     """(features [B,T,3H], target logits [B,T,V], E(x_{t+1}) [B,T,H]) of the frozen target."""
-    import torch
     with torch.no_grad():
         o = base.base_model(input_ids=ids, attention_mask=valid.long(), position_ids=pos, output_hidden_states=True)
         feats = torch.cat([o.hidden_states[i] for i in layers], -1)
@@ -98,7 +103,6 @@ def target_forward(base, layers, ids, valid, pos):
 
 def forward_draft(draft, base, batch, steps: int):
     """(per-step draft logits, target logits) for one collated batch."""
-    from accel.models.masks import position_ids
     ids, valid = batch["ids"], batch["valid"]
     pos = position_ids(valid)
     feats, base_logits, emb_next = target_forward(base, draft.feature_layers, ids, valid, pos)
@@ -112,7 +116,6 @@ def ttt_loss(step_logits, base_logits, batch, draft_ids, decay: float):
     Step k at position t predicts token t+2+k; the target's distribution for it is its logits at
     t+1+k restricted to the draft vocabulary. Returns (loss, per-step losses as floats).
     """
-    import torch
     labels, valid = batch["labels"], batch["valid"]
     total = base_logits.new_zeros((), dtype=torch.float32)
     per = []
@@ -140,7 +143,6 @@ def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
     what the target itself would have emitted (else decoding never drafts from that prefix). A
     greedy token outside the draft vocabulary ranks max_rank (no draft can propose it).
     """
-    import torch
     ids, labels, valid = batch["ids"], batch["labels"], batch["valid"]
     B, L = ids.shape
     T, K = max(L - 2, 0), len(step_logits)
@@ -166,19 +168,15 @@ def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
 
 def step_metrics(ranks, usable, anchor, topk: int) -> dict:
     """Per unroll step top-1/top-k accuracy and the simulated acceptance length (top-1 chain)."""
-    from accel.decoding.tree_build import rank_metrics
     return rank_metrics(ranks, usable, anchor, topk, lambda k: f"step{k}_acc", lambda k: f"step{k}_top{topk}")
 
 
 def make_loss(cfg: Config):
-    from accel.trainers.trainer import unwrap
-
     def loss_fn(model, batch):
         m = unwrap(model)
         d = m.draft
         step_logits, base_logits = forward_draft(d, m.base, batch, cfg.ttt_steps)
         loss, per = ttt_loss(step_logits, base_logits, batch, d.draft_ids, cfg.step_decay)
-        import torch
         with torch.no_grad():
             ranks, usable, anchor = step_ranks(step_logits, batch, base_logits, d.draft_ids, d.t2d, cfg.topk)
         metrics = step_metrics(ranks, usable, anchor, cfg.topk)
@@ -197,14 +195,11 @@ def draft_statistics(draft, base, pairs, tok, cfg: Config, tree_nodes: int | Non
         step_logits, base_logits = forward_draft(draft, base, b, K)
         return step_ranks(step_logits, b, base_logits, draft.draft_ids, draft.t2d, cfg.topk)
 
-    from accel.recipes.shared.draft_training import held_out_statistics
     return held_out_statistics(draft, pairs, tok, ranks_of, K, cfg.topk, tree_nodes or cfg.tree_nodes,
                                conditional=True)
 
 
 def run(cfg: Config) -> Path:
-    from accel.recipes.shared.draft_training import fit_draft
-    from accel.recipes.shared.models import frozen_ar_target
     run_dir, adapter, base = frozen_ar_target(cfg, "eagle3", "an EAGLE-3 draft proposes")
     tok = adapter.tokenizer
     exs = _examples(cfg, cfg.n_per_task, cfg.seed)
@@ -223,7 +218,6 @@ def run(cfg: Config) -> Path:
 
 def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{draft.safetensors, eagle3.json}, written to a temp dir and renamed into place."""
-    from accel.recipes.shared.draft_training import write_final
     return write_final(draft, out, DRAFT_FILE, META_FILE, {
         **draft.config_dict(), "backbone": cfg.backbone, "seed": cfg.seed, "ttt_steps": cfg.ttt_steps,
         "step_decay": cfg.step_decay, "topk": cfg.topk, "tree_depth": cfg.tree_depth or cfg.ttt_steps,

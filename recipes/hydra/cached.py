@@ -16,18 +16,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from accel.core.errors import UserError
+from accel.data.draft_vocab import coverage, select_draft_vocab, source_counts, token_counts
+from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
+from accel.models.masks import position_ids
 from accel.recipes.hydra.config import Config
+from accel.recipes.hydra.heads import HydraHeads
+from accel.recipes.shared.heads import log_head
+from accel.recipes.shared.state_cache import StateCache
+from accel.trainers.trainer import fit, unwrap
 
 
 def _err(msg):
-    from accel.core.errors import UserError
     return UserError(msg)
 
 
 def collate(cache, idx, t2d):
     """Left-padded states [B,L,H] (the last position's state is never needed: zeros), ids [B,L], valid,
     and targets [B,L] (draft ids of response tokens, -100 elsewhere)."""
-    import torch
     seqs = [cache.seqs[i] for i in idx]
     L = max(len(s.ids) for s in seqs)
     B, H = len(seqs), cache.h.shape[1]
@@ -51,9 +60,6 @@ def collate(cache, idx, t2d):
 
 def head_logits(heads, embed, batch):
     """[(logits [M_k, V'], targets [M_k]) per head]: head k at each position whose token k+1 ahead is a target."""
-    import torch
-
-    from accel.models.masks import position_ids
     ids, valid, tgt = batch["ids"], batch["valid"], batch["targets"]
     ctx = heads.context(batch["h"], valid, position_ids(valid))
     emb = embed(ids).detach().to(ctx.dtype)
@@ -72,10 +78,6 @@ def head_logits(heads, embed, batch):
 
 
 def loss_and_metrics(per_head, topk: int):
-    import torch.nn.functional as F
-
-    from accel.decoding.tree_build import chain_accept_length
-    from accel.recipes.shared.heads import log_head
     total, metrics, top1s = None, {}, []
     for k, (lg, y) in enumerate(per_head, start=1):
         if not len(y):
@@ -90,9 +92,6 @@ def loss_and_metrics(per_head, topk: int):
 
 def measure(heads, embed, cache, idx, t2d, token_map, topk: int, batch_size: int = 8) -> dict:
     """Held-out top-k accuracy per head in the FULL vocabulary (a target outside the draft one is a miss)."""
-    import torch
-
-    from accel.data.draft_vocab import coverage
     K = heads.num_heads
     counts = torch.zeros(K, topk + 1, dtype=torch.float64)
     was = heads.training
@@ -126,14 +125,6 @@ def measure(heads, embed, cache, idx, t2d, token_map, topk: int, batch_size: int
 
 def run_cached(cfg: Config, adapter, run_dir: Path):
     """Trains the heads from cached states; returns (heads, stats) for `save_final`."""
-    import torch
-
-    from accel.data.draft_vocab import select_draft_vocab, token_counts
-    from accel.recipes.shared.state_cache import StateCache
-    from accel.recipes.hydra.heads import HydraHeads
-    from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
-    from accel.trainers.trainer import fit
-
     path = Path(cfg.states).expanduser()
     if not (path / "meta.json").exists():
         raise _err(f"states={cfg.states}: not a states directory; write one with `accel data self-distill ... "
@@ -151,7 +142,6 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     if cfg.draft_vocab_size and cfg.draft_vocab_size < V:
         counts = token_counts(cache.seqs[i].ids[cache.seqs[i].prompt_len:] for i in train_idx)
         if cfg.draft_vocab_extra:
-            from accel.data.draft_vocab import source_counts
             counts += source_counts(adapter.tokenizer, cfg.draft_vocab_extra, seed=cfg.seed)
         token_map = torch.tensor(select_draft_vocab(counts, cfg.draft_vocab_size, adapter.eos_ids, V))
         t2d = torch.full((V,), -1, dtype=torch.long)
@@ -168,7 +158,6 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
             self.heads = heads
 
     def loss_fn(m, batch):
-        from accel.trainers.trainer import unwrap
         loss, metrics = loss_and_metrics(head_logits(unwrap(m).heads, embed, batch), cfg.topk)
         return (loss if loss is not None else sum(p.sum() * 0 for p in heads.parameters())), metrics
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
+from accel.recipes.shared.draft_layer import one_layer_config
 from accel.recipes.shared.heads import set_token_map
 
 
@@ -71,8 +73,6 @@ class PrefixLayer(nn.Module):
 
     def __init__(self, base_config):
         super().__init__()
-        from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
-        from accel.recipes.shared.draft_layer import one_layer_config
         cfg = one_layer_config(base_config)
         self.layer = LlamaDecoderLayer(cfg, layer_idx=0)
         self.rotary = LlamaRotaryEmbedding(cfg)

@@ -8,6 +8,8 @@ column is the same quantity counted by the harness.
 """
 from __future__ import annotations
 
+from accel.recipes.hydra.spec import Spec
+
 DEFAULT_BATCH_SIZE = 1
 """Single-stream decoding, the latency-bound regime draft heads are for (as Medusa)."""
 
@@ -31,7 +33,6 @@ def load_heads(ckpt, adapter):
 
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.hydra.heads import HydraHeads
-    from accel.recipes.hydra.spec import Spec
     s = ckpt.spec(Spec)
     emb = adapter.model.get_input_embeddings().weight
     if emb.shape[1] != s.hidden_size:
@@ -53,7 +54,6 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
-    from accel.recipes.hydra.spec import Spec
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from accel.decoding.tree_build import rank_metrics
+
 
 def base_forward(base, ids, valid, position_ids):
     """(last hidden state [B,L,H] after the final norm, logits [B,L,V]) of a frozen causal LM."""
@@ -86,7 +88,6 @@ def head_ranks(head_logits: list, ids, labels, valid, base_logits, max_rank: int
 
 def step_metrics(ranks, usable, anchor, topk: int) -> dict:
     """Per-head top-1/top-k accuracy and the estimated mean accepted length (top-1 chain)."""
-    from accel.decoding.tree_build import rank_metrics
     return rank_metrics(ranks, usable, anchor, topk, lambda k: f"head{k + 1}_top1",
                         lambda k: f"head{k + 1}_top{topk}")
 

@@ -16,10 +16,27 @@ variant, backbone, held-out top-k accuracy table) — what `accel export` turns 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
+import torch
+from rich.progress import Progress
+
+from accel.decoding.ar import generate_greedy
+from accel.models.masks import position_ids
+from accel.recipes.hydra.cached import run_cached
 from accel.recipes.hydra.config import Config
+from accel.recipes.hydra.heads import HydraHeads
+from accel.recipes.hydra.loss import base_forward, head_ranks, hydra_loss, step_metrics
+from accel.recipes.shared.draft_training import fit_draft, held_out_statistics, write_final
+from accel.recipes.shared.models import frozen_ar_target
+from accel.recipes.shared.pairs import load_pairs
+from accel.trainers.preempt import stop_guard
+from accel.trainers.rundir import is_rank0
+from accel.trainers.trainer import unwrap
 
 HEADS_FILE = "heads.safetensors"
 META_FILE = "hydra.json"
@@ -28,12 +45,6 @@ SELF_DISTILL_FILE = "self_distill.jsonl"
 
 def self_distill(adapter, pairs, cfg: Config, run_dir: Path):
     """(prompt, base greedy response) pairs; resumable: finished prompts are read back from the cache."""
-    import torch
-    from rich.progress import Progress
-
-    from accel.decoding.ar import generate_greedy
-    from accel.trainers.rundir import is_rank0
-
     path = run_dir / SELF_DISTILL_FILE
     done: dict[tuple, list[int]] = {}
     if path.exists():
@@ -47,12 +58,9 @@ def self_distill(adapter, pairs, cfg: Config, run_dir: Path):
     if todo:
         # every rank decodes (greedy is deterministic, so all agree) and only rank 0 writes the cache:
         # no rank ever reads a file another is still writing
-        import contextlib
-        import os
         eos = set(adapter.eos_ids)
         sink = open(path, "a") if is_rank0() else open(os.devnull, "w")
         bar_ctx = Progress(transient=True) if is_rank0() else contextlib.nullcontext(None)
-        from accel.trainers.preempt import stop_guard
         with sink as f, bar_ctx as bar, torch.no_grad(), stop_guard("self-distillation data", run_dir) as stop:
             task = bar.add_task("self-distill", total=len(todo)) if bar else None
             for i in range(0, len(todo), cfg.gen_batch_size):
@@ -72,7 +80,6 @@ def self_distill(adapter, pairs, cfg: Config, run_dir: Path):
 
 def build_heads(cfg: Config, adapter):
     """Fresh heads sized from the base config, vocab projections copied from its lm_head."""
-    from accel.recipes.hydra.heads import HydraHeads
     mc = adapter.model.config
     heads = HydraHeads(mc.hidden_size, adapter.model.get_output_embeddings().weight.shape[0], cfg.num_heads,
                        cfg.num_layers, cfg.resolved_dropout(),
@@ -83,8 +90,6 @@ def build_heads(cfg: Config, adapter):
 
 def forward_heads(heads, base, batch, max_rank: int):
     """(head logits per head, base logits, ranks, usable, anchor) for one collated batch."""
-    from accel.models.masks import position_ids
-    from accel.recipes.hydra.loss import base_forward, head_ranks
     ids, valid, labels = batch["ids"], batch["valid"], batch["labels"]
     pos = position_ids(valid)
     hidden, base_logits = base_forward(base, ids, valid, pos)
@@ -96,8 +101,6 @@ def forward_heads(heads, base, batch, max_rank: int):
 
 
 def make_loss(cfg: Config):
-    from accel.recipes.hydra.loss import hydra_loss, step_metrics
-    from accel.trainers.trainer import unwrap
     mode = cfg.resolved_loss()
 
     def loss_fn(model, batch):
@@ -113,7 +116,6 @@ def make_loss(cfg: Config):
 
 def head_statistics(heads, base, pairs, tok, cfg: Config, tree_nodes: int | None = None) -> dict:
     """Held-out per-head top-k accuracy table, the tree built from it and acceptance estimates."""
-    from accel.recipes.shared.draft_training import held_out_statistics
     return held_out_statistics(heads, pairs, tok, lambda b: forward_heads(heads, base, b, cfg.topk)[2:],
                                heads.num_heads, cfg.topk, tree_nodes or cfg.tree_nodes, conditional=False)
 
@@ -121,9 +123,6 @@ def head_statistics(heads, base, pairs, tok, cfg: Config, tree_nodes: int | None
 def split_held_out(cfg: Config, tok, pairs):
     """(train pairs, held-out pairs): suite data gets fresh prompts (another seed of the train split,
     never the bench's test prompts); a jsonl gives up its last `eval_n` examples (when it has more)."""
-    from types import SimpleNamespace
-
-    from accel.recipes.shared.pairs import load_pairs
     if cfg.eval_n <= 0:
         return pairs, []
     if cfg.data == "builtin":
@@ -135,14 +134,8 @@ def split_held_out(cfg: Config, tok, pairs):
 
 
 def run(cfg: Config) -> Path:
-    from accel.recipes.shared.draft_training import fit_draft
-    from accel.recipes.shared.models import frozen_ar_target
-    from accel.recipes.shared.pairs import load_pairs
-    from accel.trainers.rundir import is_rank0
-
     run_dir, adapter, base = frozen_ar_target(cfg, "hydra", "Hydra heads draft")
     if cfg.states:
-        from accel.recipes.hydra.cached import run_cached
         heads, stats = run_cached(cfg, adapter, run_dir)
         if is_rank0():
             save_final(heads, cfg, run_dir / "final", stats)
@@ -158,7 +151,6 @@ def run(cfg: Config) -> Path:
 
 def save_final(heads, cfg: Config, out: Path, stats: dict | None) -> Path:
     """RUN/final/{heads.safetensors, hydra.json}, written to a temp dir and renamed into place."""
-    from accel.recipes.shared.draft_training import write_final
     return write_final(heads, out, HEADS_FILE, META_FILE, {
         **heads.config_dict(), "variant": cfg.variant, "backbone": cfg.backbone, "seed": cfg.seed,
         "dropout": cfg.resolved_dropout(), "loss": "ce" if cfg.states else cfg.resolved_loss(), "topk": cfg.topk,

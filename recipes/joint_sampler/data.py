@@ -27,9 +27,18 @@ import json
 from pathlib import Path
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file
 
 from accel.core.errors import UserError
+from accel.core.files import save_tensors, write_atomic
+from accel.decoding.dllm import init_canvas
+from accel.models.masks import full_mask, position_ids
 from accel.models.weights import weights_stamp
+from accel.recipes.joint_sampler.decode import _block_logits, block_forwards, end_rows
+from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
+from accel.recipes.joint_sampler.layer import backbone_forward
+from accel.trainers.preempt import stop_guard
 
 META_FILE = "joint_data.json"
 
@@ -46,12 +55,6 @@ def shard_name(i: int) -> str:
 def record_trajectories(adapter, prompts: list[list[int]], gen_len: int, block_len: int, temperature: float,
                         topk: int = 0, generator=None) -> list[list[dict]]:
     """Per prompt, the list of its steps: {resp, block, pos, tok, lp} (block-relative pos, lp [blk, V|m])."""
-    from accel.decoding.dllm import init_canvas
-    from accel.models.masks import full_mask, position_ids
-    from accel.recipes.joint_sampler.decode import _block_logits, block_forwards, end_rows
-    from accel.recipes.joint_sampler.kernels import gumbel_noise, sample_step
-    from accel.recipes.joint_sampler.layer import backbone_forward
-
     x, valid, P = init_canvas(adapter, prompts, gen_len)
     attn, pos = full_mask(valid), position_ids(valid)
     mask_id = adapter.mask_id
@@ -194,9 +197,6 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
 
     States per trajectory: `select_states` (dependence-first with ``plain_states_per_prompt``
     set; uniform when it is None)."""
-    from accel.core.files import save_tensors, write_atomic
-
-    from accel.trainers.preempt import stop_guard
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise DataError(f"backbone {adapter.source} is not a diffusion LM; the joint sampler needs a dLLM")
     out = Path(out_dir).expanduser()
@@ -264,7 +264,6 @@ def generate_data(adapter, prompts: list[list[int]], out_dir, *, gen_len: int, b
 
 def load_data(path) -> tuple[list[dict], dict]:
     """(list of training states, metadata) of a complete data dir."""
-    from safetensors.torch import load_file
     p = Path(path).expanduser()
     if not (p / META_FILE).exists():
         raise DataError(f"{p} is not a joint-sampler data dir (no {META_FILE}); `accel train joint-sampler` makes one")
@@ -283,7 +282,6 @@ def _bar(total: int, enabled: bool):
     """A rich progress bar over prompts; call with n to advance, None to close."""
     if not enabled:
         return lambda n: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     prog = Progress(TextColumn("[bold]trajectories"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     prog.start()
     task = prog.add_task("traj", total=total)

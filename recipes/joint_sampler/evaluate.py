@@ -39,8 +39,10 @@ import math
 import torch
 
 from accel.models.masks import full_mask, position_ids
+from accel.recipes.joint_sampler.data import record_trajectories
 from accel.recipes.joint_sampler.decode import _block_logits
 from accel.recipes.joint_sampler.layer import additive_mask, backbone_forward, sampler_logits
+from accel.trainers.preempt import poll
 
 Q_FLOOR = 1e-6
 
@@ -137,7 +139,6 @@ def span_state(adapter, prompt: list[int], gen_len: int, block_len: int, k: int,
     """(canvas x [1, L], block start s, block end e) of the prompt's first trajectory state with exactly
     k masks left in its block, or None (module docstring). The trajectory's noise is seeded by the
     prompt's tokens, so a prompt gets the same state in every call and every batch."""
-    from accel.recipes.joint_sampler.data import record_trajectories
     seed = int.from_bytes(hashlib.sha256(repr((list(prompt), temperature)).encode()).digest()[:6], "little")
     gen = torch.Generator(device=adapter.device).manual_seed(seed)
     # topk=1: only the canvases are needed, not each step's full-vocabulary log-probs
@@ -161,7 +162,6 @@ def joint_metrics(adapter, sampler, prompts: list[list[int]], gen_len: int, bloc
     if temperature <= 0:
         raise ValueError("the joint is compared at a sampling temperature > 0 (T=0 is a point mass)")
     out = {"tv": [], "kl": [], "tv_marginal": [], "kl_marginal": [], "coverage": []}
-    from accel.trainers.preempt import poll
     for prompt in prompts:
         poll("the trained sampler's checkpoint (the evaluation reruns on resume)")
         key = (tuple(prompt), gen_len, block_len, k, top_m, temperature)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accel.recipes.joint_sampler.spec import Spec
+
 DEFAULT_METHODS = ["sequential", "marginal", "joint-sampler"]
 METHODS = {"sequential": "one token per full forward (K=1): the exact joint, the baseline",
            "marginal": "K tokens per full forward, drawn independently from the marginals (+ tv, kl)",
@@ -30,7 +32,6 @@ def load_sampler(ckpt, device="cpu"):
     """(SamplerLayer with the checkpoint's weights, its typed `Spec`)."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.joint_sampler.layer import SamplerLayer
-    from accel.recipes.joint_sampler.spec import Spec
     s = ckpt.spec(Spec)
     layer = SamplerLayer(s.layer, s.token_input)
     try:

@@ -31,6 +31,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+from accel.models.masks import full_mask, position_ids
 
 LAYER_KEYS = ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size", "rms_norm_eps",
               "rope_theta", "max_position_embeddings", "hidden_act", "head_dim")
@@ -66,8 +70,6 @@ class SamplerLayer(nn.Module):
 
     def __init__(self, cfg: dict, token_input: str = "add"):
         super().__init__()
-        from transformers import LlamaConfig
-        from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
         if token_input not in ("add", "replace"):
             raise ValueError(f"token_input={token_input!r}: choose add or replace")
@@ -141,7 +143,6 @@ def token_embeddings(adapter, ids: torch.Tensor) -> torch.Tensor:
 def check_head(adapter) -> float:
     """Raises HeadMismatch unless lm_head(last hidden state) reproduces the backbone's logits;
     returns the token scale: mean norm of h on the probe canvas / mean norm of the input embeddings."""
-    from accel.models.masks import full_mask, position_ids
     dev = adapter.device
     x = torch.tensor([[adapter.pad_id] + [adapter.mask_id] * 8], device=dev)
     valid = torch.ones_like(x, dtype=torch.bool)

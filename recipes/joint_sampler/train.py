@@ -11,9 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from accel.core.files import save_tensors
+from accel.data.tasks import MULTI_ANSWER_TASKS, resolve_tasks, test_split
+from accel.data.tokenizer import chat_prompt_ids
+from accel.models.backbone import backbone_ref, device_of, load_backbone
 from accel.recipes.joint_sampler.config import Config
-from accel.models.backbone import backbone_ref, device_of
+from accel.recipes.joint_sampler.data import generate_data, load_data
+from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
+from accel.recipes.joint_sampler.layer import build_sampler
+from accel.recipes.joint_sampler.loss import collate, make_loss
+from accel.recipes.joint_sampler.spec import Spec
+from accel.recipes.shared.run_export import write_run_spec
+from accel.recipes.shared.trajectories import load_prompts
 from accel.trainers.config import ConfigError
+from accel.trainers.preempt import stop_guard
+from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
+from accel.trainers.runguard import write_final_metrics
+from accel.trainers.trainer import fit
 
 SAMPLER_FILE = "sampler.safetensors"
 SETTINGS_FILE = "joint_sampler.json"
@@ -23,7 +37,6 @@ METRICS_FILE = "joint_metrics.json"
 
 def load_frozen(cfg: Config):
     """The backbone adapter, frozen, in eval mode, on the configured device."""
-    from accel.models.backbone import load_backbone
     adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
     if adapter.kind != "dllm" or adapter.mask_id is None:
         raise ConfigError(f"backbone={cfg.backbone} is an AR model; the joint sampler needs a diffusion LM "
@@ -37,10 +50,8 @@ def load_frozen(cfg: Config):
 def training_prompts(cfg: Config) -> list[dict]:
     """Prompt records: the suite's n_per_dependent_task per dependent task and n_per_task per other
     task (prompts=builtin), or the user's prompt file / dataset."""
-    from accel.recipes.shared.trajectories import load_prompts
     if cfg.prompts != "builtin":
         return load_prompts(cfg.prompts, cfg.tasks or None, cfg.n_per_task, cfg.seed)
-    from accel.data.tasks import resolve_tasks
     names, dep = resolve_tasks(cfg.tasks or None), set(resolve_tasks(cfg.dependent_tasks))
     groups = [([t for t in names if t not in dep], cfg.n_per_task),
               ([t for t in names if t in dep], cfg.n_per_dependent_task)]
@@ -48,8 +59,6 @@ def training_prompts(cfg: Config) -> list[dict]:
 
 
 def ensure_data(cfg: Config, adapter, progress: bool = True) -> Path:
-    from accel.data.tokenizer import chat_prompt_ids
-    from accel.recipes.joint_sampler.data import generate_data
     recs = training_prompts(cfg)
     tok = adapter.tokenizer
     ids = [list(chat_prompt_ids(tok, r["prompt"])) if getattr(tok, "chat_template", None)
@@ -64,25 +73,14 @@ def ensure_data(cfg: Config, adapter, progress: bool = True) -> Path:
 
 def eval_prompts(tok, n: int) -> list[list[int]]:
     """Held-out (test split) prompts of the several-valid-answers tasks."""
-    from accel.data.tasks import MULTI_ANSWER_TASKS, test_split
-    from accel.data.tokenizer import chat_prompt_ids
     return [list(chat_prompt_ids(tok, ex["prompt"])) for t in MULTI_ANSWER_TASKS for ex in test_split(t, n)]
 
 
 def run(cfg: Config) -> Path:
-    from accel.core.files import save_tensors
-    from accel.recipes.joint_sampler.data import load_data
-    from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
-    from accel.recipes.joint_sampler.layer import build_sampler
-    from accel.recipes.joint_sampler.loss import collate, make_loss
-    from accel.trainers.rundir import is_rank0, prepare_run_dir, write_atomic
-    from accel.trainers.trainer import fit
-
     cfg.validate()
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "joint-sampler")
     adapter = load_frozen(cfg)
-    from accel.trainers.preempt import stop_guard
     with stop_guard("joint-sampler trajectory data", run_dir):
         states, meta = load_data(ensure_data(cfg, adapter))
     if meta["block_len"] != cfg.block_len or meta["max_k"] != cfg.max_k:
@@ -104,19 +102,15 @@ def run(cfg: Config) -> Path:
                 "data": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "max_k", "temperature",
                                                   "n_prompts", "n_states", "topk")}}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
-    from accel.recipes.joint_sampler.spec import Spec
-    from accel.recipes.shared.run_export import write_run_spec
     write_run_spec(run_dir, Spec(layer=sampler.cfg, token_input=cfg.token_input, k=cfg.k_default,
                                  temperature=float(cfg.temperature), block_len=cfg.block_len, max_k=cfg.max_k,
                                  top_m=cfg.top_m, data=settings["data"], gen_len=cfg.gen_len))
     if cfg.eval_n > 0:
         t = cfg.temperature if cfg.temperature > 0 else 1.0
-        from accel.trainers.preempt import stop_guard
         with stop_guard("joint-sampler evaluation", run_dir):
             per = joint_metrics(adapter, sampler, eval_prompts(adapter.tokenizer, cfg.eval_n), cfg.gen_len,
                                 cfg.block_len, k=cfg.k_default, top_m=cfg.top_m, temperature=t)
         metrics = {"k": cfg.k_default, "temperature": t, "top_m": cfg.top_m, "n": len(per["tv"]), **summarize(per)}
         write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2))
-        from accel.trainers.runguard import write_final_metrics
         write_final_metrics(run_dir, metrics)
     return run_dir

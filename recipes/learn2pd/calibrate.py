@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from accel.recipes.learn2pd.decode import generate_learn2pd
+from accel.recipes.learn2pd.oracle import reference_canvas
+from accel.trainers.preempt import poll
+
 TAU_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995)
 
 
@@ -27,10 +31,6 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
     scorer(i, text) -> bool scores prompt i's output; the reference's accuracy is reported as
     the row with tau = 1.0 (one token per step).
     """
-    from accel.recipes.learn2pd.decode import generate_learn2pd
-    from accel.recipes.learn2pd.oracle import reference_canvas
-
-    from accel.trainers.preempt import poll
     if not prompts:
         raise ValueError("τ calibration needs at least one held-out prompt")
     chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]

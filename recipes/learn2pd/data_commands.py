@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from accel.core.errors import UserError
 from accel.recipes.data_commands import DataCommand, Option
 
 
 def build_oracle(out: Path, backbone: str, prompts: str, tasks: str, n_per_task: int, gen_len: int, block_len: int,
                  batch_size: int, device: str, seed: int, trust_remote_code: bool, progress=None) -> str:
-    from accel.core.errors import UserError
     if gen_len <= 0 or block_len <= 0 or gen_len % block_len:
         raise UserError(f"--gen-len {gen_len} must be a positive multiple of --block-len {block_len}")
     if batch_size <= 0:

@@ -6,6 +6,8 @@ not a usable decoder. It stops a row at its end token (early exit) like the thre
 """
 from __future__ import annotations
 
+from accel.recipes.learn2pd.spec import Spec
+
 DEFAULT_METHODS = ["vanilla", "fast-dllm", "learn2pd", "learn2pd+eotp", "oracle"]
 METHODS = {
     "learn2pd": "learned unmask filter: unmask the tokens it accepts (plus the top-1), no end-of-text prediction",
@@ -22,7 +24,6 @@ def load_filter(ckpt):
     """(UnmaskFilter with the checkpoint's weights, its typed `Spec`)."""
     from accel.decoding.checkpoint import CheckpointError
     from accel.recipes.learn2pd.model import UnmaskFilter
-    from accel.recipes.learn2pd.spec import Spec
     s = ckpt.spec(Spec)
     filt = UnmaskFilter(s.block_len, s.hidden_size)
     try:

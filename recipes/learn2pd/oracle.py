@@ -21,11 +21,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
+import torch
+from rich.progress import Progress
+
 from accel.core.files import atomic_dir, write_atomic
-from accel.data.prompts import encode_prompt
-from accel.data.prompts import load_prompts as _load
+from accel.data.prompts import encode_prompt, load_prompts as _load
+from accel.decoding.dllm import end_free_rows, finish, generate_vanilla, init_canvas
+from accel.models.masks import full_mask, position_ids
 from accel.models.weights import weights_stamp
 from accel.trainers.config import ConfigError
+from accel.trainers.preempt import stop_guard
 
 META = "oracle_meta.json"
 FORMAT = 1
@@ -43,8 +49,6 @@ def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len:
 
     Stops once every row has ended (`generate_vanilla(stop_when_ended=True)`): same tokens, far
     fewer forwards on short answers."""
-    import torch
-    from accel.decoding.dllm import generate_vanilla
     res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len,
                            stop_when_ended=True)
     end = adapter.eos_ids[0]
@@ -65,10 +69,6 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
     record(rows, block, step, conf[b, blk], label[b, blk], masked[b, blk]) is called per step with
     the batch indices of the rows forwarded (CPU tensors).
     """
-    import torch
-    from accel.decoding.dllm import end_free_rows, finish, init_canvas
-    from accel.models.masks import full_mask, position_ids
-
     if gen_len % block_len:
         raise ValueError(f"gen_len ({gen_len}) must be a multiple of block_len ({block_len})")
     if reference is None:
@@ -129,8 +129,6 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
 
     max_shards stops after writing that many new shards (used to test resumption).
     """
-    import datasets
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = _meta(adapter, gen_len, block_len, source, len(prompts), batch_size)
@@ -148,7 +146,6 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
     n_shards = (len(prompts) + batch_size - 1) // batch_size
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
-    from accel.trainers.preempt import stop_guard
     datasets.disable_progress_bars()  # per-shard "Saving the dataset" bars; ours is the one over shards
     with _progress(progress, n_shards, len(todo)) as advance, stop_guard("Learn2PD oracle data") as stop:
         for k in todo:
@@ -185,7 +182,6 @@ def _shard_records(adapter, chunk: list[dict], offset: int, gen_len: int, block_
 
 
 def _features():
-    import datasets
     return datasets.Features({
         "prompt_idx": datasets.Value("int32"), "task": datasets.Value("string"),
         "block": datasets.Value("int32"), "step": datasets.Value("int32"),
@@ -197,7 +193,6 @@ def _features():
 
 def load_oracle_dataset(out_dir: str | Path):
     """(dataset of all shards, meta dict); errors if the directory is missing or incomplete."""
-    import datasets
     out = Path(out_dir)
     meta_path = out / META
     if not meta_path.exists():
@@ -228,7 +223,6 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda: None
-        from rich.progress import Progress
         self.p = Progress(transient=False)
         self.p.start()
         self.t = self.p.add_task("oracle shards", total=self.total, completed=self.done)

@@ -13,9 +13,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
+from accel.core.files import save_tensors
+from accel.data.tasks import generate, resolve_tasks, score
+from accel.models.backbone import backbone_ref, device_of, load_backbone
+from accel.recipes.learn2pd import model as M, oracle
+from accel.recipes.learn2pd.calibrate import calibrate_tau
 from accel.recipes.learn2pd.config import Config
-from accel.models.backbone import backbone_ref, device_of
+from accel.recipes.learn2pd.oracle import encode_prompt, load_oracle_dataset, load_prompts
+from accel.recipes.learn2pd.spec import Spec
+from accel.recipes.shared.run_export import write_run_spec
 from accel.trainers.config import ConfigError
+from accel.trainers.preempt import stop_guard
+from accel.trainers.rundir import prepare_run_dir, write_atomic
+from accel.trainers.runguard import write_final_metrics
+from accel.trainers.trainer import fit
 
 FILTER_FILE = "filter.safetensors"
 SETTINGS_FILE = "learn2pd.json"
@@ -31,7 +44,6 @@ def _lazy_backbone(cfg: Config):
 
     def get():
         if not loaded:
-            from accel.models.backbone import load_backbone
             adapter = load_backbone(cfg.backbone, trust_remote_code=cfg.trust_remote_code, device=device_of(cfg.device))
             if adapter.kind != "dllm":
                 raise ConfigError(f"backbone={cfg.backbone} is an AR model; Learn2PD needs a diffusion LM "
@@ -43,7 +55,6 @@ def _lazy_backbone(cfg: Config):
 
 def ensure_oracle(cfg: Config, progress: bool = True, backbone=None) -> Path:
     """Generates (or resumes) the oracle dataset unless it is already complete."""
-    from accel.recipes.learn2pd import oracle
     out = Path(cfg.resolved_oracle_dir())
     if oracle.oracle_complete(out):
         return out
@@ -56,13 +67,8 @@ def ensure_oracle(cfg: Config, progress: bool = True, backbone=None) -> Path:
 
 def _calibrate(cfg: Config, filt, val: dict, adapter):
     """τ picked on the held-out prompts (see calibrate.py); logs the table it chose from."""
-    import torch
-
-    from accel.recipes.learn2pd.calibrate import calibrate_tau
-    from accel.recipes.learn2pd.oracle import encode_prompt, load_prompts
     scorer = None
     if cfg.prompts == "suite":  # fresh train-split prompts the oracle never decoded, with answers to score
-        from accel.data.tasks import generate, resolve_tasks, score
         names = resolve_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
         exs = [e for t in names for e in generate(t, "train", cfg.n_per_task + cfg.calib_per_task, cfg.seed)
                [cfg.n_per_task:]]
@@ -98,18 +104,6 @@ class _FullBatch:
 
 
 def run(cfg: Config) -> Path:
-    import torch
-
-    from accel.core.files import save_tensors
-    from accel.recipes.learn2pd import model as M
-    from accel.recipes.learn2pd.oracle import load_oracle_dataset
-    from accel.recipes.learn2pd.spec import Spec
-    from accel.recipes.shared.run_export import write_run_spec
-    from accel.trainers.rundir import prepare_run_dir, write_atomic
-    from accel.trainers.preempt import stop_guard
-    from accel.trainers.runguard import write_final_metrics
-    from accel.trainers.trainer import fit
-
     cfg.validate()
     run_dir = prepare_run_dir(cfg, "learn2pd")
     backbone = _lazy_backbone(cfg)

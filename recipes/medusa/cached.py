@@ -16,8 +16,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from accel.data.draft_vocab import coverage, select_draft_vocab, source_counts, token_counts
+from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 from accel.recipes.medusa.config import Config
-from accel.recipes.medusa.examples import _err
+from accel.recipes.medusa.examples import _err, load_examples
+from accel.recipes.medusa.heads import AUTO_TREE_ESTIMATE, MedusaHeads, split_model
+from accel.recipes.medusa.loss import accuracies
+from accel.recipes.shared.state_cache import StateCache, compute_states
+from accel.trainers.trainer import fit, unwrap
 
 
 def states_dir(cfg: Config, run_dir: Path) -> Path:
@@ -26,17 +36,14 @@ def states_dir(cfg: Config, run_dir: Path) -> Path:
 
 def load_cache(cfg: Config, adapter, run_dir: Path):
     """The StateCache for this run: an existing directory, or built from cfg.data (states=auto)."""
-    from accel.recipes.shared.state_cache import StateCache, compute_states
     path = states_dir(cfg, run_dir)
     if cfg.states == "auto":
-        from accel.recipes.medusa.examples import load_examples
         if cfg.data == "builtin":
             raise _err("states=auto caches states of a data file; with data=builtin leave states empty")
         train, held = load_examples(cfg, adapter.tokenizer)
         exs = train + held
         seqs = [ids for ids, _ in exs]
         plens = [m.index(True) if True in m else len(m) for _, m in exs]
-        from rich.progress import Progress
         with Progress(transient=True) as bar:
             job = bar.add_task("base hidden states", total=len(seqs))
             compute_states(adapter, seqs, plens, path, batch_size=8,
@@ -51,7 +58,6 @@ def load_cache(cfg: Config, adapter, run_dir: Path):
 def positions(cache, num_heads: int, seq_ids: range):
     """(rows [M], targets [M, K] full ids or -100) of the supervised states of the given sequences:
     every state from the last prompt token on; head k's target is the token k+2 places ahead."""
-    import torch
     rows, tgts = [], []
     for i in seq_ids:
         s = cache.seqs[i]
@@ -78,7 +84,6 @@ class PositionData:
         return i
 
     def collate(self, idx):
-        import torch
         idx = torch.as_tensor(idx)
         tgt = self.targets[idx]
         return {"h": self.cache.h[self.rows[idx]].float(), "targets": map_targets(tgt, self.t2d)}
@@ -88,7 +93,6 @@ def map_targets(tgt, t2d):
     """Full ids -> draft indices (-100 where absent from the draft vocabulary or already -100)."""
     if t2d is None:
         return tgt
-    import torch
     ok = tgt >= 0
     out = torch.full_like(tgt, -100)
     out[ok] = t2d[tgt[ok]]
@@ -97,10 +101,6 @@ def map_targets(tgt, t2d):
 
 def positions_loss(logits, targets, decay: float, topk: int):
     """sum_k decay**k CE_k over positions with a target; per-head top-1/top-k metrics (hits / positions)."""
-    import torch
-    import torch.nn.functional as F
-
-    from accel.decoding.tree_build import chain_accept_length
     total = logits.new_zeros(())
     metrics, top1s = {}, []
     for k in range(logits.shape[1]):
@@ -124,11 +124,6 @@ def positions_loss(logits, targets, decay: float, topk: int):
 
 def measure_positions(heads, cache, rows, targets, token_map, topk: int, batch: int = 4096) -> dict:
     """Held-out accuracies in the FULL vocabulary: a target outside the draft vocabulary is a miss."""
-    import torch
-
-    from accel.data.draft_vocab import coverage
-    from accel.recipes.medusa.loss import accuracies
-    from accel.decoding.tree_build import chain_accept_length
     K = targets.shape[1]
     counts = torch.zeros(K, topk + 1, dtype=torch.long)
     dev = heads.lm_heads[0].weight.device
@@ -156,13 +151,6 @@ def measure_positions(heads, cache, rows, targets, token_map, topk: int, batch: 
 
 def run_cached(cfg: Config, adapter, run_dir: Path):
     """Medusa-1 from cached states; returns (heads, measured) for `save_final`."""
-    import torch
-
-    from accel.data.draft_vocab import select_draft_vocab, token_counts
-    from accel.recipes.medusa.heads import AUTO_TREE_ESTIMATE, MedusaHeads, split_model
-    from accel.decoding.tree_build import build_tree, expected_accept_length
-    from accel.trainers.trainer import fit
-
     cache = load_cache(cfg, adapter, run_dir)
     n = len(cache)
     if n < 2:
@@ -178,7 +166,6 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     if cfg.draft_vocab_size and cfg.draft_vocab_size < V:
         counts = token_counts([targets[:, 0][targets[:, 0] >= 0].tolist()])
         if cfg.draft_vocab_extra:
-            from accel.data.draft_vocab import source_counts
             counts += source_counts(adapter.tokenizer, cfg.draft_vocab_extra, seed=cfg.seed)
         token_map = torch.tensor(select_draft_vocab(counts, cfg.draft_vocab_size, adapter.eos_ids, V))
         t2d = torch.full((V,), -1, dtype=torch.long)
@@ -195,7 +182,6 @@ def run_cached(cfg: Config, adapter, run_dir: Path):
     model = Train()
 
     def loss_fn(m, batch):
-        from accel.trainers.trainer import unwrap
         return positions_loss(unwrap(m).heads(batch["h"]), batch["targets"], cfg.head_decay, cfg.topk)
 
     def eval_fn(m):

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
+from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt
 from accel.data.roles import chat_role
+from accel.data.tasks import generate, resolve_tasks
 from accel.recipes.medusa.config import Config
 
 
 def _err(msg):
-    from accel.core.errors import UserError
     return UserError(msg)
 
 
 def prompt_ids(tok, prompt: str) -> list[int]:
-    from accel.data.prompts import encode_prompt
     return encode_prompt(tok, prompt)
 
 
@@ -82,7 +85,6 @@ def _read_records(path: Path) -> list[tuple[str, object]]:
 def load_examples(cfg: Config, tok) -> tuple[list, list]:
     """(train, held-out) lists of (ids, loss mask)."""
     if cfg.data == "builtin":
-        from accel.data.tasks import generate, resolve_tasks
         train, held = [], []
         for t in resolve_tasks(cfg.tasks or None):
             exs = generate(t, "train", cfg.n_per_task + cfg.eval_n, cfg.seed)
@@ -114,7 +116,6 @@ def load_examples(cfg: Config, tok) -> tuple[list, list]:
 
 def collate(examples, pad_id: int):
     """Left-padded ids, validity and labels (-100 off the loss mask)."""
-    import torch
     L = max(len(ids) for ids, _ in examples)
     B = len(examples)
     ids = torch.full((B, L), pad_id, dtype=torch.long)

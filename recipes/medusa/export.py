@@ -27,16 +27,24 @@ has no token map, so it refuses them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
+from safetensors.torch import load_file, save
+
+from accel.core.errors import UserError
+from accel.decoding.checkpoint import check_options, override_spec, save_checkpoint
+from accel.decoding.tree_build import build_tree, expected_accept_length
+from accel.models.weights import builtin_dir
+from accel.recipes.medusa.spec import Spec
 from accel.recipes.shared.run_export import write_model_dir
 
 FORMATS = ("accel", "vllm", "medusa")
 
 
 def _final(run_dir: Path) -> tuple[Path, dict]:
-    from accel.core.errors import UserError
     final = Path(run_dir) / "final"
     meta_file = final / "medusa.json"
     if not meta_file.is_file() or not (final / "heads.safetensors").is_file():
@@ -57,17 +65,14 @@ def _backbone(final: Path, meta: dict) -> str:
 def _external_base(b: str) -> str:
     """Other loaders cannot read builtin:*: the shipped directory's absolute path."""
     if b.startswith("builtin:"):
-        from accel.models.weights import builtin_dir
         return str(builtin_dir(b.split(":", 1)[1]).resolve())
     return b
 
 
 def _base_files(final: Path) -> tuple[dict, dict, dict]:
     """(config dict, state dict, other files) of the run's own base (final/base)."""
-    from safetensors.torch import load_file
     d = final / "base"
     if not (d / "config.json").is_file():
-        from accel.core.errors import UserError
         raise UserError(f"{final} names its own base but {d} is missing; re-run training to rebuild final/")
     config = json.loads((d / "config.json").read_text())
     state = {}
@@ -81,7 +86,6 @@ def _base_files(final: Path) -> tuple[dict, dict, dict]:
 
 def _warn_shared_blocks(num_layers: int):
     if num_layers > 1:
-        import sys
         print(f"warning: these heads have {num_layers} residual layers each; the reference Medusa code builds a "
               f"head as [ResBlock] * {num_layers} (one block shared {num_layers} times), so it keeps only the "
               "last layer's weights and drafts differently from accel and vLLM, which load every layer",
@@ -115,11 +119,6 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
     """overrides: the spec's settable fields (accel format only). tree_nodes: a fixed tree of that many
     nodes from the measured accuracies (overrides the run's tree_nodes; 0 = chosen on the decoding
     device at load time); gen_len: the decode default."""
-    from safetensors.torch import load_file
-
-    from accel.core.errors import UserError
-    from accel.decoding.checkpoint import check_options
-    from accel.recipes.medusa.spec import Spec
     if format not in FORMATS:
         raise UserError(f"--format {format}: Medusa exports as one of {', '.join(FORMATS)}")
     check_options(Spec, overrides, "medusa")
@@ -131,23 +130,18 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
     backbone = _backbone(final, meta)
     Vd = int(meta.get("draft_vocab_size") or 0)
     if format == "accel":
-        import dataclasses
-
-        from accel.decoding.checkpoint import override_spec, save_checkpoint
         spec = Spec(**{k: meta[k] for k in ("num_heads", "num_layers", "hidden_size", "vocab_size", "mode", "loss",
                                             "tree", "head_accuracy", "chain_accept_len", "tree_accept_len")},
                     draft_vocab_size=meta.get("draft_vocab_size"), draft_vocab_coverage=meta.get("draft_vocab_coverage"),
                     tree_nodes=meta.get("tree_nodes"))
         spec = override_spec(spec, overrides, "medusa")
         if spec.tree_nodes and tree_nodes is not None:  # a fixed tree of the --set size, from the accuracies
-            from accel.decoding.tree_build import build_tree, expected_accept_length
             t = build_tree(meta["head_accuracy"], spec.tree_nodes)
             spec = dataclasses.replace(spec, tree=t.to_json(),
                                        tree_accept_len=expected_accept_length(meta["head_accuracy"], t))
         if backbone != "base":
             return save_checkpoint(out_dir, {"recipe": "medusa", "backbone": backbone}, tensors=heads, spec=spec)
         # the base lives only in the run (Medusa-2 merged LoRA, random:ar): it becomes the checkpoint's model
-        from safetensors.torch import save
         config, state, files = _base_files(final)
         spec = dataclasses.replace(spec, heads_file="heads.safetensors")
         return save_checkpoint(out_dir, {"recipe": "medusa", "backbone": "."}, tensors=state, backbone_config=config,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accel.decoding.tree import TreeSpec, topk_candidates
+from accel.decoding.tree import TreeSpec, _split_model, topk_candidates
 from accel.recipes.shared.heads import set_token_map
 
 
@@ -32,7 +32,6 @@ AUTO_TREE_ESTIMATE = 48
 def split_model(model):
     """(body, lm_head) of the base the heads sit on: the heads read the body's last hidden state and
     start from the lm_head's weights (both the live and the cached-states training use it)."""
-    from accel.decoding.tree import _split_model
     return _split_model(model)
 
 

@@ -6,6 +6,10 @@ eps 0.09, alpha 0.3) and ``medusa-chain`` (a top-1 chain over all heads: what vL
 """
 from __future__ import annotations
 
+import dataclasses
+
+from accel.recipes.medusa.spec import Spec
+
 DEFAULT_METHODS = ["greedy", "medusa"]
 METHODS = {"medusa": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "medusa-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
@@ -18,12 +22,9 @@ same for 1 or 25 tokens (single-stream, latency-bound decoding), not at large ba
 
 def load_heads(ckpt):
     """(MedusaHeads with the checkpoint's weights, its typed `Spec`, TreeSpec)."""
-    import dataclasses
-
     from accel.decoding.checkpoint import CheckpointError
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaHeads
-    from accel.recipes.medusa.spec import Spec
     s = ckpt.spec(Spec)
     try:
         state = ckpt.tensors(s.heads_file) if s.heads_file else ckpt.tensors()  # base in the ckpt

@@ -25,19 +25,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accel.core.files import atomic_dir, save_tensors
+from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
+from accel.models.masks import position_ids
+from accel.recipes.medusa.cached import run_cached
 from accel.recipes.medusa.config import Config
 from accel.recipes.medusa.examples import _err, collate, load_examples
+from accel.recipes.medusa.heads import AUTO_TREE_ESTIMATE, MedusaHeads, split_model
+from accel.recipes.medusa.loss import accuracies, heads_loss, rank_counts
+from accel.recipes.shared.models import load_model
+from accel.trainers.lora import apply_lora, merge_lora, save_adapter
+from accel.trainers.rundir import is_rank0, prepare_run_dir
+from accel.trainers.trainer import fit, unwrap
 
 
 # -- model --------------------------------------------------------------------------------------
 def build_trainable(adapter, cfg: Config):
     """The module `fit` trains: heads (+ the LoRA-wrapped base for medusa2)."""
-    import torch
-    from torch import nn
-
-    from accel.recipes.medusa.heads import MedusaHeads, split_model
-
     base = adapter.model
     _, lm_head = split_model(base)
     hidden = base.config.get_text_config().hidden_size if hasattr(base.config, "get_text_config") \
@@ -50,7 +60,6 @@ def build_trainable(adapter, cfg: Config):
             self.heads = heads
             self.register_buffer("calls", torch.zeros((), dtype=torch.long))
             if cfg.mode == "medusa2":
-                from accel.trainers.lora import apply_lora
                 base.train()
                 emb = base.get_input_embeddings()
                 if emb is not None and lm_head.weight is emb.weight:
@@ -74,14 +83,6 @@ def build_trainable(adapter, cfg: Config):
 
 
 def make_loss(cfg: Config):
-    import torch
-    import torch.nn.functional as F
-
-    from accel.models.masks import position_ids
-    from accel.recipes.medusa.heads import split_model
-    from accel.recipes.medusa.loss import heads_loss
-    from accel.trainers.trainer import unwrap
-
     def forward_base(base, batch, grad: bool):
         body, lm_head = split_model(base)
         with torch.set_grad_enabled(grad):
@@ -125,13 +126,6 @@ def make_loss(cfg: Config):
 
 def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> dict:
     """Held-out per-head rank statistics -> accuracies, chain estimate, tree and its expected length."""
-    import torch
-
-    from accel.models.masks import position_ids
-    from accel.recipes.medusa.heads import AUTO_TREE_ESTIMATE, split_model
-    from accel.recipes.medusa.loss import accuracies, rank_counts
-    from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
-
     base = model.get_base()
     body, _ = split_model(base)
     dev = model.heads.lm_heads[0].weight.device
@@ -150,19 +144,12 @@ def measure(model, examples, cfg: Config, pad_id: int, batch_size: int = 64) -> 
 
 
 def run(cfg: Config) -> Path:
-    from accel.recipes.shared.models import load_model
-    from accel.trainers.rundir import is_rank0, prepare_run_dir
-    from accel.trainers.trainer import fit
-
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "medusa")
     adapter = load_model(cfg)
     if adapter.kind != "ar":
         raise _err(f"backbone={cfg.backbone} is a diffusion LM; Medusa heads need a causal (AR) model such as builtin:ar")
     if cfg.states:
-        from types import SimpleNamespace
-
-        from accel.recipes.medusa.cached import run_cached
         heads, measured = run_cached(cfg, adapter, run_dir)
         if is_rank0():
             save_final(SimpleNamespace(heads=heads.eval(), get_base=lambda: adapter.model), adapter, cfg, measured,
@@ -192,17 +179,14 @@ def run(cfg: Config) -> Path:
 
 def save_final(model, adapter, cfg: Config, measured: dict, out: Path) -> Path:
     """RUN/final: heads.safetensors + medusa.json (+ base/ when the base must ship with the heads)."""
-    from accel.core.files import atomic_dir
     with atomic_dir(out, may_replace=lambda p: True) as tmp:
         _write_final(model, adapter, cfg, measured, tmp)
     return out
 
 
 def _write_final(model, adapter, cfg: Config, measured: dict, tmp: Path) -> None:
-    from accel.core.files import save_tensors
     backbone = cfg.backbone
     if cfg.mode == "medusa2" or cfg.backbone.startswith("random:"):
-        from accel.trainers.lora import merge_lora, save_adapter
         base = model.get_base()
         if cfg.mode == "medusa2":
             save_adapter(base, tmp / "adapter")

@@ -13,15 +13,25 @@ that `load_backbone` and `accel decode` read like any other model.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from accel.core.errors import UserError
+from accel.data.collate import ar_batch, dllm_batch
+from accel.models.masks import full_mask, position_ids
 from accel.recipes.sft.config import Config
 from accel.recipes.shared.models import load_model, save_final  # noqa: F401 (also imported from here)
 from accel.recipes.shared.pairs import load_pairs
+from accel.trainers.lora import apply_lora
+from accel.trainers.rundir import is_rank0, prepare_run_dir
+from accel.trainers.teachers import evaluate
+from accel.trainers.trainer import fit
 
 
 def make_collator(adapter, cfg: Config):
-    from accel.data.collate import ar_batch, dllm_batch
     tok = adapter.tokenizer
 
     def collate(pairs):
@@ -35,11 +45,6 @@ def make_collator(adapter, cfg: Config):
 
 
 def make_loss(adapter, cfg: Config):
-    import torch
-    import torch.nn.functional as F
-
-    from accel.models.masks import full_mask, position_ids
-
     def dllm_loss(model, batch):
         ids, valid, resp = batch["ids"], batch["valid"], batch["resp"]
         B = ids.shape[0]
@@ -70,28 +75,19 @@ def make_loss(adapter, cfg: Config):
 
 
 def run(cfg: Config) -> Path:
-    import dataclasses
-
-    from accel.trainers.rundir import is_rank0, prepare_run_dir
-    from accel.trainers.trainer import fit
-
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "sft")
     adapter = load_model(cfg)
     if adapter.kind == "dllm" and adapter.mask_id is None:
-        from accel.core.errors import UserError
         raise UserError(f"backbone={cfg.backbone}: a dLLM without a mask token id")
     model = adapter.model
     model.train()
     if cfg.lora_r > 0:
-        from accel.trainers.lora import apply_lora
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     pairs = load_pairs(cfg, adapter.tokenizer)
 
     eval_fn = None
     if cfg.eval_n > 0 and cfg.data == "builtin":
-        from accel.trainers.teachers import evaluate
-
         def eval_fn(m):
             ev = dataclasses.replace(adapter, model=m)
             return evaluate(ev, cfg.eval_n, gen_len=cfg.resp_len, tasks=cfg.tasks or None)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from accel.core.errors import UserError
 from accel.recipes.data_commands import REQUIRED, DataCommand, Option
 
 
 def self_distill_data(out: Path, backbone: str, prompts: str, tasks: str, n_per_task: int, english: bool,
                       max_prompt_tokens: int, states: Optional[Path], max_new_tokens: int, batch_size: int,
                       device: str, seed: int, trust_remote_code: bool, progress=None) -> str:
-    from accel.core.errors import UserError
     if batch_size <= 0 or max_new_tokens <= 0:
         raise UserError("--batch-size and --max-new-tokens must be positive")
     if out.suffix != ".jsonl":
@@ -58,7 +58,6 @@ SELF_DISTILL = DataCommand(
 def trajectories_data(out: Path, teacher: str, prompts: str, task: list[str], n_per_task: int, limit: int,
                       gen_len: int, block_len: int, batch_size: int, shard_size: int, keep_wrong: bool, seed: int,
                       trust_remote_code: bool, device: Optional[str], progress=None) -> str:
-    from accel.core.errors import UserError
     for flag, v in (("--n-per-task", n_per_task), ("--gen-len", gen_len), ("--block-len", block_len),
                     ("--batch-size", batch_size), ("--shard-size", shard_size)):
         if v < 1:

@@ -7,16 +7,20 @@ rebuilt from its seed and stored in the checkpoint (backbone ".").
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-from accel.decoding.checkpoint import save_checkpoint
+from safetensors.torch import load_file, save
+
+from accel.decoding.checkpoint import _unshare, save_checkpoint
+from accel.decoding.tree_build import build_tree, expected_accept_length
+from accel.recipes.shared.models import load_model
+from accel.recipes.shared.run_export import read_run
 
 
 def read_final(run_dir, weights_file: str, meta_file: str, recipe: str, what: str) -> tuple[dict, dict]:
     """(meta, tensors) of RUN/final, or a CheckpointError saying how to finish the run."""
-    from safetensors.torch import load_file
-
-    from accel.recipes.shared.run_export import read_run
     run, meta = read_run(run_dir, f"final/{weights_file}", f"final/{meta_file}", recipe, f"finished {what}")
     return meta, load_file(str(run / "final" / weights_file))
 
@@ -25,7 +29,6 @@ def choose_tree(meta: dict, tree_nodes: int | None, chain: int) -> tuple[list[li
     """(tree paths, estimated accepted length) from the run's held-out top-k accuracy for `tree_nodes`
     (None: the run's; 0, sized when decoding: 48 for the estimate); without it (eval_n=0) a top-1
     chain of `chain` steps and no estimate."""
-    from accel.decoding.tree_build import build_tree, expected_accept_length
     acc = (meta.get("stats") or {}).get("topk_accuracy")
     if not acc:
         return [[0] * d for d in range(1, chain + 1)], None
@@ -48,13 +51,6 @@ def save_draft_checkpoint(out_dir, recipe: str, meta: dict, tensors: dict, weigh
 
 def _with_random_base(out_dir, recipe: str, meta: dict, tensors: dict, weights_file: str, spec) -> Path:
     """The random-init base rebuilt from its seed and stored in the checkpoint (backbone ".")."""
-    import tempfile
-    from types import SimpleNamespace
-
-    from safetensors.torch import save
-
-    from accel.decoding.checkpoint import _unshare
-    from accel.recipes.shared.models import load_model
     adapter = load_model(SimpleNamespace(backbone=meta["backbone"], seed=int(meta.get("seed", 0)),
                                          trust_remote_code=False))
     tok_files = {}

@@ -3,10 +3,11 @@ layer, EAGLE-3's draft layer): a Llama layer with the base's width, heads and Ro
 path serves Llama, Qwen2 and Mistral bases."""
 from __future__ import annotations
 
+from transformers import LlamaConfig
+
 
 def one_layer_config(base_config):
     """A one-layer LlamaConfig (sdpa attention, no biases, untied) read from the base's config or dict."""
-    from transformers import LlamaConfig
     d = base_config.to_dict() if hasattr(base_config, "to_dict") else dict(base_config)
     keep = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
             "rms_norm_eps", "hidden_act", "max_position_embeddings", "rope_parameters", "rope_theta",

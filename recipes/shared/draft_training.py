@@ -11,11 +11,18 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+from accel.core.files import atomic_dir, save_tensors
+from accel.data.collate import ar_batch
+from accel.decoding.tree_build import accept_lengths, build_tree, expected_accept_length
+from accel.recipes.shared.models import with_frozen_base
+from accel.trainers.rundir import is_rank0
+from accel.trainers.trainer import fit
+
 
 def collate(tok):
     """(prompt ids, response ids) pairs -> {"ids", "valid", "labels"} (`accel.data.collate.ar_batch`)."""
-    from accel.data.collate import ar_batch
-
     def fn(pairs):
         ids, valid, labels = ar_batch(pairs, tok)
         return {"ids": ids, "valid": valid, "labels": labels}
@@ -32,9 +39,6 @@ def held_out_statistics(module, pairs, tok, ranks_of: Callable, steps: int, topk
     earlier step's true token was in its top-k (what a tree can reach from a drafted prefix, EAGLE-3);
     otherwise each step is counted on its own (Hydra's teacher-forced heads).
     """
-    import torch
-
-    from accel.decoding.tree_build import accept_lengths, build_tree, expected_accept_length
     fn = collate(tok)
     dev = next(module.parameters()).device
     counts = torch.zeros(steps, topk + 1, dtype=torch.float64)
@@ -71,9 +75,6 @@ def fit_draft(cfg, run_dir: Path, name: str, module, base, pairs, held_out, tok,
     per step (keys `top1_key(k)`) and acceptance estimates are logged, at the end it goes to
     `save_final(module, cfg, run_dir / "final", stats)` (None without held-out pairs).
     """
-    from accel.recipes.shared.models import with_frozen_base
-    from accel.trainers.rundir import is_rank0
-    from accel.trainers.trainer import fit
     model = with_frozen_base(name, module, base)
 
     def eval_fn(m):
@@ -91,7 +92,6 @@ def fit_draft(cfg, run_dir: Path, name: str, module, base, pairs, held_out, tok,
 
 def write_final(module, out: Path, weights_file: str, meta_file: str, meta: dict) -> Path:
     """RUN/final/{weights_file, meta_file}: the module's tensors and its JSON meta, replaced in one rename."""
-    from accel.core.files import atomic_dir, save_tensors
     with atomic_dir(out, may_replace=lambda p: True) as tmp:
         save_tensors({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, tmp / weights_file)
         (tmp / meta_file).write_text(json.dumps(meta, indent=1))

@@ -2,11 +2,12 @@
 the per-head statistics their losses log (same keys in both recipes)."""
 from __future__ import annotations
 
+import torch
+
 
 def set_token_map(module, token_map, vocab: int) -> int:
     """Registers `token_map` (draft index i -> full id, `accel.data.draft_vocab`) as a buffer of `module`,
     or sets it to None for the full vocabulary; returns the size the heads predict over."""
-    import torch
     if token_map is None:
         module.token_map = None
         return vocab

@@ -7,8 +7,13 @@ training set-up (`setup_distillation`, the trajectory collator) and inference se
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+from accel.core.errors import UserError
 
 
 def trajectory_dir(cfg, run_dir: Path) -> Path:
@@ -22,7 +27,6 @@ def setup_distillation(cfg, recipe: str, check_model=None):
     trajectories whose length is not a multiple of cfg.block_len. `check_model(adapter)` runs
     before any trajectory is generated (D2F refuses a model that ignores its attention mask).
     """
-    from accel.core.errors import UserError
     from accel.recipes.shared.models import load_model
     from accel.recipes.shared.trajectories import load_trajectories
     from accel.trainers.rundir import prepare_run_dir
@@ -92,8 +96,6 @@ def OnModel(fn, adapter, block_len: int, help: str = "", uses_cache: bool | None
 
     `uses_cache`: whether `fn` needs the backbone's KV cache (default: a DecodeMethod knows; a
     partial says through its cache= keyword), so a backbone without one refuses it up front."""
-    import dataclasses
-
     from accel.decoding.methods import DecodeMethod
     if uses_cache is None:
         uses_cache = bool(fn.uses_cache if isinstance(fn, DecodeMethod) else getattr(fn, "keywords", {}).get("cache"))
@@ -108,8 +110,6 @@ def load_teacher(teacher: str, seed: int, device, trust_remote_code: bool = Fals
 
     trust_remote_code: the flag the checkpoint itself was loaded with (the teacher of a LLaDA or
     Dream checkpoint runs the same shipped code)."""
-    from types import SimpleNamespace
-
     from accel.recipes.shared.models import load_model
     adapter = load_model(SimpleNamespace(backbone=teacher, seed=seed,
                                          trust_remote_code=trust_remote_code))
@@ -119,8 +119,6 @@ def load_teacher(teacher: str, seed: int, device, trust_remote_code: bool = Fals
 
 def distilled_adapter(ckpt, adapter, format: str):
     """The distilled model: the checkpoint's own model (format "merged") or the teacher + its adapters."""
-    import copy
-    import dataclasses
     if format == "merged":
         return adapter
     from accel.trainers.lora import load_adapter, merge_lora

@@ -6,16 +6,23 @@ the directory `load_backbone` and `accel export` read.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import torch
+
+from accel.core.errors import UserError
+from accel.core.files import atomic_dir
+from accel.data.tokenizer import build_tokenizer
+from accel.models.backbone import Adapter, load_backbone
+from accel.models.tiny import make_model
+from accel.trainers.lora import merge_lora, save_adapter
+from accel.trainers.rundir import prepare_run_dir
 
 
 def load_model(cfg):
     """An Adapter for cfg.backbone; ``random:dllm|ar`` builds a tiny random-init model."""
-    from accel.models.backbone import Adapter, load_backbone
     if cfg.backbone.startswith("random:"):
-        from accel.core.errors import UserError
-        from accel.data.tokenizer import build_tokenizer
-        from accel.models.tiny import make_model
         kind = cfg.backbone.split(":", 1)[1]
         if kind not in ("dllm", "ar"):
             raise UserError(f"backbone={cfg.backbone}: use random:dllm or random:ar")
@@ -29,10 +36,8 @@ def load_model(cfg):
 
 def save_final(model, tok, out: Path, lora: bool) -> Path:
     """A loadable HF dir; LoRA adapters also kept in out/adapter before merging."""
-    from accel.core.files import atomic_dir
     with atomic_dir(out, may_replace=lambda p: True) as tmp:
         if lora:
-            from accel.trainers.lora import merge_lora, save_adapter
             save_adapter(model, tmp / "adapter")
             model = merge_lora(model)
         model.save_pretrained(str(tmp))
@@ -47,12 +52,6 @@ def frozen_ar_target(cfg, recipe: str, what: str):
     that says what the recipe drafts, `what`), places it on this rank's GPU when there is one and freezes
     it: `base` is the model in eval mode with no gradients.
     """
-    import os
-
-    import torch
-
-    from accel.core.errors import UserError
-    from accel.trainers.rundir import prepare_run_dir
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, recipe)
     adapter = load_model(cfg)
@@ -68,8 +67,6 @@ def with_frozen_base(name: str, trainable, base):
     """The module handed to `fit`: `trainable` as its only submodule (attribute `name`, so checkpoints
     hold ``name.*`` keys), the frozen base reachable as `.base` but kept out of parameters() and
     state_dict() (a tuple hides it from torch's module registry)."""
-    import torch
-
     class WithFrozenBase(torch.nn.Module):
         def __init__(self):
             super().__init__()

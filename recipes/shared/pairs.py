@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from accel.core.errors import UserError
+from accel.data.collate import tokenize_examples
+from accel.data.tasks import mixture, resolve_tasks
+
 
 def load_examples(data: str, n_per_task: int, tasks, seed: int, need_response: bool = True) -> list[dict]:
     """{prompt, response} dicts from the suite's train split (``data=builtin``) or a jsonl file.
 
     `need_response=False` accepts prompt-only lines (recipes that regenerate the responses with the base)."""
     if data == "builtin":
-        from accel.data.tasks import mixture, resolve_tasks
         return mixture("train", n_per_task, tasks=resolve_tasks(tasks or None), seed=seed)
-    from accel.core.errors import UserError
     path = Path(data).expanduser()
     if not path.is_file():
         raise UserError(f"data={data}: no such file; pass a .jsonl with one {{\"prompt\", \"response\"}} per line")
@@ -37,5 +39,4 @@ def load_examples(data: str, n_per_task: int, tasks, seed: int, need_response: b
 
 def load_pairs(cfg, tok) -> list[tuple[list[int], list[int]]]:
     """Tokenized (prompt, response) pairs of `cfg.data` (see `load_examples`)."""
-    from accel.data.collate import tokenize_examples
     return tokenize_examples(tok, load_examples(cfg.data, cfg.n_per_task, cfg.tasks, cfg.seed))

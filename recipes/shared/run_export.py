@@ -16,7 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
+from accel.core.files import atomic_dir, save_tensors, write_atomic
 from accel.decoding.checkpoint import CheckpointError, save_checkpoint
+from accel.decoding.spec import SpecError
 
 RUN_SPEC = "spec.json"
 """RUN/spec.json: the checkpoint spec training recorded ({section: {key: value}}, as in config.json)."""
@@ -26,7 +31,6 @@ _SKIP = {"config.json", "model.safetensors", "model.safetensors.index.json", "ad
 
 def write_run_spec(run_dir, spec) -> Path:
     """Record the run's `spec` (a CheckpointSpec) for its export; it must read back (checked here)."""
-    from accel.core.files import write_atomic
     type(spec).from_sections(spec.sections())
     return write_atomic(Path(run_dir) / RUN_SPEC, json.dumps(spec.sections(), indent=2) + "\n")
 
@@ -35,7 +39,6 @@ def read_run_spec(run_dir, spec_cls, settings: dict, renamed: dict[str, str] | N
     """The `spec_cls` training recorded in RUN/spec.json, typed and validated. A run trained before
     spec.json existed is read from its `settings` JSON by the field names, `renamed` {field: settings
     key} where the settings spelled one otherwise."""
-    from accel.decoding.spec import SpecError
     f = Path(run_dir).expanduser() / RUN_SPEC
     if f.is_file():
         sections = json.loads(f.read_text())
@@ -67,7 +70,6 @@ def accel_only(format: str | None, recipe: str) -> None:
 def save_referencing(out_dir, recipe: str, run: Path, settings: dict, spec, weights: str, metrics: str) -> Path:
     """The checkpoint: RUN/`weights`, the spec, RUN/`metrics` when the run wrote it, and the settings'
     backbone as a reference (not copied)."""
-    from safetensors.torch import load_file
     extra = {metrics: (run / metrics).read_text()} if (run / metrics).exists() else {}
     return save_checkpoint(out_dir, {"recipe": recipe, "backbone": settings["backbone"]}, spec=spec,
                            tensors=load_file(str(run / weights)), extra_files=extra)
@@ -92,8 +94,6 @@ def save_distilled(final: Path, out_dir, format: str, recipe: str, teacher: str,
     the recipe's `spec` (a CheckpointSpec) written into them.
 
     config_update(config) may edit the merged model's config.json (e.g. D2F's block-causal attention)."""
-    from safetensors.torch import load_file
-
     run = final.parent
     if format == "merged":
         config = json.loads((final / "config.json").read_text())
@@ -123,14 +123,12 @@ def write_model_dir(out, files: dict[str, bytes | str], tensors: dict[str, dict]
     """A directory in another project's layout, written atomically (temp dir, then rename): `files`
     {name: content} and `tensors` {file name: state dict} (``.pt``: a torch pickle, for loaders that
     read nothing else; otherwise safetensors). Never replaces a non-empty directory that is not a model."""
-    from accel.core.files import atomic_dir, save_tensors
     out = Path(out).expanduser().absolute()
     with atomic_dir(out, may_replace=lambda p: p.is_dir() and (not any(p.iterdir()) or (p / "config.json").exists()),
                     refuse=f"{out} exists and is not a model directory; choose another --out or remove it") as tmp:
         for name, t in tensors.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             if name.endswith(".pt"):
-                import torch
                 torch.save({k: v.contiguous() for k, v in t.items()}, str(tmp / name))
             else:
                 save_tensors({k: v.contiguous() for k, v in t.items()}, tmp / name, metadata={"format": "pt"})

@@ -21,10 +21,13 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from accel.core.errors import UserError
-from accel.data.prompts import encode_prompt
-from accel.data.prompts import load_prompts as _load
+from accel.data.prompts import encode_prompt, load_prompts as _load
 from accel.data.sources import SourceError, is_english, prompt_records
+from accel.decoding.ar import decode_loop, generate_greedy
+from accel.decoding.tree import _split_model
 from accel.recipes.shared.state_cache import prepare_states_dir, write_shard
 from accel.trainers.preempt import stop_guard
 
@@ -89,11 +92,6 @@ def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int)
     every position whose next token is known (the last generated token is never fed back).
     Same tokens as `accel.decoding.ar.generate_greedy`: logits = lm_head(last hidden state).
     """
-    import torch
-
-    from accel.decoding.ar import decode_loop
-    from accel.decoding.tree import _split_model
-
     body, lm_head = _split_model(adapter.model)
     hs = []
 
@@ -115,8 +113,6 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     With `states_dir`, also the hidden states (see `generate_with_states`), one shard per batch,
     each written before its jsonl lines: a resumed run rewrites any shard past the last line.
     """
-    from accel.decoding.ar import generate_greedy
-
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "
                                f"{adapter.source} is a diffusion LM")

@@ -21,7 +21,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
 from accel.core.errors import UserError
+from accel.decoding.dllm import left_pad
+from accel.decoding.tree import _split_model
+from accel.models.masks import position_ids
 from accel.models.weights import weights_stamp
 
 
@@ -64,8 +71,6 @@ def write_shard(states_dir: Path, start: int, seqs: list[list[int]], prompt_lens
     `seqs` are the full token sequences (prompt + response), `states` one [len - 1, H] tensor each
     (see the module docstring); self-distillation writes them while generating, `compute_states`
     with full forwards."""
-    import torch
-    from safetensors.torch import save_file
     h = torch.cat(states, 0)
     if not torch.isfinite(h).all():
         raise StateCacheError("hidden states overflow float16; this model's states cannot be cached as float16")
@@ -91,8 +96,6 @@ class StateCache:
     """All shards of DIR in memory: `h` [sum of states, H] float16 and the sequences indexing it."""
 
     def __init__(self, path, expect_n: int | None = None, adapter=None):
-        import torch
-        from safetensors.torch import load_file
         self.path = Path(path).expanduser()
         mf = self.path / "meta.json"
         if not mf.exists():
@@ -128,13 +131,6 @@ class StateCache:
 def compute_states(adapter, examples: list[list[int]], prompt_lens: list[int], path, batch_size: int = 8,
                    progress=None) -> Path:
     """Writes the states of `examples` (full token sequences) to `path` with full forwards; resumable."""
-    import torch
-
-    from accel.decoding.dllm import left_pad
-    from accel.models.masks import position_ids
-    from accel.decoding.tree import _split_model
-
-    from safetensors import safe_open
     path = Path(path).expanduser()
     done = 0  # examples covered by the leading run of complete shards
     if (path / "meta.json").exists():

@@ -26,10 +26,17 @@ import hashlib
 import json
 from pathlib import Path
 
+from datasets import Dataset, Features, Sequence, Value, concatenate_datasets, disable_progress_bars, load_from_disk
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from accel.core.errors import UserError
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.prompts import load_prompt_records
+from accel.data.tasks import score
+from accel.data.tokenizer import chat_prompt_ids
+from accel.decoding import dllm
 from accel.models.weights import weights_stamp
+from accel.trainers.preempt import stop_guard
 
 META_FILE = "trajectories.json"
 DATA_DIR = "data"
@@ -51,7 +58,6 @@ def _norm(s: str) -> str:
 def is_correct(record: dict, text: str) -> bool | None:
     """True/False when the record has a checker, None when it has none (kept unverified)."""
     if record.get("example") is not None:
-        from accel.data.tasks import score
         return bool(score(record["example"], text))
     ans = record.get("answer")
     if ans is None:
@@ -69,7 +75,6 @@ def fingerprint(records: list[dict], settings: dict) -> str:
 
 
 def _features():
-    from datasets import Features, Sequence, Value
     return Features({"prompt": Value("string"), "prompt_ids": Sequence(Value("int32")),
                      "response_ids": Sequence(Value("int32")), "response": Value("string"),
                      "task": Value("string"), "source": Value("string")})
@@ -87,10 +92,6 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
 
     Resumable: completed shards are kept and skipped. Returns OUT.
     """
-    from accel.data.tokenizer import chat_prompt_ids
-    from accel.decoding.dllm import generate_vanilla
-    from accel.trainers.preempt import stop_guard
-
     if adapter.kind != "dllm":
         raise TrajectoryError(f"teacher {adapter.source} is an {adapter.kind} model; trajectories need a dLLM")
     if gen_len < 1 or block_len < 1 or gen_len % block_len:
@@ -115,7 +116,6 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
             "prompt_source": sorted({r["source"] for r in records})}
     _write_json(meta_file, meta)
 
-    from datasets import Dataset, concatenate_datasets, disable_progress_bars, load_from_disk
     disable_progress_bars()  # per-shard "Saving the dataset" bars; ours is the one over prompts
     tok = adapter.tokenizer
     eos = adapter.eos_ids[0]
@@ -137,7 +137,7 @@ def generate_trajectories(adapter, records: list[dict], out_dir, gen_len: int = 
                     stop.check(f"{si} of {n_shards} shards in {out}")
                     batch = part[bi:bi + batch_size]
                     ids = [chat_prompt_ids(tok, r["prompt"]) for r in batch]
-                    res = generate_vanilla(adapter, ids, gen_len=gen_len, block_len=block_len, steps=gen_len)
+                    res = dllm.generate_vanilla(adapter, ids, gen_len=gen_len, block_len=block_len, steps=gen_len)
                     for r, p, toks, text in zip(batch, ids, res.tokens, res.texts):
                         ok = is_correct(r, text)
                         checked += ok is not None
@@ -184,7 +184,6 @@ def load_trajectories(path):
     meta = json.loads(meta_file.read_text())
     if not meta.get("complete") or not (p / DATA_DIR).is_dir():
         raise TrajectoryError(f"{p} is incomplete; re-run `accel data trajectories` with the same settings to resume")
-    from datasets import load_from_disk
     return load_from_disk(str(p / DATA_DIR)), meta
 
 
@@ -205,7 +204,6 @@ class _Bar:
     def __init__(self, total: int, enabled: bool):
         self.p = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             self.p = Progress(TextColumn("[bold]trajectories"), BarColumn(), MofNCompleteColumn(),
                               TimeRemainingColumn(), transient=False)
             self.p.start()
