@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from accel.models.backbone import BackboneError, _read_config, detect_family
+
 _WORDS = {"dllm": "a diffusion LM (builtin:dllm, LLaDA, Dream)",
           "ar": "an autoregressive model (builtin:ar, Llama, ...)"}
 
@@ -15,7 +17,6 @@ def backbone_kind(spec: str) -> str | None:
     if spec.startswith(("builtin:", "random:")):
         kind = spec.split(":", 1)[1]
         return kind if kind in ("dllm", "ar") else None
-    from accel.models.backbone import BackboneError, _read_config, detect_family
     try:
         return detect_family(_read_config(Path(spec).expanduser()))[1]
     except (BackboneError, OSError, ValueError, KeyError, TypeError):
@@ -24,7 +25,7 @@ def backbone_kind(spec: str) -> str | None:
 
 def _recipes_for(kind: str) -> str:
     """The commands of the recipes that train on `kind`, grouped as `accel train a|b / accel distill c`."""
-    from accel.recipes import RECIPES
+    from accel.recipes import RECIPES  # read when called: `register` rebinds it
     groups: dict[str, list[str]] = {}
     for r in RECIPES:
         if r.backbone_kinds == (kind,):

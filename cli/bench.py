@@ -12,7 +12,8 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode
+from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode, parse_options
+from accel.cli.quiet import quiet_libraries
 
 _METHOD_HELP = (
     "Decode method (repeatable). The first one is the baseline that speedups are relative to. "
@@ -102,7 +103,6 @@ def command(
 
 def _plan(target, method, task, limit, gen_len, block_len, batch_size, opt, json_path, plot, compare, sweep, prompts):
     """Every check that needs no model loaded, each once (`accel.decoding.plan`); returns the plan."""
-    from accel.cli.options import parse_options
     from accel.decoding.plan import Request, plan
     from accel.decoding.report import check_output_path, check_plot_path
     from accel.recipes.targets import describe_target
@@ -132,7 +132,6 @@ def _run(checked, json_path, plot, trust_remote_code, device, dtype="auto"):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from accel.cli.quiet import quiet_libraries
     from accel.decoding import report as rep
     from accel.decoding.bench import measure
     from accel.recipes.targets import load_target

@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode
+from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode, parse_options
+from accel.cli.quiet import quiet_libraries
 
 
 def command(
@@ -35,7 +36,6 @@ def command(
       accel decode builtin:ar -p "calc 12+3-4"
     """
     with user_errors():
-        from accel.cli.options import parse_options
         from accel.decoding.plan import Request, plan
         from accel.recipes.targets import describe_target
 
@@ -49,7 +49,6 @@ def command(
 
 def _decode(checked, prompt, trust_remote_code, device, dtype="auto"):
     """Loads the planned target and decodes `prompt` once, the way `accel bench` decodes and counts."""
-    from accel.cli.quiet import quiet_libraries
     from accel.data.prompt_check import unknown_warning
     from accel.data.prompts import encode_prompt
     from accel.decoding.plan import decode_method

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import fail, user_errors
-from accel.recipes import RECIPES
+from accel.recipes import RECIPES, lookup
 
 _FORMATS = "; ".join(f"{r.name}: {' or '.join(r.formats)}" for r in RECIPES if len(r.formats) > 1)
 _TREES = ", ".join(r.name for r in RECIPES if "tree_nodes" in r.option_types)
@@ -42,7 +42,6 @@ def command(
       accel export runs/learn2pd --out ckpt/l2p-tau95 --set tau=0.95
     """
     from accel.cli.interrupts import interruptible
-    from accel.recipes import lookup
     with user_errors():
         recipe = lookup(read_run_recipe(run), context=f"{run}/config.yaml")
         options = _pairs(set_)

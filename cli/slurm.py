@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from accel.cli.common import PlainUsage, user_errors
+from accel.recipes import lookup
 
 app = typer.Typer(help="Run recipes as SLURM batch jobs: srun + torchrun, preemption-safe (requeue + resume).",
                   no_args_is_help=True)
@@ -21,7 +22,6 @@ _OVERRIDES = typer.Argument(None, metavar="KEY=VALUE", help="Config overrides ke
 
 def _spec(recipe, overrides, nodes, gpus_per_node, cpus_per_task, time, partition, job_name, output, config,
           sbatch):
-    from accel.recipes import lookup
     from accel.trainers import slurm
     entry = lookup(recipe)
     spec = slurm.prepare(entry, output=output, config=entry.resolve_config(config), overrides=overrides or [], nodes=nodes,

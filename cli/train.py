@@ -15,6 +15,7 @@ import typer
 
 from accel.cli import run_summary
 from accel.cli.common import fail, user_errors
+from accel.cli.quiet import quiet_libraries
 from accel.recipes import PLANNED, RECIPES
 
 app = typer.Typer(help="Train an accelerator with a recipe (accel train NAME --help lists its config).",
@@ -82,7 +83,6 @@ def run_recipe(group: str, entry, config: Optional[Path], output: Optional[str],
             runguard.lock_run_dir(cfg.output_dir)
         if continue_run or runguard.asks_for_more_steps(cfg):
             runguard.clear_finished(cfg.output_dir)
-    from accel.cli.quiet import quiet_libraries
     quiet_libraries()
     from accel.trainers.trainer import TrainingError
     from accel.cli.interrupts import interruptible

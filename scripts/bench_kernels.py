@@ -16,6 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from accel.decoding.kernels import argmax_prob_entropy_ref, argmax_prob_entropy_triton, triton
+
 PEAK_TBPS = {"H200": 4.8, "H100": 3.35}
 """HBM peak by GPU name (H100 SXM; H200). Other GPUs: pass --peak-tbps."""
 
@@ -41,7 +45,6 @@ def _peak(name: str, override: float | None) -> float | None:
 
 def _time(fn, x, iters: int, warmup: int) -> float:
     """Median milliseconds per call, CUDA events around each call."""
-    import torch
     for _ in range(warmup):
         fn(x)
     torch.cuda.synchronize()
@@ -70,12 +73,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     shape = _parse_shape(args.shape)
 
-    import torch
     if not torch.cuda.is_available():
         print("error: no CUDA device; this benchmark needs a GPU (the kernel's CPU check is tests/test_kernels.py)",
               file=sys.stderr)
         return 2
-    from accel.decoding.kernels import argmax_prob_entropy_ref, argmax_prob_entropy_triton, triton
 
     if triton is None:
         print("error: triton is not installed; pip install 'accel[kernels]'", file=sys.stderr)

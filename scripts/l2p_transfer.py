@@ -26,6 +26,24 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
+from accel.core.errors import UserError
+from accel.data.prompts import encode_prompt
+from accel.data.tasks import generate, resolve_tasks, score
+from accel.decoding.bench import run_bench
+from accel.decoding.methods import DecodeMethod, get_method
+from accel.decoding.report import write_json
+from accel.decoding.target import Target, default_gen_len, default_tasks
+from accel.models.backbone import load_backbone
+from accel.recipes.learn2pd import model as M, oracle
+from accel.recipes.learn2pd.calibrate import TAU_GRID, calibrate_tau
+from accel.recipes.learn2pd.decode import generate_learn2pd
+from accel.recipes.learn2pd.inference import METHODS, _l2p
+from accel.recipes.learn2pd.model import oracle_tensors
+from accel.recipes.learn2pd.oracle import reference_canvas
+
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,8 +76,6 @@ def parse(argv=None):
 
 def oracle_data(adapter, tasks, a, gen_len):
     """The oracle tensors of every task, plus each step's task name (generated once, cached)."""
-    from accel.recipes.learn2pd import oracle
-    from accel.recipes.learn2pd.model import oracle_tensors
     prompts = oracle.load_prompts("suite", tasks, a.n_per_task, a.seed)
     out = oracle.generate_oracle_dataset(adapter, prompts, a.out / "oracle", gen_len=gen_len, block_len=a.block_len,
                                          batch_size=a.batch_size, source="suite", progress=False)
@@ -69,7 +85,6 @@ def oracle_data(adapter, tasks, a, gen_len):
 
 def calibration_set(tasks, a):
     """Fresh train-split examples of `tasks` after the oracle's n_per_task (the recipe's calibration prompts)."""
-    from accel.data.tasks import generate
     return [e for t in tasks for e in generate(t, "train", a.n_per_task + a.calib_per_task, a.seed)[a.n_per_task:]]
 
 
@@ -83,14 +98,6 @@ def pick_tau(per_task: dict[float, dict[str, float]], ref: dict[str, float]) -> 
 def train_one(name, adapter, data, train_tasks, a, gen_len):
     """(filter, τ, info) trained on `train_tasks`' oracle steps and calibrated on them: weights cached as
     OUT/filters/NAME.safetensors, τ as OUT/filters/NAME.<calibrate>.json."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from accel.data.prompts import encode_prompt
-    from accel.data.tasks import score
-    from accel.recipes.learn2pd import model as M
-    from accel.recipes.learn2pd.calibrate import TAU_GRID, calibrate_tau
-
     d = a.out / "filters" / (f"shifts{a.shifts}" if a.shifts > 1 else "")
     wf, jf = d / f"{name}.safetensors", d / f"{name}.{a.calibrate}.json"
     filt = M.UnmaskFilter(a.block_len, 32)
@@ -127,12 +134,6 @@ def train_one(name, adapter, data, train_tasks, a, gen_len):
 
 def per_task_accuracy(adapter, filt, exs, ids, gen_len, a, taus):
     """({τ: {task: accuracy}}, {task: reference accuracy}) on the calibration prompts."""
-    import torch
-
-    from accel.data.tasks import score
-    from accel.recipes.learn2pd.decode import generate_learn2pd
-    from accel.recipes.learn2pd.oracle import reference_canvas
-
     def accs(texts):
         out: dict[str, list[bool]] = {}
         for e, txt in zip(exs, texts):
@@ -149,12 +150,6 @@ def per_task_accuracy(adapter, filt, exs, ids, gen_len, a, taus):
 
 def bench_task(task, adapter, filters, a, gen_len, teacher):
     """The bench report of held-out `task`: vanilla, fast-dllm and a learn2pd+eotp row per filter (cached)."""
-    from accel.decoding.bench import run_bench
-    from accel.decoding.target import Target
-    from accel.decoding.methods import DecodeMethod, get_method
-    from accel.decoding.report import write_json
-    from accel.recipes.learn2pd.inference import METHODS, _l2p
-
     f = a.out / "bench" / a.tag / f"{task}.json"
     if f.exists():
         return json.loads(f.read_text())
@@ -187,12 +182,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     a = parse(argv)
     t0 = time.time()
-    import torch
     torch.set_num_threads(a.threads)
-    from accel.core.errors import UserError
-    from accel.data.tasks import resolve_tasks
-    from accel.decoding.target import default_gen_len, default_tasks
-    from accel.models.backbone import load_backbone
     try:
         adapter = load_backbone(a.teacher)
         if adapter.kind != "dllm":
