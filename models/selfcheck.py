@@ -93,13 +93,14 @@ def run(adapter, fingerprint: bool = False) -> None:
         if fingerprint:
             _check_fingerprint(adapter, a)
         if dllm:
-            adapter.extra["block_causal"] = _honours_block_mask(adapter, ids, pos)
-            adapter.extra["cache"] = _cache_usable(adapter, ids, pos)
+            masks = adapter.extra["block_causal"] = _honours_block_mask(adapter, ids, pos)
+            adapter.extra["cache"] = _cache_usable(adapter, ids, pos, say=masks)
 
 
-def _cache_usable(adapter, ids, pos) -> bool:
+def _cache_usable(adapter, ids, pos, say: bool = True) -> bool:
     """Whether cached decoding runs: the family computes this model's cached forward and it matches
-    the uncached one. When it does not, one line says so and every forward is the uncached one."""
+    the uncached one. When it does not, one line says so (`say`; not for a model that ignores its
+    mask, whose own error says more) and every forward is the uncached one."""
     fam = adapter.family_spec
     if not fam.supports_cache:
         return False
@@ -108,7 +109,8 @@ def _cache_usable(adapter, ids, pos) -> bool:
         if _cache_matches(adapter, ids, pos):
             return True
         why = "a block fed against its KV cache does not give the logits of the uncached forward"
-    print(f"note: {adapter.source}: {why}; decoding it without a KV cache", file=sys.stderr, flush=True)
+    if say:
+        print(f"note: {adapter.source}: {why}; decoding it without a KV cache", file=sys.stderr, flush=True)
     return False
 
 

@@ -52,7 +52,7 @@ def test_families_load_with_their_conventions(adapters):
     assert (dr.family, dr.mask_id, dr.shift_logits) == ("dream", 151666, True)
     assert dr.tokenizer.convert_tokens_to_ids("<|im_end|>") in dr.eos_ids and dr.tokenizer.eos_token_id in dr.eos_ids
     assert ll.extra["block_causal"] and dr.extra["block_causal"]
-    assert not ll.supports_cache and dr.supports_cache  # LLaDA's code refuses a cache; Dream's matches uncached
+    assert ll.supports_cache and dr.supports_cache  # LLaDA: accel's cached forward; Dream: its own cache
 
 
 def test_dream_logits_identical_across_loads(published_dllm, adapters):
@@ -146,23 +146,35 @@ def test_shipped_yamls_name_modules_that_exist(adapters, path):
     assert set(targets) <= names, sorted(set(targets) - names)
 
 
+@pytest.mark.parametrize("recipe", ["d2f", "dparallel", "sft"])
+def test_default_lora_targets_fit_llada(published_dllm, recipe):
+    """Each recipe's Llama-named default becomes LLaDA's names; the output head (also `ff_out`) stays out."""
+    import importlib
+
+    from accel.trainers.lora import apply_lora
+    a = load_backbone(published_dllm["llada"], trust_remote_code=True, check=False)
+    targets = importlib.import_module(f"accel.recipes.{recipe}.config").Config().lora_target_modules
+    m = apply_lora(a.model, 2, 4, 0.0, targets)
+    adapted = {n.rsplit(".", 2)[-2] for n, _ in m.named_modules() if n.endswith(".lora_A")}
+    assert {"q_proj", "attn_out"} <= adapted and adapted <= {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj",
+                                                              "up_proj", "ff_out"}
+    assert not any(n.endswith("transformer.ff_out.lora_A") for n, _ in m.named_modules())
+
+
 # ------------------------------------------------------------------ every command
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bench_and_decode(published_dllm, family):
     d = published_dllm[family]
     common = ["--trust-remote-code", "--limit", "1", "--task", "arith", "--gen-len", "16", "--block-len", "8"]
-    methods = ["vanilla", "fast-dllm", "entropy-threshold"] + (["fast-dllm-prefix", "fast-dllm-dual"]
-                                                               if family == "dream" else [])
+    methods = ["vanilla", "fast-dllm", "entropy-threshold", "fast-dllm-prefix", "fast-dllm-dual"]
+    listed = _ok(runner.invoke(app, ["bench", d, "--trust-remote-code", "--list-methods"])).stdout
+    assert "fast-dllm-prefix" in listed and "fast-dllm-dual" in listed
     out = _ok(runner.invoke(app, ["bench", d, *sum((["-m", m] for m in methods), []), *common]))
     for m in methods:
         assert m in out.stdout
-    if family == "llada":  # no cache in its code: one line naming what runs
-        _one_line(runner.invoke(app, ["bench", d, "-m", "fast-dllm-dual", *common]),
-                  "fast-dllm-dual", "KV cache", "vanilla, fast-dllm")
-        default = _ok(runner.invoke(app, ["bench", d, *common]))
-        assert "fast-dllm-prefix" not in default.stdout and "fast-dllm" in default.stdout
-    _ok(runner.invoke(app, ["decode", d, "--trust-remote-code", "-p", "calc 1+2", "--gen-len", "16",
-                            "--block-len", "8", "-m", "fast-dllm"]))
+    for m in ("fast-dllm", "fast-dllm-dual"):
+        _ok(runner.invoke(app, ["decode", d, "--trust-remote-code", "-p", "calc 1+2", "--gen-len", "16",
+                                "--block-len", "8", "-m", m]))
 
 
 def _train(args):
@@ -186,10 +198,10 @@ def test_training_commands(published_dllm, family, tmp_path):
                     f"backbone={d}", *big, *extra, *[s for s in SMALL if s != "device=cpu"], f"output_dir={run}"]))
         _ok(runner.invoke(app, ["export", str(run), "--out", str(ck)]))
         assert json.loads((ck / "config.json").read_text())["auto_map"]  # the shipped code travels with it
-        method = "dparallel" if recipe == "dparallel" else "d2f"
-        out = _ok(runner.invoke(app, ["bench", str(ck), "--trust-remote-code", "-m", method, "--limit", "1",
-                                      "--task", "arith", "--gen-len", "16"]))
-        assert method in out.stdout
+        methods = ["dparallel", "dparallel-dual"] if recipe == "dparallel" else ["d2f"]
+        out = _ok(runner.invoke(app, ["bench", str(ck), "--trust-remote-code", *sum((["-m", m] for m in methods), []),
+                                      "--limit", "1", "--task", "arith", "--gen-len", "16"]))
+        assert all(m in out.stdout for m in methods)
     _ok(_train(["train", "joint-sampler", "--trust-remote-code", f"backbone={d}", *SMALL,
                 "dependent_tasks=[shuffle]", "n_per_dependent_task=2", "max_k=2", "states_per_prompt=2",
                 "plain_states_per_prompt=1", "eval_n=0", "per_device_train_batch_size=2",
@@ -229,13 +241,145 @@ def test_a_load_that_disagrees_with_an_earlier_one_is_refused(published_dllm, ad
         path.write_text(saved)
 
 
-def test_cached_decoding_on_llada_is_one_clear_error(adapters):
+def test_cached_partials_are_recognised():
     import functools
 
     from accel.decoding.dllm import generate_threshold
     from accel.decoding.methods import uses_cache
-    a = adapters["llada"]
-    with pytest.raises(BackboneError, match="no KV cache"):
-        generate_threshold(a, _prompts(a), gen_len=16, block_len=8, cache="prefix")
     assert uses_cache(functools.partial(generate_threshold, cache="dual"))  # recipes' partials are recognised
     assert not uses_cache(functools.partial(generate_threshold, cache=None))
+
+
+# ------------------------------------------------------------------ LLaDA's cached forward
+def _padded(a, n=3, L=14):
+    """A left-padded batch of ordinary ids with masks in the second half: (ids, valid, pos)."""
+    from accel.models.masks import position_ids
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, 5000, (n, L), generator=g)
+    ids[:, L // 2:] = a.mask_id
+    valid = torch.ones(n, L, dtype=torch.bool)
+    for i in range(n):
+        valid[i, :2 * i] = False
+    ids[~valid] = a.pad_id
+    return ids, valid, position_ids(valid)
+
+
+@pytest.fixture(scope="module")
+def llada_gqa(published_dllm, tmp_path_factory):
+    """The tiny LLaDA with grouped KV heads (2 of 4): its k/v projections cut to 2 heads."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    d = tmp_path_factory.mktemp("llada-gqa") / "m"
+    shutil.copytree(published_dllm["llada"], d)
+    d.chmod(0o755)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["n_kv_heads"] = 2
+    (d / "config.json").chmod(0o644)
+    (d / "config.json").write_text(json.dumps(cfg))
+    sd = load_file(str(d / "model.safetensors"))
+    rows = cfg["d_model"] // cfg["n_heads"] * 2
+    sd = {k: (v[:rows].contiguous() if k.endswith(("k_proj.weight", "v_proj.weight")) else v) for k, v in sd.items()}
+    (d / "model.safetensors").chmod(0o644)
+    save_file(sd, str(d / "model.safetensors"))
+    return load_backbone(str(d), trust_remote_code=True)
+
+
+@pytest.mark.parametrize("which", ["llada", "gqa"])
+def test_llada_forward_equals_published_on_a_padded_batch(adapters, llada_gqa, which):
+    from accel.models.families import llada_forward
+    from accel.models.masks import full_mask
+    a = adapters["llada"] if which == "llada" else llada_gqa
+    assert a.supports_cache
+    ids, valid, pos = _padded(a)
+    with torch.no_grad():
+        published = a.model(input_ids=ids, attention_bias=full_mask(valid), use_cache=False).logits
+        ours, _ = llada_forward.forward(a.model, ids, full_mask(valid), pos)
+    assert float((published - ours)[valid].abs().max()) <= 1e-4  # padding positions' logits are never read
+
+
+def _groups_mask(groups, valid, q=None):
+    """[B, 1, Lq, Lk]: key j visible to query i when groups[j] <= groups[i], and j is a real token."""
+    g = torch.tensor(groups)
+    m = (g[None, :] <= g[:, None])[None, None] & valid[:, None, None, :]
+    return m if q is None else m[:, :, q]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual", "block-causal"])
+def test_llada_cached_block_equals_uncached_under_the_equivalent_mask(adapters, mode):
+    """A block fed against the cache gives the logits of one uncached (published) forward whose mask
+    shows each cached position what it saw when cached."""
+    from accel.models.masks import block_causal_mask
+    a = adapters["llada"]
+    ids, valid, pos = _padded(a)
+    B, L = ids.shape
+    s, e = 7, 11  # the block
+    fwd = a.family_spec.forward
+    with torch.no_grad():
+        if mode == "block-causal":  # D2F: prompt [0, 7), blocks of 4; cache the prompt, feed both blocks
+            full = block_causal_mask(valid, s, 4)
+            want = fwd(a.model, ids, full, pos).logits[:, s:]
+            pre = fwd(a.model, ids[:, :s], full[:, :, :s, :s], pos[:, :s], use_cache=True).past_key_values
+            got = fwd(a.model, ids[:, s:], full[:, :, s:], pos[:, s:], past_key_values=pre, use_cache=True).logits
+        else:
+            kept = list(range(s)) + (list(range(e, L)) if mode == "dual" else [])
+            fed = [j for j in range(L) if j not in kept]
+            groups = [0 if j in kept else 1 for j in range(L)]  # cached positions see only cached ones
+            want = fwd(a.model, ids, _groups_mask(groups, valid), pos).logits[:, fed]
+            kv = fwd(a.model, ids[:, kept], _groups_mask([0] * len(kept), valid[:, kept]), pos[:, kept],
+                     use_cache=True).past_key_values
+            key_valid = torch.cat([valid[:, kept], valid[:, fed]], 1)
+            mask = key_valid[:, None, None, :].expand(B, 1, len(fed), len(key_valid[0]))
+            got = fwd(a.model, ids[:, fed], mask, pos[:, fed], past_key_values=kv, use_cache=True).logits
+    rows = valid[:, s:] if mode == "block-causal" else valid[:, fed]
+    assert float((want - got)[rows].abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_llada_cached_forward_in_half_precision(published_dllm, dtype):
+    from accel.decoding.dllm import generate_threshold
+    a = load_backbone(published_dllm["llada"], trust_remote_code=True, dtype=dtype)
+    assert a.supports_cache  # the self-check's cached probe matched at half-precision tolerance
+    for cache in ("prefix", "dual"):
+        res = generate_threshold(a, _prompts(a), gen_len=16, block_len=8, threshold=0.5, cache=cache)
+        assert all(len(t) >= 1 for t in res.tokens)
+
+
+def test_llada_cached_decoders_batch_like_one_prompt(adapters):
+    from accel.decoding.dllm import generate_threshold
+    from accel.recipes.d2f.decode import generate_d2f
+    a = adapters["llada"]
+    tok = a.tokenizer
+    ps = _prompts(a) + [tok.encode("calc 7+8 now"), tok.encode("sort 3 1 2")]
+    for cache in ("prefix", "dual"):
+        four = generate_threshold(a, ps, gen_len=16, block_len=8, threshold=0.5, cache=cache).tokens
+        assert four == [generate_threshold(a, [p], gen_len=16, block_len=8, threshold=0.5, cache=cache).tokens[0]
+                        for p in ps], cache
+    kw = dict(gen_len=16, block_len=4, tau_add=0.1, tau_act=0.5, tau_conf=0.3)
+    cached = generate_d2f(a, ps, cache=True, **kw)
+    plain = generate_d2f(a, ps, cache=False, **kw)
+    assert cached.extra["cache"] and cached.tokens == plain.tokens
+    assert cached.extra["tokens_fed"] < plain.extra["tokens_fed"]
+    assert cached.tokens == [generate_d2f(a, [p], cache=True, **kw).tokens[0] for p in ps]
+
+
+def test_llada_config_the_cached_forward_does_not_compute_falls_back(published_dllm, tmp_path, capfd, monkeypatch):
+    """An option no LLaDA release ships (here a plain LayerNorm): one line at load, no cache, the published
+    forward decodes; a cached decoder is then one clear error."""
+    import shutil
+    d = tmp_path / "ln"
+    shutil.copytree(published_dllm["llada"], d)
+    d.chmod(0o755)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["layer_norm_type"] = "default"
+    (d / "config.json").chmod(0o644)
+    (d / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setenv("ACCEL_CACHE_DIR", str(tmp_path / "cache"))  # same weights, other logits: no fingerprint
+    a = load_backbone(str(d), trust_remote_code=True)
+    err = [ln for ln in capfd.readouterr().err.splitlines() if "KV cache" in ln]
+    assert len(err) == 1 and "layer_norm_type='default'" in err[0], err
+    assert not a.supports_cache
+    from accel.decoding.dllm import generate_threshold
+    with pytest.raises(BackboneError, match="no KV cache"):
+        generate_threshold(a, _prompts(a), gen_len=16, block_len=8, cache="prefix")
+    assert len(generate_threshold(a, _prompts(a), gen_len=8, block_len=8).tokens) == 2
