@@ -4,7 +4,7 @@ A decoder never asks "is this LLaDA?": it asks the adapter for the mask id, the 
 logits aligned so that ``logits[:, i]`` predicts token ``i`` (dLLMs) or ``i + 1`` (AR).
 
 Families (`accel.models.families`, one class each: how to load and call the model; docs/backbones.md): LLaDA
-(mask 126336, unshifted, ``attention_bias``, no cache), Dream (mask 151666, shifted:
+(mask 126336, unshifted, ``attention_bias``, cached forwards computed by accel), Dream (mask 151666, shifted:
 ``logits[i-1]`` predicts token ``i``), the built-in tiny dLLM (tokenizer's mask, either
 alignment, recorded in ``config.accel_dllm``), and any HF causal LM. Shipped model code is
 probed after loading (`accel.models.selfcheck`).

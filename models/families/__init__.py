@@ -4,7 +4,7 @@ Decoders and recipes speak one interface: ``forward(model, ids, mask4d, pos, ...
 boolean attention mask (True = attend), explicit position ids and an optional HF cache object,
 returning logits *as the model produces them* plus the cache and hidden states. Each family
 translates that into what its published code accepts (LLaDA: an ``attention_bias``, no
-position ids, no cache; Dream: a cache object it fills but does not return) and declares what
+position ids, and no cache, so accel computes its cached forwards itself; Dream: a cache object it fills but does not return) and declares what
 it cannot do (``supports_cache``), so a decoder asks the family instead of testing names.
 
 A new family is a subclass of `base.Family` in its own module here, registered in ``FAMILIES``; the
