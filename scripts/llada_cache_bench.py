@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from accel.decoding.cache import BlockCache
 from accel.decoding.dllm import generate_threshold
 from accel.models.backbone import load_backbone
 from accel.models.masks import full_mask, position_ids
@@ -51,7 +52,6 @@ def per_forward(fn, n: int) -> float:
 def forward_costs(a, prompt: list[int], gen_len: int, block_len: int, n: int) -> dict:
     """Full (published, uncached) forward of the whole canvas vs the block fed against a prefix or
     dual cache of the second block, as the Fast-dLLM decoders call them."""
-    from accel.decoding.cache import BlockCache
     P = len(prompt)
     x = torch.tensor([prompt + [a.mask_id] * gen_len])
     valid = torch.ones_like(x, dtype=torch.bool)
