@@ -1,4 +1,5 @@
-"""The package's import graph: no two modules import each other, and every `accel.` import exists.
+"""The package's import graph: no two modules import each other, every `accel.` import exists, and
+imports sit at module top except in the start-up set.
 
 docs/architecture.md keeps each layer readable and testable on its own (nothing imports upward,
 no two folders import each other); a loop between two modules is where that starts to break,
@@ -7,12 +8,22 @@ tree as setup.py packages it (each top-level folder with an `__init__.py`, tests
 `accel.<folder>`), with every `import accel...`, `from accel... import` and relative import,
 inside functions too. A failure names the modules of each loop, one path through them and the
 lines that make it.
+
+Imports and start-up time (docs/architecture.md): the start-up set is what importing
+`STARTUP_ROOTS` loads (measured in a subprocess, not guessed); it must load no torch, and only its
+modules may import inside functions (that is how they reach torch & co. late). Everywhere else an
+import inside a function is an optional dependency (`OPTIONAL`) or one of `ALLOWED_INSIDE`.
 """
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,3 +180,76 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones(tmp_path):
     assert "accel.pkg.a -> accel.pkg.b -> accel.pkg.sub.c -> accel.pkg.a" in text
     assert "pkg/sub/c.py:4" in text
     assert [i.target for i in imports if i.target not in mods] == ["accel.pkg.gone"]
+
+
+STARTUP_ROOTS = (
+    "accel.cli.main",  # `accel --help`, every command's parser, the recipe registry and configs
+    # what `accel bench` / `accel decode` check before a model loads (tests/test_cli.py: cheap errors, no torch)
+    "accel.recipes.targets", "accel.decoding.plan", "accel.decoding.report", "accel.decoding.target",
+    "accel.decoding.checkpoint", "accel.decoding.methods", "accel.decoding.prompt_sets", "accel.data.sources",
+    "accel.data.tasks", "accel.core.model_dir", "accel.models.backbone",
+    # what `accel train` / `export` / `slurm` check before torch (tests/test_config.py: a typo fails fast)
+    "accel.trainers.loading", "accel.trainers.runguard", "accel.trainers.rundir", "accel.trainers.launch",
+    "accel.trainers.slurm", "accel.cli.backbone_check", "accel.cli.interrupts", "accel.cli.quiet",
+)
+HEAVY = ("torch", "transformers", "peft", "safetensors", "datasets", "accelerate", "tokenizers")
+"""What the start-up set must not load: its modules import these inside the functions that need them."""
+OPTIONAL = {"matplotlib", "wandb", "deepspeed", "triton", "gguf", "speculators", "vllm", "lm_eval", "sharegpt"}
+"""Optional dependencies (pyproject.toml extras, the real-model packages): imported where used, may be absent."""
+ALLOWED_INSIDE = {
+    # being reworked concurrently (long world, LoRA family names): to be moved to the top in their own change
+    "trainers/teachers.py", "trainers/lora.py", "scripts/long_summary.py",
+}
+"""Files outside the start-up set that still import inside functions, each with its reason."""
+
+
+@pytest.fixture(scope="module")
+def startup_modules() -> set[str]:
+    code = ("import importlib, json, sys\n"
+            f"for m in {STARTUP_ROOTS!r}:\n    importlib.import_module(m)\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout))
+
+
+def function_level_imports(path: Path) -> list[ast.stmt]:
+    """Import statements inside a function body (at any depth) of the file."""
+    out = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                if in_function:
+                    out.append(child)
+            else:
+                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(path.read_text(), str(path)), False)
+    return out
+
+
+def test_startup_set_loads_no_torch(startup_modules):
+    loaded = sorted(m for m in startup_modules if m.split(".")[0] in HEAVY)
+    assert not loaded, f"importing the start-up set loads {loaded[:10]}: keep them inside its functions"
+
+
+def test_imports_at_module_top_outside_the_startup_set(startup_modules):
+    mods = package_modules()
+    bad = []
+    for module, path in mods.items():
+        rel = str(path.relative_to(ROOT))
+        if module in startup_modules or rel in ALLOWED_INSIDE:
+            continue
+        for node in function_level_imports(path):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if not getattr(node, "level", 0) and all(n.split(".")[0] in OPTIONAL for n in names):
+                continue
+            bad.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert not bad, ("imports inside functions of modules outside the start-up set (move them to the module top; "
+                     "an optional dependency goes in OPTIONAL):\n" + "\n".join(bad))
+
+
+def test_allowlist_is_current():
+    files = {str(p.relative_to(ROOT)) for p in package_modules().values()}
+    assert ALLOWED_INSIDE <= files, sorted(ALLOWED_INSIDE - files)
