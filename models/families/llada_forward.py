@@ -59,6 +59,8 @@ def core_config(model):
 def unsupported(model) -> str | None:
     """None when this module computes what the published code does for `model`'s config; else why
     not, as one phrase naming the config field (what the caller's one line says)."""
+    if not hasattr(getattr(unwrap(model), "model", None), "transformer"):
+        return "the model has no model.transformer (not the published LLaDA layout)"
     cfg = core_config(model)
 
     def get(name, default=None):
@@ -76,9 +78,6 @@ def unsupported(model) -> str | None:
     for name, ok, want in checks:
         if not ok:
             return f"config {name}={get(name)!r} (the cached LLaDA forward supports {want})"
-    lm = unwrap(model)
-    if not hasattr(getattr(lm, "model", None), "transformer"):
-        return "the model has no model.transformer (not the published LLaDA layout)"
     return None
 
 
