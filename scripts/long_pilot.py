@@ -8,6 +8,7 @@ what a full build of it would cost. Results (and the curves) go to OUT/pilot.jso
 the candidates already done.
 
     OMP_NUM_THREADS=1 python scripts/long_pilot.py --out runs/long-pilot
+    OMP_NUM_THREADS=1 python scripts/long_pilot.py --token-accuracy runs/long-pilot/ar-4x128-short ...
 
 Candidates (name -> teacher kind, model shape, starting point):
   ar-4x128-short    the short world's shape, from the short AR teacher's weights (same tokenizer)
@@ -20,12 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import sys
 from pathlib import Path
 
+import torch
+
+from accel.data.collate import tokenize_examples
+from accel.data.long_tasks import LONG_TASK_NAMES
+from accel.data.tasks import test_split
+from accel.data.tokenizer import chat_prompt_ids
+from accel.models.backbone import load_backbone
+from accel.models.masks import full_mask, position_ids
 from accel.models.weights import builtin_dir
-from accel.trainers.teachers import TeacherBuildConfig, build_teacher
+from accel.trainers.teachers import TeacherBuildConfig, _dllm_batch, build_teacher
 
 HARD = ["long-arith", "long-cumsum", "long-copy"]
 CANDIDATES = {
@@ -68,14 +78,54 @@ def run(name: str, steps: int, eval_every: int, batch_size: int, out: Path, log)
             "steps": steps, "batch_size": batch_size, "cpu_s": round(spent, 1), "cpu_s_per_step": round(spent / steps, 3), "curve": evals}
 
 
+@torch.no_grad()
+def token_accuracy(model_dir: str, n: int = 16, seed: int = 0) -> dict[str, float]:
+    """Per-token accuracy on held-out answers, per long task: where exact match is still 0 for every
+    task, this is what says how far a candidate got. AR: teacher-forced next-token accuracy over the
+    answer and its end token; dLLM: accuracy on the masked answer tokens of the build's own training
+    states (half uniform-ratio, half semi-AR block states), seeded."""
+    a = load_backbone(model_dir)
+    a.model.eval()
+    tok, out, rng = a.tokenizer, {}, random.Random(seed)
+    for task in LONG_TASK_NAMES:
+        exs = test_split(task, n)
+        if a.kind == "ar":
+            ok = tot = 0
+            for e in exs:
+                p = chat_prompt_ids(tok, e["prompt"])
+                r = tok(e["response"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                ids = torch.tensor([p + r])
+                pred = a.model(input_ids=ids).logits[0, len(p) - 1:-1].argmax(-1)
+                ok += (pred == ids[0, len(p):]).sum().item()
+                tot += len(r)
+            out[task] = ok / tot
+        else:
+            pairs = tokenize_examples(tok, exs)
+            inp, tgt, valid, masked = _dllm_batch(pairs, tok, rng, a.mask_id, long=True)
+            logits, _ = a.dllm_logits(inp, full_mask(valid), position_ids(valid))
+            eos = tgt == tok.eos_token_id
+            keep = masked & ~eos  # padding after the answer is easy; score the answer's own tokens
+            out[task] = (logits.argmax(-1)[keep] == tgt[keep]).float().mean().item()
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="where the candidates train and pilot.json goes (required to train)")
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated; default: all")
     ap.add_argument("--steps", default="", help="name=N,... steps per candidate (default 1000 each)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--token-accuracy", nargs="+", metavar="MODEL_DIR", default=None,
+                    help="only print per-task held-out token accuracy of these model directories and exit")
     a = ap.parse_args(argv)
+    if a.token_accuracy:
+        torch.set_num_threads(1)
+        for d in a.token_accuracy:
+            print(d, json.dumps(token_accuracy(d)), flush=True)
+        return
+    if a.out is None:
+        ap.error("--out is required (or --token-accuracy MODEL_DIR ...)")
     steps = {k: int(v) for k, v in (p.split("=") for p in filter(None, a.steps.split(",")))}
     a.out.mkdir(parents=True, exist_ok=True)
     res_file = a.out / "pilot.json"
