@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from accel.data.tasks import LONG_MULTI_ANSWER_TASKS, MULTI_ANSWER_TASKS
+
 FILES = ("teacher", "learn2pd", "dparallel", "d2f", "joint-sampler")
 
 
@@ -108,7 +110,6 @@ def d2f_checks(rep: dict) -> list[dict]:
 
 
 def joint_checks(rep: dict) -> list[dict]:
-    from accel.data.tasks import LONG_MULTI_ANSWER_TASKS, MULTI_ANSWER_TASKS
     present = {r["task"] for r in rep.get("rows", [])}
     tasks = [t for t in LONG_MULTI_ANSWER_TASKS if t in present] or [t for t in MULTI_ANSWER_TASKS if t in present]
     rows = _rows(rep, tuple(tasks))

@@ -34,10 +34,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
 from accel.core.files import atomic_dir, write_atomic
 from accel.data.collate import ar_batch as _ar_batch
 from accel.data.collate import tokenize_examples as _tokenize_examples
 from accel.data.long_tasks import LONG_BLOCK_LEN, LONG_GEN_LEN
+from accel.data.tasks import generate, mixture, resolve_tasks, score, test_split
+from accel.data.tokenizer import build_tokenizer, chat_prompt_ids
+from accel.decoding.ar import generate_greedy
+from accel.decoding.dllm import generate_vanilla
+from accel.models.backbone import Adapter
+from accel.models.masks import full_mask, position_ids
+from accel.models.tiny import make_model
 
 RESP_LENS = (32, 64, 128, 256)
 RESP_LEN_P = (0.5, 0.2, 0.15, 0.15)
@@ -145,7 +155,6 @@ class TeacherBuildConfig:
 
 def parse_task_weights(spec: str) -> dict[str, int]:
     """'arith=4,replace=3' → {'arith': 4, 'replace': 3}, with the task names validated."""
-    from accel.data.tasks import resolve_tasks
     out = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, w = part.partition("=")
@@ -156,10 +165,7 @@ def parse_task_weights(spec: str) -> dict[str, int]:
     return out
 
 
-
-
 def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 32, long: bool = False):
-    import torch
     if long:  # every row the world's full canvas: the answers themselves span the blocks
         R, block_len = LONG_GEN_LEN, LONG_BLOCK_LEN
     else:
@@ -200,7 +206,6 @@ def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 3
 
 def annealed_mask(valid, p_future: float, rng: random.Random):
     """Causal attention plus each future (query, key) pair visible with probability p_future."""
-    import torch
     B, L = valid.shape
     causal = torch.ones(L, L, dtype=torch.bool).tril()
     future = torch.rand(B, 1, L, L, generator=_gen(rng)) < p_future
@@ -208,7 +213,6 @@ def annealed_mask(valid, p_future: float, rng: random.Random):
 
 
 def _gen(rng):
-    import torch
     return torch.Generator().manual_seed(rng.getrandbits(63))
 
 
@@ -218,9 +222,6 @@ def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 6
 
     The dLLM decode stops once every row has ended (`stop_when_ended`: the same tokens as the full
     schedule), which makes a long-world evaluation cost seconds instead of minutes."""
-    from accel.data.tasks import resolve_tasks, score, test_split
-    from accel.data.tokenizer import chat_prompt_ids
-    from accel.decoding.dllm import generate_vanilla
 
     acc = {}
     for task in resolve_tasks(tasks):
@@ -233,7 +234,6 @@ def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 6
                 res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=min(block_len, gen_len),
                                        stop_when_ended=True)
             else:
-                from accel.decoding.ar import generate_greedy
                 res = generate_greedy(adapter, prompts, max_new_tokens=gen_len)
             ok += sum(score(e, t) for e, t in zip(chunk, res.texts))
         acc[task] = ok / len(exs)
@@ -242,14 +242,7 @@ def evaluate(adapter, n: int, gen_len: int = 32, tasks=None, batch_size: int = 6
 
 def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | Path | None = None, log=print):
     """Trains a tiny teacher and saves it as an HF directory (model + tokenizer) in out_dir."""
-    import torch
-    from safetensors.torch import load_file
 
-    from accel.data.tasks import generate, mixture
-    from accel.data.tokenizer import build_tokenizer
-    from accel.models.masks import full_mask, position_ids
-    from accel.models.backbone import Adapter
-    from accel.models.tiny import make_model
 
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
@@ -357,7 +350,6 @@ def build_teacher(cfg: TeacherBuildConfig, out_dir: str | Path, work_dir: str | 
 
 def _save_state(work_dir: Path, model, opt, step: int, rng):
     """The resumable state: weights, optimizer, step and both RNGs."""
-    import torch
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "torch_rng": torch.get_rng_state()}, buf)
