@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from accel.cli import bench, data, decode, distill, export, model, slurm, teacher, train
+from accel.cli import bench, data, decode, distill, evaluate, export, model, slurm, teacher, train
 from accel.cli.common import PlainUsage
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app.add_typer(distill.app, name="distill")
 app.command(name="export", cls=PlainUsage)(export.command)
 app.command(name="decode", cls=PlainUsage)(decode.command)
 app.command(name="bench", cls=PlainUsage)(bench.command)
+app.command(name="eval", cls=PlainUsage)(evaluate.command)
 app.add_typer(data.app, name="data")
 app.add_typer(slurm.app, name="slurm")
 app.add_typer(teacher.app, name="teacher")

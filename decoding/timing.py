@@ -93,11 +93,8 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
             s = stats.setdefault((name, task), RowStats())
             for i in range(0, len(exs), batch_size):
                 batch = task_prompts[i:i + batch_size]
-                res, seconds = timed(fn, a, batch, gen_len)
-                if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
-                    raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
-                                       f"for {len(batch)} prompts")
-                s += _batch_stats(res, fn, a, batch, gen_len, seconds)
+                res, counted = decode_batch(name, fn, a, batch, gen_len)
+                s += counted
                 if score is None:
                     outputs.setdefault((name, task), []).extend(res.tokens)
                 else:
@@ -106,6 +103,16 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
                 if progress:
                     progress(done, total, f"{name}: {task}")
     return stats, outputs
+
+
+def decode_batch(name: str, fn, adapter, batch: list[list[int]], gen_len: int):
+    """(result, RowStats) of one timed decode of a batch of prompt ids by method `name`: the bench's
+    counting, shared with `accel eval` (`accel.evaluation.harness`) so both report the same figures."""
+    res, seconds = timed(fn, adapter, batch, gen_len)
+    if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
+        raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
+                           f"for {len(batch)} prompts")
+    return res, _batch_stats(res, fn, adapter, batch, gen_len, seconds)
 
 
 def _batch_stats(res, fn, adapter, batch, gen_len, seconds) -> RowStats:

@@ -1,0 +1,80 @@
+"""`accel eval`'s run: every chosen method (and with `sweep` each point of its knob) evaluated by
+lm-eval on the same tasks, then one report: lm-eval's results per method, untouched (its JSON schema),
+and accel's rows beside them — the task's primary metric, NFE, answer tokens per forward, tokens/s,
+speedup over the first method and, with `sweep`, AUP per method per task (`accel.decoding.report.add_aup`,
+the same computation as `accel bench --sweep`).
+
+The target loads once (`accel.recipes.targets.load_target`), the methods are chosen by the bench's
+plan (`accel.decoding.plan`), and each one decodes through `accel.evaluation.harness.AccelLM`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import lm_eval
+from lm_eval.utils import handle_non_serializable
+
+from accel.decoding.environment import environment
+from accel.decoding.plan import Plan, bound_methods
+from accel.decoding.report import add_aup
+from accel.decoding.runs import knob_info, method_help, sweep_runs
+from accel.decoding.scoring import report_rows
+from accel.decoding.target import Target
+from accel.decoding.timing import RowStats
+from accel.evaluation.harness import AccelLM
+
+
+def primary_metric(task_results: dict) -> tuple[str, float] | None:
+    """(name, value) of a task's first reported metric (lm-eval lists them in the task's metric order)."""
+    for key, value in task_results.items():
+        if "," in key and "_stderr" not in key and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return key, float(value)
+    return None
+
+
+def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None = None,
+             num_fewshot: int | None = None, max_gen_toks: int | None = None, chat: bool | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Runs lm-eval's `tasks` (names `tm` knows) with every method of the checked plan `p` on the loaded
+    `main`; returns the report dict (`lm_eval`: {method: lm-eval's results}, `rows`, `aup`)."""
+    chosen, _ = bound_methods(p, main, [])
+    runs = [(n, fn, main) for n, fn in chosen.items()]
+    if p.request.sweep:
+        runs = sweep_runs(runs)
+    gen_kwargs = f"max_gen_toks={max_gen_toks}" if max_gen_toks else None
+    results, stats, task_names = {}, {}, None
+    for k, (name, fn, _t) in enumerate(runs):
+        if progress:
+            progress(k, len(runs), f"{name}: evaluating")
+        lm = AccelLM.from_method(main, name, fn, p.request.batch_size, chat)
+        res = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), num_fewshot=num_fewshot, limit=limit,
+                                      task_manager=tm, log_samples=False, gen_kwargs=gen_kwargs)
+        res = json.loads(json.dumps(res, default=handle_non_serializable))
+        results[name] = res
+        task_names = task_names or list(res["results"])
+        for task in task_names:
+            s = lm.stats.get(task, RowStats())
+            s.n = s.n or int(res.get("n-samples", {}).get(task, {}).get("effective", 0)) or 1
+            metric = primary_metric(res["results"].get(task, {}))
+            s.correct = metric[1] * s.n if metric else 0.0  # the report's accuracy column is the metric
+            stats[(name, task)] = s
+    if progress:
+        progress(len(runs), len(runs), "done")
+    rows = report_rows([n for n, _fn, _t in runs], task_names, stats)
+    first = results[runs[0][0]]["results"]
+    for row in rows:
+        metric = primary_metric(first.get(row["task"], {})) if row["task"] != "all" else None
+        row["metric"] = metric[0] if metric else ("mean" if row["task"] == "all" else None)
+    report = {
+        "target": main.spec, "kind": main.kind, "tasks": task_names, "limit": limit, "num_fewshot": num_fewshot,
+        "max_gen_toks": max_gen_toks, "block_len": p.request.block_len, "chat": chat,
+        "batch_size": p.request.batch_size, "sweep": bool(p.request.sweep),
+        "methods": [{"name": n, "target": main.spec, "kind": main.kind, "help": method_help(fn),
+                     "timed": getattr(fn, "timed", True), **knob_info(n, fn)} for n, fn, _t in runs],
+        **environment(main.adapter),
+        "rows": rows,
+        "lm_eval": results,
+    }
+    add_aup(report)
+    return report
