@@ -2,13 +2,13 @@
 beside accel's cost figures (the JSON holds every metric; this is what a person reads first)."""
 from __future__ import annotations
 
+from rich.table import Table
+
 from accel.decoding.report import LEGEND
 
 
 def eval_table(report: dict):
     """A rich Table: method, task, metric, value, NFE, ans tok/fwd, tok/s, speedup (and AUP with --sweep)."""
-    from rich.table import Table
-
     def num(x, fmt):
         return "—" if x is None else format(x, fmt)
 
