@@ -13,6 +13,7 @@ import typer
 
 from accel.cli.common import fail, user_errors
 from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode, parse_options
+from accel.cli.progress import progress_line
 from accel.cli.quiet import quiet_libraries
 
 _METHOD_HELP = (
@@ -130,7 +131,6 @@ def _list_methods(target: str) -> None:
 
 def _run(checked, json_path, plot, trust_remote_code, device, dtype="auto"):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from accel.decoding import report as rep
     from accel.decoding.bench import measure
@@ -138,13 +138,7 @@ def _run(checked, json_path, plot, trust_remote_code, device, dtype="auto"):
 
     quiet_libraries()  # transformers' per-load progress bars would tear through ours
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        job = bar.add_task(f"loading {checked.target.spec}", total=None)
-
-        def progress(done, total, description):
-            bar.update(job, completed=done, total=total, description=description)
-
+    with progress_line(err, f"loading {checked.target.spec}") as progress:
         main = load_target(checked.target, trust_remote_code, device, dtype)
         others = [load_target(c, trust_remote_code, device, dtype) for c in checked.compare]
         report = measure(checked, main, others, progress)

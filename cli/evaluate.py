@@ -13,6 +13,7 @@ import typer
 
 from accel.cli.common import fail, user_errors
 from accel.cli.options import BlockLen, Device, Dtype, Opt, TrustRemoteCode, parse_options
+from accel.cli.progress import progress_line
 from accel.cli.quiet import quiet_libraries
 
 EXTRA = "accel eval needs lm-evaluation-harness: pip install 'accel[eval]'"
@@ -98,7 +99,6 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
 
 def _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, trust_remote_code, device, dtype):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from accel.decoding.report import write_json
     from accel.evaluation.run import evaluate
@@ -107,13 +107,7 @@ def _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, 
 
     quiet_libraries()
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        job = bar.add_task(f"loading {checked.target.spec}", total=None)
-
-        def progress(done, total, description):
-            bar.update(job, completed=done, total=total, description=description)
-
+    with progress_line(err, f"loading {checked.target.spec}") as progress:
         main = load_target(checked.target, trust_remote_code, device, dtype)
         report = evaluate(checked, main, names, tm, limit=limit, num_fewshot=num_fewshot,
                           max_gen_toks=max_gen_toks, chat=chat, progress=progress)
