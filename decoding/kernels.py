@@ -24,22 +24,25 @@ from accel.core.triton_gate import require_triton, tl, triton, triton_available,
 
 
 def argmax_prob_entropy_ref(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pure-torch reference: (ids long, prob f32, entropy f32), each shaped logits.shape[:-1]."""
+    """Pure-torch reference: (ids long, prob f32, entropy f32), each shaped logits.shape[:-1].
+
+    Also what every decoder runs on a CPU, once per step over [rows, block, vocabulary], so it
+    makes as few passes over the vocabulary as torch allows (max+argmax in one, the exponent,
+    its sum, and one dot product for sum(e * z)): about half the CPU time of the direct
+    formulation on a 126K vocabulary, where it cost as much as a cached LLaDA block forward.
+    """
     x = logits.float()
-    ids = x.argmax(-1)
-    m = x.amax(-1, keepdim=True)
+    m, ids = x.max(-1, keepdim=True)
     dead = torch.isneginf(m)  # all -inf rows
-    z = torch.where(dead, torch.zeros_like(x), x - m)
+    m = m.masked_fill(dead, 0.0)
+    z = (x - m).clamp_(min=-1e30)  # -inf logits: exp gives 0, and 0 * z stays 0 (no nan from 0 * -inf)
     e = torch.exp(z)
     S = e.sum(-1)
-    T = torch.where(e > 0, e * z, torch.zeros_like(z)).sum(-1)
-    prob = 1.0 / S
-    ent = torch.log(S) - T / S
+    T = torch.linalg.vecdot(e, z)
     dead = dead.squeeze(-1)
-    prob = torch.where(dead, torch.zeros_like(prob), prob)
-    ent = torch.where(dead, torch.full_like(ent, float("inf")), ent)
-    ids = torch.where(dead, torch.zeros_like(ids), ids)
-    return ids, prob, ent
+    prob = (1.0 / S).masked_fill(dead, 0.0)
+    ent = (torch.log(S) - T / S).masked_fill(dead, float("inf"))
+    return ids.squeeze(-1).masked_fill(dead, 0), prob, ent
 
 
 if triton is not None:
