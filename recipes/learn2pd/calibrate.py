@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from accel.recipes.learn2pd.decode import generate_learn2pd
+from accel.core.progress import phase_bar
 from accel.recipes.learn2pd.oracle import reference_canvas
 from accel.trainers.preempt import poll
 
@@ -25,16 +26,27 @@ TAU_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995)
 
 def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: bool = True,
                   tolerance: float = 0.0, grid=TAU_GRID, batch_size: int = 32,
-                  scorer: Callable[[int, str], bool] | None = None) -> tuple[float, list[dict]]:
+                  scorer: Callable[[int, str], bool] | None = None,
+                  progress: bool = True) -> tuple[float, list[dict]]:
     """(chosen τ, [{tau, agreement, accuracy?, nfe}] per τ, smallest first).
 
     scorer(i, text) -> bool scores prompt i's output; the reference's accuracy is reported as
-    the row with tau = 1.0 (one token per step).
+    the row with tau = 1.0 (one token per step). It decodes every prompt once per τ plus once
+    for the reference, which on a real-size model takes minutes: `progress` shows a bar over
+    those decodes.
     """
     if not prompts:
         raise ValueError("τ calibration needs at least one held-out prompt")
     chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
-    refs = [reference_canvas(adapter, c, gen_len, filt.block_len)[1] for c in chunks]
+    with phase_bar("τ calibration", len(prompts) * (len(grid) + 1), progress) as advance:
+        return _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, advance)
+
+
+def _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, advance):
+    refs = []
+    for c in chunks:
+        refs.append(reference_canvas(adapter, c, gen_len, filt.block_len)[1])
+        advance(len(c))
     ref_tok = [t for r in refs for t in r.tokens]
     ref_txt = [t for r in refs for t in r.texts]
 
@@ -47,6 +59,7 @@ def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: b
         toks, txts, nfe = [], [], []
         for c in chunks:
             res = generate_learn2pd(adapter, c, gen_len, filt, tau=tau, eotp=eotp)
+            advance(len(c))
             toks += res.tokens
             txts += res.texts
             nfe += res.nfe

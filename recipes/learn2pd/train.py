@@ -19,7 +19,7 @@ from accel.core.files import save_tensors
 from accel.data.tasks import generate, resolve_tasks, score
 from accel.models.backbone import backbone_ref, device_of, load_backbone
 from accel.recipes.learn2pd import model as M, oracle
-from accel.recipes.learn2pd.calibrate import calibrate_tau
+from accel.recipes.learn2pd.calibrate import TAU_GRID, calibrate_tau
 from accel.recipes.learn2pd.config import Config
 from accel.recipes.learn2pd.oracle import encode_prompt, load_oracle_dataset, load_prompts
 from accel.recipes.learn2pd.spec import Spec
@@ -78,6 +78,10 @@ def _calibrate(cfg: Config, filt, val: dict, adapter):
         rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
         texts = [rows[i]["prompt"] for i in torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]]
     ids = [encode_prompt(adapter.tokenizer, t) for t in texts]
+    print(f"[learn2pd] tau calibration: {len(ids)} held-out prompts x ({len(TAU_GRID)} thresholds + the reference) "
+          f"= {len(ids) * (len(TAU_GRID) + 1)} decodes at gen {cfg.gen_len}; "
+          + ("calib_per_task" if cfg.prompts == "suite" else "calib_prompts")
+          + " shrinks it, calibrate_tau=false skips it (then set tau)", flush=True)
     with torch.no_grad():
         tau, table = calibrate_tau(adapter, filt.to(adapter.device), ids, cfg.gen_len, eotp=cfg.eotp,
                                    tolerance=cfg.calib_tolerance, scorer=scorer)
