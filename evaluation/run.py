@@ -23,6 +23,8 @@ from accel.decoding.scoring import report_rows
 from accel.decoding.target import Target
 from accel.decoding.timing import RowStats
 from accel.evaluation.harness import AccelLM
+from accel.evaluation.humaneval import TASK as HUMANEVAL
+from accel.evaluation.humaneval import evaluate_humaneval
 
 
 def primary_metric(task_results: dict) -> tuple[str, float] | None:
@@ -48,9 +50,17 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
         if progress:
             progress(k, len(runs), f"{name}: evaluating")
         lm = AccelLM.from_method(main, name, fn, p.request.batch_size, chat)
-        res = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), num_fewshot=num_fewshot, limit=limit,
-                                      task_manager=tm, log_samples=False, gen_kwargs=gen_kwargs)
-        res = json.loads(json.dumps(res, default=handle_non_serializable))
+        hub_tasks = [t for t in tasks if t != HUMANEVAL]
+        res = {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
+        if hub_tasks:
+            res = lm_eval.simple_evaluate(model=lm, tasks=hub_tasks, num_fewshot=num_fewshot, limit=limit,
+                                          task_manager=tm, log_samples=False, gen_kwargs=gen_kwargs)
+            res = json.loads(json.dumps(res, default=handle_non_serializable))
+        if HUMANEVAL in tasks:  # accel-side: the same AccelLM decodes it, the sandbox scores it
+            he = evaluate_humaneval(lm, limit, max_gen_toks)
+            res.setdefault("samples", {})[HUMANEVAL] = he.pop("samples")
+            for key, value in he.items():
+                res.setdefault(key, {}).update(value)
         results[name] = res
         task_names = task_names or list(res["results"])
         for task in task_names:
