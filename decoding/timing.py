@@ -20,10 +20,13 @@ class RowStats:
     correct: int = 0
     """Prompts scored right (a prompt set: identical to greedy, filled in afterwards)."""
     n: int = 0
+    """Prompts decoded."""
     nfe: int = 0
     """Full-model forwards, summed over prompts."""
     tokens: int = 0
+    """Generated tokens up to and including each prompt's first end token."""
     seconds: float = 0.0
+    """Wall clock of the timed decodes (untimed methods leave it 0)."""
     answer_nfe: int = 0
     """Forwards until each prompt's answer held no mask, summed."""
     metrics: dict[str, list] = field(default_factory=dict)

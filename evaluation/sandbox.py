@@ -76,12 +76,17 @@ then program.py. An audit hook cannot be removed from Python code once added."""
 
 @dataclass
 class Limits:
-    """One program's limits: wall-clock and CPU seconds, address space and largest file in MiB, processes."""
+    """One program's limits: each turns a runaway sample into one failed sample."""
     timeout_s: float = 10.0
+    """Wall clock; the whole process group is killed after it (sleeping or blocked programs)."""
     cpu_s: int = 10
+    """RLIMIT_CPU: busy loops."""
     memory_mb: int = 1024
+    """RLIMIT_AS in MiB: runaway allocations."""
     max_procs: int = 16
+    """Processes beyond the user's current count (RLIMIT_NPROC): fork bombs."""
     file_mb: int = 16
+    """RLIMIT_FSIZE in MiB: the largest file it may write."""
 
 
 @dataclass
