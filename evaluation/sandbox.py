@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 NOBODY = 65534
 """The uid/gid a root caller's programs run as (RLIMIT_NPROC does not bind root)."""
@@ -74,9 +75,8 @@ exec(compile(_src, "program.py", "exec"), {"__name__": "__main__", "__builtins__
 then program.py. An audit hook cannot be removed from Python code once added."""
 
 
-@dataclass
-class Limits:
-    """One program's limits: each turns a runaway sample into one failed sample."""
+class Limits(NamedTuple):
+    """One program's limits (immutable): each turns a runaway sample into one failed sample."""
     timeout_s: float = 10.0
     """Wall clock; the whole process group is killed after it (sleeping or blocked programs)."""
     cpu_s: int = 10
