@@ -23,9 +23,9 @@ from pathlib import Path
 
 import datasets
 import torch
-from rich.progress import Progress
 
 from accel.core.files import atomic_dir, write_atomic
+from accel.core.progress import phase_bar
 from accel.data.prompts import encode_prompt, load_prompts as _load
 from accel.decoding.dllm import end_free_rows, finish, generate_vanilla, init_canvas
 from accel.models.masks import full_mask, position_ids
@@ -147,7 +147,8 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
     todo = [k for k in range(n_shards) if not (out / _shard(k)).exists()]
     written = 0
     datasets.disable_progress_bars()  # per-shard "Saving the dataset" bars; ours is the one over shards
-    with _progress(progress, n_shards, len(todo)) as advance, stop_guard("Learn2PD oracle data") as stop:
+    with phase_bar("oracle shards", n_shards, progress, done=n_shards - len(todo)) as advance, \
+            stop_guard("Learn2PD oracle data") as stop:
         for k in todo:
             stop.check(f"{n_shards - len(todo) + written} of {n_shards} shards in {out}")
             if max_shards is not None and written >= max_shards:
@@ -211,23 +212,3 @@ def oracle_complete(out_dir: str | Path) -> bool:
 
 def _shard(k: int) -> str:
     return f"shard_{k:05d}"
-
-
-
-class _progress:
-    """A rich progress bar over shards (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, todo: int):
-        self.enabled, self.total, self.done = enabled, total, total - todo
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        self.p = Progress(transient=False)
-        self.p.start()
-        self.t = self.p.add_task("oracle shards", total=self.total, completed=self.done)
-        return lambda: self.p.advance(self.t)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.stop()
