@@ -32,7 +32,7 @@ def command(
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Task of the built-in suite (repeatable): "
                                              "arith, copy, reverse, sort, insert, remove, replace, shuffle, "
                                              "pick3, or all (the short suite, default); or the long-answer suite "
-                                             "(long-arith, long-copy, ... long-shuffle) or long (the default on "
+                                             "(long-count, long-step, ... long-anystart) or long (the default on "
                                              "builtin:dllm-long / builtin:ar-long)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Test prompts per task (the same prompts for "
                                         "every method). Default: 32; on a CPU beyond gen-len 64, 32*64/gen-len."),

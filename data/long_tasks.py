@@ -1,4 +1,4 @@
-"""The long-answer task suite: answers of 40-112 tokens that span 3-7 blocks of 16.
+"""The long-answer task suite: answers of 40-110 tokens that span 3-7 blocks of 16.
 
 On the short suite every answer sits in the first block, so any decoder that stops at the end
 token wins by gen_len / answer length and the methods cannot be told apart (docs/long-world.md).
@@ -6,23 +6,30 @@ Here answers fill several blocks of the world's 16 (at its gen 128; median about
 parallelism inside and across blocks is what a method is measured on. The short suite stays the
 fast CI world; these tasks are chosen by name or by the suite name ``long`` and never join ``all``.
 
-Every prompt and answer is written in the built-in tokenizer's vocabulary (one token per digit,
-symbol and keyword), so the existing tokenizer is reused unchanged. Lists use ``,`` between items
-so an item's boundary is a token, not a position to count, and list items are distinct 2-digit
-numbers, so the next item is found by content (the one after the item just written) rather than
-by counting: that is what lets a sub-million-parameter teacher learn these in CPU-minutes.
+Every task is a counted list ``list A:B +S``: the 2-digit items from A to B in steps of S, comma
+separated. The prompt is a handful of tokens and every answer token follows from a short local
+rule (the item just written plus or minus S, the end token once B is written). That is what lets
+a sub-million-parameter teacher reach exact answers of 16-36 items in CPU-minutes: the session-8
+design (copying, reversing and summing lists given in the prompt, 6-11 step arithmetic chains)
+needed the model to look items up by content across 100-token prompts, and after 38 CPU-minutes
+of training five of its seven tasks were still at 0 exact (docs/long-world.md, "The pilot").
 
-Scoring (``check(example, text)``): exact match of the worked chain's final value
-(``long-arith``) or of the whole normalised answer (lists, record), and validity for the tasks
-with several valid answers (``long-pick``, ``long-shuffle``): any answer meeting the constraint
-is right, which independent parallel unmasking tends to break (two positions pick the same item).
+All prompts and answers are in the built-in tokenizer's vocabulary (one token per digit and
+symbol, ``list`` and ``any`` are keywords), so the tokenizer and the short teachers' weights are
+reused unchanged.
+
+Scoring (``check(example, text)``): exact match of the whole normalised answer for the counted
+lists, and validity for the two tasks with several valid answers: ``long-either`` (up from A or
+down from B) and ``long-anystart`` (every S-th number of A..B from any of
+the first S). Independent parallel
+unmasking breaks those (one position follows one answer, its neighbour another), which is what
+the joint sampler is measured on.
 """
 from __future__ import annotations
 
 import random
 
-from accel.data.task_base import Task, normalise, worked_chain
-
+from accel.data.task_base import Task, normalise
 
 def _items(xs) -> str:
     return ",".join(str(x) for x in xs)
@@ -33,118 +40,77 @@ def _split(text: str) -> list[str]:
     return t.split(",") if t else []
 
 
-def _long_arith(rng: random.Random) -> dict:
-    # GSM8K-like: 6-11 steps on 2-digit values with 2-digit operands, every intermediate written. The
-    # operands (10-45) keep every step inside 10-99 one way or the other, and being two digits they
-    # mostly differ, so the next operand is found after the one just written
-    cur = rng.randint(10, 99)
-    return worked_chain(rng, cur, rng.randint(6, 11), _long_step, 10, 99)
+def _progression(a: int, b: int, s: int) -> list[int]:
+    return list(range(a, b + (1 if s > 0 else -1), s))
 
 
-def _long_step(rng: random.Random) -> tuple[str, int]:
-    b = rng.randint(10, 45)  # the operand before the operator: the order the long suite is generated in
-    return rng.choice("+-"), b
+def _counted(rng: random.Random, steps: tuple[int, ...], down: bool = False) -> dict:
+    """A + k*S for 16-36 items (fewer where a larger step leaves the 10-99 range first), B the last item."""
+    s = rng.choice(steps)
+    n = rng.randint(16, min(36, 89 // s + 1))
+    lo = rng.randint(10, 99 - (n - 1) * s)
+    a, b = (lo, lo + (n - 1) * s) if not down else (lo + (n - 1) * s, lo)
+    step = -s if down else s
+    return {"prompt": f"list {a}:{b} {'-' if down else '+'}{s}", "response": _items(_progression(a, b, step)),
+            "meta": {}}
 
 
-def _distinct_items(rng, lo=16, hi=36):
-    """lo-hi distinct 2-digit items: each item names its own place in the list, so a model finds the
-    next item by looking up the one it just wrote (an induction step) instead of counting positions,
-    which a model of the teachers' size does not learn within a CPU-minutes build (the pilot's
-    copy of 24-56 single digits stayed at 0 after 500 steps; docs/long-world.md)."""
-    return rng.sample(range(10, 100), rng.randint(lo, hi))
+def _long_count(rng):
+    return _counted(rng, (1,))
 
 
-def _long_copy(rng):
-    xs = _distinct_items(rng)
-    return {"prompt": f"copy {_items(xs)}", "response": _items(xs), "meta": {}}
+def _long_step(rng):
+    return _counted(rng, (2, 3, 4, 5))
 
 
-def _long_reverse(rng):
-    xs = _distinct_items(rng)
-    return {"prompt": f"reverse {_items(xs)}", "response": _items(xs[::-1]), "meta": {}}
+def _long_down(rng):
+    return _counted(rng, (1, 2, 3, 4, 5), down=True)
 
 
-def _long_cumsum(rng):
-    # running sums modulo 100 of 10-16 distinct 2-digit items, each written beside its item
-    # ("45:45,84:29,..."), so every step reads the previous item and sum from the answer itself
-    xs = _distinct_items(rng, 10, 16)
-    out, s = [], 0
-    for x in xs:
-        s = (s + x) % 100
-        out.append(f"{x}:{s}")
-    return {"prompt": f"calc list {_items(xs)}", "response": ",".join(out), "meta": {"value": s}}
+def _long_either(rng):
+    # 16-36 items between A < B; valid: A up to B, or B down to A (one of the two drawn as the reference)
+    n = rng.randint(16, 36)
+    a = rng.randint(10, 100 - n)
+    b = a + n - 1
+    up = rng.random() < 0.5
+    ref = _progression(a, b, 1) if up else _progression(b, a, -1)
+    return {"prompt": f"list any {a}:{b}", "response": _items(ref), "meta": {"a": a, "b": b}}
 
 
-_FIELDS = "abcdefghjkmnpqrs"  # single-letter field names (all in the vocabulary)
-
-
-def _long_record(rng):
-    # the first 6-11 field names of _FIELDS, given in shuffled order; the answer lists them in that order
-    names = list(_FIELDS[:rng.randint(6, 11)])
-    values = {n: "".join(str(rng.randrange(10)) for _ in range(rng.randint(3, 8))) for n in names}
-    shown = names[:]
-    rng.shuffle(shown)
-    return {"prompt": "from " + ",".join(f"{n}={values[n]}" for n in shown),
-            "response": ";".join(f"{n}:{values[n]}" for n in names), "meta": {"fields": values}}
-
-
-PICK_BELOW = 55
-
-
-def _long_pick(rng):
-    # every pool item below 55 (the rule is the task, the prompt only says "pick any"; the tokenizer has no
-    # word for it), in any order: 14-32 of 28-64 distinct 2-digit items
-    while True:
-        pool = rng.sample(range(10, 100), rng.randint(28, 64))
-        small = [p for p in pool if p < PICK_BELOW]
-        if 14 <= len(small) <= 32:
-            break
-    rng.shuffle(small)
-    return {"prompt": f"pick any from {_items(pool)}", "response": _items(small),
-            "meta": {"items": [str(p) for p in pool if p < PICK_BELOW]}}
-
-
-def _long_shuffle(rng):
-    xs = _distinct_items(rng)
-    ys = xs[:]
-    rng.shuffle(ys)
-    return {"prompt": f"shuffle {_items(xs)}", "response": _items(ys), "meta": {"items": _items(xs)}}
-
-
-def _final_value(example, text):
-    t = normalise(text)
-    return "#" in t and t.rsplit("#", 1)[1] == example["answer"]
+def _long_anystart(rng):
+    # every S-th number of A..B (S 2 or 3), starting at any of the first S: S valid answers of 16-36 items each
+    s = rng.choice((2, 3))
+    n = rng.randint(16, min(36, 90 // s))
+    a = rng.randint(10, 100 - n * s)
+    b = a + n * s - 1
+    return {"prompt": f"list any {a}:{b} +{s}", "response": _items(range(a + rng.randrange(s), b + 1, s)),
+            "meta": {"a": a, "b": b, "s": s}}
 
 
 def _exact(example, text):
     return normalise(text) == example["answer"]
 
 
-def _valid_pick(example, text):
-    got = _split(text)
-    return len(set(got)) == len(got) and set(got) == set(example["meta"]["items"])
+def _valid_either(example, text):
+    a, b = example["meta"]["a"], example["meta"]["b"]
+    return _split(text) in ([str(x) for x in _progression(a, b, 1)], [str(x) for x in _progression(b, a, -1)])
 
 
-def _valid_shuffle(example, text):
-    return sorted(_split(text)) == sorted(_split(example["meta"]["items"]))
+def _valid_anystart(example, text):
+    a, b, s = (example["meta"][k] for k in "abs")
+    return any(_split(text) == [str(x) for x in range(start, b + 1, s)] for start in range(a, a + s))
 
 
 LONG_TASKS: dict[str, Task] = {
     t.name: t
     for t in [
-        Task("long-arith", _long_arith, check=_final_value, extract=lambda t: normalise(t).rsplit("#", 1)[-1],
-             description="6-11 step +/- chain of 2-digit operands on 2-digit values, every step written; answer after '#'"),
-        Task("long-copy", _long_copy, check=_exact, description="repeat a list of 16-36 distinct 2-digit items"),
-        Task("long-reverse", _long_reverse, check=_exact,
-             description="reverse a list of 16-36 distinct 2-digit items"),
-        Task("long-cumsum", _long_cumsum, check=_exact,
-             description="running sums mod 100 of 10-16 2-digit items, each written as item:sum"),
-        Task("long-record", _long_record, check=_exact,
-             description="6-11 'f=value' fields from the prompt, written as 'f:value' in field order"),
-        Task("long-pick", _long_pick, multi_answer=True, check=_valid_pick,
-             description=f"every pool item below {PICK_BELOW}, in any order (validity)"),
-        Task("long-shuffle", _long_shuffle, multi_answer=True, check=_valid_shuffle,
-             description="any permutation of a list of 16-36 distinct 2-digit items (validity)"),
+        Task("long-count", _long_count, check=_exact, description="count up by 1 from A to B (16-36 items)"),
+        Task("long-step", _long_step, check=_exact, description="count up by 2-5 from A to B (16-36 items)"),
+        Task("long-down", _long_down, check=_exact, description="count down by 1-5 from A to B (16-36 items)"),
+        Task("long-either", _long_either, multi_answer=True, check=_valid_either,
+             description="A up to B or B down to A, either is right (validity)"),
+        Task("long-anystart", _long_anystart, multi_answer=True, check=_valid_anystart,
+             description="every 2nd or 3rd number from A to B, starting anywhere in the first step (validity)"),
     ]
 }
 LONG_TASK_NAMES = tuple(LONG_TASKS)

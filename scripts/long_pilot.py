@@ -37,7 +37,7 @@ from accel.models.masks import full_mask, position_ids
 from accel.models.weights import builtin_dir
 from accel.trainers.teachers import TeacherBuildConfig, _dllm_batch, build_teacher
 
-HARD = ["long-arith", "long-cumsum", "long-copy"]
+HARD = ["long-step", "long-down", "long-anystart"]
 CANDIDATES = {
     "ar-4x128-short": dict(kind="ar", init="builtin:ar", overrides={}, anneal=0),
     "ar-6x192": dict(kind="ar", init="", overrides=dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=6,

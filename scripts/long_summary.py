@@ -6,7 +6,7 @@ DIR holds `accel bench --json` reports named teacher.json (vanilla / fast-dllm /
 on the dLLM teacher), learn2pd.json, dparallel.json, d2f.json (run with --compare on the AR
 teacher) and joint-sampler.json; a missing file leaves its checks "not run". Every ratio is
 taken inside one report (same prompts, same run), on the `all` row, except the joint sampler's,
-which pools the several-valid-answers tasks (long-pick, long-shuffle; shuffle, pick3 on a
+which pools the several-valid-answers tasks (long-either, long-anystart; shuffle, pick3 on a
 short-world report). Tokens per forward is over the answer (`answer_tokens_per_forward`).
 Accuracy deltas are in points (percent). Reads JSON only: no torch, no model.
 """

@@ -89,9 +89,9 @@ def test_summary_ratios_and_deltas_on_known_numbers():
                          _row("builtin:ar-long/greedy", "all", 0.96, 130, 1.0, tps=300)]},
         "joint-sampler": {
             "methods": [{"name": "joint-sampler", "value": 4}, {"name": "marginal", "value": 4}],
-            "rows": [_row(m, t, acc, nfe, 1.0) for t in ("long-pick", "long-shuffle") for m, acc, nfe in
+            "rows": [_row(m, t, acc, nfe, 1.0) for t in ("long-either", "long-anystart") for m, acc, nfe in
                      (("sequential", 1.0, 128), ("marginal", 0.5, 32), ("joint-sampler", 0.9, 32))]
-            + [_row("sequential", "long-copy", 0.0, 999, 1.0)]},  # not a several-answers task: not pooled
+            + [_row("sequential", "long-count", 0.0, 999, 1.0)]},  # not a several-answers task: not pooled
     }
     checks = {c["check"]: c for c in S.summarize(reps)["checks"]}
     got = {k: (round(c["value"], 4), c["ok"]) for k, c in checks.items() if c["value"] is not None}
@@ -102,7 +102,7 @@ def test_summary_ratios_and_deltas_on_known_numbers():
     assert got["dparallel - vanilla accuracy"] == (-2.0, False)
     assert got["d2f / AR greedy tokens/s"] == (3.0, True)
     assert got["d2f - vanilla accuracy"] == (-1.0, True)
-    pair = "long-pick+long-shuffle"
+    pair = "long-either+long-anystart"
     assert got[f"joint K=4 / sequential validity ({pair})"] == (0.9, True)
     assert got[f"joint K=4 / sequential forwards ({pair})"] == (0.25, True)
     assert got[f"joint K=4 - marginal K=4 validity ({pair})"] == (40.0, True)

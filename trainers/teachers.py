@@ -124,8 +124,7 @@ class TeacherBuildConfig:
                     eval_gen_len=LONG_GEN_LEN, target=0.92, save_every=100, log_every=50, learning_rate=1e-3,
                     warmup_steps=100, eval_every=500)
         if kind == "dllm":  # a full 128-token canvas per row: half the rows keep a step near the AR step's cost
-            base.update(max_steps=5000, batch_size=16, shift_logits=True, attention_anneal_steps=500,
-                        task_weights="long-arith=2,long-cumsum=2")
+            base.update(max_steps=5000, batch_size=16, shift_logits=True, attention_anneal_steps=500)
         else:
             base.update(max_steps=2500)
         base.update(kw)
