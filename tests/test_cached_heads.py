@@ -88,7 +88,9 @@ def test_medusa_draft_vocab_decodes_exactly_greedy(tiny, states, tmp_path):
     assert methods["medusa"](adapter, prompts, 12).tokens == ref
     vl = ex.export(run_dir, tmp_path / "vllm", format="vllm")
     cfg = json.loads((vl / "config.json").read_text())
-    assert cfg["truncated_vocab_size"] == 6 and len(cfg["token_map"]) == 6 and cfg["vocab_size"] > 6
+    # vLLM 0.32 builds per-head projections over the full vocabulary: the draft rows widened to it
+    # (tests/test_engines.py checks the layout against its loader)
+    assert cfg["truncated_vocab_size"] == cfg["vocab_size"] > 6 and "token_map" not in cfg
     from accel.cli.common import UserError
     with pytest.raises(UserError, match="token map"):
         ex.export(run_dir, tmp_path / "ref", format="medusa")

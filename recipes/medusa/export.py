@@ -3,10 +3,22 @@
 - ``accel`` (default): config.json with an "accel" section (recipe, backbone, decode defaults,
   the "medusa" head config, tuned tree and measured accuracies) + model.safetensors of the
   heads (keys ``blocks.{k}.{j}.linear.{weight,bias}``, ``lm_heads.{k}.weight``).
-- ``vllm``: vLLM's MedusaModel loader — config ``model_type: "medusa"``, ``num_heads``,
-  ``num_hidden_layers`` (residual layers per head), ``hidden_size``, ``vocab_size``,
-  ``truncated_vocab_size`` (= vocab_size: no token map), ``medusa_fc_bias: true``; weights
-  ``blocks.{i}.layers.{j}.{weight,bias}`` and ``lm_heads.{i}.weight`` (no lm-head bias).
+- ``vllm``: vLLM 0.32's Medusa loader (``vllm/model_executor/models/medusa.py``, the last release
+  with Medusa) — config ``model_type: "medusa"``, ``num_heads``, ``num_hidden_layers`` (residual
+  layers per head), ``hidden_size``, ``vocab_size``, ``truncated_vocab_size``,
+  ``medusa_fc_bias: true``; weights ``blocks.{i}.layers.{j}.{weight,bias}`` and
+  ``lm_heads.{i}.weight`` (no lm-head bias). What that loader reads decides the layout of a draft
+  vocabulary (`vllm_draft_layout`): it builds every ``lm_heads.{i}`` over the FULL vocabulary
+  (its weight loader asserts ``vocab_size`` rows, and with a token map it first cuts any wider
+  projection down to the map's rows, which then fails the same assert), and only the shared
+  ``original_lm_head`` is built over ``truncated_vocab_size``; the token map is read from the
+  weights file (key ``token_map``), never from config.json. So heads whose projections are all
+  the same tensor export as ``original_lm_head: true`` + ``truncated_vocab_size`` + ``token_map``
+  in model.safetensors (vLLM keeps the draft vocabulary's saving); heads with their own
+  projections export as full-vocabulary heads (``truncated_vocab_size = vocab_size``, no map):
+  row ``token_map[i]`` is draft row i and every other row is the mean of the draft rows, whose
+  logit (the mean of the draft logits) never exceeds the largest draft logit, so vLLM's top-1
+  proposal is the draft vocabulary's top-1, the token accel's ``medusa-chain`` drafts.
 - ``medusa``: the reference repo (FasterDecoding/Medusa) — config ``medusa_num_heads``,
   ``medusa_num_layers``, ``base_model_name_or_path``; ``medusa_lm_head.pt`` (what its
   ``MedusaModel.from_pretrained`` loads, with ``torch.load`` and ``strict=False``, so a wrong key
@@ -22,8 +34,7 @@ as the checkpoint's own model (backbone ``"."``, heads in ``heads.safetensors``)
 format writes the Medusa-2 release layout (one model directory: the base's config with
 ``medusa_num_heads``/``medusa_num_layers``, its weights plus ``medusa_head.*``), which the
 reference loads by that directory alone; vLLM gets the merged base in ``base/`` beside the heads.
-Draft vocabularies export as vLLM's ``truncated_vocab_size`` + ``token_map``; the reference repo
-has no token map, so it refuses them.
+The reference repo has no token map, so it refuses draft vocabularies.
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save
 
 from accel.core.errors import UserError
@@ -109,6 +121,28 @@ def vllm_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
                          lambda i: f"lm_heads.{i}.weight")
 
 
+def vllm_draft_layout(tensors: dict, num_heads: int, vocab_size: int) -> tuple[dict, dict]:
+    """(config keys, tensors) for heads over a draft vocabulary (`tensors`: vllm_tensors' output plus
+    ``token_map``), laid out as vLLM 0.32's Medusa loader reads them (module docstring): one shared
+    projection -> ``original_lm_head`` over the draft vocabulary with ``token_map`` in the weights;
+    one projection per head -> full-vocabulary projections, off-map rows the mean of the draft rows."""
+    tm = tensors.pop("token_map").long()
+    Vd = len(tm)
+    if Vd < 2 or len(set(tm.tolist())) != Vd or int(tm.min()) < 0 or int(tm.max()) >= vocab_size:
+        raise UserError(f"the heads' token map is not {Vd} distinct ids below the vocabulary size {vocab_size} "
+                        "(at least 2); vLLM cannot serve it: re-train with draft_vocab_size=0 or >= 2")
+    projs = [tensors[f"lm_heads.{i}.weight"] for i in range(num_heads)]
+    if all(torch.equal(projs[0], p) for p in projs[1:]):
+        for i in range(1, num_heads):
+            del tensors[f"lm_heads.{i}.weight"]
+        return {"truncated_vocab_size": Vd, "original_lm_head": True}, {**tensors, "token_map": tm}
+    for i, w in enumerate(projs):
+        full = w.mean(0, keepdim=True).expand(vocab_size, -1).clone()
+        full[tm] = w
+        tensors[f"lm_heads.{i}.weight"] = full
+    return {"truncated_vocab_size": vocab_size}, tensors
+
+
 def medusa_repo_tensors(heads: dict, num_heads: int, num_layers: int) -> dict:
     """The Medusa repository's layout: {i}.{j}.linear.{weight,bias}, {i}.{L}.weight."""
     return _head_tensors(heads, num_heads, num_layers, lambda i, j, p: f"{i}.{j}.linear.{p}",
@@ -154,11 +188,12 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
     external = _external_base(backbone)
     if format == "vllm":
         cfg = {"model_type": "medusa", "architectures": ["MedusaModel"], "num_heads": K, "num_hidden_layers": L,
-               "hidden_size": H, "vocab_size": V, "truncated_vocab_size": Vd or V, "medusa_fc_bias": True,
+               "hidden_size": H, "vocab_size": V, "truncated_vocab_size": V, "medusa_fc_bias": True,
                "base_model_name_or_path": external}
         tensors = vllm_tensors(heads, K, L)
         if Vd:
-            cfg["token_map"] = heads["token_map"].tolist()
+            keys, tensors = vllm_draft_layout({**tensors, "token_map": heads["token_map"]}, K, V)
+            cfg.update(keys)
         files = {}
         if backbone == "base":  # vLLM serves the merged base itself: ship it, named relative to this directory
             config, state, other = _base_files(final)
@@ -170,7 +205,7 @@ def export(run_dir, out_dir, format: str = "accel", **overrides) -> Path:
         return write_model_dir(out_dir, {"config.json": json.dumps(cfg, indent=2) + "\n"}, {"model.safetensors": tensors})
     if Vd:
         raise UserError(f"these heads predict over a {Vd}-token draft vocabulary; the reference Medusa code has no "
-                        "token map. Export --format vllm (truncated_vocab_size + token_map) or the accel format, "
+                        "token map. Export --format vllm or the accel format, "
                         "or train with draft_vocab_size=0")
     _warn_shared_blocks(L)
     repo = medusa_repo_tensors(heads, K, L)
