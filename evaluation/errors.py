@@ -15,10 +15,25 @@ class UnknownEvalTaskError(UserError, ValueError):
 
 
 class CannotScoreError(UserError, ValueError):
-    """A loglikelihood task (multiple choice, perplexity) for a method that cannot score continuations."""
+    """A loglikelihood task (multiple choice, perplexity) for a method that cannot score continuations:
+    ``method``, ``target``, ``task`` and its ``output_type``, and ``why``."""
 
-    def __init__(self, method: str, target: str, task: str = "", output_type: str = "loglikelihood"):
-        self.method, self.target, self.task, self.output_type = method, target, task, output_type
+    def __init__(self, method: str, target: str, task: str = "", output_type: str = "loglikelihood", why: str = ""):
+        self.method, self.target, self.task, self.output_type, self.why = method, target, task, output_type, why
         where = f" (task {task} is {output_type})" if task else ""
-        super().__init__(f"method {method} on {target} cannot score loglikelihood{where}; use an AR model "
-                         "or a generate_until task (the dLLM Monte Carlo estimate is not built yet)")
+        super().__init__(f"method {method} on {target} cannot score {output_type}{where}: "
+                         f"{why or 'use a generate_until task'}")
+
+
+class DatasetUnavailableError(UserError):
+    """An lm-eval task whose dataset cannot be loaded: ``task``, ``dataset`` (lm-eval's dataset_path and
+    config name), whether the hub was ``unreachable`` (else a local file or config problem: ``reason``)."""
+
+    def __init__(self, task: str, dataset: str, unreachable: bool, reason: str = ""):
+        self.task, self.dataset, self.unreachable, self.reason = task, dataset, unreachable, reason
+        if unreachable:
+            msg = (f"task {task}: dataset {dataset} is not reachable on the Hugging Face Hub and not in the local "
+                   "cache; run once with the hub reachable (it is cached then), or use a local task (--include-path)")
+        else:
+            msg = f"task {task}: dataset {dataset} could not be loaded: {reason}"
+        super().__init__(msg)

@@ -4,7 +4,8 @@
 (`accel.decoding.timing.decode_batch`), so NFE, tokens per forward and tokens/s mean what they mean
 there; the answer is cut at the first of the request's `until` strings, and `max_gen_toks` is rounded
 up to the method's block length (a block decoder fills whole blocks). `loglikelihood` is exact for AR
-targets (one forward over context + continuation); a dLLM method refuses it (`CannotScoreError`).
+targets and LLaDA's Monte Carlo ELBO estimate for dLLMs (`accel.evaluation.loglik`), scored with the model
+the method decodes with; a method that cannot score refuses it (`CannotScoreError`).
 
 From Python, after ``import accel.evaluation.harness``::
 
@@ -13,16 +14,19 @@ From Python, after ``import accel.evaluation.harness``::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
 from accel.data.prompts import encode_prompt
+from accel.decoding.methods import OptionValueError
 from accel.decoding.plan import Request, decode_method, plan
 from accel.decoding.target import DEFAULT_BATCH_SIZE, BUILTIN_GEN_LEN, Target, default_gen_len
 from accel.decoding.timing import RowStats, decode_batch, texts
 from accel.evaluation.errors import CannotScoreError
+from accel.evaluation.loglik import (MC_BATCH, MC_SAMPLES, MC_SEED, ar_loglikelihood, cannot_score, dllm_elbo,
+                                     dllm_greedy)
 from accel.recipes.targets import describe_target, load_target
 
 DEFAULT_MAX_GEN_TOKS = 256
@@ -56,12 +60,15 @@ class AccelLM(LM):
     model_args (strings from lm-eval's CLI are converted): target (any TARGET `accel bench` takes),
     method (default: the target's first default method), batch_size, block_len, chat (apply the chat
     template to each context; default: on for built-in-world models, which know no other format),
-    device, dtype, trust_remote_code, and any method option (threshold=0.8, ...).
+    device, dtype, trust_remote_code, the dLLM loglikelihood estimate's mc_samples (128), mc_batch (32),
+    mc_seed (1234) and greedy_check (true: also report whether greedy decoding gives the continuation),
+    and any method option (threshold=0.8, ...).
     """
 
     def __init__(self, target: str | Target = "builtin:dllm", method: str | None = None, batch_size=None,
                  block_len=None, chat=None, device: str | None = None, dtype: str | None = None,
-                 trust_remote_code=False, max_length=None, **options):
+                 trust_remote_code=False, max_length=None, mc_samples=MC_SAMPLES, mc_batch=MC_BATCH,
+                 mc_seed=MC_SEED, greedy_check=True, **options):
         super().__init__()
         if isinstance(batch_size, str) and batch_size.startswith("auto"):
             batch_size = None
@@ -72,24 +79,36 @@ class AccelLM(LM):
         loaded = described if described.adapter is not None else load_target(
             described, _flag(trust_remote_code), device, dtype)
         name, fn, _gen_len = decode_method(p, loaded)
-        self.bind(loaded, name, fn, int(batch_size) if batch_size else None, None if chat is None else _flag(chat))
+        self.bind(loaded, name, fn, int(batch_size) if batch_size else None, None if chat is None else _flag(chat),
+                  Scoring(int(mc_samples), int(mc_batch), int(mc_seed), _flag(greedy_check)))
 
     @classmethod
     def from_method(cls, target: Target, name: str, fn, batch_size: int | None = None,
-                    chat: bool | None = None) -> "AccelLM":
-        """An AccelLM for a method already chosen on a loaded target (`accel eval`: no reload per method)."""
+                    chat: bool | None = None, scoring: "Scoring | None" = None,
+                    scores: dict | None = None) -> "AccelLM":
+        """An AccelLM for a method already chosen on a loaded target (`accel eval`: no reload per method).
+        `scores`: a dict shared by the run's methods, so methods decoding with the same model score each
+        loglikelihood request once (the estimate is seeded: every method would get the same numbers)."""
         lm = cls.__new__(cls)
         LM.__init__(lm)
-        lm.bind(target, name, fn, batch_size, chat)
+        lm.bind(target, name, fn, batch_size, chat, scoring, scores)
         return lm
 
-    def bind(self, target: Target, name: str, fn, batch_size: int | None, chat: bool | None) -> None:
+    def bind(self, target: Target, name: str, fn, batch_size: int | None, chat: bool | None,
+             scoring: "Scoring | None" = None, scores: dict | None = None) -> None:
         self.target, self.method_name, self.fn = target, name, fn
+        self.scoring = scoring or Scoring()
+        self.scores = {} if scores is None else scores
+        """{(model, context ids, continuation ids, scoring): (loglikelihood, greedy, forwards)}."""
+        self.scoring.check()
         self.adapter = target.adapter
         self.batch_size = batch_size or target.default_batch_size or DEFAULT_BATCH_SIZE
         self.chat = speaks_builtin_world(self.adapter) if chat is None else chat
         self.stats: dict[str, RowStats] = {}
         """{task: RowStats}: the cost of this method's decodes (and forwards scored), per lm-eval task."""
+        self.outputs: dict[str, list[tuple[tuple, list[int]]]] = {}
+        """{task: [((context ids, gen_len), generated ids)]}: what each generate_until request decoded, in
+        request order (`accel.evaluation.run` compares lossless AR methods with greedy decoding on them)."""
         self._warm = False
 
     @property
@@ -120,32 +139,78 @@ class AccelLM(LM):
                 chunk = items[k:k + self.batch_size]
                 res, counted = decode_batch(self.method_name, self.fn, self.adapter, [c[1] for c in chunk], gen_len)
                 self.stats.setdefault(task, RowStats()).__iadd__(counted)
-                for (i, _, until), text in zip(chunk, texts(self.adapter, res)):
+                for (i, ids, until), text, row in zip(chunk, texts(self.adapter, res), res.tokens):
                     out[i] = cut_at_stop(text, until)
+                    self.outputs.setdefault(task, []).append(((tuple(ids), gen_len), list(row)))
         return out
 
-    @torch.no_grad()
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context ids, continuation ids) of a loglikelihood request. In the chat format the context is the
+        user turn and the continuation the reply's first tokens; plain, as lm-eval and LLaDA's harness
+        encode it: trailing spaces of the context move to the continuation, and the continuation's ids are
+        what encoding the whole adds after the context's."""
+        tok = self.adapter.tokenizer
+        if self.chat:
+            ctx, cont = self.encode(context), list(tok(continuation, add_special_tokens=False)["input_ids"])
+        else:
+            n = len(context) - len(context.rstrip())
+            if n:
+                context, continuation = context[:-n], context[-n:] + continuation
+            whole = list(tok(context + continuation)["input_ids"])
+            ctx = list(tok(context)["input_ids"])
+            cont = whole[len(ctx):]
+        return ctx or [self.adapter.eos_ids[0]], cont
+
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """Exact log p(continuation | context) and whether greedy decoding would produce it (AR targets)."""
-        if self.adapter.kind != "ar":
-            task = next((r.task_name for r in requests if r.task_name), "")
-            raise CannotScoreError(self.method_name, self.target.spec, task)
-        model, tok, out = self.adapter.model, self.adapter.tokenizer, []
+        """log p(continuation | context) and whether greedy decoding produces it: exact on AR models, the
+        Monte Carlo ELBO estimate on dLLMs (`accel.evaluation.loglik`), with the model the method decodes with."""
+        task = next((r.task_name for r in requests if r.task_name), "")
+        why = cannot_score(self.target, self.method_name)
+        if why:
+            raise CannotScoreError(self.method_name, self.target.spec, task, "loglikelihood", why)
+        model = getattr(self.fn, "model", None) or self.adapter
+        sc, out = self.scoring, []
         for r in requests:
-            context, continuation = r.args
-            ctx = self.encode(context) or [self.adapter.eos_ids[0]]
-            cont = list(tok(continuation, add_special_tokens=False)["input_ids"])
-            ids = torch.tensor([ctx + cont], device=self.adapter.device)
-            logits = model(input_ids=ids).logits[0, len(ctx) - 1:-1].float().log_softmax(-1)
-            want = torch.tensor(cont, device=logits.device)
-            out.append((float(logits.gather(-1, want[:, None]).sum()), bool((logits.argmax(-1) == want).all())))
+            ctx, cont = self.encode_pair(*r.args)
+            if not cont:  # log p of nothing
+                out.append((0.0, True))
+                continue
+            key = (id(model), tuple(ctx), tuple(cont), sc if model.kind != "ar" else None)
+            if key not in self.scores:
+                if model.kind == "ar":
+                    self.scores[key] = ar_loglikelihood(model, ctx, cont)
+                else:
+                    ll, forwards = dllm_elbo(model, ctx, cont, sc.samples, sc.batch, sc.seed)
+                    greedy, more = dllm_greedy(model, ctx, cont) if sc.greedy_check else (False, 0)
+                    self.scores[key] = (ll, greedy, forwards + more)
+            ll, greedy, forwards = self.scores[key]
             s = self.stats.setdefault(r.task_name or "", RowStats())
-            s.nfe += 1
+            s.nfe += forwards  # per document: lm-eval's documents, not requests, make the row's n
+            out.append((ll, greedy))
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         raise CannotScoreError(self.method_name, self.target.spec, next((r.task_name for r in requests), ""),
-                               "loglikelihood_rolling (not built yet)")
+                               "loglikelihood_rolling", "perplexity scoring is not built; use a generate_until "
+                               "or multiple-choice task")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a dLLM scores loglikelihood requests (`accel.evaluation.loglik.dllm_elbo`)."""
+    samples: int = MC_SAMPLES
+    """Monte Carlo samples per request (LLaDA's mc_num)."""
+    batch: int = MC_BATCH
+    """Samples per forward."""
+    seed: int = MC_SEED
+    """Every request's masks are drawn from a generator seeded with this."""
+    greedy_check: bool = True
+    """Also decode the continuation greedily (one token per forward) to say whether it is the greedy one."""
+
+    def check(self) -> None:
+        for name in ("samples", "batch"):
+            if getattr(self, name) < 1:
+                raise OptionValueError(f"mc_{name}", getattr(self, name), "must be at least 1")
 
 
 def _flag(value) -> bool:

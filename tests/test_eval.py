@@ -3,11 +3,13 @@
 The generate_until task is the built-in `copy` test split as lm-eval sees it (exact_match on the digits,
 what the suite's own score compares), so lm-eval's metric must equal `accel bench`'s accuracy on the
 same prompts and method; the multiple-choice task scores the right answer against a wrong one by
-loglikelihood on the AR teacher.
+loglikelihood: exact on the AR teacher, the Monte Carlo ELBO on dLLMs (checked against the ELBO
+enumerated exactly on short continuations, on the built-in, LLaDA and Dream conventions).
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -117,8 +119,9 @@ def test_stop_strings_and_block_rounding():
 
 @pytest.mark.parametrize("args, expect", [
     (["--tasks", "accel_cpy"], "close names: accel_copy"),
+    (["--tasks", "math"], "close names: minerva_math"),
     (["--tasks", "accel_copy", "--limit", "0"], "--limit"),
-    (["--tasks", "accel_copy_mc"], "cannot score loglikelihood"),
+    (["--tasks", "accel_copy_mc", "--mc-samples", "0"], "--mc-samples"),
 ])
 def test_bad_inputs_are_one_line(tasks_dir, args, expect):
     r = _eval("builtin:dllm", "--include-path", tasks_dir, *args)
@@ -136,3 +139,203 @@ def test_missing_lm_eval_and_help_import_nothing_heavy(tmp_path):
             "print('HEAVY' if {'torch', 'lm_eval'} & set(sys.modules) else 'LIGHT')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().endswith("LIGHT"), r.stdout + r.stderr
+
+
+def _one_error_line(output: str) -> str:
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    return lines[0]
+
+
+def test_hub_task_offline_is_one_line_naming_the_dataset():
+    """gsm8k with the hub unreachable (an endpoint nothing listens on): one line naming openai/gsm8k, exit 2,
+    at once (no retries with back-off), before any model loads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+           and "proxy" not in k.lower()}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=os.environ.get("HF_HOME", "") or "/nonexistent-accel-hf")
+    r = subprocess.run([sys.executable, "-m", "accel.cli.main", "eval", "builtin:dllm", "--tasks", "gsm8k",
+                        "--limit", "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2, r.stderr
+    line = _one_error_line(r.stderr)
+    assert "task gsm8k" in line and "openai/gsm8k" in line and "Hub" in line, line
+
+
+# ------------------------------------------------------------------ dLLM loglikelihood
+
+
+def _elbo_enumerated(adapter, ctx, cont):
+    """The masked-diffusion ELBO computed exactly: every mask count m (uniform in 1..L, weight L/m) and
+    every set of m positions (uniform)."""
+    import itertools
+
+    import torch
+
+    from accel.evaluation.loglik import _logits
+    P, L, total = len(ctx), len(cont), 0.0
+    for m in range(1, L + 1):
+        sets = list(itertools.combinations(range(L), m))
+        for s in sets:
+            x = torch.tensor([ctx + [adapter.mask_id if j in s else c for j, c in enumerate(cont)]])
+            logp = _logits(adapter, x)[0, P:].float().log_softmax(-1)
+            total += (L / m) * sum(float(logp[j, cont[j]]) for j in s) / len(sets) / L
+    return total
+
+
+@pytest.fixture(scope="module")
+def dllm_adapters(published_dllm, tiny_adapter):
+    from accel.models.backbone import load_backbone
+    return {"builtin": tiny_adapter("dllm"),
+            **{f: load_backbone(published_dllm[f], trust_remote_code=True) for f in ("llada", "dream")}}
+
+
+@pytest.mark.parametrize("family", ["builtin", "llada", "dream"])
+def test_elbo_estimate_matches_the_enumerated_elbo(dllm_adapters, family):
+    from accel.evaluation.loglik import dllm_elbo, dllm_greedy
+    a = dllm_adapters[family]
+    ctx, one, three = [5, 6, 7, 8], [9], [9, 10, 11]
+    # one token: every sample masks it with t = 1, so the estimate is exact whatever the seed
+    assert dllm_elbo(a, ctx, one, samples=4, batch=2)[0] == pytest.approx(_elbo_enumerated(a, ctx, one), abs=1e-4)
+    exact = _elbo_enumerated(a, ctx, three)
+    est, forwards = dllm_elbo(a, ctx, three, samples=384, batch=3)  # batch = L: the counts are stratified exactly
+    assert forwards == 384 and est == pytest.approx(exact, rel=0.05)
+    assert dllm_elbo(a, ctx, three, samples=6, batch=3, seed=1) == dllm_elbo(a, ctx, three, samples=6, batch=3, seed=1)
+    assert dllm_elbo(a, ctx, three, samples=6, batch=3, seed=1) != dllm_elbo(a, ctx, three, samples=6, batch=3, seed=2)
+    greedy, n = dllm_greedy(a, ctx, three)
+    assert n == 3 and isinstance(greedy, bool)
+
+
+def test_mask_counts_are_stratified():
+    from accel.evaluation.loglik import mask_counts
+    for first, length, batch in ((1, 5, 5), (3, 5, 5), (7, 10, 4), (1, 3, 32)):
+        m = mask_counts(first, length, batch).tolist()
+        assert all(1 <= x <= length for x in m) and m[0] == first
+        if batch == length:
+            assert sorted(m) == list(range(1, length + 1))
+
+
+def test_loglikelihood_on_the_dllm_teacher(tasks_dir, tmp_path):
+    """The built-in dLLM prefers the copied digits to a wrong answer; every method scores with the same model,
+    so they report the same scores (computed once) and the same forwards."""
+    out = tmp_path / "mc.json"
+    r = _eval("builtin:dllm", "--include-path", tasks_dir, "--tasks", "accel_copy_mc", "-m", "vanilla", "-m",
+              "fast-dllm", "--limit", 4, "--mc-samples", 8, "--mc-batch", 4, "--json", out)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    accs = [rep["lm_eval"][m]["results"]["accel_copy_mc"]["acc,none"] for m in ("vanilla", "fast-dllm")]
+    assert accs[0] == accs[1] >= 0.75
+    rows = [r for r in rep["rows"] if r["task"] == "accel_copy_mc"]
+    assert rows[0]["nfe"] == rows[1]["nfe"] > 2 * 8  # two choices x 8 samples, plus the greedy checks
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_published_dllm_loglikelihood_and_generation(published_dllm, tasks_dir, tmp_path, family):
+    """The tiny published LLaDA and Dream (random weights) through --trust-remote-code: a multiple-choice
+    task scored by the ELBO estimate and the generate_until task by three methods, no traceback."""
+    out = tmp_path / "p.json"
+    r = _eval(published_dllm[family], "--trust-remote-code", "--include-path", tasks_dir, "--tasks",
+              "accel_copy,accel_copy_mc", "-m", "vanilla", "-m", "fast-dllm", "-m", "fast-dllm-dual",
+              "--limit", 2, "--mc-samples", 4, "--mc-batch", 4, "--max-gen-toks", 8, "--block-len", 8, "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    rep = json.loads(out.read_text())
+    for m in ("vanilla", "fast-dllm", "fast-dllm-dual"):
+        res = rep["lm_eval"][m]["results"]
+        assert 0 <= res["accel_copy"]["exact_match,none"] <= 1 and 0 <= res["accel_copy_mc"]["acc,none"] <= 1
+        row = next(x for x in rep["rows"] if x["method"] == m and x["task"] == "accel_copy")
+        assert row["nfe"] > 0
+
+
+# ------------------------------------------------------------------ every method through generate_until
+
+
+def test_generate_until_through_every_dllm_baseline(tasks_dir, tmp_path):
+    from accel.decoding.methods import available
+    methods = available("dllm")
+    out = tmp_path / "all.json"
+    r = _eval("builtin:dllm", "--include-path", tasks_dir, "--tasks", "accel_copy", *sum((["-m", m] for m in methods), []),
+              "--limit", 2, "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    rep = json.loads(out.read_text())
+    for m in methods:
+        row = next(x for x in rep["rows"] if x["method"] == m and x["task"] == "accel_copy")
+        assert row["nfe"] > 0 and row["accuracy"] == rep["lm_eval"][m]["results"]["accel_copy"]["exact_match,none"]
+    assert rep["identical_to_greedy"] == {}  # no AR method
+
+
+@pytest.fixture(scope="module")
+def d2f_ckpt(tmp_path_factory, tiny_dir):
+    """A D2F checkpoint distilled for 3 steps from the tiny random dLLM (its own rows: d2f, d2f-nocache)."""
+    from pathlib import Path
+
+    from accel.recipes.d2f.export import export
+    from accel.recipes.d2f.train import run
+    from accel.trainers.loading import load_config
+    from accel.recipes import get
+    d = tmp_path_factory.mktemp("d2f")
+    smoke = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "d2f" / "smoke.yaml"
+    cfg = load_config(get("d2f").Config, smoke, [f"backbone={tiny_dir('dllm')}", f"output_dir={d / 'run'}",
+                                                 "n_per_task=1", "max_steps=3"], recipe="d2f")
+    return export(run(cfg), d / "ckpt")
+
+
+def test_d2f_rows_decode_but_cannot_score(d2f_ckpt, tasks_dir):
+    r = _eval(d2f_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy", "-m", "vanilla", "-m", "d2f",
+              "-m", "d2f-nocache", "--limit", 2)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "d2f-nocache" in r.output
+    r = _eval(d2f_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy_mc", "-m", "vanilla", "-m", "d2f")
+    assert r.exit_code == 2, r.output
+    line = _one_error_line(r.output)
+    assert "method d2f" in line and "cannot score" in line and "block-causally" in line, line
+
+
+@pytest.fixture(scope="module")
+def eagle3_ckpt(tmp_path_factory):
+    """An untrained EAGLE-3 draft on the built-in AR teacher, exported (a finished run without training:
+    decoding is what is under test; greedy acceptance keeps it identical to greedy whatever it drafts)."""
+    import torch
+
+    from accel.models.backbone import load_backbone
+    from accel.models.weights import builtin_dir
+    from accel.recipes import get
+    from accel.recipes.eagle3.export import export
+    from accel.recipes.eagle3.train import build_draft, save_final
+    from accel.trainers.loading import load_config
+    if not (builtin_dir("ar") / "model.safetensors").exists():
+        pytest.skip("built-in AR teacher not in this checkout")
+    d = tmp_path_factory.mktemp("eagle3")
+    cfg = load_config(get("eagle3").Config, None, [f"output_dir={d / 'run'}", "draft_vocab_size=64", "ttt_steps=3"],
+                      recipe="eagle3")
+    adapter = load_backbone("builtin:ar", device="cpu")
+    torch.manual_seed(0)
+    draft = build_draft(cfg, adapter, [([3], list(range(4, 60)))])
+    stats = {"topk_accuracy": [[0.9, 0.05, 0.0, 0.0], [0.7, 0.2, 0.0, 0.0], [0.6, 0.2, 0.0, 0.0]]}
+    save_final(draft, cfg, d / "run" / "final", stats)
+    return export(d / "run", d / "ck", tree_nodes=4)
+
+
+def test_ar_tree_methods_identical_to_greedy(eagle3_ckpt, tasks_dir, tmp_path):
+    """EAGLE-3 tree, static tree and chain through generate_until: identical to greedy (1.0, in the JSON and the
+    table), the same exact_match; sampling is not lossless and gets no such figure."""
+    out = tmp_path / "ar.json"
+    methods = ["greedy", "eagle3", "eagle3-static", "eagle3-chain", "sample"]
+    r = _eval(eagle3_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy", *sum((["-m", m] for m in methods), []),
+              "--limit", 4, "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "≡ greedy" in r.output
+    rep = json.loads(out.read_text())
+    assert set(rep["identical_to_greedy"]) == {"greedy", "eagle3", "eagle3-static", "eagle3-chain"}
+    greedy_em = rep["lm_eval"]["greedy"]["results"]["accel_copy"]["exact_match,none"]
+    for m in ("eagle3", "eagle3-static", "eagle3-chain"):
+        assert rep["identical_to_greedy"][m] == {"accel_copy": 1.0, "all": 1.0}
+        assert rep["lm_eval"][m]["results"]["accel_copy"]["exact_match,none"] == greedy_em
+        row = next(x for x in rep["rows"] if x["method"] == m and x["task"] == "accel_copy")
+        assert row["identical_to_greedy"] == 1.0 and row["nfe"] > 0
+    assert "identical_to_greedy" not in next(x for x in rep["rows"] if x["method"] == "sample")
+
+
+def test_identical_to_greedy_decodes_its_reference_when_greedy_did_not_run(eagle3_ckpt, tasks_dir, tmp_path):
+    out = tmp_path / "chain.json"
+    r = _eval(eagle3_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy", "-m", "eagle3-chain", "--limit", 2,
+              "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads(out.read_text())["identical_to_greedy"] == {"eagle3-chain": {"accel_copy": 1.0, "all": 1.0}}
