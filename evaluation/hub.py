@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -34,8 +35,11 @@ def hub_reachable(endpoint: str | None = None, timeout_s: float = 3.0) -> bool |
 
 def offline_unless_reachable(timeout_s: float = 3.0) -> bool:
     """Sets the offline switches when the hub cannot be reached and the user set none; returns whether
-    it did. Only effective before huggingface_hub and datasets are imported (they read them at import)."""
-    if any(v in os.environ for v in OFFLINE_VARS) or hub_reachable(timeout_s=timeout_s) is not False:
+    it did. Only effective before huggingface_hub and datasets are imported (they read them at import): once
+    they are (a caller in the same process), nothing is checked or set."""
+    if {"datasets", "huggingface_hub"} & set(sys.modules) or any(v in os.environ for v in OFFLINE_VARS):
+        return False
+    if hub_reachable(timeout_s=timeout_s) is not False:
         return False
     for v in OFFLINE_VARS:
         os.environ[v] = "1"

@@ -147,12 +147,12 @@ def _one_error_line(output: str) -> str:
     return lines[0]
 
 
-def test_hub_task_offline_is_one_line_naming_the_dataset():
+def test_hub_task_offline_is_one_line_naming_the_dataset(tmp_path):
     """gsm8k with the hub unreachable (an endpoint nothing listens on): one line naming openai/gsm8k, exit 2,
     at once (no retries with back-off), before any model loads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
            and "proxy" not in k.lower()}
-    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=os.environ.get("HF_HOME", "") or "/nonexistent-accel-hf")
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # an empty cache: nothing to fall back on
     r = subprocess.run([sys.executable, "-m", "accel.cli.main", "eval", "builtin:dllm", "--tasks", "gsm8k",
                         "--limit", "2"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 2, r.stderr
@@ -172,12 +172,13 @@ def _elbo_enumerated(adapter, ctx, cont):
 
     from accel.evaluation.loglik import _logits
     P, L, total = len(ctx), len(cont), 0.0
-    for m in range(1, L + 1):
-        sets = list(itertools.combinations(range(L), m))
-        for s in sets:
-            x = torch.tensor([ctx + [adapter.mask_id if j in s else c for j, c in enumerate(cont)]])
-            logp = _logits(adapter, x)[0, P:].float().log_softmax(-1)
-            total += (L / m) * sum(float(logp[j, cont[j]]) for j in s) / len(sets) / L
+    with torch.no_grad():
+        for m in range(1, L + 1):
+            sets = list(itertools.combinations(range(L), m))
+            for s in sets:
+                x = torch.tensor([ctx + [adapter.mask_id if j in s else c for j, c in enumerate(cont)]])
+                logp = _logits(adapter, x)[0, P:].float().log_softmax(-1)
+                total += (L / m) * sum(float(logp[j, cont[j]]) for j in s) / len(sets) / L
     return total
 
 
