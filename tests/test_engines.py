@@ -165,22 +165,24 @@ def _vllm_venv_or_skip():
 
 @pytest.mark.engines
 def test_engine_check_medusa_draft_vocab_on_vllm(tmp_path):
-    """vLLM 0.32 loads a Medusa export over a draft vocabulary (a few training steps on cached states of the
-    built-in AR teacher) and decodes exactly what it decodes without the draft."""
+    """vLLM 0.32 loads a Medusa export over a draft vocabulary (a few steps on the built-in AR teacher's cached
+    states), decodes exactly what it decodes without the draft, and reports its acceptance."""
     _vllm_venv_or_skip()
-    from accel.recipes.medusa.config import Config
-    from accel.recipes.medusa.train import run
-    from accel.recipes.shared.self_distill import build_self_distill
-    build_self_distill("builtin:ar", tmp_path / "sd.jsonl", n_per_task=4, max_new_tokens=24,
-                       states=tmp_path / "states")
-    cfg = Config(output_dir=str(tmp_path / "m"), backbone="builtin:ar", data=str(tmp_path / "sd.jsonl"),
-                 states=str(tmp_path / "states"), mode="medusa1", loss="ce", num_heads=3, num_layers=1,
-                 max_steps=20, save_steps=20, per_device_train_batch_size=64, learning_rate=1e-2, tree_nodes=0,
-                 draft_vocab_size=24)
-    cfg.validate()
-    ck = ex.export(run(cfg), tmp_path / "vllm", format="vllm")
-    r = subprocess.run(["bash", str(ROOT / "scripts/engine_check.sh"), str(ck), "builtin:ar", "--prompts", "suite",
-                        "--venv", str(VLLM_VENV)], capture_output=True, text=True, timeout=1800,
-                       env={**os.environ, "ACCEL_PYTHON": sys.executable})
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "identical: yes" in r.stdout and "mean acceptance length" in r.stdout
+    accel = [sys.executable, "-m", "accel.cli.main"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCEL_PYTHON": sys.executable}
+
+    def ok(args):
+        r = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env, cwd=tmp_path)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        return r.stdout
+    ok(accel + ["data", "self-distill", "--backbone", "builtin:ar", "--prompts", "suite", "--n-per-task", "4",
+                "--max-new-tokens", "24", "--device", "cpu", "--out", "sd.jsonl", "--states", "states"])
+    ok(accel + ["train", "medusa", "--output", "run", "backbone=builtin:ar", "data=sd.jsonl", "states=states",
+                "mode=medusa1", "loss=ce", "num_heads=3", "num_layers=1", "max_steps=20", "save_steps=20",
+                "per_device_train_batch_size=64", "learning_rate=1e-2", "tree_nodes=0", "draft_vocab_size=24"])
+    ok(accel + ["export", "run", "--out", "vllm", "--format", "vllm"])
+    ok(accel + ["export", "run", "--out", "ck", "--tree-nodes", "4"])
+    out = ok(["bash", str(ROOT / "scripts/engine_check.sh"), str(tmp_path / "vllm"), "builtin:ar", "--prompts", "suite",
+              "--gen-len", "24", "--accel", str(tmp_path / "ck"), "--venv", str(VLLM_VENV)])
+    assert "identical: yes (8/8" in out and "vLLM mean acceptance length: " in out
+    assert "accel medusa-chain tokens per forward" in out
