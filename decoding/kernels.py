@@ -28,10 +28,27 @@ def argmax_prob_entropy_ref(logits: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
     Also what every decoder runs on a CPU, once per step over [rows, block, vocabulary], so it
     makes as few passes over the vocabulary as torch allows (max+argmax in one, the exponent,
-    its sum, and one dot product for sum(e * z)) and keeps exp out of the denormal range: on a
-    126K vocabulary it cost as much as a cached LLaDA block forward before.
+    its sum, and one dot product for sum(e * z)), over a few rows at a time (`REF_CHUNK`), and
+    keeps exp out of the denormal range: on a 126K vocabulary it cost as much as a cached LLaDA
+    block forward before.
     """
     x = logits.float()
+    V = x.shape[-1]
+    rows = max(1, REF_CHUNK // max(V, 1))
+    flat = x.reshape(-1, V)
+    if flat.shape[0] > rows:  # a big vocabulary: a few rows at a time, so each pass stays in cache
+        parts = [_stats(flat[i:i + rows]) for i in range(0, flat.shape[0], rows)]
+        return tuple(torch.cat(p).reshape(x.shape[:-1]) for p in zip(*parts))
+    return _stats(x)
+
+
+REF_CHUNK = 1 << 20
+"""Logits per chunk of `argmax_prob_entropy_ref` (4 MB of float32): each of its five passes over a
+chunk then reads cache, not memory. On [8, 32, 126464] at one thread: 0.11 instead of 0.25 CPU-s,
+bit-identical (every statistic is per row)."""
+
+
+def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     m, ids = x.max(-1, keepdim=True)
     dead = torch.isneginf(m)  # all -inf rows
     m = m.masked_fill(dead, 0.0)

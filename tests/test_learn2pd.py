@@ -93,16 +93,42 @@ def test_calibration_picks_the_cheapest_tau_that_keeps_quality(adapter, tok):
     (the reference), tau 0.5 unmasks everything at once. Without a scorer, agreement decides."""
     from accel.recipes.learn2pd.calibrate import calibrate_tau
     p = ids(tok)
-    tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7, 0.9))
+    tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7, 0.9), full_table=True)
     by = {r["tau"]: r for r in table}
     assert by[0.7]["agreement"] == by[0.9]["agreement"] == 1.0 and by[0.3]["nfe"] == 1.0
     assert tau == (0.3 if by[0.3]["agreement"] == 1.0 else 0.7)
+    # by default the grid stops at the first τ that agrees everywhere: same choice, 0.9 never decoded
+    early, short = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7, 0.9))
+    assert early == tau and short == [r for r in table if r["tau"] <= tau]
     # with a scorer, the reference's own accuracy is the bar (row tau=1.0 appended)
-    tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7),
-                               scorer=lambda i, text: len(text) % 2 == 0)
-    assert table[-1]["tau"] == 1.0 and tau in (0.3, 0.7)
-    bar = min(table[-1]["accuracy"], max(r["accuracy"] for r in table[:-1]))
-    assert tau == [r["tau"] for r in table[:-1] if r["accuracy"] >= bar][0]
+    for full in (True, False):
+        tau, table = calibrate_tau(adapter, const_filter(0.0), p, 32, eotp=False, grid=(0.3, 0.7),
+                                   scorer=lambda i, text: len(text) % 2 == 0, full_table=full)
+        assert table[-1]["tau"] == 1.0 and tau in (0.3, 0.7)
+        bar = min(table[-1]["accuracy"], max(r["accuracy"] for r in table[:-1]))
+        assert tau == [r["tau"] for r in table[:-1] if r["accuracy"] >= bar][0]
+        assert len(table) == 3 if full else table[-2]["tau"] == tau  # stopped at the chosen τ
+
+
+def test_calibration_stopping_early_chooses_what_the_full_grid_does():
+    """The rule behind stopping the grid: once a τ matches the reference, the rows after it never change
+    the choice, whatever the accuracies, agreements and tolerance (random tables, both modes)."""
+    import random
+
+    from accel.recipes.learn2pd.calibrate import choose, matches_reference
+    rnd = random.Random(0)
+    stopped = 0
+    for _ in range(3000):
+        n = rnd.randint(1, 6)
+        levels = [k / 4 for k in range(5)]
+        table = [{"tau": 0.5 + 0.05 * i, "accuracy": rnd.choice(levels), "agreement": rnd.choice(levels)}
+                 for i in range(n)]
+        ref_acc = rnd.choice(levels + [None])
+        tol = rnd.choice([0.0, 0.1, 0.25, 0.5])
+        k = next((i for i, r in enumerate(table) if matches_reference(r, ref_acc)), n - 1)
+        stopped += k < n - 1
+        assert choose(table[:k + 1], ref_acc, tol) == choose(table, ref_acc, tol), (table, ref_acc, tol)
+    assert stopped > 500  # the early stop was exercised
 
 
 def test_oracle_labels_match_argmax(adapter, tok):
@@ -288,9 +314,13 @@ def test_train_export_bench_round_trip(adapter, tok, tmp_path):
         assert 0.0 <= metrics[k] <= 1.0
     from accel.recipes.learn2pd.calibrate import TAU_GRID
     table = metrics["tau_calibration"]  # τ chosen on held-out prompts, the table it chose from
-    assert [r["tau"] for r in table] == sorted(TAU_GRID) + [1.0] and metrics["tau"] in TAU_GRID
+    taus = [r["tau"] for r in table]
+    assert taus == sorted(TAU_GRID)[:len(taus) - 1] + [1.0] and metrics["tau"] in TAU_GRID
     bar = min(table[-1]["accuracy"], max(r["accuracy"] for r in table[:-1]))  # reference row last
     assert metrics["tau"] == [r["tau"] for r in table[:-1] if r["accuracy"] >= bar][0]
+    if len(taus) <= len(TAU_GRID):  # the grid stopped early: only at a τ as accurate as the reference
+        assert table[-2]["accuracy"] >= table[-1]["accuracy"]
+        assert all(r["accuracy"] < table[-1]["accuracy"] for r in table[:-2])
     assert json.loads((run_dir / "learn2pd.json").read_text())["tau"] == metrics["tau"]
     assert (run_dir / "oracle" / "oracle_meta.json").exists()
     ckpt = load_checkpoint(export(run_dir, tmp_path / "ckpt", tau=0.9))

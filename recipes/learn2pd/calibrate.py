@@ -27,25 +27,33 @@ TAU_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995)
 def calibrate_tau(adapter, filt, prompts: list[list[int]], gen_len: int, eotp: bool = True,
                   tolerance: float = 0.0, grid=TAU_GRID, batch_size: int = 32,
                   scorer: Callable[[int, str], bool] | None = None,
-                  progress: bool = True) -> tuple[float, list[dict]]:
-    """(chosen τ, [{tau, agreement, accuracy?, nfe}] per τ, smallest first).
+                  progress: bool = True, cache: str | None = None,
+                  full_table: bool = False) -> tuple[float, list[dict]]:
+    """(chosen τ, [{tau, agreement, accuracy?, nfe}] per τ decoded, smallest first).
 
     scorer(i, text) -> bool scores prompt i's output; the reference's accuracy is reported as
-    the row with tau = 1.0 (one token per step). It decodes every prompt once per τ plus once
-    for the reference, which on a real-size model takes minutes: `progress` shows a bar over
-    those decodes.
+    the row with tau = 1.0 (one token per step). It decodes every prompt once for the reference,
+    then once per τ from the smallest up, which on a real-size model takes minutes: `progress`
+    shows a bar over those decodes. cache (None, 'prefix', 'dual') is the KV cache of the
+    reference and of every Learn2PD decode (`oracle.resolve_cache`).
+
+    Unless full_table, the grid stops at the first τ that decodes the prompts as accurately as
+    the reference (without a scorer: agrees with it on every prompt): no larger τ can be chosen
+    then (the bar is the reference's accuracy, or 1.0 agreement, less the tolerance, and every
+    smaller τ has been decoded), and the larger τ are the ones that cost the most forwards.
     """
     if not prompts:
         raise ValueError("τ calibration needs at least one held-out prompt")
     chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
     with phase_bar("τ calibration", len(prompts) * (len(grid) + 1), progress) as advance:
-        return _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, advance)
+        return _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, sorted(grid), scorer, advance, cache,
+                          full_table)
 
 
-def _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, advance):
+def _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, advance, cache, full_table):
     refs = []
     for c in chunks:
-        refs.append(reference_canvas(adapter, c, gen_len, filt.block_len)[1])
+        refs.append(reference_canvas(adapter, c, gen_len, filt.block_len, cache=cache)[1])
         advance(len(c))
     ref_tok = [t for r in refs for t in r.tokens]
     ref_txt = [t for r in refs for t in r.texts]
@@ -53,12 +61,13 @@ def _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, ad
     def acc(texts):
         return round(sum(scorer(i, t) for i, t in enumerate(texts)) / len(texts), 4) if scorer else None
 
+    ref_acc = acc(ref_txt)
     table = []
-    for tau in sorted(grid):
+    for k, tau in enumerate(grid):
         poll("the trained filter's checkpoint (τ calibration reruns on resume)")
         toks, txts, nfe = [], [], []
         for c in chunks:
-            res = generate_learn2pd(adapter, c, gen_len, filt, tau=tau, eotp=eotp)
+            res = generate_learn2pd(adapter, c, gen_len, filt, tau=tau, eotp=eotp, cache=cache)
             advance(len(c))
             toks += res.tokens
             txts += res.texts
@@ -68,13 +77,27 @@ def _calibrate(adapter, filt, chunks, gen_len, eotp, tolerance, grid, scorer, ad
         if scorer:
             row["accuracy"] = acc(txts)
         table.append(row)
-    if scorer:  # the bar: the reference's accuracy, or the best any tau reaches if that is lower
-        ref_acc = acc(ref_txt)
-        bar = min(ref_acc, max(r["accuracy"] for r in table)) - tolerance
+        if not full_table and matches_reference(row, ref_acc):
+            advance(len(ref_tok) * (len(grid) - k - 1))  # the larger τ are not decoded: the bar ends full
+            break
+    tau = choose(table, ref_acc, tolerance)
+    if scorer:
         table.append({"tau": 1.0, "agreement": 1.0, "accuracy": ref_acc, "nfe": float(gen_len)})
-        ok = [r for r in table[:-1] if r["accuracy"] >= bar - 1e-9]
-    else:
-        bar = max(r["agreement"] for r in table) - tolerance
-        ok = [r for r in table if r["agreement"] >= bar - 1e-9]
-    return ok[0]["tau"], table
+    return tau, table
 
+
+def matches_reference(row: dict, ref_acc: float | None) -> bool:
+    """Whether τ's row decodes the held-out prompts as well as the reference: its accuracy reaches the
+    reference's (ref_acc: with a scorer), or (None: without one) it agrees with it on every prompt."""
+    return row["accuracy"] >= ref_acc - 1e-9 if ref_acc is not None else row["agreement"] >= 1.0 - 1e-9
+
+
+def choose(table: list[dict], ref_acc: float | None, tolerance: float) -> float:
+    """The smallest τ of `table` (smallest first) that clears the bar: with a scorer, the reference's
+    accuracy, or the best any τ reaches if that is lower, less the tolerance; without one, the best
+    agreement less the tolerance. Once a row `matches_reference`, no row after it can change this."""
+    if ref_acc is not None:
+        bar = min(ref_acc, max(r["accuracy"] for r in table)) - tolerance
+        return next(r["tau"] for r in table if r["accuracy"] >= bar - 1e-9)
+    bar = max(r["agreement"] for r in table) - tolerance
+    return next(r["tau"] for r in table if r["agreement"] >= bar - 1e-9)

@@ -27,8 +27,9 @@ import torch
 from accel.core.files import atomic_dir, write_atomic
 from accel.core.progress import phase_bar
 from accel.data.prompts import encode_prompt, load_prompts as _load
-from accel.decoding.dllm import end_free_rows, finish, generate_vanilla, init_canvas
-from accel.models.masks import full_mask, position_ids
+from accel.decoding.cache import BlockCache
+from accel.decoding.dllm import end_free_rows, finish, generate_threshold, generate_vanilla, init_canvas
+from accel.models.masks import position_ids
 from accel.models.weights import weights_stamp
 from accel.trainers.config import ConfigError
 from accel.trainers.preempt import stop_guard
@@ -44,13 +45,40 @@ def load_prompts(source: str = "suite", tasks: str | list[str] = "all", n: int =
 
 
 # ---------------------------------------------------------------- decoding
-def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32):
-    """[B, gen_len] reference tokens (vanilla, one token per step, T=0), end tokens after the end.
+CACHES = ("auto", "none", "prefix", "dual")
+"""The `cache` setting of the oracle decodes and τ calibration."""
 
-    Stops once every row has ended (`generate_vanilla(stop_when_ended=True)`): same tokens, far
-    fewer forwards on short answers."""
-    res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len,
-                           stop_when_ended=True)
+
+def resolve_cache(adapter, setting: str = "auto") -> str | None:
+    """The KV cache mode the oracle and calibration decode with (None: uncached, exact).
+
+    auto: the dual cache on a published dLLM whose cached forward runs (LLaDA, Dream), where every
+    uncached step costs a forward of the whole canvas and, with a 126K-152K vocabulary, its full
+    logits; the built-in teachers decode uncached (seconds, and the README's tables are that exact
+    decode)."""
+    if setting not in CACHES:
+        raise ConfigError(f"cache={setting!r}: choose one of {', '.join(CACHES)}")
+    if setting == "auto":
+        return "dual" if adapter.supports_cache and adapter.family != "builtin" else None
+    return None if setting == "none" else setting
+
+
+def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32,
+                     cache: str | None = None):
+    """[B, gen_len] reference tokens (one token per step, T=0), end tokens after the end.
+
+    cache None: LLaDA's vanilla sampler exactly (`generate_vanilla`), stopping once every row has
+    ended (`stop_when_ended=True`: same tokens, far fewer forwards on short answers). cache
+    'prefix' / 'dual': the same schedule (the most confident masked position of the block per
+    step) on the shared block loop with that KV cache (`generate_threshold` with a threshold no
+    confidence reaches), each row stopping at its end: Fast-dLLM's approximation of it, whose
+    forwards feed and score the block only."""
+    if cache is None:
+        res = generate_vanilla(adapter, prompts, gen_len=gen_len, block_len=block_len, steps=gen_len,
+                               stop_when_ended=True)
+    else:
+        res = generate_threshold(adapter, prompts, gen_len=gen_len, block_len=block_len, threshold=2.0,
+                                 cache=cache, early_exit=True)
     end = adapter.eos_ids[0]
     ref = torch.full((len(prompts), gen_len), end, dtype=torch.long)
     for i, row in enumerate(res.tokens):
@@ -59,7 +87,7 @@ def reference_canvas(adapter, prompts: list[list[int]], gen_len: int, block_len:
 
 
 def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: int = 32, reference=None,
-                  record=None, early_exit: bool = False):
+                  record=None, early_exit: bool = False, cache: str | None = None):
     """The extremely-greedy-parallel decode; returns a DecodeResult (nfe = greedy pass only).
 
     early_exit: a row ends once its canvas holds an end token with nothing pending before it
@@ -68,14 +96,19 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
 
     record(rows, block, step, conf[b, blk], label[b, blk], masked[b, blk]) is called per step with
     the batch indices of the rows forwarded (CPU tensors).
+
+    cache None: every step is a full forward; 'prefix' / 'dual': the block loop's KV cache
+    (`accel.decoding.cache.BlockCache`: the block's first step fills it, later steps feed the
+    block, or the block and what follows). Either way only the block's logits are scored.
     """
     if gen_len % block_len:
         raise ValueError(f"gen_len ({gen_len}) must be a multiple of block_len ({block_len})")
     if reference is None:
-        reference, _ = reference_canvas(adapter, prompts, gen_len, block_len)
+        reference, _ = reference_canvas(adapter, prompts, gen_len, block_len, cache=cache)
     with torch.no_grad():
         x, valid, P = init_canvas(adapter, prompts, gen_len)
-        attn, pos = full_mask(valid), position_ids(valid)
+        pos = position_ids(valid)
+        kv = BlockCache(adapter, cache)
         mask_id = adapter.mask_id
         pending = x == mask_id  # tracked apart from the canvas: a reference may contain the mask id itself
         nfe = [0] * len(prompts)
@@ -87,8 +120,8 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
                 rows = torch.nonzero(pending[:, s:e].any(1)).flatten()
                 if rows.numel() == 0:
                     break
-                logits, _ = adapter.dllm_logits(x[rows], attn[rows], pos[rows])
-                probs = torch.softmax(logits[:, s:e].float(), dim=-1)
+                logits = kv.logits(x, valid, pos, s, e, first=step == 0, rows=rows)
+                probs = torch.softmax(logits.float(), dim=-1)
                 conf, x0 = probs.max(-1)
                 blk = x[rows, s:e]
                 masked = pending[rows, s:e]
@@ -112,26 +145,28 @@ def oracle_decode(adapter, prompts: list[list[int]], gen_len: int, block_len: in
 
 
 # ---------------------------------------------------------------- dataset
-def _meta(adapter, gen_len, block_len, source, n_prompts, batch_size) -> dict:
+def _meta(adapter, gen_len, block_len, source, n_prompts, batch_size, cache=None) -> dict:
     return {"format": FORMAT, "teacher": adapter.source, "weights": weights_stamp(str(adapter.source)),
             "family": adapter.family, "mask_id": adapter.mask_id,
             "shift_logits": adapter.shift_logits, "gen_len": gen_len, "block_len": block_len,
-            "prompt_source": source, "n_prompts": n_prompts, "shard_size": batch_size}
+            "prompt_source": source, "n_prompts": n_prompts, "shard_size": batch_size, "cache": cache}
 
 
-_MATCH = ("format", "teacher", "weights", "gen_len", "block_len", "prompt_source", "n_prompts", "shard_size")
+_MATCH = ("format", "teacher", "weights", "gen_len", "block_len", "prompt_source", "n_prompts", "shard_size", "cache")
 
 
 def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, gen_len: int = 64,
                             block_len: int = 32, batch_size: int = 32, source: str = "suite",
-                            progress: bool = True, max_shards: int | None = None) -> Path:
+                            progress: bool = True, max_shards: int | None = None, cache: str | None = None) -> Path:
     """Writes the oracle dataset to out_dir (resumable); returns out_dir.
 
-    max_shards stops after writing that many new shards (used to test resumption).
+    cache: the KV cache of the reference and oracle decodes (None: uncached; `resolve_cache`),
+    recorded in the meta (a resumed run must decode the same way). max_shards stops after
+    writing that many new shards (used to test resumption).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = _meta(adapter, gen_len, block_len, source, len(prompts), batch_size)
+    meta = _meta(adapter, gen_len, block_len, source, len(prompts), batch_size, cache)
     meta_path = out / META
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -154,7 +189,7 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
             if max_shards is not None and written >= max_shards:
                 return out
             chunk = prompts[k * batch_size:(k + 1) * batch_size]
-            ds = datasets.Dataset.from_dict(_shard_records(adapter, chunk, k * batch_size, gen_len, block_len),
+            ds = datasets.Dataset.from_dict(_shard_records(adapter, chunk, k * batch_size, gen_len, block_len, cache),
                                             features=_features())
             with atomic_dir(out / _shard(k)) as tmp:
                 ds.save_to_disk(str(tmp))
@@ -164,7 +199,7 @@ def generate_oracle_dataset(adapter, prompts: list[dict], out_dir: str | Path, g
     return out
 
 
-def _shard_records(adapter, chunk: list[dict], offset: int, gen_len: int, block_len: int) -> dict:
+def _shard_records(adapter, chunk: list[dict], offset: int, gen_len: int, block_len: int, cache=None) -> dict:
     cols = {k: [] for k in ("prompt_idx", "task", "block", "step", "conf", "label", "masked")}
 
     def record(rows, b, step, conf, label, masked):
@@ -178,7 +213,7 @@ def _shard_records(adapter, chunk: list[dict], offset: int, gen_len: int, block_
             cols["masked"].append(masked[j].to(int).tolist())
 
     ids = [encode_prompt(adapter.tokenizer, c["prompt"]) for c in chunk]
-    oracle_decode(adapter, ids, gen_len, block_len, record=record)
+    oracle_decode(adapter, ids, gen_len, block_len, record=record, cache=cache)
     return cols
 
 

@@ -18,6 +18,7 @@ import torch
 from accel.core.files import save_tensors
 from accel.data.tasks import generate, resolve_tasks, score
 from accel.models.backbone import backbone_ref, device_of, load_backbone
+from accel.models.families import detect
 from accel.recipes.learn2pd import model as M, oracle
 from accel.recipes.learn2pd.calibrate import TAU_GRID, calibrate_tau
 from accel.recipes.learn2pd.config import Config
@@ -53,6 +54,23 @@ def _lazy_backbone(cfg: Config):
     return get
 
 
+def published(backbone: str) -> bool:
+    """Whether `backbone` is a published dLLM (LLaDA, Dream: shipped code, a 126K-152K vocabulary), read from
+    its config.json without loading it; False for accel's own models (and for a path that is not a model
+    directory: loading it then says what is wrong)."""
+    if backbone.startswith(("builtin:", "random:")):
+        return False
+    try:
+        cfg = json.loads((Path(backbone).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return detect(cfg).name in ("llada", "dream")
+
+
+def _cache_words(cache) -> str:
+    return f"{cache} KV cache" if cache else "no KV cache"
+
+
 def ensure_oracle(cfg: Config, progress: bool = True, backbone=None) -> Path:
     """Generates (or resumes) the oracle dataset unless it is already complete."""
     out = Path(cfg.resolved_oracle_dir())
@@ -60,8 +78,13 @@ def ensure_oracle(cfg: Config, progress: bool = True, backbone=None) -> Path:
         return out
     adapter = (backbone or _lazy_backbone(cfg))()
     prompts = oracle.load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
+    cache = oracle.resolve_cache(adapter, cfg.decode_cache)
+    print(f"[learn2pd] oracle data: {len(prompts)} prompts x 2 decodes (the one-token-per-step reference, then the "
+          f"oracle) at gen {cfg.gen_len}, block {cfg.block_len}, {_cache_words(cache)}; n_per_task shrinks it",
+          flush=True)
     oracle.generate_oracle_dataset(adapter, prompts, out, gen_len=cfg.gen_len, block_len=cfg.block_len,
-                                   batch_size=cfg.oracle_batch_size, source=cfg.prompts, progress=progress)
+                                   batch_size=cfg.oracle_batch_size, source=cfg.prompts, progress=progress,
+                                   cache=cache)
     return out
 
 
@@ -78,19 +101,28 @@ def _calibrate(cfg: Config, filt, val: dict, adapter):
         rows = load_prompts(cfg.prompts, cfg.tasks, cfg.n_per_task, cfg.seed)
         texts = [rows[i]["prompt"] for i in torch.unique(val["prompt_idx"]).tolist()[:cfg.calib_prompts]]
     ids = [encode_prompt(adapter.tokenizer, t) for t in texts]
-    print(f"[learn2pd] tau calibration: {len(ids)} held-out prompts x ({len(TAU_GRID)} thresholds + the reference) "
-          f"= {len(ids) * (len(TAU_GRID) + 1)} decodes at gen {cfg.gen_len}; "
+    cache = oracle.resolve_cache(adapter, cfg.decode_cache)
+    stop = "" if cfg.calib_full_table else (" at most: the grid stops at the first threshold as accurate as the "
+                                            "reference (calib_full_table=true decodes them all)")
+    print(f"[learn2pd] tau calibration: {len(ids)} held-out prompts x (the reference + {len(TAU_GRID)} thresholds) "
+          f"= {len(ids) * (len(TAU_GRID) + 1)} decodes at gen {cfg.gen_len}, {_cache_words(cache)}{stop}; "
           + ("calib_per_task" if cfg.prompts == "suite" else "calib_prompts")
           + " shrinks it, calibrate_tau=false skips it (then set tau)", flush=True)
     with torch.no_grad():
         tau, table = calibrate_tau(adapter, filt.to(adapter.device), ids, cfg.gen_len, eotp=cfg.eotp,
-                                   tolerance=cfg.calib_tolerance, scorer=scorer)
+                                   tolerance=cfg.calib_tolerance, scorer=scorer, cache=cache,
+                                   batch_size=cfg.calib_batch_size,
+                                   full_table=cfg.calib_full_table)
     filt.cpu()
     for r in table:
         acc = f"accuracy {r['accuracy']:.3f}  " if "accuracy" in r else ""
         print(f"[learn2pd] tau {r['tau']:<7} {acc}agreement {r['agreement']:.3f}  NFE {r['nfe']:.2f}"
               + ("   <- chosen" if r["tau"] == tau else "") + ("   (reference)" if r["tau"] == 1.0 else ""),
               flush=True)
+    decoded = [r["tau"] for r in table if r["tau"] < 1.0]
+    if len(decoded) < len(TAU_GRID):
+        print(f"[learn2pd] tau {', '.join(str(t) for t in sorted(TAU_GRID) if t > decoded[-1])} not decoded: "
+              f"tau {decoded[-1]} already matches the reference", flush=True)
     return tau, table
 
 
@@ -109,6 +141,7 @@ class _FullBatch:
 
 def run(cfg: Config) -> Path:
     cfg.validate()
+    cfg.sized(published(cfg.backbone))
     run_dir = prepare_run_dir(cfg, "learn2pd")
     backbone = _lazy_backbone(cfg)
     with stop_guard("Learn2PD oracle data", run_dir):
