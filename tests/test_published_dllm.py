@@ -383,3 +383,127 @@ def test_llada_config_the_cached_forward_does_not_compute_falls_back(published_d
     with pytest.raises(BackboneError, match="no KV cache"):
         generate_threshold(a, _prompts(a), gen_len=16, block_len=8, cache="prefix")
     assert len(generate_threshold(a, _prompts(a), gen_len=8, block_len=8).tokens) == 2
+
+
+@pytest.fixture(scope="module")
+def llada_by_dtype(published_dllm, adapters):
+    return {"fp32": adapters["llada"], **{d: load_backbone(published_dllm["llada"], trust_remote_code=True, dtype=d)
+                                          for d in ("bf16", "fp16")}}
+
+
+def _cached_logits(a, ids, valid, pos, mode, s, e):
+    """The logits of block [s, e) fed against the cache `mode` builds (prefix, dual or D2F's block-causal
+    with blocks of 4 after a prompt of s), and the validity of the fed positions."""
+    from accel.models.masks import block_causal_mask, full_mask
+    fwd = a.family_spec.forward
+    B, L = ids.shape
+    if mode == "block-causal":
+        full = block_causal_mask(valid, s, 4)
+        pre = fwd(a.model, ids[:, :s], full[:, :, :s, :s], pos[:, :s], use_cache=True).past_key_values
+        return fwd(a.model, ids[:, s:], full[:, :, s:], pos[:, s:], past_key_values=pre, use_cache=True).logits, \
+            valid[:, s:]
+    kept = list(range(s)) + (list(range(e, L)) if mode == "dual" else [])
+    fed = [j for j in range(L) if j not in kept]
+    kv = fwd(a.model, ids[:, kept], full_mask(valid[:, kept]), pos[:, kept], use_cache=True).past_key_values
+    key_valid = torch.cat([valid[:, kept], valid[:, fed]], 1)
+    mask = key_valid[:, None, None, :].expand(B, 1, len(fed), key_valid.shape[1])
+    return fwd(a.model, ids[:, fed], mask, pos[:, fed], past_key_values=kv, use_cache=True).logits, valid[:, fed]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual", "block-causal"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_llada_cached_paths_keep_each_rows_padding_to_itself(llada_by_dtype, dtype, mode):
+    """Left-padded batch, every cache, every dtype: other token ids at the padded positions leave every real
+    position's logits bit-identical, and each row's logits are its logits alone (no padding) up to rounding."""
+    a = llada_by_dtype[dtype]
+    ids, valid, pos = _padded(a)
+    other = ids.clone()
+    other[~valid] = torch.arange(100, 100 + int((~valid).sum()))
+    s, e = 7, 11
+    with torch.no_grad():
+        got, fed_valid = _cached_logits(a, ids, valid, pos, mode, s, e)
+        assert got.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        again, _ = _cached_logits(a, other, valid, pos, mode, s, e)
+        assert torch.equal(got[fed_valid], again[fed_valid])
+        tol = {"fp32": 1e-4, "bf16": 0.5, "fp16": 0.1}[dtype]  # 30-sized logits: 2 ulps of bf16, 3 of fp16
+        for i in range(1, ids.shape[0]):  # row i has 2i padding positions
+            p = 2 * i
+            alone, alone_valid = _cached_logits(a, ids[i:i + 1, p:], valid[i:i + 1, p:], pos[i:i + 1, p:], mode,
+                                                s - p, e - p)
+            assert alone_valid.all()
+            diff = (got[i][fed_valid[i]].float() - alone[0].float()).abs().max()
+            assert float(diff) <= tol, (i, float(diff))
+
+
+def test_llada_reference_and_oracle_with_the_dual_cache(adapters):
+    """Learn2PD's data on LLaDA through the family's cache: the one-token-per-step reference (batch 4 =
+    batch 1), and the oracle, which only ever writes reference tokens and labels what matches it."""
+    from accel.recipes.learn2pd import oracle
+    a = adapters["llada"]
+    tok = a.tokenizer
+    ps = _prompts(a) + [tok.encode("calc 7+8 now"), tok.encode("sort 3 1 2")]
+    ref, res = oracle.reference_canvas(a, ps, 16, 8, cache="dual")
+    assert res.tokens == [oracle.reference_canvas(a, [p], 16, 8, cache="dual")[1].tokens[0] for p in ps]
+    assert all(n == 16 or len(t) < 16 for n, t in zip(res.nfe, res.tokens))  # one token per forward
+    steps = []
+    out = oracle.oracle_decode(a, ps, 16, 8, reference=ref, record=lambda *r: steps.append(r), cache="dual")
+    assert out.tokens == res.tokens
+    assert sum(len(r[0]) for r in steps) == sum(out.nfe) and all(2 <= n <= 16 for n in out.nfe)
+    for rows, block, step, conf, label, masked in steps:
+        assert conf.shape == (len(rows), 8) and ((conf > 0) & (conf <= 1)).all() and label[~masked].all()
+
+
+def test_learn2pd_decodes_with_the_cache_where_the_family_has_one(published_dllm, adapters, llada_gqa, tmp_path):
+    from accel.recipes.learn2pd.config import SIZES, Config
+    from accel.recipes.learn2pd.oracle import resolve_cache
+    from accel.recipes.learn2pd.train import published
+    from accel.trainers.config import ConfigError
+    ll = adapters["llada"]
+    assert resolve_cache(ll) == "dual" and resolve_cache(adapters["dream"]) == "dual"
+    assert resolve_cache(ll, "none") is None and resolve_cache(ll, "prefix") == "prefix"
+    builtin = load_backbone("builtin:dllm")
+    assert resolve_cache(builtin) is None and resolve_cache(builtin, "dual") == "dual"
+    with pytest.raises(ConfigError, match="choose one of"):
+        resolve_cache(ll, "yes")
+    # the size keys left unset follow the backbone; a value given stays
+    assert published(published_dllm["llada"]) and published(published_dllm["dream"])
+    assert not published("builtin:dllm") and not published(str(tmp_path / "missing"))
+    c = Config(calib_per_task=5).sized(True)
+    assert (c.n_per_task, c.calib_per_task, c.oracle_batch_size) == (SIZES["published"]["n_per_task"], 5,
+                                                                      SIZES["published"]["oracle_batch_size"])
+    assert Config().sized(False).n_per_task == 40 and Config().sized(False).calib_batch_size == 32
+
+
+def test_learn2pd_calibrates_on_llada_with_its_cache_and_says_what_it_costs(published_dllm, tmp_path):
+    """τ calibration on on the 126K vocabulary: the cost of both decode phases stated first, a progress bar,
+    the dual cache recorded with the oracle data, the table it chose from."""
+    out = tmp_path / "l2p"
+    r = _ok(_train(["train", "learn2pd", "--trust-remote-code", f"backbone={published_dllm['llada']}",
+                    "tasks=arith,copy", "n_per_task=2", "calib_per_task=1", "gen_len=16", "block_len=8",
+                    "max_steps=5", "save_steps=5", "device=cpu", f"output_dir={out}"]))
+    assert "oracle data: 4 prompts x 2 decodes" in r.output and "n_per_task shrinks it" in r.output
+    assert "tau calibration: 2 held-out prompts x (the reference + 10 thresholds) = 22 decodes" in r.output
+    assert "dual KV cache" in r.output and "calib_per_task shrinks it" in r.output
+    assert "τ calibration" in r.output  # the bar
+    assert json.loads((out / "oracle" / "oracle_meta.json").read_text())["cache"] == "dual"
+    metrics = json.loads((out / "filter_metrics.json").read_text())
+    table = metrics["tau_calibration"]
+    assert table[-1]["tau"] == 1.0 and metrics["tau"] in [r["tau"] for r in table[:-1]]
+    assert f"tau {metrics['tau']:<7}" in next(ln for ln in r.output.splitlines() if "<- chosen" in ln)
+
+
+def test_token_statistics_on_a_published_vocabulary_are_chunk_invariant():
+    """The CPU statistics every decoder runs per step take a 126K vocabulary a few rows at a time: the same
+    bits as over the whole tensor at once, dead (all -inf) rows included."""
+    from accel.decoding import kernels
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 9, 126464, generator=g) * 6
+    x[0, 3] = -float("inf")
+    x[1, 2, :1000] = -float("inf")
+    assert x[0].numel() > kernels.REF_CHUNK  # more than one chunk
+    got = kernels.argmax_prob_entropy_ref(x)
+    whole = kernels._stats(x.reshape(-1, x.shape[-1]))
+    for a, b in zip(got, whole):
+        assert a.shape == (2, 9) and torch.equal(a.reshape(-1), b)
+    assert got[1][0, 3] == 0 and got[2][0, 3] == float("inf")
+    assert torch.equal(got[0], x.argmax(-1).masked_fill(torch.isneginf(x).all(-1), 0))

@@ -51,7 +51,8 @@ def bench_methods(ckpt, adapter) -> dict:
         out[name] = OnModel(m, teacher, m.block_len, f"{m.help} (undistilled teacher)")
     desc = ", ".join(f"{k} {v}" for k, v in taus.items())
     for name, cache in (("d2f", True), ("d2f-nocache", False)):
-        # a backbone without a KV cache (LLaDA) runs `d2f` uncached: the same tokens, more compute
+        # a model whose cached forward did not pass the load self-check (a config accel's LLaDA forward does not
+        # compute, `llada_forward.unsupported`) runs `d2f` uncached: the same tokens, more compute
         cache = cache and student.supports_cache
         help_ = f"D2F pipelined decoding, block {blk}, {desc}" + (", exact block KV cache" if cache else ", no cache")
         fn = DecodeMethod(name, "dllm", help_, _d2f, options=dict(block_len=blk, cache=cache, **taus), block=blk,

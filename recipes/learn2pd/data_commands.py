@@ -9,20 +9,23 @@ from accel.recipes.data_commands import DataCommand, Option
 
 
 def build_oracle(out: Path, backbone: str, prompts: str, tasks: str, n_per_task: int, gen_len: int, block_len: int,
-                 batch_size: int, device: str, seed: int, trust_remote_code: bool, progress=None) -> str:
+                 batch_size: int, device: str, seed: int, trust_remote_code: bool, cache: str = "auto",
+                 progress=None) -> str:
     if gen_len <= 0 or block_len <= 0 or gen_len % block_len:
         raise UserError(f"--gen-len {gen_len} must be a positive multiple of --block-len {block_len}")
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size} must be positive")
     from accel.models.backbone import device_of, load_backbone
     from accel.recipes.learn2pd import oracle
+    if cache not in oracle.CACHES:
+        raise UserError(f"--cache {cache}: choose one of {', '.join(oracle.CACHES)}")
     rows = oracle.load_prompts(prompts, tasks, n_per_task, seed)
     adapter = load_backbone(backbone, trust_remote_code=trust_remote_code, device=device_of(device))
     if adapter.kind != "dllm":
         raise UserError(f"--backbone {backbone} is an AR model; Learn2PD oracle data needs a diffusion LM "
                         "(e.g. builtin:dllm)")
     oracle.generate_oracle_dataset(adapter, rows, out, gen_len=gen_len, block_len=block_len,
-                                   batch_size=batch_size, source=prompts)
+                                   batch_size=batch_size, source=prompts, cache=oracle.resolve_cache(adapter, cache))
     ds, meta = oracle.load_oracle_dataset(out)
     return f"oracle data: {len(ds)} steps from {meta['n_prompts']} prompts in {out}"
 
@@ -44,4 +47,6 @@ ORACLE = DataCommand(
         "device": Option("auto", common="auto_device"),
         "seed": Option(0, common="seed"),
         "trust_remote_code": Option(False, common="trust_remote_code"),
+        "cache": Option("auto", "KV cache of the decodes: auto (dual on a published LLaDA / Dream, none on the "
+                        "built-in teachers), none, prefix or dual (`accel train learn2pd`'s decode_cache)."),
     })
