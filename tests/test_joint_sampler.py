@@ -353,3 +353,38 @@ def test_token_input_starts_at_the_hidden_states_scale(adapter):
     _, h = backbone_forward(adapter, x, full_mask(valid), position_ids(valid))
     ratio = s.tok_proj(emb).norm(dim=-1).mean() / h.norm(dim=-1).mean()
     assert 0.5 < float(ratio) < 2.0
+
+
+GRAD_SCRIPT = """
+import torch
+from accel.recipes.joint_sampler.threads import pin_gemm_order
+assert pin_gemm_order(), "MKL_CBWR did not take in a fresh process"
+from accel.recipes.joint_sampler.layer import SamplerLayer
+cfg = dict(hidden_size=192, num_attention_heads=4, num_key_value_heads=4, intermediate_size=512, rms_norm_eps=1e-6,
+           rope_theta=10000.0, max_position_embeddings=256, hidden_act="silu", head_dim=48)
+grads = []
+for n in (1, 2):
+    torch.set_num_threads(n)
+    torch.manual_seed(0)
+    layer = SamplerLayer(cfg)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    h, emb, new = torch.randn(48, 96, 192), torch.randn(48, 96, 192), torch.rand(48, 96) < 0.1
+    layer(h, emb, new, torch.zeros(48, 1, 96, 96), torch.arange(96).expand(48, -1)).square().mean().backward()
+    grads.append(torch.cat([p.grad.flatten() for p in layer.parameters()]))
+assert torch.equal(*grads), float((grads[0] - grads[1]).abs().max())
+"""
+
+
+def test_training_gradients_are_the_same_at_1_and_2_threads():
+    """What moved the short-world TV (threads.py): the layer's weight gradients reduce over ~4600
+    rows x positions here, which MKL splits across threads (without the pin these gradients differ
+    at 1 and 2 threads, by ~5e-13 in this script); `pin_gemm_order` in a fresh process makes them
+    bitwise equal. A subprocess: MKL reads the mode once, and this test process has run GEMMs."""
+    import subprocess
+    import sys
+    if "mkl" not in torch.__config__.show().lower():
+        pytest.skip("torch is not built with MKL")
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    r = subprocess.run([sys.executable, "-c", GRAD_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

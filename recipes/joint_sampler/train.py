@@ -9,6 +9,7 @@ several-valid-answers tasks), which is what `accel export` reads.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from accel.core.files import save_tensors
@@ -21,6 +22,7 @@ from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
 from accel.recipes.joint_sampler.layer import build_sampler
 from accel.recipes.joint_sampler.loss import collate, make_loss
 from accel.recipes.joint_sampler.spec import Spec
+from accel.recipes.joint_sampler.threads import pin_gemm_order
 from accel.recipes.shared.run_export import write_run_spec
 from accel.recipes.shared.trajectories import load_prompts
 from accel.trainers.config import ConfigError
@@ -78,6 +80,10 @@ def eval_prompts(tok, n: int) -> list[list[int]]:
 
 def run(cfg: Config) -> Path:
     cfg.validate()
+    invariant = pin_gemm_order()  # before the process's first matmul (threads.py)
+    if not invariant:
+        print("joint-sampler: GEMMs are not thread-count invariant here (MKL_CBWR had no effect: set it in the "
+              "environment before starting); the trained sampler depends on the thread count", file=sys.stderr)
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "joint-sampler")
     adapter = load_frozen(cfg)
@@ -98,7 +104,7 @@ def run(cfg: Config) -> Path:
     save_tensors(tensors, run_dir / SAMPLER_FILE)
     settings = {"backbone": backbone_ref(cfg.backbone), "layer": sampler.cfg, "token_input": cfg.token_input,
                 "block_len": cfg.block_len, "gen_len": cfg.gen_len, "max_k": cfg.max_k, "k_default": cfg.k_default,
-                "temperature": cfg.temperature, "top_m": cfg.top_m,
+                "temperature": cfg.temperature, "top_m": cfg.top_m, "gemm_thread_invariant": invariant,
                 "data": {k: meta.get(k) for k in ("teacher", "gen_len", "block_len", "max_k", "temperature",
                                                   "n_prompts", "n_states", "topk")}}
     write_atomic(run_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
