@@ -131,7 +131,9 @@ def method_uses_cache(name: str, kind: str, recipe_methods: dict | None = None) 
 
 
 def check_cache_support(target: Target, methods: dict[str, Callable]) -> None:
-    """A backbone whose code has no KV cache (LLaDA's) cannot run cached methods: one line naming
+    """A backbone without a usable KV cache (`adapter.supports_cache` false: its family has none, or
+    the load-time self-check found that the cached forward does not compute this model, e.g. an
+    LLaDA config `llada_forward.unsupported` refuses) cannot run cached methods: one line naming
     the methods that do run. Nothing to check before the backbone loads."""
     if target.adapter is None or getattr(target.adapter, "supports_cache", True):
         return

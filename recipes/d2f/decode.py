@@ -27,9 +27,12 @@ leave the batch (and the cache). Per-row NFE counts the forwards a row was part 
 
 Backbones: each family's forward (`accel.models.families`) takes the 4D boolean mask in its
 own interface (LLaDA: as ``attention_bias``; Dream and HF-native models: ``attention_mask``).
-A family without a KV cache (LLaDA's published code) decodes with cache=False: the same tokens,
-more compute. A model whose code ignores the mask (an older LLaDA variant) is refused: the
-load-time self-check (`accel.models.selfcheck`) records whether a block-causal mask is honoured.
+A backbone without a usable KV cache (`adapter.supports_cache` false) decodes with cache=False:
+the same tokens, more compute. LLaDA's published code refuses a cache, but accel computes LLaDA's
+cached forward itself (`accel.models.families.llada_forward`); only a config that forward does not
+compute, or whose cached logits fail the load-time self-check, decodes uncached. A model whose
+code ignores the mask (an older LLaDA variant) is refused: the load-time self-check
+(`accel.models.selfcheck`) records whether a block-causal mask is honoured.
 
 Presets (`PRESETS`): the paper's per-task evaluation settings (block size, tau_add, tau_act,
 tau_conf) and the built-in default used by `accel distill d2f`.
