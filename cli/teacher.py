@@ -19,7 +19,7 @@ def build(
     out: Path = typer.Option(None, "--out", help="Output directory (default: the package's built-in slot)."),
     seed: int = typer.Option(0, help="Seed; the same seed and --threads rebuild the same weights."),
     max_steps: int = typer.Option(None, help="Upper bound on optimizer steps per stage (default: 6000 ar; dllm 3000 "
-                                  "per stage; ar-long 2500; dllm-long 5000 + 2000)."),
+                                  "per stage; ar-long 2500; dllm-long 3000 + 2000)."),
     init_from: Path = typer.Option(None, help="Teacher to start from. dllm/dllm-long: the AR teacher (default: the "
                                    "built-in AR teacher of the same world); ar-long: default the short AR teacher "
                                    "(same shape and tokenizer); ar: none (from scratch)."),

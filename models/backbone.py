@@ -187,7 +187,7 @@ def load_backbone(target: str, trust_remote_code: bool = False, device: str | No
                 first = "" if kind == "ar-long" or (builtin_dir("ar-long") / "model.safetensors").exists() \
                     else "`accel teacher build ar-long` then "
                 raise BackboneError(f"{target} is not built yet; build it with {first}`accel teacher build {kind}` "
-                                    "(CPU hours, resumable: docs/long-world.md)")
+                                    "(a budget of 90 CPU-minutes for both, resumable: docs/long-world.md)")
             raise BackboneError(f"the built-in {kind} teacher is not in this install ({path}); build it with `accel teacher build {kind}`")
     else:
         path = Path(target).expanduser()

@@ -110,6 +110,31 @@ def test_long_dllm_batches_use_full_windows_and_answer_blocks():
             assert tgt[i, P:P + len(r)].tolist() == r and tgt[i, P + len(r)] == tok.eos_token_id
 
 
+def test_long_dllm_batches_hold_decoding_frontiers():
+    """Half the long rows are block states whose block is masked from a random cut on (the state a left-to-right
+    fill of the block reaches): a masked suffix that starts inside a block, which i.i.d. masking almost never makes."""
+    import random
+
+    from accel.data.collate import tokenize_examples
+    from accel.data.long_tasks import LONG_BLOCK_LEN
+    from accel.data.tasks import mixture
+    from accel.data.tokenizer import build_tokenizer
+    from accel.trainers.teachers import _dllm_batch
+    tok = build_tokenizer()
+    pairs = tokenize_examples(tok, mixture("train", 8, tasks=["long"]))
+    rng = random.Random(1)
+    inside = rows = 0
+    for _ in range(10):
+        _inp, _tgt, _valid, masked = _dllm_batch(pairs, tok, rng, tok.mask_token_id, long=True)
+        P = max(len(p) for p, _ in pairs)
+        for row in masked[:, P:]:
+            rows += 1
+            unmasked = (~row).nonzero().flatten()
+            start = int(unmasked[-1]) + 1 if len(unmasked) else 0  # the masked suffix
+            inside += start % LONG_BLOCK_LEN != 0 and start < row.numel() - LONG_BLOCK_LEN
+    assert 0.2 < inside / rows < 0.6, inside / rows
+
+
 def test_long_build_marks_the_world_and_resumes_exactly(tmp_path, monkeypatch):
     import pytest
 

@@ -124,7 +124,10 @@ class TeacherBuildConfig:
                     eval_gen_len=LONG_GEN_LEN, target=0.92, save_every=100, log_every=50, learning_rate=1e-3,
                     warmup_steps=100, eval_every=500)
         if kind == "dllm":  # a full 128-token canvas per row: half the rows keep a step near the AR step's cost
-            base.update(max_steps=5000, batch_size=16, shift_logits=True, attention_anneal_steps=500)
+            # long-count is learnt first (1.00 at AR step 1,500); the others, which read S or the end from the
+            # prompt, are drawn twice as often
+            base.update(max_steps=3000, batch_size=16, shift_logits=True, attention_anneal_steps=500,
+                        task_weights="long-step=2,long-down=2,long-either=2,long-anystart=2")
         else:
             base.update(max_steps=2500)
         base.update(kw)
@@ -195,6 +198,8 @@ def _dllm_batch(pairs, tok, rng: random.Random, mask_id: int, block_len: int = 3
         s, e = P + k * block_len, P + (k + 1) * block_len
         row = torch.zeros(P + R, dtype=torch.bool)
         row[s:e] = u[i, s:e] < t[i]
+        if long:  # and everything from a random cut on: the decoding frontier, the state a left-to-right
+            row[s + rng.randrange(block_len + 1):e] = True  # fill of the block reaches (docs/long-world.md)
         row[e:] = True
         if not row.any():
             row[s + rng.randrange(block_len)] = True
