@@ -4,6 +4,9 @@ Left padding with explicit position ids, so each row decodes as it would alone.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
@@ -19,9 +22,12 @@ def generate_greedy(adapter, prompts: list[list[int]], max_new_tokens: int = 64,
     NFE per row = forwards until that row ended (the prefill counts as one).
     """
     model = adapter.model
+    keep = {"logits_to_keep": 1} if _takes(type(model), "logits_to_keep") else {}
 
     def step(cur, attn, pos, past):
-        o = model(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **cache_kwargs(model, past))
+        # only the last position's logits: the prefill would otherwise project every prompt token
+        o = model(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **keep,
+                  **cache_kwargs(model, past))
         return o.logits[:, -1].float(), output_cache(o)
 
     def choose(logits):
@@ -39,6 +45,15 @@ def generate_greedy(adapter, prompts: list[list[int]], max_new_tokens: int = 64,
     return DecodeResult(tokens=rows, nfe=nfe, texts=texts)
 
 
+@functools.lru_cache(maxsize=None)
+def _takes(cls, name: str) -> bool:
+    """Whether `cls.forward` accepts keyword `name` (remote-code models may predate `logits_to_keep`)."""
+    try:
+        return name in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @torch.no_grad()
 def decode_loop(adapter, prompts: list[list[int]], max_new_tokens: int, step, choose=None):
     """The batched KV-cache loop of AR decoding: left-padded prompts, one token per row per forward
@@ -50,11 +65,17 @@ def decode_loop(adapter, prompts: list[list[int]], max_new_tokens: int, step, ch
     """
     ids, valid = left_pad(prompts, adapter.pad_id, adapter.device)
     B = ids.shape[0]
+    if bool(valid.all()):
+        return _unpadded_loop(adapter, ids, max_new_tokens, step, choose)
     eos = torch.tensor(adapter.eos_ids, device=ids.device)
     out = torch.full((B, max_new_tokens), adapter.pad_id, dtype=torch.long, device=ids.device)
     done = torch.zeros(B, dtype=torch.bool, device=ids.device)
     nfe = torch.zeros(B, dtype=torch.long)
-    attn, pos, past, cur = valid.long(), position_ids(valid), None, ids
+    # the attention mask grows by a column per step: one buffer, a view of its first columns each step
+    P = ids.shape[1]
+    attn_buf = torch.ones((B, P + max_new_tokens), dtype=torch.long, device=ids.device)
+    attn_buf[:, :P] = valid.long()
+    attn, pos, past, cur = attn_buf[:, :P], position_ids(valid), None, ids
     for t in range(max_new_tokens):
         logits, past = step(cur, attn, pos, past)
         nfe += (~done).long().cpu()
@@ -65,6 +86,39 @@ def decode_loop(adapter, prompts: list[list[int]], max_new_tokens: int, step, ch
         if bool(done.all()):
             break
         cur = nxt[:, None]
-        attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], 1)
+        attn = attn_buf[:, :P + t + 1]
         pos = pos[:, -1:] + 1
     return [trim_at_end(r, adapter.eos_ids) for r in out.tolist()], nfe.tolist()
+
+
+def _unpadded_loop(adapter, ids: torch.Tensor, max_new_tokens: int, step, choose=None):
+    """`decode_loop` when no prompt is padded (batch 1, or equal lengths): the model gets no attention
+    mask and no position ids (it derives both from its cache, as a bare `model(input_ids, cache)` loop
+    does), and the ids are read back once per step, as Python ints, for the end test."""
+    B = ids.shape[0]
+    eos = set(adapter.eos_ids)
+    rows: list[list[int]] = [[] for _ in range(B)]
+    nfe = [0] * B
+    live = list(range(B))
+    past, cur = None, ids
+    pad = torch.tensor(adapter.pad_id, device=ids.device)
+    finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        logits, past = step(cur, None, None, past)
+        nxt = choose(logits) if choose is not None else logits.argmax(-1)
+        if B > 1:
+            nxt = torch.where(finished, pad, nxt)  # a finished row keeps decoding pad, as with padding
+        vals = nxt.tolist()
+        still = []
+        for b in live:
+            rows[b].append(vals[b])
+            nfe[b] += 1
+            if vals[b] in eos:
+                finished[b] = True
+            else:
+                still.append(b)
+        live = still
+        if not live:
+            break
+        cur = nxt[:, None]
+    return rows, nfe

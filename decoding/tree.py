@@ -200,11 +200,57 @@ def _compact(cache, idx: torch.Tensor) -> None:
                 setattr(layer, name, t.gather(2, idx[:, None, :, None].expand(*t.shape[:2], idx.shape[1], t.shape[3])))
 
 
+def _commit_tail(cache, Lc: int, path: list[int]) -> None:
+    """Batch 1: keep the cache's first Lc columns and the accepted nodes `path` (node indices into the
+    verified block that follows them), in place. A path that is the block's first nodes (a chain, or
+    a tree's first branch) is a crop; otherwise only the accepted nodes' columns are moved forward
+    inside the block, then cropped. The past keys/values are never copied."""
+    q = len(path)
+    if path != list(range(q)):
+        src = torch.tensor(path, dtype=torch.long, device=cache.layers[0].keys.device) + Lc
+        for layer in cache.layers:
+            for t in (layer.keys, layer.values):
+                t[:, :, Lc:Lc + q] = t.index_select(2, src)
+    drop = cache.layers[0].keys.shape[2] - (Lc + q)
+    if drop > 0:
+        cache.crop(-drop)  # transformers 5.x: a negative count of trailing tokens to remove
+
+
+class _MaskBuffer:
+    """The verification mask of batch 1 without padding, preallocated per tree shape: a [N+1, cap] bool
+    buffer that is True everywhere but its last N+1 columns, which hold the tree mask. The mask of a
+    step over Lc cached keys is a view of its last Lc + N + 1 columns: nothing is built per step."""
+
+    def __init__(self):
+        self.key = None
+        self.buf = None
+
+    def view(self, bufs: TreeBuffers, Lc: int) -> torch.Tensor:
+        n1 = bufs.attn_mask.shape[0]
+        if self.key is not bufs or self.buf.shape[1] < Lc + n1:
+            cap = max(2 * (Lc + n1), 256)
+            self.buf = torch.ones((n1, cap), dtype=torch.bool, device=bufs.attn_mask.device)
+            self.buf[:, cap - n1:] = bufs.attn_mask
+            self.key = bufs
+        return self.buf[None, None, :, self.buf.shape[1] - Lc - n1:]
+
+
 def _sample(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, -1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _observe_accepted(observe, features, o, path, acc_len, n_valid, n_acc, acc_tokens, dev) -> None:
+    """Hands a drafter with context state (`Drafter.observe`) the accepted path's features, validity,
+    positions (n_valid: the rows' cache lengths after the commit) and tokens."""
+    if observe is None:
+        return
+    d = torch.arange(path.shape[1], device=dev)[None]
+    f = features(o)
+    observe(f.gather(1, path[..., None].expand(-1, -1, f.shape[-1])),
+            d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
 
 
 @torch.no_grad()
@@ -261,6 +307,7 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         if len(out[b]) >= max_new_tokens:
             done[b] = True
     rows = torch.arange(B, device=dev)
+    masks = _MaskBuffer()
     while not bool(done.all()):
         cand = drafter.draft(h_last, root, tree)  # [B, N+1], or (cand, this step's tree): a dynamic tree
         if isinstance(cand, tuple):
@@ -268,9 +315,12 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
             bufs, N1 = step_tree.buffers(dev), step_tree.num_nodes + 1
         cand = cand.to(dev)
         Lc = kv_valid.shape[1]
-        mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)
+        if B == 1:  # no padding: a view of the tree shape's preallocated mask
+            mask = masks.view(bufs, Lc)
+        else:
+            mask = torch.cat([kv_valid[:, None, :].expand(B, N1, Lc), bufs.attn_mask[None].expand(B, N1, N1)], 2)[:, None]
         pos = n_valid[:, None] + bufs.depth[None]
-        o = body(input_ids=cand, attention_mask=mask[:, None], position_ids=pos, use_cache=True,
+        o = body(input_ids=cand, attention_mask=mask, position_ids=pos, use_cache=True,
                  **cache_kwargs(body, cache), **({"output_hidden_states": True} if layers else {}))
         cache = output_cache(o)
         hidden = o.last_hidden_state  # [B, N+1, H]
@@ -288,11 +338,12 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         else:
             nxt = node_argmax[rows, last_node]
         acc_tokens = cand.gather(1, path)
+        acc_list, nxt_list, tok_list = acc_len.tolist(), nxt.tolist(), acc_tokens.tolist()  # one read-back
         for b in range(B):
             if done[b]:
                 continue
-            a = int(acc_len[b])
-            new = acc_tokens[b, 1:a + 1].tolist() + [int(nxt[b])]
+            a = acc_list[b]
+            new = tok_list[b][1:a + 1] + [nxt_list[b]]
             nfe[b] += 1
             lengths[b].append(len(new))
             out[b].extend(new)
@@ -300,9 +351,17 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
                 done[b] = True
         if bool(done.all()):  # no draft follows: skip the cache compaction and the drafter's update
             break
-        # compaction: [pad][old valid][accepted path], right-aligned per row
         n_acc = acc_len + 1  # root + accepted candidates get cache entries
         new_valid = n_valid + n_acc
+        if B == 1:  # in place: the accepted nodes' columns follow the old ones, the rest is cropped
+            q = acc_list[0] + 1
+            _commit_tail(cache, Lc, path[0, :q].tolist())
+            kv_valid = torch.ones((1, Lc + q), dtype=torch.bool, device=dev)
+            _observe_accepted(observe, features, o, path, acc_len, new_valid, n_acc, acc_tokens, dev)
+            n_valid = new_valid
+            root = nxt
+            continue
+        # compaction: [pad][old valid][accepted path], right-aligned per row
         Lnew = int(new_valid.max())
         j = torch.arange(Lnew, device=dev)[None].expand(B, Lnew)
         pad = (Lnew - new_valid)[:, None]
@@ -314,12 +373,8 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
         idx = torch.where(k < 0, torch.zeros_like(k), torch.where(k < old_n, old_idx, new_idx))
         _compact(cache, idx)
         kv_valid = k >= 0
+        _observe_accepted(observe, features, o, path, acc_len, new_valid, n_acc, acc_tokens, dev)
         n_valid = new_valid
-        if observe is not None:
-            d = torch.arange(path.shape[1], device=dev)[None]
-            f = features(o)
-            observe(f.gather(1, path[..., None].expand(-1, -1, f.shape[-1])),
-                    d <= acc_len[:, None], n_valid[:, None] - n_acc[:, None] + d, tokens=acc_tokens, prefill=False)
         root = nxt
     rows_out = [trim_at_end(r[:max_new_tokens], adapter.eos_ids) for r in out]
     texts = [adapter.tokenizer.decode([t for t in r if t not in adapter.eos_ids]) for r in rows_out]
