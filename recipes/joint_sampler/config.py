@@ -29,7 +29,8 @@ class Config(ModelConfig, ThreadsConfig, TrainConfig):
     gen_len: int = _f(64, "Response length of the trajectories (a multiple of block_len); match the decode's "
                           "gen_len (the export's default, 64): the canvas length changes the hidden states.")
     block_len: int = _f(32, "Block length: passes of one step stay inside the current block.")
-    max_k: int = _f(8, "Tokens per full forward the sampler is trained for (1 full forward + max_k-1 passes).")
+    max_k: int = _f(4, "Tokens per full forward the sampler is trained for (1 full forward + max_k-1 passes); "
+                          "4 = the bench's K: rows for passes a K=4 decode never runs only cost training time.")
     states_per_prompt: int = _f(8, "Dependent training states kept per trajectory: steps whose next max_k-1 "
                                    "tokens depend on the step's earlier ones (data.select_states).")
     plain_states_per_prompt: int = _f(2, "Other (independent: marginal already exact) states kept per "
