@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -191,3 +192,72 @@ def format_table(table: list[dict], costs: list[float]) -> str:
     return "; ".join(f"{r['shape']}: {r['expected_tokens_per_step']:.2f} tok @ {r['seconds_per_step'] * 1e3:.1f} ms "
                      f"= {r['expected_speedup']:.2f}x" for r in table) + \
         f" (greedy {costs[0] * 1e3:.1f} ms/token)"
+
+
+def target_macs(model) -> int:
+    """Multiply-adds per token of the target's forward, counted as its matrices' sizes (at batch 1 a CPU
+    forward is bound by reading them): every 2-D weight but the input embedding, the output projection
+    counted even when tied to it."""
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    seen, total = set(), 0
+    for p in model.parameters():
+        if p.dim() == 2 and p.data_ptr() not in seen and p is not emb:
+            seen.add(p.data_ptr())
+            total += p.numel()
+    if head.data_ptr() not in seen or head is emb:
+        total += head.numel()
+    return total
+
+
+def matrix_macs(params) -> int:
+    """Multiply-adds per row of the 2-D weights among `params` (a draft's per-level cost)."""
+    return sum(p.numel() for p in params if p.dim() == 2)
+
+
+def draft_cost_from_weights(costs: list[float], target: int, per_level: int, once: int = 0, per: str = "depth"):
+    """draft_cost(depth, nodes) in seconds, priced as a fraction of a one-token target forward by the
+    weights drafting reads: `once` per step, `per_level` per level (`per="depth"`: heads that draft a
+    level in one pass whatever its width, Medusa/Hydra) or per node (`per="nodes"`: a draft layer run
+    per node, EAGLE-3)."""
+    c1 = costs[0]
+
+    def cost(depth: int, nodes: int) -> float:
+        return c1 * (once + per_level * (depth if per == "depth" else nodes)) / max(1, target)
+    return cost
+
+
+def plan_shapes(model, acc: list[list[float]], per_level: int, once: int = 0, per: str = "depth",
+                max_nodes: int = 64, label: str = "", quiet: bool = False, max_depth: int | None = None) -> dict:
+    """The cost curve of `model` (cached) and, from the drafter's held-out acceptance `acc` [depth][rank],
+    the best shape overall and the best chain. Returns {tree, chain (depth), costs, table, draft_cost,
+    target_macs}; logs the choice to stderr unless `quiet`."""
+    sizes = tuple(n for n in TREE_SIZES if n <= max_nodes)
+    costs = cost_curve(model, max_nodes + 1)
+    tm = target_macs(model)
+    dc = draft_cost_from_weights(costs, tm, per_level, once, per)
+    tree, table = choose_shape(acc, costs, sizes=sizes, draft_cost=dc, max_depth=max_depth)
+    chains = [r for r in table if r["shape"].startswith("chain")]
+    chain = max(chains, key=lambda r: (r["expected_speedup"], -r["nodes"]))
+    if not quiet:
+        c = ", ".join(f"{k}: {x / costs[0]:.2f}" for k, x in enumerate(costs, start=1) if k in (1, 2, 3, 5, 8, 16, 49))
+        print(f"[accel] {label}cost curve (k new tokens: x a one-token forward of {costs[0] * 1e3:.1f} ms, "
+              f"{torch.get_num_threads()} threads): {c}; drafting a level ~{per_level / tm:.1%} of a forward", file=sys.stderr)
+        best = next(r for r in table if r["tree"] is tree)
+        print(f"[accel] {label}best shape {best['shape']} (expected {best['expected_speedup']:.2f}x greedy), best chain "
+              f"{chain['shape']} ({chain['expected_speedup']:.2f}x); {format_table(table, costs)}", file=sys.stderr)
+    return {"tree": tree, "chain": chain["depth"], "costs": costs, "table": table, "draft_cost": dc,
+            "target_macs": tm}
+
+
+def with_expected(res, speedup: float | None):
+    """`res` (a DecodeResult) with the row metric ``expected_speedup`` (one value per prompt), which `accel
+    bench` shows next to the measured speedup."""
+    if speedup is None:
+        return res
+    extra = dict(res.extra or {})
+    rm = dict(extra.get("row_metrics") or {})
+    rm["expected_speedup"] = [float(speedup)] * len(res.tokens)
+    extra["row_metrics"] = rm
+    res.extra = extra
+    return res

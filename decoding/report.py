@@ -17,7 +17,9 @@ LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). 
           "(up to the first end token) per forward. ans tok/fwd: the same tokens per forward spent until the "
           "answer held no mask (TPF, what AUP integrates). tok/s: wall-clock tokens per second. speedup: tok/s "
           "relative to the first row (the baseline). AUP: accuracy under parallelism over the method's --sweep "
-          "(docs/long-world.md). — : not meaningful (an oracle reads the answer).")
+          "(docs/long-world.md). expected: the speedup a draft row's shape is expected to give, from the drafter's "
+          "held-out acceptance and this machine's measured cost of a k-token forward (accel.decoding.cost_curve). "
+          "— : not meaningful (an oracle reads the answer).")
 
 PROMPTS_LEGEND = (" identical: fraction of prompts whose output equals greedy decoding token for token (real "
                   "prompts have no exact answer; greedy acceptance must give 1.000).")
@@ -183,6 +185,9 @@ def report_tables(report: dict):
                           f"{' · ' + report['dtype'] if report.get('dtype', 'float32') != 'float32' else ''}",
                     caption=LEGEND + (PROMPTS_LEGEND if report.get("prompts") else ""), caption_justify="left")
     cols = ["method", quality, "NFE", "tok/fwd", "ans tok/fwd", "tok/s", "speedup"]
+    expected = any(r.get("expected_speedup") is not None for r in report["rows"])
+    if expected:  # draft rows priced on this machine's cost curve (accel.decoding.cost_curve)
+        cols.append("expected")
     if report.get("sweep"):
         cols.append("AUP")
     for col in cols:
@@ -191,6 +196,9 @@ def report_tables(report: dict):
         cells = [r["method"], num(r["accuracy"], ".3f"), num(r["nfe"], ".1f"), num(r["tokens_per_forward"], ".2f"),
                  num(r.get("answer_tokens_per_forward"), ".2f"), num(r["tokens_per_s"], ".1f"),
                  num(r["speedup"], ".2f") + ("×" if r["speedup"] is not None else "")]
+        if expected:
+            e = r.get("expected_speedup")
+            cells.append(num(e, ".2f") + ("×" if e is not None else ""))
         if report.get("sweep"):
             cells.append(num(r.get("aup"), ".1f"))
         overall.add_row(*cells)

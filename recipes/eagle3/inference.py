@@ -3,8 +3,8 @@
 Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (EAGLE-2's dynamic tree
 drafted each step: expand the top-8 by cumulative draft log-prob, keep the checkpoint's node budget),
 ``eagle3-static`` (the checkpoint's static tree, built from held-out per-depth accuracy) and
-``eagle3-chain`` (a top-1 chain of the trained unroll depth: what vLLM's EAGLE proposer drafts by
-default), all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
+``eagle3-chain`` (a top-1 chain, what vLLM's EAGLE proposer drafts, as deep as this machine's cost curve
+makes fastest, up to the trained unroll depth: `accel.decoding.cost_curve`), all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
 tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
 """
 from __future__ import annotations
@@ -21,15 +21,28 @@ latency-bound decoding (where a forward costs the same for 1 or 49 tokens), as f
 
 METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output identical to greedy)",
            "eagle3-static": "the checkpoint's static tree, greedy acceptance",
-           "eagle3-chain": "a top-1 chain of the trained unroll depth, greedy acceptance",
+           "eagle3-chain": "a top-1 chain (up to the trained unroll depth) as deep as this machine's cost curve makes "
+                           "fastest, greedy acceptance",
            "eagle3-typical": "the static tree, typical acceptance (eps 0.09, alpha 0.3)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance):
+def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None):
     """Tree decoding of the bench's adapter with this checkpoint's draft and a tree."""
+    from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
-    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    return with_expected(res, expected)
+
+
+def plan(adapter, draft, acc, max_depth, label="eagle3: "):
+    """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for this draft on this machine: every
+    drafted node runs the draft layer and its projection over the draft vocabulary; once a step, `fc` and
+    the layer over the newly accepted tokens."""
+    from accel.decoding.cost_curve import matrix_macs, plan_shapes
+    per_node = matrix_macs(draft.layers.parameters()) + draft.lm_head.weight.numel()
+    once = draft.fc.weight.numel() + matrix_macs(draft.layers.parameters())
+    return plan_shapes(adapter.model, acc, per_node, once=once, per="nodes", label=label, max_depth=max_depth)
 
 
 def load_draft(ckpt, adapter):
@@ -61,16 +74,24 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
+    from accel.decoding.cost_curve import expected_speedup
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)
-    chain = TreeSpec.chain(s.ttt_steps)
+    acc = s.topk_accuracy
+    p = plan(adapter, draft, acc, s.ttt_steps) if acc else None
+    chain = TreeSpec.chain(p["chain"] if p is not None else s.ttt_steps)  # the fastest depth on this machine
+
+    def exp(tr):
+        return expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None else None
     emb = adapter.model.get_input_embeddings()
     drafter = Eagle3Drafter(draft, emb)
-    dynamic = Eagle3Drafter(draft, emb, dynamic=(chain.num_nodes, DYNAMIC_TOPK, tree.num_nodes))
+    dynamic = Eagle3Drafter(draft, emb, dynamic=(s.ttt_steps, DYNAMIC_TOPK, tree.num_nodes))
 
     def row(name, drafter_, tree_, acceptance, help):
-        return DecodeMethod(name, "ar", help, _eagle3, options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance))
+        e = exp(tree_) if acceptance == "greedy" else None  # the dynamic row: its static tree's estimate
+        return DecodeMethod(name, "ar", help, _eagle3,
+                            options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance, expected=e))
     return {
         "greedy": get_method("greedy", "ar"),
         "eagle3-static": row("eagle3-static", drafter, tree, "greedy",
@@ -78,7 +99,7 @@ def bench_methods(ckpt, adapter) -> dict:
         "eagle3-chain": row("eagle3-chain", drafter, chain, "greedy",
                             f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
         "eagle3": row("eagle3", dynamic, tree, "greedy",
-                      f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {chain.num_nodes}, top-{DYNAMIC_TOPK}, "
+                      f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {s.ttt_steps}, top-{DYNAMIC_TOPK}, "
                       f"{tree.num_nodes} nodes), greedy acceptance"),
         "eagle3-typical": row("eagle3-typical", drafter, tree, "typical",
                               f"EAGLE-3 draft, {tree.num_nodes}-node tree, typical acceptance"),

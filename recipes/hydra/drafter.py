@@ -133,9 +133,9 @@ class HydraDrafter:
         if self._fused is None:  # a drafter decodes with frozen heads: lay their weights out once
             self._fused = _FusedHeads(self.heads)
         fused = self._fused
-        B = h.shape[0]
-        hr = torch.nn.functional.linear(torch.cat([h, self._embed(root_token).to(h.dtype)], -1), fused.w_root,
-                                        fused.b_root).view(B, self.num_heads, 1, -1)
+        B, D, H = h.shape[0], tree.max_depth, h.shape[-1]  # only the heads the tree reaches
+        hr = torch.nn.functional.linear(torch.cat([h, self._embed(root_token).to(h.dtype)], -1), fused.w_root[:D * H],
+                                        fused.b_root[:D * H]).view(B, D, 1, -1)
         h = h[:, None]
         cand = torch.empty(B, plan.num_nodes + 1, dtype=torch.long, device=h.device)
         cand[:, 0] = root_token

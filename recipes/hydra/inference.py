@@ -2,7 +2,8 @@
 
 ``greedy`` is the base model alone (KV cache); ``hydra`` drafts the checkpoint's tree with the
 Hydra heads and verifies it with greedy acceptance (output identical to ``greedy``);
-``hydra-typical`` uses typical acceptance (ε 0.09, α 0.3). The Hydra rows report
+``hydra-typical`` uses typical acceptance (ε 0.09, α 0.3); ``hydra-chain`` a top-1 chain as deep as this
+machine's cost curve makes fastest (`accel.decoding.cost_curve`). The Hydra rows report
 ``extra["accepted_per_forward"]`` through the tree decoder; the bench's tokens-per-forward
 column is the same quantity counted by the harness.
 """
@@ -17,14 +18,27 @@ DEFAULT_METHODS = ["greedy", "hydra"]
 
 
 METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
-           "hydra-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)"}
+           "hydra-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
+           "hydra-chain": "a top-1 chain, as deep as this machine's cost curve makes fastest, greedy acceptance"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance):
+def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None):
     """Tree decoding of the bench's adapter with this checkpoint's heads and tree."""
+    from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
-    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    return with_expected(res, expected)
+
+
+def plan(adapter, heads, acc, label="hydra: "):
+    """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for these heads on this machine: a level
+    is one head (its input layer over the hidden state and the drafted tokens, its blocks, its projection);
+    Hydra++'s prefix layer runs once a step over the accepted tokens."""
+    from accel.decoding.cost_curve import matrix_macs, plan_shapes
+    per_level = matrix_macs(heads.heads[0].parameters())
+    once = matrix_macs(heads.prefix.parameters()) if heads.prefix is not None else 0
+    return plan_shapes(adapter.model, acc, per_level, once=once, per="depth", label=label, max_depth=heads.num_heads)
 
 
 def load_heads(ckpt, adapter):
@@ -54,17 +68,25 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
+    from accel.decoding.cost_curve import expected_speedup
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)
-    if s.tree_nodes == 0 and s.topk_accuracy:  # sized for this device
-        from accel.decoding.tree_size import auto_tree
-        tree, _ = auto_tree(adapter, HydraDrafter(heads, adapter.model.get_input_embeddings()), s.topk_accuracy)
+    acc = s.topk_accuracy
+    p = plan(adapter, heads, acc) if acc else None
+    if s.tree_nodes == 0 and p is not None:  # sized for this machine's cost curve
+        tree = p["tree"]
+    chain = TreeSpec.chain(p["chain"] if p is not None else heads.num_heads)
     drafter = HydraDrafter(heads, adapter.model.get_input_embeddings())
     name = "Hydra++" if s.prefix_layer else "Hydra"
+
+    def exp(tr, rule):
+        return expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" else None
     return {
         "greedy": get_method("greedy", "ar"),
-        **{m: DecodeMethod(m, "ar", f"{name} heads, {tree.num_nodes}-node tree, {acc} acceptance", _hydra,
-                           options=dict(drafter=drafter, tree=tree, acceptance=acc))
-           for m, acc in (("hydra", "greedy"), ("hydra-typical", "typical"))},
+        **{m: DecodeMethod(m, "ar", f"{name} heads, {tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}"
+                                    f", {rule} acceptance", _hydra,
+                           options=dict(drafter=drafter, tree=tr, acceptance=rule, expected=exp(tr, rule)))
+           for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
+                               ("hydra-chain", chain, "greedy"))},
     }

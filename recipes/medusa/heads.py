@@ -126,10 +126,11 @@ class MedusaDrafter:
         if self._fused is None or self._fused[0] != (p.device, p.dtype):
             self._fused = ((p.device, p.dtype), *self._layout())
         _, layers, lm = self._fused
-        y = hidden_last.to(lm.dtype)[None].expand(self.num_heads, -1, -1)  # [K, B, H]
+        D = tree.max_depth  # only the heads the tree reaches: a chain of 2 runs 2 of K heads
+        y = hidden_last.to(lm.dtype)[None].expand(D, -1, -1)  # [D, B, H]
         for w, b in layers:
-            y = y + torch.nn.functional.silu(torch.baddbmm(b, y, w))
-        logits = torch.bmm(y, lm).transpose(0, 1)  # [B, K, V]
+            y = y + torch.nn.functional.silu(torch.baddbmm(b[:D], y, w[:D]))
+        logits = torch.bmm(y, lm[:D]).transpose(0, 1)  # [B, D, V]
         cand = topk_candidates(logits, root_token, tree, self._bufs[key])
         if self.heads.token_map is not None:  # draft indices -> full-vocabulary ids (the root already is one)
             cand = torch.cat([cand[:, :1], self.heads.token_map[cand[:, 1:]]], 1)

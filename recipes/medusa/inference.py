@@ -2,7 +2,9 @@
 
 Rows: ``greedy`` (the base with its KV cache: the reference), ``medusa`` (the checkpoint's
 tree, greedy acceptance: output identical to greedy), ``medusa-typical`` (typical acceptance,
-eps 0.09, alpha 0.3) and ``medusa-chain`` (a top-1 chain over all heads: what vLLM proposes).
+eps 0.09, alpha 0.3) and ``medusa-chain`` (a top-1 chain: what vLLM proposes; its depth the one this machine's cost curve makes
+fastest, `accel.decoding.cost_curve`). Greedy-acceptance rows carry ``expected_speedup``, which `accel bench`
+prints next to the measured one.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from accel.recipes.medusa.spec import Spec
 DEFAULT_METHODS = ["greedy", "medusa"]
 METHODS = {"medusa": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "medusa-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
-           "medusa-chain": "a top-1 chain over all heads (what vLLM proposes)"}
+           "medusa-chain": "a top-1 chain (what vLLM proposes), as deep as this machine's cost curve makes fastest"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 DEFAULT_BATCH_SIZE = 1
 """Draft heads trade extra tokens per forward for fewer forwards: a win where a forward costs the
@@ -36,12 +38,22 @@ def load_heads(ckpt):
     return heads.eval(), s, tree
 
 
-def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy"):
+def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None):
+    from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
     w, hw = next(adapter.model.parameters()), next(drafter.heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
         drafter.heads.to(device=w.device, dtype=w.dtype)
-    return generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    return with_expected(res, expected)
+
+
+def plan(adapter, heads, acc, label="medusa: "):
+    """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for these heads on this machine: a
+    level is one head (its residual blocks and its projection over the draft vocabulary)."""
+    from accel.decoding.cost_curve import matrix_macs, plan_shapes
+    per_level = matrix_macs(heads.blocks[0].parameters()) + heads.lm_heads[0].weight.numel()
+    return plan_shapes(adapter.model, acc, per_level, per="depth", label=label, max_depth=heads.num_heads)
 
 
 def bench_methods(ckpt, adapter) -> dict:
@@ -52,15 +64,19 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
+    from accel.decoding.cost_curve import expected_speedup
     heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
-    if s.tree_nodes == 0:
-        from accel.decoding.tree_size import auto_tree
-        tree, _ = auto_tree(adapter, drafter, s.head_accuracy)
+    p = plan(adapter, heads, s.head_accuracy)
+    if s.tree_nodes == 0:  # sized for this machine's cost curve
+        tree = p["tree"]
+    chain = TreeSpec.chain(p["chain"])  # the chain depth with the most expected tokens/s here
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
-                          ("medusa-chain", TreeSpec.chain(heads.num_heads), "greedy")]:
-        out[name] = DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node tree, "
+                          ("medusa-chain", chain, "greedy")]:
+        exp = expected_speedup(s.head_accuracy, tr, p["costs"], p["draft_cost"]) if acc == "greedy" else None
+        out[name] = DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node "
+                                             f"{'chain' if tr.num_nodes == tr.max_depth else 'tree'}, "
                                              f"{acc} acceptance", _medusa,
-                                 options=dict(drafter=drafter, tree=tr, acceptance=acc))
+                                 options=dict(drafter=drafter, tree=tr, acceptance=acc, expected=exp))
     return out
