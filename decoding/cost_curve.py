@@ -3,7 +3,7 @@
 A verification forward over k new tokens costs c(k) seconds: on a GPU about c(1) up to dozens of
 tokens, on a CPU c(2), c(3) ~1.1 c(1) and c(5) ~1.5 c(1) (SmolLM2-135M, fp32). `cost_curve` times
 the target's k-token forward (body + output projection, on a KV-cached prefix, the cache cropped back
-after each) for k = 1..max_k, round-robin `repeats` times, keeps each k's median and makes the curve
+after each) for k = 1..max_k, round-robin `repeats` times, keeps each k's fastest and makes the curve
 non-decreasing (a longer forward is never cheaper; a dip is noise). It is measured once per (model,
 machine, dtype, threads, device) and kept on disk (``~/.cache/accel/cost_curves/``; ``ACCEL_CACHE_DIR``
 moves it).
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -71,8 +70,9 @@ def _key(fp: dict) -> str:
 @torch.no_grad()
 def measure_forward_costs(model, max_k: int, prefix: int = 120, repeats: int = 5, seed: int = 0) -> list[float]:
     """[c(1), ..., c(max_k)]: seconds of one forward of k new tokens after a `prefix`-token KV cache, body
-    and output projection (what a verification runs), batch 1; medians of `repeats` round-robin passes,
-    made non-decreasing in k."""
+    and output projection (what a verification runs), batch 1; the fastest of `repeats` round-robin passes
+    (other processes on a shared CPU only ever add time, so the minimum is the least disturbed), made
+    non-decreasing in k by `monotone`."""
     body, head = _split_model(model)
     p = next(model.parameters())
     vocab = head.weight.shape[0]
@@ -98,11 +98,20 @@ def measure_forward_costs(model, max_k: int, prefix: int = 120, repeats: int = 5
     for _ in range(repeats):
         for k in samples:
             samples[k].append(once(k))
-    out, floor = [], 0.0
-    for k in samples:
-        floor = max(floor, statistics.median(samples[k]))
-        out.append(floor)
-    return out
+    return monotone([min(samples[k]) for k in samples])
+
+
+def monotone(xs: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to `xs` in squared error (pool adjacent violators): one slow
+    outlier is averaged with its neighbours instead of raising every longer forward's cost."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for x in xs:
+        blocks.append([x, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, n = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += n
+    return [s / n for s, n in blocks for _ in range(n)]
 
 
 def cost_curve(model, max_k: int, refresh: bool = False, measure=measure_forward_costs, **kw) -> list[float]:

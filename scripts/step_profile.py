@@ -28,6 +28,7 @@ import torch
 from transformers import DynamicCache
 
 from accel.decoding.ar import generate_greedy
+from accel.decoding.cost_curve import cache_dir, cost_curve
 from accel.decoding.target import describe_model, load
 from accel.decoding.tree import TreeSpec, generate_tree
 from accel.models.kv import cache_kwargs, output_cache
@@ -82,10 +83,21 @@ def main():
     ap.add_argument("--chains", default="1,2", help="chain lengths to time (comma-separated)")
     ap.add_argument("--reject", action="store_true", help="drafts that are never accepted (one token per forward)")
     ap.add_argument("--profile", action="store_true", help="cProfile summary of greedy and the chain loop")
+    ap.add_argument("--curve", type=int, default=0, metavar="K",
+                    help="measure (again) and store the cost curve for k = 1..K new tokens, print it, and stop")
     a = ap.parse_args()
     torch.manual_seed(0)
     adapter = load(describe_model(a.target)).adapter
     model = adapter.model.eval()
+    if a.curve:
+        c0 = time.process_time()
+        costs = cost_curve(model, a.curve, refresh=True)
+        print(f"{a.target}: cost of a forward of k new tokens after a 120-token prefix, {torch.get_num_threads()} "
+              f"thread(s), {time.process_time() - c0:.0f} CPU-s to measure, stored under {cache_dir()}")
+        print("k      " + " ".join(f"{k:>5}" for k in range(1, a.curve + 1)))
+        print("ms     " + " ".join(f"{c * 1e3:>5.1f}" for c in costs))
+        print("x c(1) " + " ".join(f"{c / costs[0]:>5.2f}" for c in costs))
+        return
     vocab = model.get_output_embeddings().weight.shape[0]
     eos = set(adapter.eos_ids)
     g = torch.Generator().manual_seed(0)

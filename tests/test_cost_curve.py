@@ -79,3 +79,8 @@ def test_measured_curve_shape(tiny_ar):
     costs = cc.measure_forward_costs(tiny_ar, 4, prefix=8, repeats=1)
     assert len(costs) == 4 and all(c > 0 for c in costs)
     assert costs == sorted(costs)  # made non-decreasing
+
+
+def test_monotone_pools_an_outlier():
+    assert cc.monotone([1.0, 1.1, 3.0, 1.2, 1.3, 1.4]) == pytest.approx([1.0, 1.1, 1.725, 1.725, 1.725, 1.725])
+    assert cc.monotone([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
