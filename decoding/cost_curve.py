@@ -57,7 +57,9 @@ def fingerprint(model, device=None) -> dict:
     p = next(model.parameters())
     dev = torch.device(device) if device is not None else p.device
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-    cfg = model.config.to_json_string(use_diff=False) if hasattr(model.config, "to_json_string") else str(model.config)
+    cfg = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
+    cfg.pop("_name_or_path", None)  # the same model imported into another directory costs the same
+    cfg = json.dumps(cfg, sort_keys=True, default=str)
     return {"model": hashlib.sha1(cfg.encode()).hexdigest()[:12], "params": sum(x.numel() for x in model.parameters()),
             "machine": name, "cpus": os.cpu_count(), "dtype": str(p.dtype).replace("torch.", ""),
             "threads": torch.get_num_threads(), "device": dev.type, "torch": torch.__version__.split("+")[0]}

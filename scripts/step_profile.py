@@ -32,6 +32,7 @@ from accel.decoding.cost_curve import cache_dir, cost_curve
 from accel.decoding.target import describe_model, load
 from accel.decoding.tree import TreeSpec, generate_tree
 from accel.models.kv import cache_kwargs, output_cache
+from accel.recipes.targets import load_target
 
 
 class OracleDrafter:
@@ -68,6 +69,56 @@ def bare_loop(model, ids: torch.Tensor, gen: int) -> list[int]:
     return out
 
 
+class TimedDrafter:
+    """A drafter that adds up the seconds spent in its `draft` and `observe` (the rest is delegated)."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def draft(self, *args, **kw):
+        t0 = time.perf_counter()
+        out = self.inner.draft(*args, **kw)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return out
+
+    def observe(self, *args, **kw):
+        if not hasattr(self.inner, "observe"):
+            return None
+        t0 = time.perf_counter()
+        out = self.inner.observe(*args, **kw)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def draft_share(ckpt: str, prompt: list[int], gen: int) -> None:
+    """Drafting seconds per step of each -chain row of `ckpt` over the seconds of a one-token target forward."""
+    tgt = load_target(ckpt)
+    adapter = tgt.adapter
+    model = adapter.model
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        bare_loop(model, ids, 4)
+        _, w, _ = timed(lambda: bare_loop(model, ids, gen))
+    step = w / gen  # about one forward per token
+    for name, m in tgt.recipe_methods.items():
+        if not name.endswith("-chain"):
+            continue
+        opts = dict(m.options)
+        drafter = TimedDrafter(opts["drafter"])
+        with torch.no_grad():
+            generate_tree(adapter, drafter, opts["tree"], [prompt], max_new_tokens=8)  # warm-up
+            drafter.seconds, drafter.calls = 0.0, 0
+            res, w, _ = timed(lambda: generate_tree(adapter, drafter, opts["tree"], [prompt], max_new_tokens=gen))
+        per = drafter.seconds / max(1, drafter.calls)
+        print(f"{ckpt} {name} ({opts['tree'].num_nodes} drafts): drafting {per * 1e3:.2f} ms a step = "
+              f"{per / step:.1%} of a one-token forward ({step * 1e3:.1f} ms), {drafter.calls} steps, "
+              f"{len(res.tokens[0]) / int(res.nfe[0]):.2f} tokens/forward")
+
+
 def timed(fn):
     w, c = time.perf_counter(), time.process_time()
     out = fn()
@@ -83,6 +134,9 @@ def main():
     ap.add_argument("--chains", default="1,2", help="chain lengths to time (comma-separated)")
     ap.add_argument("--reject", action="store_true", help="drafts that are never accepted (one token per forward)")
     ap.add_argument("--profile", action="store_true", help="cProfile summary of greedy and the chain loop")
+    ap.add_argument("--ckpt", action="append", default=[], metavar="CKPT",
+                    help="an exported draft checkpoint of this target: time its -chain row's drafting (draft + "
+                         "observe) against its target forwards (repeatable)")
     ap.add_argument("--curve", type=int, default=0, metavar="K",
                     help="measure (again) and store the cost curve for k = 1..K new tokens, print it, and stop")
     a = ap.parse_args()
@@ -139,6 +193,8 @@ def main():
     for r in rows:
         w, c = statistics.median(wall[r]), statistics.median(cpu[r])
         print(f"{r:<10} {nfe.get(r, gen):>4} {w / gen * 1e3:>9.2f} {c / gen * 1e3:>10.2f} {w / bw:>15.3f} {c / bc:>14.3f}")
+    for ck in a.ckpt:
+        draft_share(ck, prompt, gen)
     if a.profile:
         with torch.no_grad():
             for r in ["greedy"] + [f"chain-{k}" for k in chains]:

@@ -36,12 +36,13 @@ def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None)
 
 
 def plan(adapter, draft, acc, max_depth, label="eagle3: "):
-    """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for this draft on this machine: every
-    drafted node runs the draft layer and its projection over the draft vocabulary; once a step, `fc` and
-    the layer over the newly accepted tokens."""
+    """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for this draft on this machine: a step
+    runs `fc` over the accepted tokens' features once, then per drafted node one pass of the draft layer (the
+    first over the accepted tokens, each later one over a level's parents) and its projection over the
+    draft vocabulary."""
     from accel.decoding.cost_curve import matrix_macs, plan_shapes
     per_node = matrix_macs(draft.layers.parameters()) + draft.lm_head.weight.numel()
-    once = draft.fc.weight.numel() + matrix_macs(draft.layers.parameters())
+    once = draft.fc.weight.numel()
     return plan_shapes(adapter.model, acc, per_node, once=once, per="nodes", label=label, max_depth=max_depth)
 
 
