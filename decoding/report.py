@@ -19,6 +19,8 @@ LEGEND = ("NFE: full-model forwards per prompt (the hardware-independent cost). 
           "relative to the first row (the baseline). AUP: accuracy under parallelism over the method's --sweep "
           "(docs/long-world.md). expected: the speedup a draft row's shape is expected to give, from the drafter's "
           "held-out acceptance and this machine's measured cost of a k-token forward (accel.decoding.cost_curve). "
+          "CPU speedup: tokens per CPU-second of the process relative to the first row (on a shared machine "
+          "less noisy than the wall clock). "
           "— : not meaningful (an oracle reads the answer).")
 
 PROMPTS_LEGEND = (" identical: fraction of prompts whose output equals greedy decoding token for token (real "
@@ -172,6 +174,19 @@ def _plot_sweep(report: dict, path, plt):
     plt.close(fig)
 
 
+def cpu_speedups(rows: list[dict]) -> dict:
+    """{method: tokens per CPU-second relative to the first timed row's}, over all tasks ({} when the rows
+    carry no ``cpu_seconds``, the mean CPU-seconds per prompt that `timing.decode_batch` records)."""
+    out, base = {}, None
+    for r in rows:
+        if r["task"] != "all" or not r.get("cpu_seconds") or r.get("tokens_per_s") is None:
+            continue
+        tps = r["tokens"] / (r["cpu_seconds"] * r["n"])
+        base = base or tps
+        out[r["method"]] = tps / base
+    return out
+
+
 def report_tables(report: dict):
     """Two rich tables: the overall comparison (with its legend), and accuracy per task per method."""
     from rich.table import Table
@@ -188,6 +203,9 @@ def report_tables(report: dict):
     expected = any(r.get("expected_speedup") is not None for r in report["rows"])
     if expected:  # draft rows priced on this machine's cost curve (accel.decoding.cost_curve)
         cols.append("expected")
+    cpu = cpu_speedups(report["rows"])
+    if cpu:
+        cols.append("CPU speedup")
     if report.get("sweep"):
         cols.append("AUP")
     for col in cols:
@@ -199,6 +217,9 @@ def report_tables(report: dict):
         if expected:
             e = r.get("expected_speedup")
             cells.append(num(e, ".2f") + ("×" if e is not None else ""))
+        if cpu:
+            c = cpu.get(r["method"])
+            cells.append(num(c, ".2f") + ("×" if c is not None else ""))
         if report.get("sweep"):
             cells.append(num(r.get("aup"), ".1f"))
         overall.add_row(*cells)

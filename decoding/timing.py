@@ -65,11 +65,18 @@ def _sync(adapter):
 
 def timed(fn, adapter, prompts, gen_len):
     """(result, seconds) of one decode call, the GPU synchronised on both sides."""
+    res, seconds, _ = timed_cpu(fn, adapter, prompts, gen_len)
+    return res, seconds
+
+
+def timed_cpu(fn, adapter, prompts, gen_len):
+    """(result, wall seconds, CPU seconds of this process) of one decode call. On a CPU shared with other
+    jobs the CPU-seconds move much less than the wall clock (a slow spell waits, it does not compute)."""
     _sync(adapter)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = fn(adapter, prompts, gen_len)
     _sync(adapter)
-    return res, time.perf_counter() - t0
+    return res, time.perf_counter() - t0, time.process_time() - c0
 
 
 def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int, score: Callable | None,
@@ -111,11 +118,14 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
 def decode_batch(name: str, fn, adapter, batch: list[list[int]], gen_len: int):
     """(result, RowStats) of one timed decode of a batch of prompt ids by method `name`: the bench's
     counting, shared with `accel eval` (`accel.evaluation.harness`) so both report the same figures."""
-    res, seconds = timed(fn, adapter, batch, gen_len)
+    res, seconds, cpu = timed_cpu(fn, adapter, batch, gen_len)
     if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
         raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
                            f"for {len(batch)} prompts")
-    return res, _batch_stats(res, fn, adapter, batch, gen_len, seconds)
+    stats = _batch_stats(res, fn, adapter, batch, gen_len, seconds)
+    if getattr(fn, "timed", True):  # CPU-seconds per prompt (the report's CPU speedup: tokens / CPU-s)
+        stats.metrics["cpu_seconds"] = [cpu, len(batch)]
+    return res, stats
 
 
 def _batch_stats(res, fn, adapter, batch, gen_len, seconds) -> RowStats:
