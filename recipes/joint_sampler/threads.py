@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 
+import torch  # importing torch makes no MKL call; MKL reads MKL_CBWR at its first one
+
 CBWR = "AUTO,STRICT"
 
 
 def gemm_thread_invariant() -> bool:
     """Whether a tall-skinny GEMM (a weight gradient's shape) gives the same bits at 1 and 2 threads."""
-    import torch
     n = torch.get_num_threads()
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(4096, 64, generator=g), torch.randn(4096, 96, generator=g)
