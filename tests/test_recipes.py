@@ -134,7 +134,7 @@ def test_data_commands_keep_their_names_and_flags():
     flags = {name: {o for p in cmd.params for o in p.opts} for name, cmd in group.commands.items()}
     assert set(flags) == {"learn2pd-oracle", "self-distill", "trajectories"}
     assert {"--out", "-o", "--backbone", "--prompts", "--tasks", "--n-per-task", "--gen-len", "--block-len",
-            "--batch-size", "--device", "--seed", "--trust-remote-code"} == flags["learn2pd-oracle"]
+            "--batch-size", "--device", "--seed", "--trust-remote-code", "--cache"} == flags["learn2pd-oracle"]
     assert {"--english", "--max-prompt-tokens", "--states", "--max-new-tokens"} <= flags["self-distill"]
     assert {"--teacher", "--task", "-t", "--limit", "--shard-size", "--keep-wrong"} <= flags["trajectories"]
     r = CliRunner().invoke(app, ["learn2pd-oracle", "--gen-len", "50"])

@@ -34,8 +34,13 @@ def gemm_thread_invariant() -> bool:
     return torch.equal(one, two)
 
 
-def pin_gemm_order() -> bool:
-    """Asks MKL for a thread-count-independent summation order (unless MKL_CBWR is already set);
-    returns whether GEMMs are now thread-count invariant. Call before any torch matmul of the process."""
+def request_gemm_order() -> None:
+    """Asks MKL for a thread-count-independent summation order (unless MKL_CBWR is already set).
+    Call before any torch matmul of the process; `gemm_thread_invariant` says later whether it took."""
     os.environ.setdefault("MKL_CBWR", CBWR)
+
+
+def pin_gemm_order() -> bool:
+    """`request_gemm_order`, then whether GEMMs are now thread-count invariant."""
+    request_gemm_order()
     return gemm_thread_invariant()

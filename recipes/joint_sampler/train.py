@@ -22,7 +22,7 @@ from accel.recipes.joint_sampler.evaluate import joint_metrics, summarize
 from accel.recipes.joint_sampler.layer import build_sampler
 from accel.recipes.joint_sampler.loss import collate, make_loss
 from accel.recipes.joint_sampler.spec import Spec
-from accel.recipes.joint_sampler.threads import pin_gemm_order
+from accel.recipes.joint_sampler.threads import gemm_thread_invariant, request_gemm_order
 from accel.recipes.shared.run_export import write_run_spec
 from accel.recipes.shared.trajectories import load_prompts
 from accel.trainers.config import ConfigError
@@ -80,13 +80,14 @@ def eval_prompts(tok, n: int) -> list[list[int]]:
 
 def run(cfg: Config) -> Path:
     cfg.validate()
-    invariant = pin_gemm_order()  # before the process's first matmul (threads.py)
-    if not invariant:
-        print("joint-sampler: GEMMs are not thread-count invariant here (MKL_CBWR had no effect: set it in the "
-              "environment before starting); the trained sampler depends on the thread count", file=sys.stderr)
+    request_gemm_order()  # before the process's first matmul (threads.py)
     cfg.set_threads()
     run_dir = prepare_run_dir(cfg, "joint-sampler")
     adapter = load_frozen(cfg)
+    invariant = gemm_thread_invariant()  # checked once the inputs are known good: a bad backbone stays one line
+    if not invariant:
+        print("joint-sampler: GEMMs are not thread-count invariant here (MKL_CBWR had no effect: set it in the "
+              "environment before starting); the trained sampler depends on the thread count", file=sys.stderr)
     with stop_guard("joint-sampler trajectory data", run_dir):
         states, meta = load_data(ensure_data(cfg, adapter))
     if meta["block_len"] != cfg.block_len or meta["max_k"] != cfg.max_k:
