@@ -156,36 +156,3 @@ def test_bench_prompt_file_scores_identity_to_greedy(tmp_path):
     from accel.decoding.errors import BenchError
     with pytest.raises(BenchError, match="AR target"):
         run_bench("builtin:dllm", prompts=str(f), gen_len=8)
-
-
-def test_tree_size_maximises_expected_tokens_per_second():
-    from accel.decoding.tree_size import choose_tree_nodes
-    expected = {1: 1.5, 8: 2.2, 32: 2.6}
-    n, table = choose_tree_nodes(expected.get, {1: 0.010, 8: 0.012, 32: 0.030})
-    assert n == 8 and [r["nodes"] for r in table] == [1, 8, 32]
-    n, _ = choose_tree_nodes(expected.get, {1: 0.010, 8: 0.010, 32: 0.010})  # flat cost (a GPU): the biggest
-    assert n == 32
-
-
-def test_tree_size_reports_speedup_over_greedy():
-    from accel.decoding.tree_size import choose_tree_nodes
-    expected = {1: 1.3, 8: 1.6}
-    n, table = choose_tree_nodes(expected.get, {0: 0.010, 1: 0.020, 8: 0.040})  # key 0: greedy's s/token
-    assert n == 1 and [r["nodes"] for r in table] == [1, 8]
-    assert table[0]["expected_speedup"] == pytest.approx(1.3 * 0.010 / 0.020)
-
-
-def test_step_costs_are_medians_and_non_decreasing(tiny):
-    """Measured on the tiny target: greedy's cost is key 0 and no bigger tree is reported cheaper."""
-    from accel.decoding.tree_build import build_tree
-    from accel.decoding.tree_size import measure_step_costs
-    from accel.recipes.medusa.heads import MedusaDrafter, MedusaHeads
-    adapter = tiny
-    H = adapter.model.config.hidden_size
-    V = adapter.model.get_output_embeddings().weight.shape[0]
-    heads = MedusaHeads(H, V, num_heads=2, num_layers=1).eval()
-    acc = [[0.5, 0.2], [0.3, 0.1]]
-    costs = measure_step_costs(adapter, MedusaDrafter(heads), lambda n: build_tree(acc, n), sizes=(1, 2, 3),
-                               prompt_len=8, steps=3, rounds=2)
-    assert sorted(costs) == [0, 1, 2, 3] and all(c > 0 for c in costs.values())
-    assert costs[1] <= costs[2] <= costs[3]
