@@ -1,4 +1,4 @@
-"""The long-answer task suite: answers of 40-110 tokens that span 3-7 blocks of 16.
+"""The long-answer task suite: answers of 47-107 tokens that span 3-7 blocks of 16.
 
 On the short suite every answer sits in the first block, so any decoder that stops at the end
 token wins by gen_len / answer length and the methods cannot be told apart (docs/long-world.md).
@@ -20,9 +20,8 @@ reused unchanged.
 
 Scoring (``check(example, text)``): exact match of the whole normalised answer for the counted
 lists, and validity for the two tasks with several valid answers: ``long-either`` (up from A or
-down from B) and ``long-anystart`` (every S-th number of A..B from any of
-the first S). Independent parallel
-unmasking breaks those (one position follows one answer, its neighbour another), which is what
+down from B) and ``long-anystart`` (every S-th number of A..B from any of the first S).
+Independent parallel unmasking breaks those (one position follows one answer, its neighbour another), which is what
 the joint sampler is measured on.
 """
 from __future__ import annotations
@@ -91,14 +90,20 @@ def _exact(example, text):
     return normalise(text) == example["answer"]
 
 
+def _one_of(text, answers) -> bool:
+    """Whether the answer is exactly one of the valid item lists."""
+    got = _split(text)
+    return any(got == [str(x) for x in xs] for xs in answers)
+
+
 def _valid_either(example, text):
     a, b = example["meta"]["a"], example["meta"]["b"]
-    return _split(text) in ([str(x) for x in _progression(a, b, 1)], [str(x) for x in _progression(b, a, -1)])
+    return _one_of(text, (_progression(a, b, 1), _progression(b, a, -1)))
 
 
 def _valid_anystart(example, text):
     a, b, s = (example["meta"][k] for k in "abs")
-    return any(_split(text) == [str(x) for x in range(start, b + 1, s)] for start in range(a, a + s))
+    return _one_of(text, (range(start, b + 1, s) for start in range(a, a + s)))
 
 
 LONG_TASKS: dict[str, Task] = {
