@@ -1,7 +1,8 @@
-"""The KV-cache argument's name, per model: transformers 5.3x renamed `past_key_values` to `cache`
-(forward keyword and output field) and warns with a FutureWarning on every call that still uses
-the old name, even with a None value; remote-code models (LLaDA, Dream) and older 5.x releases
-only know `past_key_values`. Passing the name each model declares fixes the warning at its cause."""
+"""The KV-cache argument's name, per model: transformers 5.24.0 renamed `past_key_values` to `cache`
+(forward keyword and output field; removal of the old name announced for 5.40) and warns on every
+use of the old name (a FutureWarning per call, even with a None value, and once per process on its
+logger); remote-code models (LLaDA, Dream) and 5.0-5.23 only know `past_key_values`. Passing the
+name each model declares fixes the warning at its cause."""
 from __future__ import annotations
 
 import functools

@@ -86,3 +86,41 @@ def test_weights_stamp_follows_the_weights(tmp_path):
     (tmp_path / "notes.txt").write_text("not a weight file")
     assert weights_stamp(str(tmp_path)) == b
     assert weights_stamp("builtin:dllm") != weights_stamp("builtin:ar") != ""
+
+
+def test_cached_decodes_use_the_installed_cache_keyword(tiny_adapter):
+    """transformers 5.24 renamed `past_key_values` to `cache` (keyword and output field) and warns on the
+    old name (a FutureWarning, and once per process on its logger); 5.0-5.23 only know the old name.
+    `accel.models.kv` picks the declared one: no cached forward of ours may use the deprecated name."""
+    import logging
+    import warnings
+
+    from accel.decoding.ar import generate_greedy
+    from accel.decoding.dllm import generate_threshold
+    from accel.recipes.shared.self_distill import generate_with_states
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.seen = []
+
+        def emit(self, record):
+            self.seen.append(record.getMessage())
+
+    hf_logger = logging.getLogger("transformers")  # propagates nothing to the root: caplog would not see it
+    keep = Keep()
+    hf_logger.addHandler(keep)
+    if hasattr(logging.Logger.warning_once, "cache_clear"):  # transformers logs it once per process
+        logging.Logger.warning_once.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ar = load_backbone("builtin:ar")
+            prompts = [[5, 6, 7], [8, 9]]
+            generate_greedy(ar, prompts, max_new_tokens=4)
+            generate_with_states(ar, prompts, 4)  # self-distill's body-only forwards
+            generate_threshold(tiny_adapter("dllm"), prompts, gen_len=8, block_len=4, cache="dual")
+    finally:
+        hf_logger.removeHandler(keep)
+    said = [str(w.message) for w in caught] + keep.seen
+    assert not [m for m in said if "past_key_values" in m], said

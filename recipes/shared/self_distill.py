@@ -28,6 +28,7 @@ from accel.data.prompts import encode_prompt, load_prompts as _load
 from accel.data.sources import SourceError, is_english, prompt_records
 from accel.decoding.ar import decode_loop, generate_greedy
 from accel.decoding.tree import _split_model
+from accel.models.kv import cache_kwargs, output_cache
 from accel.recipes.shared.state_cache import prepare_states_dir, write_shard
 from accel.trainers.preempt import stop_guard
 
@@ -96,9 +97,9 @@ def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int)
     hs = []
 
     def step(cur, attn, pos, past):
-        o = body(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+        o = body(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **cache_kwargs(body, past))
         hs.append(o.last_hidden_state.to(torch.float16).cpu())
-        return lm_head(o.last_hidden_state[:, -1]).float(), o.past_key_values
+        return lm_head(o.last_hidden_state[:, -1]).float(), output_cache(o)
 
     rows, _ = decode_loop(adapter, prompts, max_new_tokens, step)
     P = max(len(p) for p in prompts)
