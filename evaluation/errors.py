@@ -27,13 +27,15 @@ class CannotScoreError(UserError, ValueError):
 
 class DatasetUnavailableError(UserError):
     """An lm-eval task whose dataset cannot be loaded: ``task``, ``dataset`` (lm-eval's dataset_path and
-    config name), whether the hub was ``unreachable`` (else a local file or config problem: ``reason``)."""
+    config name), whether the hub was ``unreachable`` (else a local file or config problem: ``reason``).
+    ``what``: "dataset", or "metric" for an `evaluate` metric the task's code loads from the hub (mbpp's
+    code_eval)."""
 
-    def __init__(self, task: str, dataset: str, unreachable: bool, reason: str = ""):
-        self.task, self.dataset, self.unreachable, self.reason = task, dataset, unreachable, reason
+    def __init__(self, task: str, dataset: str, unreachable: bool, reason: str = "", what: str = "dataset"):
+        self.task, self.dataset, self.unreachable, self.reason, self.what = task, dataset, unreachable, reason, what
         if unreachable:
-            msg = (f"task {task}: dataset {dataset} is not reachable on the Hugging Face Hub and not in the local "
+            msg = (f"task {task}: {what} {dataset} is not reachable on the Hugging Face Hub and not in the local "
                    "cache; run once with the hub reachable (it is cached then), or use a local task (--include-path)")
         else:
-            msg = f"task {task}: dataset {dataset} could not be loaded: {reason}"
+            msg = f"task {task}: {what} {dataset} could not be loaded: {reason}"
         super().__init__(msg)

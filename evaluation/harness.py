@@ -22,16 +22,12 @@ from lm_eval.api.registry import register_model
 from accel.data.prompts import encode_prompt
 from accel.decoding.methods import OptionValueError
 from accel.decoding.plan import Request, decode_method, plan
-from accel.decoding.target import DEFAULT_BATCH_SIZE, BUILTIN_GEN_LEN, Target, default_gen_len
+from accel.decoding.target import DEFAULT_BATCH_SIZE, BUILTIN_GEN_LEN, Target, default_gen_len, gen_len_of
 from accel.decoding.timing import RowStats, decode_batch, texts
 from accel.evaluation.errors import CannotScoreError
 from accel.evaluation.loglik import (MC_BATCH, MC_SAMPLES, MC_SEED, ar_loglikelihood, cannot_score, dllm_elbo,
                                      dllm_greedy)
 from accel.recipes.targets import describe_target, load_target
-
-DEFAULT_MAX_GEN_TOKS = 256
-"""lm-eval's own default when a task sets no max_gen_toks."""
-
 
 def cut_at_stop(text: str, until: list[str]) -> str:
     """`text` up to the first occurrence of any stop string (the earliest one wins)."""
@@ -104,6 +100,10 @@ class AccelLM(LM):
         self.adapter = target.adapter
         self.batch_size = batch_size or target.default_batch_size or DEFAULT_BATCH_SIZE
         self.chat = speaks_builtin_world(self.adapter) if chat is None else chat
+        self.max_gen_toks = gen_len_of(target)
+        """The answer length for a task whose generation_kwargs name none (as lm-eval's HF model has its own):
+        `accel bench`'s default gen_len (a checkpoint's exported one, else 64 on built-in-world models and 256,
+        lm-eval's default, on real ones)."""
         self.stats: dict[str, RowStats] = {}
         """{task: RowStats}: the cost of this method's decodes (and forwards scored), per lm-eval task."""
         self.outputs: dict[str, list[tuple[tuple, list[int]]]] = {}
@@ -128,7 +128,7 @@ class AccelLM(LM):
             kwargs = dict(kwargs or {})
             until = kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            gen_len = rounded_gen_len(int(kwargs.get("max_gen_toks") or DEFAULT_MAX_GEN_TOKS),
+            gen_len = rounded_gen_len(int(kwargs.get("max_gen_toks") or self.max_gen_toks),
                                       getattr(self.fn, "block_len", None))
             groups.setdefault((r.task_name or "", gen_len), []).append((i, self.encode(context), until))
         for (task, gen_len), items in groups.items():

@@ -11,10 +11,13 @@ plan (`accel.decoding.plan`), and each one decodes through `accel.evaluation.har
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 from typing import Callable
 
 import lm_eval
+import lm_eval.evaluator
 from lm_eval.utils import handle_non_serializable
 
 from accel.decoding.environment import environment
@@ -51,7 +54,7 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
     if p.request.sweep:
         runs = sweep_runs(runs)
     gen_kwargs = f"max_gen_toks={max_gen_toks}" if max_gen_toks else None
-    results, stats, task_names, lms, scores = {}, {}, None, {}, {}
+    results, stats, task_names, lms, scores, known, gen_lens = {}, {}, None, {}, {}, {}, {}
     for k, (name, fn, _t) in enumerate(runs):
         if progress:
             progress(k, len(runs), f"{name}: evaluating")
@@ -59,17 +62,19 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
         hub_tasks = [t for t in tasks if t != HUMANEVAL]
         res = {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
         if hub_tasks:
-            with dataset_errors():
+            with dataset_errors(), quiet_git_hash():
                 res = lm_eval.simple_evaluate(model=lm, tasks=hub_tasks, num_fewshot=num_fewshot, limit=limit,
                                               task_manager=tm, log_samples=False, gen_kwargs=gen_kwargs)
             res = json.loads(json.dumps(res, default=handle_non_serializable))
         if HUMANEVAL in tasks:  # accel-side: the same AccelLM decodes it, the sandbox scores it
-            he = evaluate_humaneval(lm, limit, max_gen_toks)
+            he = evaluate_humaneval(lm, limit, max_gen_toks, known=known)
             res.setdefault("samples", {})[HUMANEVAL] = he.pop("samples")
             for key, value in he.items():
                 res.setdefault(key, {}).update(value)
         results[name] = res
         task_names = task_names or list(res["results"])
+        for task, items in lm.outputs.items():
+            gen_lens.setdefault(task, set()).update(g for (_ids, g), _row in items)
         for task in task_names:
             s = lm.stats.get(task, RowStats())
             s.n = s.n or int(res.get("n-samples", {}).get(task, {}).get("effective", 0)) or 1
@@ -91,6 +96,7 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
         "target": main.spec, "kind": main.kind, "tasks": task_names, "limit": limit, "num_fewshot": num_fewshot,
         "max_gen_toks": max_gen_toks, "block_len": p.request.block_len, "chat": chat,
         "batch_size": p.request.batch_size, "sweep": bool(p.request.sweep),
+        "gen_len": {task: sorted(g) for task, g in gen_lens.items()},
         "methods": [{"name": n, "target": main.spec, "kind": main.kind, "help": method_help(fn),
                      "timed": getattr(fn, "timed", True), **knob_info(n, fn)} for n, fn, _t in runs],
         **environment(main.adapter),
@@ -100,6 +106,24 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
     }
     add_aup(report)
     return report
+
+
+@contextlib.contextmanager
+def quiet_git_hash():
+    """lm-eval records the working directory's git commit with `git describe`, whose "fatal: not a git
+    repository" line lands on stderr outside a repository (once per method): during the run, the same
+    lookup with git's stderr dropped."""
+    def git_hash() -> str | None:
+        try:
+            return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    own = lm_eval.evaluator.get_git_commit_hash
+    lm_eval.evaluator.get_git_commit_hash = git_hash
+    try:
+        yield
+    finally:
+        lm_eval.evaluator.get_git_commit_hash = own
 
 
 def lossless(fn) -> bool:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import os
+import re
+import sys
 from functools import lru_cache
 
 from datasets.exceptions import DatasetsError
@@ -25,13 +28,64 @@ def task_manager(include_path: str | None = None) -> TaskManager:
 
     One per folder and process: indexing lm-eval's ~10,000 YAMLs takes seconds, and the index is only
     read afterwards (each `load` builds new task objects)."""
-    logging.getLogger("lm-eval").setLevel(logging.WARNING)  # its per-task INFO lines would bury the table
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)  # its per-task INFO lines would bury the table
     return _manager(str(include_path) if include_path else None)
 
 
 @lru_cache(maxsize=8)
 def _manager(include_path: str | None) -> TaskManager:
     return TaskManager(include_path=include_path)
+
+
+class LmEvalWarnings(logging.Handler):
+    """Where `accel eval` sends lm-eval's warnings (its task-config defaults: "metric acc is defined, but
+    aggregation is not", ...): each distinct message once per run, though lm-eval repeats them on every task
+    load (once per method), and none while `held()` — the checks before the model loads, so a bad input
+    stays one line; they are shown when the checks pass."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("lm-eval: %(message)s"))
+        self.seen: set[str] = set()
+        self.kept: list[logging.LogRecord] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg in self.seen:
+            return
+        self.seen.add(msg)
+        if self.kept is not None:
+            self.kept.append(record)
+        else:
+            self._write(record)
+
+    @contextlib.contextmanager
+    def held(self):
+        """Keeps the warnings back; shows them after the block, or drops them when it raises."""
+        self.kept = []
+        try:
+            yield
+        except BaseException:
+            self.kept = None
+            raise
+        kept, self.kept = self.kept, None
+        for record in kept:
+            self._write(record)
+
+    def _write(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+    @classmethod
+    def install(cls) -> "LmEvalWarnings":
+        """This process's handler on lm-eval's logger (in place of Python's last-resort one), reset for a run."""
+        logger = logging.getLogger("lm_eval")
+        handler = next((h for h in logger.handlers if isinstance(h, cls)), None)
+        if handler is None:
+            handler = cls()
+            logger.addHandler(handler)
+        logger.propagate = False
+        handler.seen.clear()
+        return handler
 
 
 def close_names(name: str, known: list[str], groups: frozenset = frozenset(), n: int = 5) -> list[str]:
@@ -57,22 +111,37 @@ def check_tasks(tm: TaskManager, names: list[str]) -> list[str]:
 def output_types(tm: TaskManager, names: list[str]) -> dict[str, str]:
     """{leaf task: its output type} (generate_until, loglikelihood, multiple_choice, loglikelihood_rolling);
     loading them fetches their datasets (`dataset_errors` turns a failure into one line)."""
-    with dataset_errors():
+    with dataset_errors(names):
         loaded = tm.load(list(names))
     return {name: task.get_config("output_type") or GENERATE for name, task in loaded["tasks"].items()}
 
 
 @contextlib.contextmanager
-def dataset_errors():
+def dataset_errors(names: list[str] | None = None):
     """Turns a dataset that cannot be loaded inside lm-eval (an unreachable hub, a missing local file)
-    into `DatasetUnavailableError` naming the task and its dataset."""
+    into `DatasetUnavailableError` naming the task and its dataset; a metric that lm-eval's task code loads
+    from the hub with `evaluate.load` (mbpp and humaneval's code_eval) names the metric and the tasks `names`."""
     try:
         yield
     except (OSError, DatasetsError) as e:
         task, dataset = _failing_dataset(e)
-        if task is None:
+        if task is not None:
+            raise DatasetUnavailableError(task, dataset, _unreachable(e), _first_line(e)) from e
+        module = _hub_module(e)
+        if module is None:
             raise
-        raise DatasetUnavailableError(task, dataset, _unreachable(e), _first_line(e)) from e
+        raise DatasetUnavailableError(", ".join(names or ()) or "?", f"{module} (lm-eval's task code loads it with "
+                                      "evaluate.load)", _unreachable(e), _first_line(e), what="metric") from e
+
+
+def _hub_module(exc: BaseException) -> str | None:
+    """The `evaluate` module (metric) whose load from the hub raised `exc`, if that is what raised it."""
+    tb, inside = exc.__traceback__, False
+    while tb is not None:
+        inside = inside or tb.tb_frame.f_code.co_filename.endswith(os.path.join("evaluate", "loading.py"))
+        tb = tb.tb_next
+    found = re.search(r"Module '([^']+)'", str(exc))
+    return (found.group(1) if found else "?") if inside else None
 
 
 def _failing_dataset(exc: BaseException) -> tuple[str | None, str]:
@@ -96,7 +165,7 @@ def _unreachable(exc: BaseException) -> bool:
         if isinstance(exc, ConnectionError) or type(exc).__name__ in ("LocalEntryNotFoundError",
                                                                       "OfflineModeIsEnabled", "ConnectError"):
             return True
-        if "Couldn't reach" in str(exc):
+        if "Couldn't reach" in str(exc) or "doesn't exist on the Hugging Face Hub" in str(exc):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

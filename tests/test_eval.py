@@ -23,14 +23,15 @@ lm_eval = pytest.importorskip("lm_eval")
 
 runner = CliRunner()
 N = 8
-GEN_TASK = """task: accel_copy
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "{{{{prompt}}}}"
+
+
+def _local_task(name: str, output_type: str) -> str:
+    """The head of a local lm-eval task YAML over a jsonl (the path left as {data} for `str.format`)."""
+    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {{data}}\n"
+            f"test_split: test\noutput_type: {output_type}\n")
+
+
+GEN_TASK = _local_task("accel_copy", "generate_until") + """doc_to_text: "{{{{prompt}}}}"
 doc_to_target: "{{{{answer}}}}"
 generation_kwargs:
   until: ["<eos>"]
@@ -41,14 +42,7 @@ metric_list:
     higher_is_better: true
     regexes_to_ignore: ["[^0-9]"]
 """
-MC_TASK = """task: accel_copy_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
+MC_TASK = _local_task("accel_copy_mc", "multiple_choice") + """doc_to_text: "{{{{prompt}}}}"
 doc_to_choice: "{{{{[answer, wrong]}}}}"
 doc_to_target: 0
 metric_list:
@@ -95,6 +89,74 @@ def test_generate_until_matches_bench_with_cost_and_aup(tasks_dir, tmp_path):
     assert {"results", "configs", "versions", "n-shot"} <= set(report["lm_eval"]["fast-dllm"])  # lm-eval's schema
 
 
+ARITH_TASK = _local_task("accel_arith", "generate_until") + """doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer.split('####')[-1].strip()}}}}"
+generation_kwargs:
+  until: ["<eos>"]
+filter_list:
+  - name: strict-match
+    filter:
+      - function: regex
+        regex_pattern: "#(-?[0-9]+)$"
+      - function: take_first
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_gsm8k_format_task_without_max_gen_toks_matches_the_default_bench(tmp_path):
+    """The built-in arith task in GSM8K's format (question, worked answer ending '#### N'), lm-eval's regex filter
+    taking the number after the model's final '#', no max_gen_toks: it decodes at the bench's default gen_len (64
+    on the built-in world, not lm-eval's 256), so lm-eval's exact_match, NFE and AUP equal plain `accel bench`'s."""
+    from accel.decoding.bench import run_bench
+    d = tmp_path / "tasks"
+    d.mkdir()
+    exs = suite.test_split("arith", N)
+    with (d / "arith.jsonl").open("w") as f:
+        for e in exs:
+            work = e["response"].rsplit("#", 1)[0]
+            f.write(json.dumps({"question": e["prompt"], "answer": f"{work}#### {e['answer']}"}) + "\n")
+    (d / "accel_arith.yaml").write_text(ARITH_TASK.format(data=d / "arith.jsonl"))
+    out = tmp_path / "arith.json"
+    r = _eval("builtin:dllm", "--include-path", d, "--tasks", "accel_arith", "-m", "vanilla", "-m", "fast-dllm",
+              "--sweep", "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    report = json.loads(out.read_text())
+    assert report["gen_len"] == {"accel_arith": [64]}
+    bench = run_bench("builtin:dllm", methods=["vanilla", "fast-dllm"], sweep=True, prompt_sets={"arith": exs})
+    assert bench["gen_len"] == 64
+    for method in ("vanilla", "fast-dllm"):
+        ours = report["lm_eval"][method]["results"]["accel_arith"]["exact_match,strict-match"]
+        theirs = next(row for row in bench["rows"] if row["method"] == method and row["task"] == "arith")
+        row = next(row for row in report["rows"] if row["method"] == method and row["task"] == "accel_arith")
+        assert ours == pytest.approx(theirs["accuracy"]) and row["nfe"] == pytest.approx(theirs["nfe"]), method
+        assert report["aup"][method]["accel_arith"] == pytest.approx(bench["aup"][method]["arith"]), method
+
+
+def _cli(*args, cwd):
+    """`accel ARGS` in its own process (what reaches the real stderr: library loggers, tqdm, git)."""
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    return subprocess.run([sys.executable, "-m", "accel.cli.main", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd, env=env)
+
+
+def test_a_run_leaves_no_library_chatter_on_stderr(tasks_dir, tmp_path):
+    """Outside a git repository, with stderr not a terminal: no git "fatal: not a git repository" line from
+    lm-eval's run record, no tqdm bars from lm-eval or datasets, lm-eval's task-config warnings (the mc task
+    names no aggregation) once each, not once per method; then the line saying where the JSON went."""
+    r = _cli("eval", "builtin:dllm", "--include-path", tasks_dir, "--tasks", "accel_copy,accel_copy_mc",
+             "-m", "vanilla", "-m", "fast-dllm", "--limit", 2, "--mc-samples", 4, "--mc-batch", 4, "--json", "o.json",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines[-1] == "wrote o.json", r.stderr
+    warned = [ln for ln in lines if ln.startswith("lm-eval: [Task: accel_copy_mc] metric acc is defined")]
+    assert len(lines) == 3 and warned == lines[:2], lines
+    assert json.loads((tmp_path / "o.json").read_text())["lm_eval"]["fast-dllm"]["git_hash"] is None
+
+
 def test_loglikelihood_on_an_ar_model(tasks_dir):
     r = _eval("builtin:ar", "--include-path", tasks_dir, "--tasks", "accel_copy_mc", "-m", "greedy", "--limit", 4)
     assert r.exit_code == 0, r.output
@@ -120,14 +182,15 @@ def test_stop_strings_and_block_rounding():
 @pytest.mark.parametrize("args, expect", [
     (["--tasks", "accel_cpy"], "close names: accel_copy"),
     (["--tasks", "math"], "close names: minerva_math"),
+    (["--tasks", "humaneva"], "close names: humaneval"),
     (["--tasks", "accel_copy", "--limit", "0"], "--limit"),
+    (["--tasks", "humaneval", "--limit", "0"], "--limit"),
     (["--tasks", "accel_copy_mc", "--mc-samples", "0"], "--mc-samples"),
 ])
 def test_bad_inputs_are_one_line(tasks_dir, args, expect):
     r = _eval("builtin:dllm", "--include-path", tasks_dir, *args)
     assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and expect in lines[0], r.output
+    assert expect in _one_error_line(r.output)
 
 
 def test_missing_lm_eval_and_help_import_nothing_heavy(tmp_path):
@@ -147,17 +210,26 @@ def _one_error_line(output: str) -> str:
     return lines[0]
 
 
-def test_hub_task_offline_is_one_line_naming_the_dataset(tmp_path):
-    """gsm8k with the hub unreachable (an endpoint nothing listens on): one line naming openai/gsm8k, exit 2,
-    at once (no retries with back-off), before any model loads."""
+UNREACHABLE = {"HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: the probe sets the offline switches
+SWITCHED_OFF = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # the user's own switches
+
+
+@pytest.mark.parametrize("task, offline, expect", [
+    ("gsm8k", UNREACHABLE, "task gsm8k: dataset openai/gsm8k (main) is not reachable on the Hugging Face Hub"),
+    ("gsm8k", SWITCHED_OFF, "task gsm8k: dataset openai/gsm8k (main) is not reachable on the Hugging Face Hub"),
+    ("mbpp", SWITCHED_OFF, "task mbpp: metric code_eval"),  # its task code loads a metric from the hub first
+])
+def test_hub_task_offline_is_one_line_naming_the_dataset(tmp_path, task, offline, expect):
+    """A hub task with the hub unreachable or switched off: one line naming what could not be had on stderr,
+    nothing on stdout, exit 2, at once (no retries with back-off), before any model loads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
            and "proxy" not in k.lower()}
-    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # an empty cache: nothing to fall back on
-    r = subprocess.run([sys.executable, "-m", "accel.cli.main", "eval", "builtin:dllm", "--tasks", "gsm8k",
-                        "--limit", "2"], capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 2, r.stderr
+    env.update(HF_HOME=str(tmp_path / "hf"), **offline)  # an empty cache: nothing to fall back on
+    r = subprocess.run([sys.executable, "-m", "accel.cli.main", "eval", "builtin:dllm", "--tasks", task,
+                        "--limit", "2"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and not r.stdout, r.stderr
     line = _one_error_line(r.stderr)
-    assert "task gsm8k" in line and "openai/gsm8k" in line and "Hub" in line, line
+    assert expect in line and "not reachable" in line, line
 
 
 # ------------------------------------------------------------------ dLLM loglikelihood
@@ -283,9 +355,11 @@ def test_d2f_rows_decode_but_cannot_score(d2f_ckpt, tasks_dir):
               "-m", "d2f-nocache", "--limit", 2)
     assert r.exit_code == 0, (r.output, r.exception)
     assert "d2f-nocache" in r.output
-    r = _eval(d2f_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy_mc", "-m", "vanilla", "-m", "d2f")
-    assert r.exit_code == 2, r.output
-    line = _one_error_line(r.output)
+    # its own process: lm-eval's warnings about the mc task's config would reach the real stderr before the error
+    r = _cli("eval", d2f_ckpt, "--include-path", tasks_dir, "--tasks", "accel_copy_mc", "-m", "vanilla", "-m", "d2f",
+             cwd=tasks_dir)
+    assert r.returncode == 2 and not r.stdout, r.stderr
+    line = _one_error_line(r.stderr)
     assert "method d2f" in line and "cannot score" in line and "block-causally" in line, line
 
 
@@ -340,3 +414,22 @@ def test_identical_to_greedy_decodes_its_reference_when_greedy_did_not_run(eagle
               "--json", out)
     assert r.exit_code == 0, (r.output, r.exception)
     assert json.loads(out.read_text())["identical_to_greedy"] == {"eagle3-chain": {"accel_copy": 1.0, "all": 1.0}}
+
+
+def test_humaneval_lossless_methods_get_the_same_pass_at_1(eagle3_ckpt, tmp_path):
+    """greedy and eagle3-chain on HumanEval: the same completions, so the same pass@1 (each distinct program is
+    run once and its verdict shared), identical to greedy 1.0, tokens per forward of each."""
+    out = tmp_path / "he.json"
+    r = _eval(eagle3_ckpt, "--tasks", "humaneval", "-m", "greedy", "-m", "eagle3-chain", "--limit", 3,
+              "--max-gen-toks", 16, "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    rep = json.loads(out.read_text())
+    he = {m: rep["lm_eval"][m] for m in ("greedy", "eagle3-chain")}
+    passed = {m: res["results"]["humaneval"]["pass@1,none"] for m, res in he.items()}
+    assert passed["greedy"] == passed["eagle3-chain"]
+    assert [s["completion"] for s in he["greedy"]["samples"]["humaneval"]] == \
+        [s["completion"] for s in he["eagle3-chain"]["samples"]["humaneval"]]
+    assert rep["identical_to_greedy"]["eagle3-chain"] == {"humaneval": 1.0, "all": 1.0}
+    for m in he:
+        row = next(x for x in rep["rows"] if x["method"] == m and x["task"] == "humaneval")
+        assert row["n"] == 3 and row["answer_tokens_per_forward"] > 0

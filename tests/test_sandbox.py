@@ -68,7 +68,28 @@ def test_humaneval_canonical_solutions_pass_and_a_wrong_one_fails():
     assert not passes(probs[0], "    return None\n", FAST)
 
 
-def test_accel_eval_humaneval_end_to_end(tmp_path):
+def test_verdicts_run_each_program_once_and_share_it(monkeypatch):
+    """Distinct programs run once each (in parallel); a verdict already known (another method wrote the same
+    completion) is reused, so lossless methods cannot get different pass@1 from a flaky timeout."""
+    from accel.evaluation import humaneval
+    probs = humaneval.problems(3)
+    ran, real = [], humaneval.run_program
+    monkeypatch.setattr(humaneval, "run_program", lambda src, limits=None: ran.append(src) or real(src, limits))
+    comps = [p["canonical_solution"] for p in probs[:2]] + ["    return None\n"]
+    known: dict = {}
+    first = humaneval.verdicts(probs, comps, FAST, known)
+    assert first == [True, True, False] and len(ran) == 3 and len(known) == 3
+    assert humaneval.verdicts(probs, comps, FAST, known) == first and len(ran) == 3
+    assert humaneval.verdicts(probs + probs, comps + comps, FAST, workers=2) == first + first and len(ran) == 6
+
+
+def test_accel_eval_humaneval_end_to_end(tmp_path, monkeypatch):
+    """HumanEval alone needs no lm-eval task index (building it reads ~10,000 YAMLs: seconds of every run)."""
+    import accel.evaluation.tasks as eval_tasks
+
+    def no_index(*_a, **_k):
+        raise AssertionError("lm-eval's task index built for --tasks humaneval")
+    monkeypatch.setattr(eval_tasks, "task_manager", no_index)
     out = tmp_path / "he.json"
     r = CliRunner().invoke(app, ["eval", "builtin:ar", "--tasks", "humaneval", "--limit", "2", "-m", "greedy",
                                  "--max-gen-toks", "32", "--json", str(out)])
