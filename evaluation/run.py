@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
+import os
 from typing import Callable
 
 import lm_eval
-import lm_eval.evaluator
 from lm_eval.utils import handle_non_serializable
 
 from accel.decoding.environment import environment
@@ -62,7 +61,7 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
         hub_tasks = [t for t in tasks if t != HUMANEVAL]
         res = {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
         if hub_tasks:
-            with dataset_errors(), quiet_git_hash():
+            with dataset_errors(), children_without_stderr():
                 res = lm_eval.simple_evaluate(model=lm, tasks=hub_tasks, num_fewshot=num_fewshot, limit=limit,
                                               task_manager=tm, log_samples=False, gen_kwargs=gen_kwargs)
             res = json.loads(json.dumps(res, default=handle_non_serializable))
@@ -109,21 +108,24 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
 
 
 @contextlib.contextmanager
-def quiet_git_hash():
-    """lm-eval records the working directory's git commit with `git describe`, whose "fatal: not a git
-    repository" line lands on stderr outside a repository (once per method): during the run, the same
-    lookup with git's stderr dropped."""
-    def git_hash() -> str | None:
-        try:
-            return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-    own = lm_eval.evaluator.get_git_commit_hash
-    lm_eval.evaluator.get_git_commit_hash = git_hash
+def children_without_stderr():
+    """lm-eval records the working directory's git commit by running `git describe --always` with our stderr
+    inherited, and outside a repository git's "fatal: not a git repository" line lands there (once per
+    method). During the block, fd 2 is close-on-exec: a program started with the inherited stderr gets
+    none, and git opens /dev/null for a missing one (its start-up `sanitize_stdfds`), so the lookup fails
+    quietly and lm-eval falls back to reading `.git` itself (None outside a repository). Our own writes to
+    stderr, and children given a stderr of their own (`stderr=PIPE`, as torch's environment report runs its
+    commands), are unaffected; lm-eval's code is not touched."""
+    try:
+        inherited = os.get_inheritable(2)
+    except OSError:  # no stderr at all: nothing to keep quiet
+        yield
+        return
+    os.set_inheritable(2, False)
     try:
         yield
     finally:
-        lm_eval.evaluator.get_git_commit_hash = own
+        os.set_inheritable(2, inherited)
 
 
 def lossless(fn) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -151,10 +152,28 @@ def test_a_run_leaves_no_library_chatter_on_stderr(tasks_dir, tmp_path):
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert not [ln for ln in lines if "fatal" in ln], r.stderr
     assert lines[-1] == "wrote o.json", r.stderr
     warned = [ln for ln in lines if ln.startswith("lm-eval: [Task: accel_copy_mc] metric acc is defined")]
     assert len(lines) == 3 and warned == lines[:2], lines
     assert json.loads((tmp_path / "o.json").read_text())["lm_eval"]["fast-dllm"]["git_hash"] is None
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: lm-eval's lookup makes no noise")
+def test_lm_evals_git_lookup_stays_off_stderr(tmp_path, capfd):
+    """lm-eval's own call (`git describe --always`, stdout captured, stderr inherited) outside a repository:
+    git's "fatal" line reaches our stderr, except inside `children_without_stderr`, which restores it after."""
+    from accel.evaluation.run import children_without_stderr
+
+    def lookup():
+        return subprocess.run(["git", "describe", "--always"], stdout=subprocess.PIPE, cwd=tmp_path).returncode
+
+    assert lookup() != 0 and "fatal: not a git repository" in capfd.readouterr().err  # the noise is real
+    with children_without_stderr():
+        assert lookup() != 0
+        print("ours still shows", file=sys.stderr, flush=True)
+    assert capfd.readouterr().err == "ours still shows\n"
+    assert lookup() != 0 and "fatal" in capfd.readouterr().err
 
 
 def test_loglikelihood_on_an_ar_model(tasks_dir):
