@@ -38,7 +38,8 @@ def command(
                                         "every method). Default: 32; on a CPU beyond gen-len 64, 32*64/gen-len."),
     gen_len: Optional[int] = typer.Option(None, "--gen-len", help="Tokens to generate per prompt (dLLM: a "
                                           "multiple of the block length). Default: 64 for built-in-world models, "
-                                          "256 for real backbones and the long world."),
+                                          "256 for real backbones and the long world; 512 with --prompts "
+                                          "humaneval (as accel eval)."),
     block_len: BlockLen = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts decoded together (left-padded). "
                                              "Default 32; Medusa/Hydra checkpoints: 1, the single-stream latency "
@@ -64,7 +65,9 @@ def command(
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Real prompts instead of the task suite (AR "
                                           "targets): mtbench (80 first turns, 8 categories), mtbench-turn2 (the "
                                           "second turns, after the target's own greedy answer to the first), "
-                                          "sharegpt (held-out split) or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
+                                          "sharegpt (held-out split), humaneval (HumanEval's 164 prompts, what "
+                                          "`accel eval --tasks humaneval --chat` decodes; needs accel[eval]) "
+                                          "or FILE.jsonl of {\"prompt\"[, \"category\"]}. Quality is then "
                                           "identical_to_greedy: the fraction of prompts whose output equals greedy "
                                           "decoding token for token. --limit counts prompts per category."),
 ):
@@ -91,6 +94,8 @@ def command(
       accel bench ckpt/sm-medusa --prompts mtbench --json sm-medusa.json
 
       accel bench ckpt/sm-medusa --prompts mtbench-turn2     (MT-Bench's second turns)
+
+      accel bench ckpt/sm-eagle3 -m greedy -m eagle3-chain --prompts humaneval --limit 16
     """
     if list_methods:
         with user_errors():

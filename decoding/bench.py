@@ -18,7 +18,7 @@ from accel.data.prompts import encode_prompt
 from accel.data.tasks import resolve_tasks, score, test_split
 from accel.decoding.environment import environment
 from accel.decoding.plan import Plan, Request, bound_methods, plan
-from accel.decoding.prompt_sets import QUALITY, answer_first_turns
+from accel.decoding.prompt_sets import DEFAULT_GEN_LENS, QUALITY, answer_first_turns
 from accel.decoding.report import add_aup
 from accel.decoding.runs import knob_info, merge_compare, method_help, sweep_runs
 from accel.decoding.scoring import report_rows, score_against_greedy
@@ -42,7 +42,7 @@ def run_bench(target, methods: list[str] | None = None, tasks: list[str] | None 
     sources): each example is a dict with a "prompt", scored by `accel.data.tasks.score`; each name
     becomes a task column of the report. sweep: also decode every method that declares a knob at each
     of its sweep values (rows ``name@knob=value``), for the AUP curve. prompts: a real prompt set
-    (`accel.decoding.prompt_sets`: mtbench, sharegpt, a .jsonl) instead of the task suite, AR targets
+    (`accel.decoding.prompt_sets`: mtbench, sharegpt, humaneval, a .jsonl) instead of the task suite, AR targets
     only; its categories are the rows' tasks and the quality score is ``identical_to_greedy``.
     """
     request = Request(methods=methods, tasks=tasks, limit=limit, gen_len=gen_len, block_len=block_len,
@@ -64,7 +64,7 @@ def measure(p: Plan, main: Target, others: list[Target],
     prompt_sets = p.prompt_sets
     task_names = list(prompt_sets) if prompt_sets else resolve_tasks(r.tasks or default_tasks(main.adapter))
     batch_size = r.batch_size or main.default_batch_size or DEFAULT_BATCH_SIZE
-    gen_len = gen_len_of(main, r.gen_len)
+    gen_len = gen_len_of(main, r.gen_len or DEFAULT_GEN_LENS.get(r.prompts))
     if r.prompts:
         if progress:
             progress(0, 1, "first turns: the target's greedy answers")

