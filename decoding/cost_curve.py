@@ -116,18 +116,31 @@ def monotone(xs: list[float]) -> list[float]:
     return [s / n for s, n in blocks for _ in range(n)]
 
 
+STALE = 1.25
+"""A stored curve whose one-token forward is more than this factor off a fresh probe's is measured again."""
+
+
 def cost_curve(model, max_k: int, refresh: bool = False, measure=measure_forward_costs, **kw) -> list[float]:
     """The cached cost curve [c(1) .. c(max_k)] of `model` on this machine (measured and stored when absent,
-    shorter than `max_k` or `refresh`). `measure(model, max_k, **kw)` is the timing (tests pass a fake)."""
+    shorter than `max_k`, `refresh`, or stale). `measure(model, max_k, **kw)` is the timing (tests pass a fake).
+
+    Stale: a stored curve is checked against a probe of the one-token forward (`measure(model, 1)`, a
+    fraction of a second); off by more than `STALE` either way, the machine is not what it was when the
+    curve was measured (another job was running then or is now) and the curve is measured again. A curve
+    kept from a loaded machine once priced a 3-token forward at 1.63 one-token forwards where the idle
+    machine measures 1.11, and the planner chose shapes for a machine that no longer existed."""
     fp = fingerprint(model)
     path = cache_dir() / f"{_key(fp)}.json"
     if not refresh and path.is_file():
         try:
             data = json.loads(path.read_text())
-            if len(data["costs"]) >= max_k:
-                return [float(c) for c in data["costs"][:max_k]]
+            costs = [float(c) for c in data["costs"]]
         except (OSError, ValueError, KeyError, TypeError):
-            pass  # a damaged file is measured again
+            costs = []  # a damaged file is measured again
+        if len(costs) >= max_k:
+            probe = float(measure(model, 1, **kw)[0])
+            if costs[0] / STALE <= probe <= costs[0] * STALE:
+                return costs[:max_k]
     costs = [float(c) for c in measure(model, max_k, **kw)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +152,7 @@ def cost_curve(model, max_k: int, refresh: bool = False, measure=measure_forward
     return costs
 
 
-def _cost(costs: list[float], k: int) -> float:
+def cost_at(costs: list[float], k: int) -> float:
     """c(k), extrapolated linearly past the measured curve."""
     if k <= len(costs):
         return costs[k - 1]
@@ -168,7 +181,7 @@ def choose_shape(acc: list[list[float]], costs: list[float], sizes=TREE_SIZES, d
     table = []
 
     def add(kind, tree, e):
-        sec = _cost(costs, tree.num_nodes + 1) + _draft_seconds(draft_cost, tree.max_depth, tree.num_nodes)
+        sec = cost_at(costs, tree.num_nodes + 1) + _draft_seconds(draft_cost, tree.max_depth, tree.num_nodes)
         table.append({"shape": kind, "nodes": tree.num_nodes, "depth": tree.max_depth, "tree": tree,
                       "expected_tokens_per_step": e, "seconds_per_step": sec,
                       "expected_speedup": e * c1 / sec if sec > 0 else 0.0})
@@ -194,7 +207,7 @@ def choose_chain(top1: list[float], costs: list[float], draft_cost=None) -> tupl
 def expected_speedup(acc: list[list[float]], tree: TreeSpec, costs: list[float], draft_cost=None) -> float:
     """Expected tokens/s of verifying `tree` each step over greedy's, on the curve `costs`."""
     e = expected_accept_length(acc, tree)
-    sec = _cost(costs, tree.num_nodes + 1) + _draft_seconds(draft_cost, tree.max_depth, tree.num_nodes)
+    sec = cost_at(costs, tree.num_nodes + 1) + _draft_seconds(draft_cost, tree.max_depth, tree.num_nodes)
     return e * costs[0] / sec
 
 

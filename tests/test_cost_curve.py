@@ -50,7 +50,7 @@ def test_expected_speedup_and_extrapolation():
     e = chain_accept_length([ACC[0][0], ACC[1][0]])
     assert cc.expected_speedup(ACC, tree, CPU) == pytest.approx(e / CPU[2])
     short = [1.0, 1.5]
-    assert cc._cost(short, 4) == pytest.approx(2.5)  # linear past the measured end
+    assert cc.cost_at(short, 4) == pytest.approx(2.5)  # linear past the measured end
 
 
 @pytest.fixture
@@ -66,13 +66,28 @@ def test_cost_curve_is_cached_per_fingerprint(tmp_path, monkeypatch, tiny_ar):
         calls.append(max_k)
         return [1.0 + 0.1 * k for k in range(max_k)]
     a = cc.cost_curve(tiny_ar, 4, measure=fake)
-    b = cc.cost_curve(tiny_ar, 3, measure=fake)  # a prefix of what is stored: not measured again
-    assert calls == [4] and b == a[:3]
+    b = cc.cost_curve(tiny_ar, 3, measure=fake)  # a prefix of what is stored: only probed (k = 1), not measured
+    assert calls == [4, 1] and b == a[:3]
     cc.cost_curve(tiny_ar, 6, measure=fake)  # longer than stored: measured
-    assert calls == [4, 6]
+    assert calls == [4, 1, 6]
     files = list((tmp_path / "cost_curves").glob("*.json"))
     assert len(files) == 1
     assert cc.fingerprint(tiny_ar)["threads"] == torch.get_num_threads()
+
+
+def test_stale_cost_curve_is_measured_again(tmp_path, monkeypatch, tiny_ar):
+    """A curve stored while the machine was loaded (its one-token forward 3x today's probe) is not reused."""
+    monkeypatch.setenv("ACCEL_CACHE_DIR", str(tmp_path))
+    scale = {"now": 3.0}
+
+    def fake(model, max_k, **kw):
+        return [scale["now"] * (1.0 + 0.5 * k) for k in range(max_k)]
+    loaded = cc.cost_curve(tiny_ar, 4, measure=fake)
+    scale["now"] = 1.0  # the other job ended
+    idle = cc.cost_curve(tiny_ar, 4, measure=fake)
+    assert loaded[0] == 3.0 and idle == [1.0, 1.5, 2.0, 2.5]
+    scale["now"] = 1.1  # within STALE of the stored curve: kept
+    assert cc.cost_curve(tiny_ar, 4, measure=fake) == idle
 
 
 def test_measured_curve_shape(tiny_ar):

@@ -80,6 +80,29 @@ def test_unroll_matches_incremental_decoding():
             assert torch.allclose(fl.logits(h)[0, 0], full[k][0, t], atol=1e-5), k
 
 
+def test_held_step_joins_the_next_pass():
+    """A step the draft did not draft (context lookup drafted it) leaves its positions pending; they join the
+    next observed ones, so the next draft equals one that saw every position at once."""
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
+    from accel.decoding.tree import TreeSpec
+    d = _tiny_draft()
+    emb = torch.nn.Embedding(20, 16)
+    T = 9
+    feats, toks = torch.randn(1, T, 48), torch.randint(2, 18, (1, T))
+    valid, pos = torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None]
+    root = torch.tensor([5])
+    with torch.no_grad():
+        whole = Eagle3Drafter(d, emb)
+        whole.observe(feats, valid, pos, toks, prefill=True)
+        a = whole.draft(None, root, TreeSpec.chain(2))
+        held = Eagle3Drafter(d, emb)
+        held.observe(feats[:, :4], valid[:, :4], pos[:, :4], toks[:, :4], prefill=True)  # then a lookup step: no draft
+        held.observe(feats[:, 4:], valid[:, 4:], pos[:, 4:], toks[:, 4:])  # its accepted path, toks[:, 4] its root
+        b = held.draft(None, root, TreeSpec.chain(2))
+    assert torch.equal(a, b)
+    assert torch.allclose(whole.k, held.k, atol=1e-6) and whole.k.shape[2] == T
+
+
 def test_fused_decode_layer_matches_modules():
     """The drafter's fused layer (q|k|v one matmul, RoPE table) computes what `DraftLayer` does."""
     from accel.recipes.eagle3.drafter import FusedLayer
@@ -154,8 +177,8 @@ def test_train_export_bench_identical_to_greedy(tmp_path, recipe_cfg):
     assert ck.accel["backbone"] == "." and 1 <= len(ck.accel["eagle3"]["tree"]) <= 5
     rep = run_bench(load_target(str(ck.path)), tasks=["copy", "sort"], limit=3, gen_len=12, batch_size=3)
     rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
-    assert list(rows) == ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
-    for m in ("eagle3", "eagle3-static", "eagle3-chain"):
+    assert list(rows) == ["greedy", "eagle3", "eagle3-static", "eagle3-chain", "eagle3-chain+lookup"]
+    for m in ("eagle3", "eagle3-static", "eagle3-chain", "eagle3-chain+lookup"):
         assert rows[m]["tokens"] == rows["greedy"]["tokens"] and rows[m]["accuracy"] == rows["greedy"]["accuracy"]
         assert rows[m]["nfe"] <= rows["greedy"]["nfe"]
     with pytest.raises(Exception, match="random-init"):
@@ -197,6 +220,29 @@ def test_builtin_decoding_identical_to_greedy_batched(tmp_path, recipe_cfg):
     assert res.tokens == g.tokens
 
 
+def test_context_lookup_in_front_of_the_draft(tmp_path, recipe_cfg):
+    """Steps drafted by context lookup skip the draft layer; the positions they accept join the draft's next
+    pass. Batch 1 (lookups happen) and the ragged batch (the draft drafts every step) equal greedy, and the
+    held positions leave the draft's own cache as long as the sequence."""
+    from accel.decoding.ar import generate_greedy
+    from accel.decoding.lookup import LookupDrafter
+    from accel.decoding.tree import TreeSpec, generate_tree
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
+    _, adapter, draft = _builtin_draft_run(tmp_path, recipe_cfg)
+    tok = adapter.tokenizer
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in ("copy 1 2 1 2 1 2", "sort 9 3 5 1 7", "copy 4 4 4")]
+    g = generate_greedy(adapter, prompts, max_new_tokens=24)
+    inner = Eagle3Drafter(draft, adapter.model.get_input_embeddings())
+    drafter = LookupDrafter(inner)
+    for p, ref in zip(prompts, g.tokens):
+        res = generate_tree(adapter, drafter, TreeSpec.chain(2), [p], max_new_tokens=24)
+        assert res.tokens == [ref]
+        if inner.pending is None:  # the last step was the draft's: its cache holds every position but the last step's
+            assert inner.k.shape[2] <= len(p) + len(ref)
+    assert 0 < drafter.lookups < drafter.steps
+    assert generate_tree(adapter, drafter, TreeSpec.chain(2), prompts, max_new_tokens=24).tokens == g.tokens
+
+
 def test_step_tree_buffers():
     """A dynamic step's tree from parent ids has the verifier's buffers: ancestor mask, depths, leaf paths."""
     from accel.recipes.eagle3.drafter import StepTree
@@ -215,7 +261,7 @@ def test_export_accel_and_speculators_layout(tmp_path, recipe_cfg):
     assert sec["backbone"] == "builtin:ar" and sec["weights"] == ["draft.safetensors"]
     assert sec["eagle3"]["tree"] == [[0], [0, 0], [0, 0, 0]] and sec["eagle3"]["feature_layers"] == [1, 2, 3]
     tgt = load_target(str(ck), device="cpu")
-    assert tgt.default_methods == ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
+    assert tgt.default_methods == ["greedy", "eagle3", "eagle3-static", "eagle3-chain", "eagle3-chain+lookup"]
     sp = export(tmp_path / "run", tmp_path / "spec", format="speculators")
     c = json.loads((sp / "config.json").read_text())
     assert c["speculators_model_type"] == "eagle3" and c["draft_vocab_size"] == 64

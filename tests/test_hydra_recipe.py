@@ -50,10 +50,11 @@ def test_train_export_bench(tmp_path, recipe_cfg):
     from accel.recipes.targets import load_target
     rep = run_bench(load_target(str(ck.path)), tasks=["copy"], limit=3, gen_len=12, batch_size=3)
     rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
-    assert list(rows) == ["greedy", "hydra"]
-    assert rows["hydra"]["accuracy"] == rows["greedy"]["accuracy"]
-    assert rows["hydra"]["tokens"] == rows["greedy"]["tokens"]
-    assert rows["hydra"]["nfe"] <= rows["greedy"]["nfe"]
+    assert list(rows) == ["greedy", "hydra", "hydra+lookup"]
+    for m in ("hydra", "hydra+lookup"):
+        assert rows[m]["accuracy"] == rows["greedy"]["accuracy"]
+        assert rows[m]["tokens"] == rows["greedy"]["tokens"]
+        assert rows[m]["nfe"] <= rows["greedy"]["nfe"]
 
 
 def test_held_out_split(recipe_cfg):
@@ -84,7 +85,7 @@ def test_export_references_builtin_base(tmp_path, recipe_cfg):
     assert sec["hydra"]["tree"] == [[0], [0, 0], [0, 1]] and not sec["hydra"]["prefix_layer"]
     assert not (ck / "model.safetensors").exists()
     tgt = load_target(str(ck), device="cpu")
-    assert tgt.default_methods == ["greedy", "hydra"] and "hydra-typical" in tgt.recipe_methods
+    assert tgt.default_methods == ["greedy", "hydra", "hydra+lookup"] and "hydra-typical" in tgt.recipe_methods
     prompt = [tgt.adapter.tokenizer("copy 1 2", add_special_tokens=False)["input_ids"]]
     g, h = tgt.recipe_methods["greedy"](tgt.adapter, prompt, 8), tgt.recipe_methods["hydra"](tgt.adapter, prompt, 8)
     assert g.tokens == h.tokens

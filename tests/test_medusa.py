@@ -158,7 +158,7 @@ def test_train_export_formats_and_bench(tmp_path):
 
     adapter = load_backbone(ckpt.backbone_target())
     methods = bench_methods(ckpt, adapter)
-    assert DEFAULT_METHODS == ["greedy", "medusa"] and set(DEFAULT_METHODS) <= set(methods)
+    assert DEFAULT_METHODS == ["greedy", "medusa", "medusa+lookup"] and set(DEFAULT_METHODS) <= set(methods)
     from accel.data.tokenizer import chat_prompt_ids
     prompts = [chat_prompt_ids(adapter.tokenizer, p) for p in ["copy 123", "sort 9 1 5 3", "copy 77"]]
     g = methods["greedy"](adapter, prompts, 16)

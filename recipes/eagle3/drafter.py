@@ -162,8 +162,17 @@ class Eagle3Drafter:
         """Accepted positions: the target's features there ([B,q,3H]), validity, positions and tokens."""
         if prefill:
             self.k = self.v = self.key_valid = None
+            self.pending = None
         dt = self.net.fc.weight.dtype
-        self.pending = (self.net.fc(hidden.to(dt)), valid, position_ids, tokens)
+        new = (self.net.fc(hidden.to(dt)), valid, position_ids, tokens)
+        if self.pending is not None:
+            # a step another drafter drafted (context lookup, `accel.decoding.lookup`): the positions it
+            # accepted join these and go through the layer in the next draft's one pass; the last held
+            # position's successor is the first observed token (that step's root)
+            if valid.shape[0] != 1:
+                raise RuntimeError("a step of a batch > 1 went undrafted: EAGLE-3 holds skipped steps at batch 1 only")
+            new = tuple(torch.cat([a, b], 1) for a, b in zip(self.pending, new))
+        self.pending = new
 
     def _plan(self, tree, device):
         key = (id(tree), str(device))
@@ -179,16 +188,8 @@ class Eagle3Drafter:
             raise RuntimeError("EAGLE-3 drafts from the target's hidden states, but the tree decoder never called "
                                "drafter.observe(); use accel.decoding.tree.generate_tree")
         d = self.net
-        g, valid, pos, tokens = self.pending
-        self.pending = None
-        B, q = valid.shape
-        dev = g.device
-        rows = torch.arange(B, device=dev)
-        last = (valid * torch.arange(1, q + 1, device=dev)).argmax(1)  # each row's newest valid position
-        nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1).clone()
-        nxt[rows, last] = root_token.to(nxt.dtype)
-        out = self._push(g, self._embed(nxt, g.dtype), valid, pos)
-        h_root, p_root = out[rows, last], pos[rows, last]
+        g, h_root, p_root = self._advance(root_token)
+        B, dev = g.shape[0], g.device
         if self.dynamic is not None:
             return self._grow_dynamic(h_root, p_root, root_token, *self.dynamic)
         levels, anc = self._plan(tree, dev)
@@ -218,6 +219,19 @@ class Eagle3Drafter:
             top, _ = draft_topk(logits, kmax, d.d2t)             # [B, P, kmax] target ids
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
+
+    def _advance(self, root_token):
+        """The pending accepted positions through the layer, each paired with its successor (the last one
+        with `root_token`): (their features g, the layer's output at each row's newest position, its position)."""
+        g, valid, pos, tokens = self.pending
+        self.pending = None
+        B, q = valid.shape
+        rows = torch.arange(B, device=g.device)
+        last = (valid * torch.arange(1, q + 1, device=g.device)).argmax(1)  # each row's newest valid position
+        nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1).clone()
+        nxt[rows, last] = root_token.to(nxt.dtype)
+        out = self._push(g, self._embed(nxt, g.dtype), valid, pos)
+        return g, out[rows, last], pos[rows, last]
 
     def _grow_dynamic(self, h_root, p_root, root_token, depth: int, topk: int, nodes: int):
         """EAGLE-2: expand the `topk` nodes of each level with the highest cumulative draft log-prob

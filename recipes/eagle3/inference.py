@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from accel.recipes.eagle3.spec import Spec
 
-DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-static", "eagle3-chain"]
+DEFAULT_METHODS = ["greedy", "eagle3", "eagle3-static", "eagle3-chain", "eagle3-chain+lookup"]
 DEFAULT_BATCH_SIZE = 1
 DYNAMIC_TOPK = 8
 """Children per expanded node and nodes expanded per level of the dynamic tree (EAGLE-2 uses 10, SGLang 8)."""
@@ -23,7 +23,9 @@ METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output 
            "eagle3-static": "the checkpoint's static tree, greedy acceptance",
            "eagle3-chain": "a top-1 chain (up to the trained unroll depth) as deep as this machine's cost curve makes "
                            "fastest, greedy acceptance",
-           "eagle3-typical": "the static tree, typical acceptance (eps 0.09, alpha 0.3)"}
+           "eagle3-typical": "the static tree, typical acceptance (eps 0.09, alpha 0.3)",
+           "eagle3-chain+lookup": "eagle3-chain with context lookup: where the last 2+ tokens occurred before, the tokens "
+                                  "that followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
@@ -76,6 +78,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
     from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.lookup import with_lookup
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)
@@ -93,7 +96,7 @@ def bench_methods(ckpt, adapter) -> dict:
         e = exp(tree_) if acceptance == "greedy" else None  # the dynamic row: its static tree's estimate
         return DecodeMethod(name, "ar", help, _eagle3,
                             options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance, expected=e))
-    return {
+    out = {
         "greedy": get_method("greedy", "ar"),
         "eagle3-static": row("eagle3-static", drafter, tree, "greedy",
                              f"EAGLE-3 draft, {tree.num_nodes}-node static tree, greedy acceptance"),
@@ -105,3 +108,5 @@ def bench_methods(ckpt, adapter) -> dict:
         "eagle3-typical": row("eagle3-typical", drafter, tree, "typical",
                               f"EAGLE-3 draft, {tree.num_nodes}-node tree, typical acceptance"),
     }
+    out["eagle3-chain+lookup"] = with_lookup(out["eagle3-chain"], p["costs"] if p is not None else None)
+    return out

@@ -14,12 +14,14 @@ from accel.recipes.hydra.spec import Spec
 DEFAULT_BATCH_SIZE = 1
 """Single-stream decoding, the latency-bound regime draft heads are for (as Medusa)."""
 
-DEFAULT_METHODS = ["greedy", "hydra"]
+DEFAULT_METHODS = ["greedy", "hydra", "hydra+lookup"]
 
 
 METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "hydra-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
-           "hydra-chain": "a top-1 chain, as deep as this machine's cost curve makes fastest, greedy acceptance"}
+           "hydra-chain": "a top-1 chain, as deep as this machine's cost curve makes fastest, greedy acceptance",
+           "hydra+lookup": "hydra with context lookup: where the last 2+ tokens occurred before, the tokens that "
+                           "followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
@@ -69,6 +71,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
     from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.lookup import with_lookup
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
     tree = TreeSpec.from_json(s.tree)
@@ -82,7 +85,7 @@ def bench_methods(ckpt, adapter) -> dict:
 
     def exp(tr, rule):
         return expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" else None
-    return {
+    out = {
         "greedy": get_method("greedy", "ar"),
         **{m: DecodeMethod(m, "ar", f"{name} heads, {tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}"
                                     f", {rule} acceptance", _hydra,
@@ -90,3 +93,5 @@ def bench_methods(ckpt, adapter) -> dict:
            for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
                                ("hydra-chain", chain, "greedy"))},
     }
+    out["hydra+lookup"] = with_lookup(out["hydra"], p["costs"] if p is not None else None)
+    return out

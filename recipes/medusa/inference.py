@@ -12,10 +12,12 @@ import dataclasses
 
 from accel.recipes.medusa.spec import Spec
 
-DEFAULT_METHODS = ["greedy", "medusa"]
+DEFAULT_METHODS = ["greedy", "medusa", "medusa+lookup"]
 METHODS = {"medusa": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "medusa-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
-           "medusa-chain": "a top-1 chain (what vLLM proposes), as deep as this machine's cost curve makes fastest"}
+           "medusa-chain": "a top-1 chain (what vLLM proposes), as deep as this machine's cost curve makes fastest",
+           "medusa+lookup": "medusa with context lookup: where the last 2+ tokens occurred before, the tokens that "
+                            "followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 DEFAULT_BATCH_SIZE = 1
 """Draft heads trade extra tokens per forward for fewer forwards: a win where a forward costs the
@@ -41,9 +43,10 @@ def load_heads(ckpt):
 def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None):
     from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
-    w, hw = next(adapter.model.parameters()), next(drafter.heads.parameters())
+    heads = getattr(drafter, "inner", drafter).heads  # the Medusa drafter, context lookup or not
+    w, hw = next(adapter.model.parameters()), next(heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
-        drafter.heads.to(device=w.device, dtype=w.dtype)
+        heads.to(device=w.device, dtype=w.dtype)
     res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
     return with_expected(res, expected)
 
@@ -65,6 +68,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
     from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.lookup import with_lookup
     heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
     p = plan(adapter, heads, s.head_accuracy)
@@ -79,4 +83,5 @@ def bench_methods(ckpt, adapter) -> dict:
                                              f"{'chain' if tr.num_nodes == tr.max_depth else 'tree'}, "
                                              f"{acc} acceptance", _medusa,
                                  options=dict(drafter=drafter, tree=tr, acceptance=acc, expected=exp))
+    out["medusa+lookup"] = with_lookup(out["medusa"], p["costs"])
     return out
