@@ -76,10 +76,11 @@ if has export; then
 fi
 if has bench; then
     # greedy first (the baseline of every speedup), then EAGLE-3's chain and the Medusa/Hydra checkpoints'
-    # own rows (their trees sized on this machine's cost curve); every output is compared with greedy's
-    # token for token. EAGLE-3's 48-node dynamic tree is left out: on a CPU it runs at half greedy's speed.
-    step bench bench.json "$THREADS" "$ACCEL" bench ckpt/sm-eagle3 -m greedy -m eagle3-chain --compare ckpt/sm-hydra \
-        --compare ckpt/sm-medusa --prompts mtbench --gen-len 128 --json bench.json
+    # own rows (their trees sized on this machine's cost curve), each alone and with context lookup in front
+    # (+lookup, accel.decoding.lookup); every output is compared with greedy's token for token. EAGLE-3's
+    # 48-node dynamic tree is left out: on a CPU it runs at half greedy's speed.
+    step bench bench.json "$THREADS" "$ACCEL" bench ckpt/sm-eagle3 -m greedy -m eagle3-chain -m eagle3-chain+lookup \
+        --compare ckpt/sm-hydra --compare ckpt/sm-medusa --prompts mtbench --gen-len 128 --json bench.json
     sed -n '/^ *method\|^ *┃\|^ *│\|^ *┏\|^ *┡\|^ *└/p' logs/bench.log | head -40 || true
 fi
 awk -F'\t' 'NR > 1 { w += $2; c += $3 + $4 } END { printf "[afternoon] %d steps timed: %.1f min wall, %.1f CPU-min (user + system)\n", NR - 1, w / 60, c / 60 }' times.tsv
