@@ -30,6 +30,7 @@ import dataclasses
 
 import torch
 
+from accel.decoding.cost_curve import cost_at
 from accel.decoding.tree import TreeSpec
 
 MIN_NGRAM = 2
@@ -64,7 +65,6 @@ def plan_lengths(costs: list[float] | None, acceptance: dict = ACCEPTANCE, max_l
     Without a curve, 2 tokens for every match."""
     if not costs:
         return {b: 2 for b in acceptance}
-    from accel.decoding.cost_curve import cost_at
     out = {}
     for b, acc in acceptance.items():
         best, best_rate = 1, 0.0
