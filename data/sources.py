@@ -39,6 +39,8 @@ SPLITS = ("train", "held", "all")
 HUMANEVAL = "humaneval"
 HUMANEVAL_GEN_LEN = 512
 """HumanEval's answer length (`accel eval`'s max_gen_toks for it, the bench's gen_len for its prompts)."""
+HUMANEVAL_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+"""HumanEval's usual stop strings (Codex paper, lm-eval's humaneval task): the completion ends before them."""
 NAMED = ("sharegpt", "mtbench", HUMANEVAL)
 
 
@@ -234,7 +236,8 @@ def prompt_records(source: str, split: str = "held", english: bool = False, seed
         return [{"id": q["id"], "prompt": q["prompt"], "category": q["category"], "turns": q["turns"]}
                 for q in mtbench_questions()]
     if source == HUMANEVAL:
-        return [{"id": p["task_id"], "prompt": p["prompt"], "category": HUMANEVAL} for p in humaneval_problems()]
+        return [{"id": p["task_id"], "prompt": p["prompt"], "category": HUMANEVAL, "stop": list(HUMANEVAL_STOP)}
+                for p in humaneval_problems()]
     if source == "sharegpt":
         return [{"id": r["id"], "prompt": r["prompt"], "category": "sharegpt"}
                 for r in sharegpt_conversations(split=split, english=english, seed=seed)]

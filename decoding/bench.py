@@ -89,7 +89,7 @@ def measure(p: Plan, main: Target, others: list[Target],
             encoded[id(tok)] = {task: [encode_prompt(tok, e["prompt"]) for e in exs] for task, exs in examples.items()}
     stats, outputs = time_runs(runs, examples, encoded, gen_len, batch_size, None if r.prompts else score, progress)
     if r.prompts:
-        score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress)
+        score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len, batch_size, progress, examples)
     rows = report_rows([n for n, _fn, _t in runs], task_names, stats,
                        untimed={n for n, fn, _t in runs if not getattr(fn, "timed", True)})
     quality = "accuracy"

@@ -14,6 +14,7 @@ reads names and help from here without importing torch.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,8 +85,19 @@ class DecodeMethod:
         return dataclasses.replace(self, name=f"{self.name}@{self.knob}={value:g}",
                                    options={**self.options, self.knob: value}, row_metrics=None)
 
-    def __call__(self, adapter, prompts, gen_len):
-        return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options)
+    def __call__(self, adapter, prompts, gen_len, stop=None):
+        """Decodes `prompts`; `stop` (`accel.decoding.stop.StopStrings`) ends rows early where the method's
+        loop checks it (`stops`), else it is ignored (the caller cuts the answers as before)."""
+        extra = {"stop": stop} if stop is not None and self.stops else {}
+        return self.run(self.model if self.model is not None else adapter, prompts, gen_len, **self.options, **extra)
+
+    @property
+    def stops(self) -> bool:
+        """Whether `run` takes stop strings (a `stop` parameter): AR greedy and the tree methods do."""
+        try:
+            return "stop" in inspect.signature(self.run).parameters
+        except (TypeError, ValueError):
+            return False
 
     @property
     def uses_cache(self) -> bool:
@@ -125,10 +137,10 @@ def _threshold(adapter, prompts, gen_len, block_len=32, threshold=0.9, rule="con
                                    generator=_generator(adapter, temperature, seed), max_steps=max_steps)
 
 
-def _ar(adapter, prompts, gen_len, temperature=0.0, top_p=1.0, seed=0):
+def _ar(adapter, prompts, gen_len, temperature=0.0, top_p=1.0, seed=0, stop=None):
     from accel.decoding.ar import generate_greedy
     return generate_greedy(adapter, prompts, max_new_tokens=gen_len, temperature=temperature, top_p=top_p,
-                           generator=_generator(adapter, temperature, seed))
+                           generator=_generator(adapter, temperature, seed), stop=stop)
 
 
 def _generator(adapter, temperature, seed):

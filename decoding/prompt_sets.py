@@ -5,8 +5,9 @@ the target's own greedy answer to it (generated once, untimed, by `answer_first_
 second turn — every method continues the same conversation.
 
 ``humaneval`` is HumanEval's 164 prompts (one category), the contexts `accel eval --tasks humaneval`
-decodes, at its answer length (512) unless --gen-len says otherwise: with `accel eval --chat` (the bench
-always applies the chat template) both decode the same token ids to the same length.
+decodes, at its answer length (512) unless --gen-len says otherwise, each row ending at HumanEval's stop
+strings as in `accel eval` (for the methods that check them, `accel.decoding.stop`): with `accel eval --chat`
+(the bench always applies the chat template) both decode the same token ids to the same length.
 
 Real prompts have no exact-match answer, so the quality score of a lossless accelerator is
 whether it reproduces its base's greedy decoding: ``identical_to_greedy`` is the fraction of
@@ -49,7 +50,8 @@ def load_prompt_set(source: str, limit: int | None = None) -> dict[str, list[dic
             continue
         g = groups.setdefault(r["category"], [])
         if len(g) < limit:
-            g.append({"id": r["id"], "prompt": r["prompt"], **({"turns": list(r["turns"][:2])} if turn2 else {})})
+            g.append({"id": r["id"], "prompt": r["prompt"], **({"turns": list(r["turns"][:2])} if turn2 else {}),
+                      **({"stop": r["stop"]} if r.get("stop") else {})})
     return groups
 
 

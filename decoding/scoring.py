@@ -11,13 +11,14 @@ from typing import Callable
 
 from accel.decoding.methods import get_method
 from accel.decoding.prompt_sets import identical_count
+from accel.decoding.stop import StopStrings
 from accel.decoding.timing import RowStats
 
 
 def score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len: int, batch_size: int,
-                         progress: Callable | None = None) -> None:
+                         progress: Callable | None = None, examples: dict | None = None) -> None:
     """stats[..].correct = prompts identical to greedy decoding of the method's own target (reference
-    decoded untimed, unless that target's greedy row already ran)."""
+    decoded untimed, with the examples' stop strings, unless that target's greedy row already ran)."""
     refs = {}
     for name, fn, tgt in runs:
         if name == "greedy" or name.endswith("/greedy"):
@@ -30,8 +31,10 @@ def score_against_greedy(runs, task_names, encoded, outputs, stats, gen_len: int
             for t in task_names:
                 ps = encoded[id(a.tokenizer)][t]
                 ref[t] = []
+                exs = (examples or {}).get(t) or [{}] * len(ps)
                 for i in range(0, len(ps), batch_size):
-                    ref[t].extend(greedy(a, ps[i:i + batch_size], gen_len).tokens)
+                    stop = StopStrings.of(a.tokenizer, [e.get("stop") for e in exs[i:i + batch_size]])
+                    ref[t].extend(greedy(a, ps[i:i + batch_size], gen_len, stop=stop).tokens)
                 if progress:
                     progress(0, 0, f"greedy reference: {t}")
             refs[id(tgt)] = ref

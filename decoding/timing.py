@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from accel.decoding.stop import StopStrings
+
 
 @dataclass
 class RowStats:
@@ -69,12 +71,12 @@ def timed(fn, adapter, prompts, gen_len):
     return res, seconds
 
 
-def timed_cpu(fn, adapter, prompts, gen_len):
+def timed_cpu(fn, adapter, prompts, gen_len, **kw):
     """(result, wall seconds, CPU seconds of this process) of one decode call. On a CPU shared with other
     jobs the CPU-seconds move much less than the wall clock (a slow spell waits, it does not compute)."""
     _sync(adapter)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = fn(adapter, prompts, gen_len)
+    res = fn(adapter, prompts, gen_len, **kw)
     _sync(adapter)
     return res, time.perf_counter() - t0, time.process_time() - c0
 
@@ -83,7 +85,8 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
               progress: Callable | None = None) -> tuple[dict, dict]:
     """Decodes every task's `examples` with every (name, method, target) run.
 
-    encoded: {id(tokenizer): {task: prompt ids}}. score(example, text) -> bool counts `correct`; None
+    encoded: {id(tokenizer): {task: prompt ids}}. An example's "stop" strings (HumanEval's) end its row where
+    the method checks them (`accel.decoding.stop`). score(example, text) -> bool counts `correct`; None
     (a prompt set) keeps the generated rows instead. Returns ({(name, task): RowStats},
     {(name, task): generated rows}).
     """
@@ -103,7 +106,8 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
             s = stats.setdefault((name, task), RowStats())
             for i in range(0, len(exs), batch_size):
                 batch = task_prompts[i:i + batch_size]
-                res, counted = decode_batch(name, fn, a, batch, gen_len)
+                stop = StopStrings.of(a.tokenizer, [e.get("stop") for e in exs[i:i + batch_size]])
+                res, counted = decode_batch(name, fn, a, batch, gen_len, stop=stop)
                 s += counted
                 if score is None:
                     outputs.setdefault((name, task), []).extend(res.tokens)
@@ -115,10 +119,11 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
     return stats, outputs
 
 
-def decode_batch(name: str, fn, adapter, batch: list[list[int]], gen_len: int):
+def decode_batch(name: str, fn, adapter, batch: list[list[int]], gen_len: int, stop=None):
     """(result, RowStats) of one timed decode of a batch of prompt ids by method `name`: the bench's
-    counting, shared with `accel eval` (`accel.evaluation.harness`) so both report the same figures."""
-    res, seconds, cpu = timed_cpu(fn, adapter, batch, gen_len)
+    counting, shared with `accel eval` (`accel.evaluation.harness`) so both report the same figures.
+    `stop` (`accel.decoding.stop.StopStrings`) goes to methods that end rows at stop strings."""
+    res, seconds, cpu = timed_cpu(fn, adapter, batch, gen_len, **({"stop": stop} if stop is not None else {}))
     if len(res.tokens) != len(batch) or len(res.nfe) != len(batch):
         raise RuntimeError(f"method {name} returned {len(res.tokens)} rows / {len(res.nfe)} NFE "
                            f"for {len(batch)} prompts")

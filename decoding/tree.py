@@ -29,6 +29,7 @@ import torch
 from transformers import DynamicCache
 
 from accel.decoding.dllm import DecodeResult, left_pad, trim_at_end
+from accel.decoding.stop import StopStrings
 from accel.decoding.tree_kernels import evaluate_candidates
 from accel.models.kv import cache_kwargs, output_cache
 from accel.models.masks import position_ids
@@ -256,8 +257,11 @@ def _observe_accepted(observe, features, o, path, acc_len, n_valid, n_acc, acc_t
 @torch.no_grad()
 def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], max_new_tokens: int = 64,
                   acceptance: str = "greedy", typical_eps: float = 0.09, typical_alpha: float = 0.3,
-                  temperature: float = 0.0, generator=None) -> DecodeResult:
+                  temperature: float = 0.0, generator=None, stop: StopStrings | None = None) -> DecodeResult:
     """Draft a tree per row, verify it in one base forward, accept the best path; batched.
+
+    A row ends at an end token, at `max_new_tokens`, or (with `stop`) at the token that completes one of its
+    stop strings, tokens a step accepted past it dropped: with greedy acceptance, greedy decoding's row.
 
     acceptance: "greedy" (a candidate is accepted iff it is the base's argmax after its
     parent: output identical to greedy decoding) or "typical" (accepted iff
@@ -304,7 +308,7 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     nfe = torch.ones(B, dtype=torch.long)
     lengths: list[list[int]] = [[1] for _ in range(B)]
     for b in range(B):
-        if len(out[b]) >= max_new_tokens:
+        if len(out[b]) >= max_new_tokens or (stop is not None and stop.first(b, out[b], 0) is not None):
             done[b] = True
     rows = torch.arange(B, device=dev)
     masks = _MaskBuffer()
@@ -348,6 +352,10 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
             lengths[b].append(len(new))
             out[b].extend(new)
             if any(t in adapter.eos_ids for t in new) or len(out[b]) >= max_new_tokens:
+                done[b] = True
+            if stop is not None and (cut := stop.first(b, out[b], len(out[b]) - len(new))) is not None:
+                lengths[b][-1] -= len(out[b]) - cut
+                del out[b][cut:]
                 done[b] = True
         if bool(done.all()):  # no draft follows: skip the cache compaction and the drafter's update
             break

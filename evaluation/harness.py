@@ -2,8 +2,9 @@
 
 `generate_until` requests decode in batches through the same timed call and counting as `accel bench`
 (`accel.decoding.timing.decode_batch`), so NFE, tokens per forward and tokens/s mean what they mean
-there; the answer is cut at the first of the request's `until` strings, and `max_gen_toks` is rounded
-up to the method's block length (a block decoder fills whole blocks). `loglikelihood` is exact for AR
+there; the answer is cut at the first of the request's `until` strings (AR greedy and the tree methods stop
+decoding a row at the token that completes one, `accel.decoding.stop`: the same answer, fewer forwards), and
+`max_gen_toks` is rounded up to the method's block length (a block decoder fills whole blocks). `loglikelihood` is exact for AR
 targets and LLaDA's Monte Carlo ELBO estimate for dLLMs (`accel.evaluation.loglik`), scored with the model
 the method decodes with; a method that cannot score refuses it (`CannotScoreError`).
 
@@ -22,6 +23,7 @@ from lm_eval.api.registry import register_model
 from accel.data.prompts import encode_prompt
 from accel.decoding.methods import OptionValueError
 from accel.decoding.plan import Request, decode_method, plan
+from accel.decoding.stop import StopStrings
 from accel.decoding.target import DEFAULT_BATCH_SIZE, BUILTIN_GEN_LEN, Target, default_gen_len, gen_len_of
 from accel.decoding.timing import RowStats, decode_batch, texts
 from accel.evaluation.errors import CannotScoreError
@@ -107,8 +109,8 @@ class AccelLM(LM):
         self.stats: dict[str, RowStats] = {}
         """{task: RowStats}: the cost of this method's decodes (and forwards scored), per lm-eval task."""
         self.outputs: dict[str, list[tuple[tuple, list[int]]]] = {}
-        """{task: [((context ids, gen_len), generated ids)]}: what each generate_until request decoded, in
-        request order (`accel.evaluation.run` compares lossless AR methods with greedy decoding on them)."""
+        """{task: [((context ids, gen_len, until), generated ids)]}: what each generate_until request decoded
+        (rows end at their stop strings), in request order (`accel.evaluation.run` compares lossless AR methods with greedy decoding on them)."""
         self._warm = False
 
     @property
@@ -137,11 +139,13 @@ class AccelLM(LM):
                 self._warm = True
             for k in range(0, len(items), self.batch_size):
                 chunk = items[k:k + self.batch_size]
-                res, counted = decode_batch(self.method_name, self.fn, self.adapter, [c[1] for c in chunk], gen_len)
+                stop = StopStrings.of(self.adapter.tokenizer, [c[2] for c in chunk])
+                res, counted = decode_batch(self.method_name, self.fn, self.adapter, [c[1] for c in chunk], gen_len,
+                                            stop=stop)
                 self.stats.setdefault(task, RowStats()).__iadd__(counted)
                 for (i, ids, until), text, row in zip(chunk, texts(self.adapter, res), res.tokens):
                     out[i] = cut_at_stop(text, until)
-                    self.outputs.setdefault(task, []).append(((tuple(ids), gen_len), list(row)))
+                    self.outputs.setdefault(task, []).append(((tuple(ids), gen_len, tuple(until)), list(row)))
         return out
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:

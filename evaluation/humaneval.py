@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from accel.data.sources import HUMANEVAL as TASK
 from accel.data.sources import HUMANEVAL_GEN_LEN as MAX_GEN_TOKS
+from accel.data.sources import HUMANEVAL_STOP
 from accel.data.sources import humaneval_problems
 from accel.evaluation.sandbox import Limits, network_namespace, run_program, runner
 
-STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
-"""HumanEval's usual stop strings (Codex paper, lm-eval's humaneval task)."""
+STOP = list(HUMANEVAL_STOP)
 METRIC = "pass@1,none"
 WORKERS = 8
 """Sandboxed programs run at once at most (fewer on a machine with fewer cores): each is its own process,

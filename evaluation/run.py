@@ -26,6 +26,7 @@ from accel.decoding.report import add_aup
 from accel.decoding.prompt_sets import trimmed
 from accel.decoding.runs import knob_info, method_help, sweep_runs
 from accel.decoding.scoring import report_rows
+from accel.decoding.stop import StopStrings
 from accel.decoding.target import Target
 from accel.decoding.timing import RowStats
 from accel.evaluation.harness import AccelLM, Scoring
@@ -73,7 +74,7 @@ def evaluate(p: Plan, main: Target, tasks: list[str], tm, *, limit: int | None =
         results[name] = res
         task_names = task_names or list(res["results"])
         for task, items in lm.outputs.items():
-            gen_lens.setdefault(task, set()).update(g for (_ids, g), _row in items)
+            gen_lens.setdefault(task, set()).update(key[1] for key, _row in items)
         for task in task_names:
             s = lm.stats.get(task, RowStats())
             s.n = s.n or int(res.get("n-samples", {}).get(task, {}).get("effective", 0)) or 1
@@ -139,10 +140,10 @@ def lossless(fn) -> bool:
 def identical_to_greedy(lms: dict[str, AccelLM], main: Target, batch_size: int) -> dict[str, dict[str, float]]:
     """{method: {task: fraction, "all": fraction}} for the lossless AR methods: of their generate_until requests,
     the fraction whose generated tokens (up to the first end token) equal greedy decoding's with the same
-    model, context and length. The `greedy` row's own outputs are the reference when it ran on that model;
+    model, context, length and stop strings. The `greedy` row's own outputs are the reference when it ran on that model;
     otherwise the reference is decoded here, untimed."""
     scored = {n: lm for n, lm in lms.items() if lossless(lm.fn) and lm.outputs}
-    refs: dict[int, dict[tuple, list[int]]] = {}  # {id(model adapter): {(context ids, gen_len): tokens}}
+    refs: dict[int, dict[tuple, list[int]]] = {}  # {id(model adapter): {(context ids, gen_len, until): tokens}}
     for name, lm in scored.items():
         if name == "greedy":
             refs.setdefault(id(_model(lm)), {}).update(kv for items in lm.outputs.values() for kv in items)
@@ -152,11 +153,12 @@ def identical_to_greedy(lms: dict[str, AccelLM], main: Target, batch_size: int) 
         model = _model(lm)
         ref = refs.setdefault(id(model), {})
         missing = list(dict.fromkeys(k for items in lm.outputs.values() for k, _ in items if k not in ref))
-        for gen_len in sorted({g for _, g in missing}):
+        for gen_len in sorted({k[1] for k in missing}):
             keys = [k for k in missing if k[1] == gen_len]
             for i in range(0, len(keys), batch_size):
                 chunk = keys[i:i + batch_size]
-                ref.update(zip(chunk, greedy(model, [list(k[0]) for k in chunk], gen_len).tokens))
+                stop = StopStrings.of(model.tokenizer, [k[2] for k in chunk])  # ended where the method's rows end
+                ref.update(zip(chunk, greedy(model, [list(k[0]) for k in chunk], gen_len, stop=stop).tokens))
         total = [0, 0]
         for task, items in lm.outputs.items():
             same = sum(trimmed(row, model.eos_ids, k[1]) == trimmed(ref[k], model.eos_ids, k[1]) for k, row in items)

@@ -107,7 +107,8 @@ def test_accel_eval_humaneval_end_to_end(tmp_path, monkeypatch):
 
 def test_bench_humaneval_prompts_are_what_accel_eval_decodes(monkeypatch):
     """`accel bench --prompts humaneval`: the contexts `accel eval --tasks humaneval` hands its decoder, in the
-    same order (all 164; --limit keeps the first N on both), at the same answer length."""
+    same order (all 164; --limit keeps the first N on both), at the same answer length, ending at the same stop
+    strings."""
     from accel.decoding.plan import Request, plan
     from accel.decoding.prompt_sets import DEFAULT_GEN_LENS
     from accel.evaluation import humaneval
@@ -117,6 +118,7 @@ def test_bench_humaneval_prompts_are_what_accel_eval_decodes(monkeypatch):
         def generate_until(self, requests):
             self.contexts = [r.args[0] for r in requests]
             self.gen_lens = {r.args[1]["max_gen_toks"] for r in requests}
+            self.untils = {tuple(r.args[1]["until"]) for r in requests}
             return [""] * len(requests)
     monkeypatch.setattr(humaneval, "verdicts", lambda probs, *_a, **_k: [False] * len(probs))  # no sandbox runs
     target, lm = describe_target("builtin:ar"), Decoder()
@@ -126,6 +128,7 @@ def test_bench_humaneval_prompts_are_what_accel_eval_decodes(monkeypatch):
         assert list(sets) == ["humaneval"] and len(sets["humaneval"]) == n
         assert [e["prompt"] for e in sets["humaneval"]] == lm.contexts
         assert lm.gen_lens == {DEFAULT_GEN_LENS["humaneval"]}
+        assert {tuple(e["stop"]) for e in sets["humaneval"]} == lm.untils  # rows end at the same strings
 
 
 def test_accel_bench_humaneval_prompts(tmp_path):

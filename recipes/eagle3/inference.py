@@ -29,11 +29,12 @@ METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output 
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None):
+def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None, stop=None):
     """Tree decoding of the bench's adapter with this checkpoint's draft and a tree."""
     from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
+                        stop=stop)
     return with_expected(res, expected)
 
 

@@ -25,11 +25,12 @@ METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical 
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None):
+def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None, stop=None):
     """Tree decoding of the bench's adapter with this checkpoint's heads and tree."""
     from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
+                        stop=stop)
     return with_expected(res, expected)
 
 

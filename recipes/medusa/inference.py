@@ -40,14 +40,15 @@ def load_heads(ckpt):
     return heads.eval(), s, tree
 
 
-def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None):
+def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None, stop=None):
     from accel.decoding.cost_curve import with_expected
     from accel.decoding.tree import generate_tree
     heads = getattr(drafter, "inner", drafter).heads  # the Medusa drafter, context lookup or not
     w, hw = next(adapter.model.parameters()), next(heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
         heads.to(device=w.device, dtype=w.dtype)
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance)
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
+                        stop=stop)
     return with_expected(res, expected)
 
 
