@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
-from accel.decoding.tree import TreeSpec, _split_model
+from accel.decoding.tree import TreeSpec, _split_model, generate_tree
 from accel.decoding.tree_build import build_tree, chain_accept_length, expected_accept_length
 from accel.models.kv import cache_kwargs, output_cache
 
@@ -272,6 +272,13 @@ def plan_shapes(model, acc: list[list[float]], per_level: int, once: int = 0, pe
               f"{chain['shape']} ({chain['expected_speedup']:.2f}x); {format_table(table, costs)}", file=sys.stderr)
     return {"tree": tree, "chain": chain["depth"], "costs": costs, "table": table, "draft_cost": dc,
             "target_macs": tm}
+
+
+def decode_tree(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None, stop=None):
+    """The draft methods' decode (Medusa, Hydra, EAGLE-3 rows): `generate_tree` with the drafter and tree the
+    checkpoint bound, the rows ending at `stop` strings, and the plan's `expected` speedup as a row metric."""
+    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance, stop=stop)
+    return with_expected(res, expected)
 
 
 def with_expected(res, speedup: float | None):

@@ -29,15 +29,6 @@ METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output 
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _eagle3(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None, stop=None):
-    """Tree decoding of the bench's adapter with this checkpoint's draft and a tree."""
-    from accel.decoding.cost_curve import with_expected
-    from accel.decoding.tree import generate_tree
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
-                        stop=stop)
-    return with_expected(res, expected)
-
-
 def plan(adapter, draft, acc, max_depth, label="eagle3: "):
     """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for this draft on this machine: a step
     runs `fc` over the accepted tokens' features once, then per drafted node one pass of the draft layer (the
@@ -78,7 +69,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
-    from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.cost_curve import decode_tree, expected_speedup
     from accel.decoding.lookup import with_lookup
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -95,7 +86,7 @@ def bench_methods(ckpt, adapter) -> dict:
 
     def row(name, drafter_, tree_, acceptance, help):
         e = exp(tree_) if acceptance == "greedy" else None  # the dynamic row: its static tree's estimate
-        return DecodeMethod(name, "ar", help, _eagle3,
+        return DecodeMethod(name, "ar", help, decode_tree,
                             options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance, expected=e))
     out = {
         "greedy": get_method("greedy", "ar"),

@@ -25,15 +25,6 @@ METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical 
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
 
 
-def _hydra(adapter, prompts, gen_len, drafter, tree, acceptance, expected=None, stop=None):
-    """Tree decoding of the bench's adapter with this checkpoint's heads and tree."""
-    from accel.decoding.cost_curve import with_expected
-    from accel.decoding.tree import generate_tree
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
-                        stop=stop)
-    return with_expected(res, expected)
-
-
 def plan(adapter, heads, acc, label="hydra: "):
     """The cost-curve plan (`accel.decoding.cost_curve.plan_shapes`) for these heads on this machine: a level
     is one head (its input layer over the hidden state and the drafted tokens, its blocks, its projection);
@@ -71,7 +62,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.methods import DecodeMethod, get_method
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
-    from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.cost_curve import decode_tree, expected_speedup
     from accel.decoding.lookup import with_lookup
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -89,7 +80,7 @@ def bench_methods(ckpt, adapter) -> dict:
     out = {
         "greedy": get_method("greedy", "ar"),
         **{m: DecodeMethod(m, "ar", f"{name} heads, {tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}"
-                                    f", {rule} acceptance", _hydra,
+                                    f", {rule} acceptance", decode_tree,
                            options=dict(drafter=drafter, tree=tr, acceptance=rule, expected=exp(tr, rule)))
            for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
                                ("hydra-chain", chain, "greedy"))},

@@ -41,15 +41,12 @@ def load_heads(ckpt):
 
 
 def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None, stop=None):
-    from accel.decoding.cost_curve import with_expected
-    from accel.decoding.tree import generate_tree
+    from accel.decoding.cost_curve import decode_tree
     heads = getattr(drafter, "inner", drafter).heads  # the Medusa drafter, context lookup or not
     w, hw = next(adapter.model.parameters()), next(heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
         heads.to(device=w.device, dtype=w.dtype)
-    res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance,
-                        stop=stop)
-    return with_expected(res, expected)
+    return decode_tree(adapter, prompts, gen_len, drafter, tree, acceptance, expected, stop)
 
 
 def plan(adapter, heads, acc, label="medusa: "):
