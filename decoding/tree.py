@@ -314,10 +314,14 @@ def generate_tree(adapter, drafter, tree: TreeSpec, prompts: list[list[int]], ma
     masks = _MaskBuffer()
     while not bool(done.all()):
         cand = drafter.draft(h_last, root, tree)  # [B, N+1], or (cand, this step's tree): a dynamic tree
+        step_tree = tree  # a plain tensor is drafted for the call's tree, whatever the last step's shape was
         if isinstance(cand, tuple):
             cand, step_tree = cand
-            bufs, N1 = step_tree.buffers(dev), step_tree.num_nodes + 1
+        bufs, N1 = step_tree.buffers(dev), step_tree.num_nodes + 1  # built once per shape (TreeSpec.buffers)
         cand = cand.to(dev)
+        if cand.shape[1] != N1:
+            raise ValueError(f"drafter {type(drafter).__name__} drafted {cand.shape[1]} tokens a row for a "
+                             f"{N1 - 1}-node tree")
         Lc = kv_valid.shape[1]
         if B == 1:  # no padding: a view of the tree shape's preallocated mask
             mask = masks.view(bufs, Lc)

@@ -85,8 +85,39 @@ def test_lookup_in_front_of_a_drafter(tiny_adapter):
     adapter = tiny_adapter("ar")
     prompts = _prompts(adapter.tokenizer)
     g = generate_greedy(adapter, prompts, max_new_tokens=24)
-    drafter = LookupDrafter(_WrongDrafter())
+    # lookup chains of 4 tokens in front of a 2-node tree: steps of either shape follow each other
+    drafter = LookupDrafter(_WrongDrafter(), lengths={b: 4 for b in ACCEPTANCE})
     for p, ref in zip(prompts, g.tokens):
         assert generate_tree(adapter, drafter, TreeSpec.chain(2), [p], max_new_tokens=24).tokens == [ref]
     assert 0 < drafter.lookups < drafter.steps
     assert generate_tree(adapter, drafter, TreeSpec.chain(2), prompts, max_new_tokens=24).tokens == g.tokens
+
+
+class _Alternating:
+    """Every other step a 3-node chain of its own (a `(cand, tree)` pair, as lookup drafts), else the call's
+    tree as a plain tensor (as a trained drafter behind lookup does): all drafts wrong."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def draft(self, hidden_last, root_token, tree):
+        from accel.decoding.tree import TreeSpec
+        self.steps += 1
+        B = root_token.shape[0]
+        if self.steps % 2:
+            own = TreeSpec.chain(3)
+            return torch.cat([root_token[:, None], torch.zeros(B, 3, dtype=torch.long)], 1), own
+        return torch.cat([root_token[:, None], torch.zeros(B, tree.num_nodes, dtype=torch.long)], 1)
+
+
+def test_a_plain_step_after_a_step_of_its_own_shape_uses_the_calls_tree(tiny_adapter):
+    """The bench crashed (rotary sizes 3 vs 9) when a lookup step's chain was followed by the trained draft's
+    step: the decoder kept the lookup chain's buffers. Each step's shape is the one it drafted for."""
+    from accel.decoding.ar import generate_greedy
+    from accel.decoding.tree import TreeSpec, generate_tree
+    adapter = tiny_adapter("ar")
+    prompts = _prompts(adapter.tokenizer)
+    g = generate_greedy(adapter, prompts[:1], max_new_tokens=12)
+    drafter = _Alternating()
+    assert generate_tree(adapter, drafter, TreeSpec.chain(1), prompts[:1], max_new_tokens=12).tokens == g.tokens
+    assert drafter.steps >= 4
