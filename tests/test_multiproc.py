@@ -22,13 +22,23 @@ def _env():
     return env
 
 
+# A torchrun worker can abort in torch's C++ runtime with this line (std::terminate, exit -6) and no
+# Python error of ours: seen in one of 34 CI runs of the DDP test, never in 30+ repeats under load
+# here. Such a start is retried once, in a fresh directory; any other failure fails the test.
+RUNTIME_ABORT = "terminate called without an active exception"
+
+
 def _run(out, nproc, batch, *extra):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    cmd = (launcher if nproc > 1 else [sys.executable]) + [TOY, f"output_dir={out}", *ARGS,
-                                                           f"per_device_train_batch_size={batch}", *extra]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)  # first use JIT-builds DeepSpeed's CPU shm op (cached afterwards)
+    for attempt in (0, 1):
+        run_dir = Path(out) if attempt == 0 else Path(f"{out}-retry")
+        cmd = (launcher if nproc > 1 else [sys.executable]) + [TOY, f"output_dir={run_dir}", *ARGS,
+                                                               f"per_device_train_batch_size={batch}", *extra]
+        p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)  # first use JIT-builds DeepSpeed's CPU shm op (cached afterwards)
+        if p.returncode == 0 or attempt == 1 or nproc == 1 or RUNTIME_ABORT not in p.stderr:
+            break
     assert p.returncode == 0, p.stderr[-3000:]
-    return load_file(str(Path(out) / "checkpoint-4" / "model.safetensors"))
+    return load_file(str(run_dir / "checkpoint-4" / "model.safetensors"))
 
 
 def _close(a, b):
