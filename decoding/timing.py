@@ -100,7 +100,9 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
         enc = encoded[id(a.tokenizer)]
         if progress:
             progress(done, total, f"{name}: warm-up")
-        fn(a, enc[task_names[0]][:min(2, batch_size)], gen_len)
+        first = examples[task_names[0]][:min(2, batch_size)]
+        warm_up(fn, a, enc[task_names[0]][:len(first)], gen_len,
+                StopStrings.of(a.tokenizer, [e.get("stop") for e in first]))
         for task in task_names:
             exs, task_prompts = examples[task], enc[task]
             s = stats.setdefault((name, task), RowStats())
@@ -117,6 +119,13 @@ def time_runs(runs, examples: dict, encoded: dict, gen_len: int, batch_size: int
                 if progress:
                     progress(done, total, f"{name}: {task}")
     return stats, outputs
+
+
+def warm_up(fn, adapter, prompts: list[list[int]], gen_len: int, stop=None) -> None:
+    """One untimed decode before the timed ones (allocator, thread pool, a draft's first cost-curve probe),
+    with the prompts' own stop strings: unstopped, a HumanEval warm-up ran two rows to 512 tokens, ~30 s
+    of nothing measured per method at one thread."""
+    fn(adapter, prompts, gen_len, **({"stop": stop} if stop is not None else {}))
 
 
 def decode_batch(name: str, fn, adapter, batch: list[list[int]], gen_len: int, stop=None):

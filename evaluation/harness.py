@@ -25,7 +25,7 @@ from accel.decoding.methods import OptionValueError
 from accel.decoding.plan import Request, decode_method, plan
 from accel.decoding.stop import StopStrings
 from accel.decoding.target import DEFAULT_BATCH_SIZE, BUILTIN_GEN_LEN, Target, default_gen_len, gen_len_of
-from accel.decoding.timing import RowStats, decode_batch, texts
+from accel.decoding.timing import RowStats, decode_batch, texts, warm_up
 from accel.evaluation.errors import CannotScoreError
 from accel.evaluation.loglik import (MC_BATCH, MC_SAMPLES, MC_SEED, ar_loglikelihood, cannot_score, dllm_elbo,
                                      dllm_greedy)
@@ -135,7 +135,8 @@ class AccelLM(LM):
             groups.setdefault((r.task_name or "", gen_len), []).append((i, self.encode(context), until))
         for (task, gen_len), items in groups.items():
             if not self._warm:  # as the bench: one untimed call first (compilation, allocator)
-                self.fn(self.adapter, [ids for _, ids, _ in items[:2]], gen_len)
+                warm_up(self.fn, self.adapter, [ids for _, ids, _ in items[:2]], gen_len,
+                        StopStrings.of(self.adapter.tokenizer, [until for _, _, until in items[:2]]))
                 self._warm = True
             for k in range(0, len(items), self.batch_size):
                 chunk = items[k:k + self.batch_size]
