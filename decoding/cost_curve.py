@@ -278,7 +278,15 @@ def decode_tree(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", e
     """The draft methods' decode (Medusa, Hydra, EAGLE-3 rows): `generate_tree` with the drafter and tree the
     checkpoint bound, the rows ending at `stop` strings, and the plan's `expected` speedup as a row metric."""
     res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance, stop=stop)
+    if expected is None and hasattr(drafter, "modeled_speedup"):  # a gated chain: its steps priced on the curve
+        expected = drafter.modeled_speedup()
     return with_expected(res, expected)
+
+
+def level_seconds(plan: dict) -> float:
+    """Seconds of drafting one more chain level in `plan` (`plan_shapes`'s result)."""
+    dc = plan["draft_cost"]
+    return float(dc(2, 2) - dc(1, 1))
 
 
 def with_expected(res, speedup: float | None):

@@ -103,6 +103,28 @@ def test_held_step_joins_the_next_pass():
     assert torch.allclose(whole.k, held.k, atol=1e-6) and whole.k.shape[2] == T
 
 
+def test_chain_levels_match_the_chain_draft():
+    """The gate's level-by-level chain (`chain_levels`) drafts the tokens `draft` drafts on a chain, its
+    probabilities are the draft's softmax at them, and it leaves the draft's cache as `draft` does."""
+    from accel.recipes.eagle3.drafter import Eagle3Drafter
+    from accel.decoding.tree import TreeSpec
+    d = _tiny_draft()
+    emb = torch.nn.Embedding(20, 16)
+    T = 6
+    feats, toks = torch.randn(1, T, 48), torch.randint(2, 18, (1, T))
+    valid, pos = torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None]
+    root = torch.tensor([5])
+    with torch.no_grad():
+        a, b = Eagle3Drafter(d, emb), Eagle3Drafter(d, emb)
+        for dr in (a, b):
+            dr.observe(feats, valid, pos, toks, prefill=True)
+        chain = a.draft(None, root, TreeSpec.chain(3))[0, 1:].tolist()
+        levels = list(b.chain_levels(None, root, 3))
+    assert [int(t[0]) for t, _ in levels] == chain
+    assert all(0 < float(p[0]) <= 1 for _, p in levels)
+    assert torch.equal(a.k, b.k) and a.k.shape[2] == T
+
+
 def test_fused_decode_layer_matches_modules():
     """The drafter's fused layer (q|k|v one matmul, RoPE table) computes what `DraftLayer` does."""
     from accel.recipes.eagle3.drafter import FusedLayer

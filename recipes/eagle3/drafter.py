@@ -220,6 +220,29 @@ class Eagle3Drafter:
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
 
+    @torch.no_grad()
+    def chain_levels(self, hidden_last, root_token, max_depth: int):
+        """The top-1 chain one level at a time: yields (token [B], its draft probability [B]) per depth,
+        running the layer for level d only when level d is asked for (`accel.decoding.gate.GatedChain`). The
+        same tokens as `draft` on `TreeSpec.chain`; the chain's keys stay out of the draft's cache."""
+        if self.pending is None:
+            raise RuntimeError("EAGLE-3 drafts from the target's hidden states, but the tree decoder never called "
+                               "drafter.observe(); use accel.decoding.tree.generate_tree")
+        g, h, pos = self._advance(root_token)
+        fl, d2t = self.fused, self.net.d2t
+        K, V, valid = self.k, self.v, self.key_valid
+        tok = None
+        for depth in range(1, max_depth + 1):
+            if depth > 1:  # the previous level's node through the layer, at the position after its parent's
+                qq, kk, vv = fl.qkv(self._embed(tok[:, None], g.dtype), h[:, None], (pos + depth - 1)[:, None])
+                K, V = torch.cat([K, kk], 2), torch.cat([V, vv], 2)
+                valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], 1)
+                h = fl.attend(h[:, None], qq, K, V, valid[:, None, :])[:, 0]
+            logits = fl.logits(h).float()                                            # [B, Vd]
+            best, top = logits.max(-1)
+            tok = top + d2t[top] if d2t is not None else top                         # draft -> target ids
+            yield tok, torch.exp(best - torch.logsumexp(logits, -1))
+
     def _advance(self, root_token):
         """The pending accepted positions through the layer, each paired with its successor (the last one
         with `root_token`): (their features g, the layer's output at each row's newest position, its position)."""

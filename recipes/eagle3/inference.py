@@ -3,8 +3,9 @@
 Rows: ``greedy`` (the target with its KV cache: the reference), ``eagle3`` (EAGLE-2's dynamic tree
 drafted each step: expand the top-8 by cumulative draft log-prob, keep the checkpoint's node budget),
 ``eagle3-static`` (the checkpoint's static tree, built from held-out per-depth accuracy) and
-``eagle3-chain`` (a top-1 chain, what vLLM's EAGLE proposer drafts, as deep as this machine's cost curve
-makes fastest, up to the trained unroll depth: `accel.decoding.cost_curve`), all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
+``eagle3-chain`` (a top-1 chain, what vLLM's EAGLE proposer drafts, up to the trained unroll depth, each
+step as deep as the draft's own confidence pays for on this machine's cost curve: `accel.decoding.gate`),
+all with greedy acceptance (output identical to greedy); ``eagle3-typical`` is the static
 tree with typical acceptance (eps 0.09, alpha 0.3; not identical to greedy).
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ latency-bound decoding (where a forward costs the same for 1 or 49 tokens), as f
 
 METHODS = {"eagle3": "EAGLE-2 dynamic tree each step, greedy acceptance (output identical to greedy)",
            "eagle3-static": "the checkpoint's static tree, greedy acceptance",
-           "eagle3-chain": "a top-1 chain (up to the trained unroll depth) as deep as this machine's cost curve makes "
-                           "fastest, greedy acceptance",
+           "eagle3-chain": "a top-1 chain (up to the trained unroll depth), each step as deep as the draft's "
+                           "confidence pays for on this machine's cost curve, greedy acceptance",
            "eagle3-typical": "the static tree, typical acceptance (eps 0.09, alpha 0.3)",
            "eagle3-chain+lookup": "eagle3-chain with context lookup: where the last 2+ tokens occurred before, the tokens "
                                   "that followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
@@ -70,6 +71,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
     from accel.decoding.cost_curve import decode_tree, expected_speedup
+    from accel.decoding.gate import GatedChain, gate_chain
     from accel.decoding.lookup import with_lookup
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -85,20 +87,26 @@ def bench_methods(ckpt, adapter) -> dict:
     dynamic = Eagle3Drafter(draft, emb, dynamic=(s.ttt_steps, DYNAMIC_TOPK, tree.num_nodes))
 
     def row(name, drafter_, tree_, acceptance, help):
-        e = exp(tree_) if acceptance == "greedy" else None  # the dynamic row: its static tree's estimate
+        # the dynamic row: its static tree's estimate; a gated chain prices its own steps (modeled_speedup)
+        e = exp(tree_) if acceptance == "greedy" and not isinstance(drafter_, GatedChain) else None
         return DecodeMethod(name, "ar", help, decode_tree,
                             options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance, expected=e))
+    def chain_drafter():  # cut per step where the draft's confidence stops paying (accel.decoding.gate)
+        return gate_chain(lambda: Eagle3Drafter(draft, emb), chain, p, s.ttt_steps) or drafter
+    chain_help = (f"EAGLE-3 draft, a top-1 chain of up to {s.ttt_steps}, each step as deep as the draft's confidence "
+                  "pays for on this machine's cost curve, greedy acceptance" if p is not None else
+                  f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance")
     out = {
         "greedy": get_method("greedy", "ar"),
         "eagle3-static": row("eagle3-static", drafter, tree, "greedy",
                              f"EAGLE-3 draft, {tree.num_nodes}-node static tree, greedy acceptance"),
-        "eagle3-chain": row("eagle3-chain", drafter, chain, "greedy",
-                            f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance"),
+        "eagle3-chain": row("eagle3-chain", chain_drafter(), chain, "greedy", chain_help),
         "eagle3": row("eagle3", dynamic, tree, "greedy",
                       f"EAGLE-3 draft, EAGLE-2 dynamic tree (depth {s.ttt_steps}, top-{DYNAMIC_TOPK}, "
                       f"{tree.num_nodes} nodes), greedy acceptance"),
         "eagle3-typical": row("eagle3-typical", drafter, tree, "typical",
                               f"EAGLE-3 draft, {tree.num_nodes}-node tree, typical acceptance"),
     }
-    out["eagle3-chain+lookup"] = with_lookup(out["eagle3-chain"], p["costs"] if p is not None else None)
+    out["eagle3-chain+lookup"] = with_lookup(row("eagle3-chain", chain_drafter(), chain, "greedy", chain_help),
+                                             p["costs"] if p is not None else None)
     return out

@@ -61,12 +61,17 @@ class _FusedHeads:
         self.blocks = [[(b.linear.weight.detach(), b.linear.bias.detach()) for b in h.blocks] for h in heads.heads]
         self.lm = [(h.lm_head.weight.detach(), h.lm_head.bias.detach()) for h in heads.heads]
 
+    def root_part(self, h, e0, first: int, last: int):
+        """Heads first..last (1-based): their input projection of [h; the root's embedding], [B, heads, 1, H]."""
+        H = h.shape[-1]
+        return torch.nn.functional.linear(torch.cat([h, e0], -1), self.w_root[(first - 1) * H:last * H],
+                                          self.b_root[(first - 1) * H:last * H]).view(h.shape[0], last - first + 1, 1, H)
+
     def level(self, d: int, h, hr, embs):
-        """Head d (1-based) at every parent: h [B,1,H], hr [B,K,1,H] (every head's h and root part),
+        """Head d (1-based) at every parent: h [B,1,H], hr [B,1,H] (head d's h and root part),
         embs [B,P,d-1,H] (the tokens below the root; None at d = 1) -> [B,P,V]."""
         F = torch.nn.functional
-        z = hr[:, d - 1] if embs is None else torch.baddbmm(hr[:, d - 1], embs.flatten(-2),
-                                                              self.w_e[d - 1].expand(h.shape[0], -1, -1))
+        z = hr if embs is None else torch.baddbmm(hr, embs.flatten(-2), self.w_e[d - 1].expand(h.shape[0], -1, -1))
         y = h + F.silu(z)
         for w, b in self.blocks[d - 1]:
             y = y + F.silu(F.linear(y, w, b))
@@ -121,31 +126,53 @@ class HydraDrafter:
     @torch.no_grad()
     def draft(self, hidden_last, root_token, tree) -> torch.Tensor:
         """[B,H], [B] -> [B, N+1] candidate ids, node 0 = root_token."""
-        if self.heads.prefix is not None:
-            if self.state is None or self.state.last is None:
-                raise RuntimeError("Hydra++ needs the accepted tokens' hidden states, but the tree decoder never "
-                                   "called drafter.observe(); use accel.decoding.tree.generate_tree")
-            h = self.state.last
-        else:
-            h = hidden_last.to(self._dtype())
+        h = self._head_input(hidden_last)
         plan = self._plan(tree, h.device)
         tmap = self.heads.token_map
         if self._fused is None:  # a drafter decodes with frozen heads: lay their weights out once
             self._fused = _FusedHeads(self.heads)
         fused = self._fused
-        B, D, H = h.shape[0], tree.max_depth, h.shape[-1]  # only the heads the tree reaches
-        hr = torch.nn.functional.linear(torch.cat([h, self._embed(root_token).to(h.dtype)], -1), fused.w_root[:D * H],
-                                        fused.b_root[:D * H]).view(B, D, 1, -1)
+        B, D = h.shape[0], tree.max_depth  # only the heads the tree reaches
+        hr = fused.root_part(h, self._embed(root_token).to(h.dtype), 1, D)
         h = h[:, None]
         cand = torch.empty(B, plan.num_nodes + 1, dtype=torch.long, device=h.device)
         cand[:, 0] = root_token
         for d, (anc, start, end, flat, kmax) in enumerate(plan.levels, start=1):
             embs = self._embed(cand[:, anc]).to(h.dtype) if d > 1 else None         # [B, P, d-1, H]
-            top = fused.level(d, h, hr, embs).topk(kmax, dim=-1).indices             # [B, P, kmax]
+            top = fused.level(d, h, hr[:, d - 1], embs).topk(kmax, dim=-1).indices   # [B, P, kmax]
             if tmap is not None:  # draft indices -> full ids: what the base verifies and the next level embeds
                 top = tmap[top]
             cand[:, start:end] = top.flatten(1)[:, flat]
         return cand
+
+    @torch.no_grad()
+    def chain_levels(self, hidden_last, root_token, max_depth: int):
+        """The top-1 chain one level at a time: yields (token [B], its probability under the head [B]) per
+        depth, running head d only when level d is asked for (`accel.decoding.gate.GatedChain`). The same
+        tokens as `draft` on `TreeSpec.chain`."""
+        h = self._head_input(hidden_last)
+        if self._fused is None:
+            self._fused = _FusedHeads(self.heads)
+        fused, tmap = self._fused, self.heads.token_map
+        e0 = self._embed(root_token).to(h.dtype)
+        below = []  # embeddings of the chain's tokens under the root
+        for d in range(1, min(max_depth, self.num_heads) + 1):
+            embs = torch.stack(below, 1)[:, None] if below else None                 # [B, 1, d-1, H]
+            logits = fused.level(d, h[:, None], fused.root_part(h, e0, d, d)[:, 0], embs)[:, 0].float()  # [B, V]
+            best, top = logits.max(-1)
+            p = torch.exp(best - torch.logsumexp(logits, -1))
+            tok = tmap[top] if tmap is not None else top
+            yield tok, p
+            below.append(self._embed(tok).to(h.dtype))
+
+    def _head_input(self, hidden_last):
+        """h_t: the prefix layer's output at the newest position (Hydra++), else the base's last hidden state."""
+        if self.heads.prefix is not None:
+            if self.state is None or self.state.last is None:
+                raise RuntimeError("Hydra++ needs the accepted tokens' hidden states, but the tree decoder never "
+                                   "called drafter.observe(); use accel.decoding.tree.generate_tree")
+            return self.state.last
+        return hidden_last.to(self._dtype())
 
     def _embed(self, ids):
         return torch.nn.functional.embedding(ids, self._table) if self._table is not None else self.embed(ids)

@@ -2,8 +2,9 @@
 
 ``greedy`` is the base model alone (KV cache); ``hydra`` drafts the checkpoint's tree with the
 Hydra heads and verifies it with greedy acceptance (output identical to ``greedy``);
-``hydra-typical`` uses typical acceptance (ε 0.09, α 0.3); ``hydra-chain`` a top-1 chain as deep as this
-machine's cost curve makes fastest (`accel.decoding.cost_curve`). The Hydra rows report
+``hydra-typical`` uses typical acceptance (ε 0.09, α 0.3); ``hydra-chain`` a top-1 chain. A chain with
+greedy acceptance (``hydra-chain``, and ``hydra`` where this machine's cost curve picks a chain) is cut per
+step where the heads' confidence stops paying for the verification (`accel.decoding.gate`). The Hydra rows report
 ``extra["accepted_per_forward"]`` through the tree decoder; the bench's tokens-per-forward
 column is the same quantity counted by the harness.
 """
@@ -19,7 +20,8 @@ DEFAULT_METHODS = ["greedy", "hydra", "hydra+lookup"]
 
 METHODS = {"hydra": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "hydra-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
-           "hydra-chain": "a top-1 chain, as deep as this machine's cost curve makes fastest, greedy acceptance",
+           "hydra-chain": "a top-1 chain, each step as deep as the heads' confidence pays for on this machine's cost "
+                          "curve, greedy acceptance",
            "hydra+lookup": "hydra with context lookup: where the last 2+ tokens occurred before, the tokens that "
                            "followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
@@ -63,6 +65,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
     from accel.decoding.cost_curve import decode_tree, expected_speedup
+    from accel.decoding.gate import gate_chain
     from accel.decoding.lookup import with_lookup
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -72,18 +75,22 @@ def bench_methods(ckpt, adapter) -> dict:
     if s.tree_nodes == 0 and p is not None:  # sized for this machine's cost curve
         tree = p["tree"]
     chain = TreeSpec.chain(p["chain"] if p is not None else heads.num_heads)
-    drafter = HydraDrafter(heads, adapter.model.get_input_embeddings())
+    emb = adapter.model.get_input_embeddings()
+    drafter = HydraDrafter(heads, emb)
     name = "Hydra++" if s.prefix_layer else "Hydra"
 
-    def exp(tr, rule):
-        return expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" else None
-    out = {
-        "greedy": get_method("greedy", "ar"),
-        **{m: DecodeMethod(m, "ar", f"{name} heads, {tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}"
-                                    f", {rule} acceptance", decode_tree,
-                           options=dict(drafter=drafter, tree=tr, acceptance=rule, expected=exp(tr, rule)))
-           for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
-                               ("hydra-chain", chain, "greedy"))},
-    }
-    out["hydra+lookup"] = with_lookup(out["hydra"], p["costs"] if p is not None else None)
+    def method(m, tr, rule):  # a chain is cut per step where the heads' confidence stops paying (accel.decoding.gate)
+        g = gate_chain(lambda: HydraDrafter(heads, emb), tr, p, heads.num_heads) if rule == "greedy" else None
+        d, gated = (g, True) if g is not None else (drafter, False)
+        shape = (f"a top-1 chain of up to {d.max_depth}, each step as deep as the heads' confidence pays for on "
+                 "this machine's cost curve" if gated else
+                 f"{tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}")
+        e = expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" and not gated \
+            else None  # a gated chain prices the steps it took (GatedChain.modeled_speedup)
+        return DecodeMethod(m, "ar", f"{name} heads, {shape}, {rule} acceptance", decode_tree,
+                            options=dict(drafter=d, tree=tr, acceptance=rule, expected=e))
+    out = {"greedy": get_method("greedy", "ar"),
+           **{m: method(m, tr, rule) for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
+                                                         ("hydra-chain", chain, "greedy"))}}
+    out["hydra+lookup"] = with_lookup(method("hydra", tree, "greedy"), p["costs"] if p is not None else None)
     return out

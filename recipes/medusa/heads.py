@@ -115,6 +115,26 @@ class MedusaDrafter:
                    torch.stack([b[j].linear.bias for b in h.blocks])[:, None].detach()) for j in range(h.num_layers)]
         return layers, torch.stack([p.weight.t() for p in h.lm_heads]).detach()
 
+    def _weights(self):
+        p = self.heads.lm_heads[0].weight
+        if self._fused is None or self._fused[0] != (p.device, p.dtype):
+            self._fused = ((p.device, p.dtype), *self._layout())
+        return self._fused[1:]
+
+    @torch.no_grad()
+    def chain_levels(self, hidden_last: torch.Tensor, root_token: torch.Tensor, max_depth: int):
+        """The top-1 chain one level at a time: yields (token [B], its probability under head d [B]), running
+        head d only when level d is asked for (`accel.decoding.gate.GatedChain`)."""
+        layers, lm = self._weights()
+        for d in range(min(max_depth, self.num_heads)):
+            y = hidden_last.to(lm.dtype)
+            for w, b in layers:
+                y = y + torch.nn.functional.silu(torch.addmm(b[d], y, w[d]))
+            logits = (y @ lm[d]).float()  # [B, V]
+            best, top = logits.max(-1)
+            tmap = self.heads.token_map
+            yield (tmap[top] if tmap is not None else top), torch.exp(best - torch.logsumexp(logits, -1))
+
     @torch.no_grad()
     def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
         key = (id(tree), str(hidden_last.device))
@@ -122,10 +142,7 @@ class MedusaDrafter:
             if tree.max_depth > self.num_heads:
                 raise ValueError(f"the tree is {tree.max_depth} deep but there are only {self.num_heads} heads")
             self._bufs[key] = tree.buffers(hidden_last.device)
-        p = self.heads.lm_heads[0].weight
-        if self._fused is None or self._fused[0] != (p.device, p.dtype):
-            self._fused = ((p.device, p.dtype), *self._layout())
-        _, layers, lm = self._fused
+        layers, lm = self._weights()
         D = tree.max_depth  # only the heads the tree reaches: a chain of 2 runs 2 of K heads
         y = hidden_last.to(lm.dtype)[None].expand(D, -1, -1)  # [D, B, H]
         for w, b in layers:

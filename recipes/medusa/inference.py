@@ -15,7 +15,8 @@ from accel.recipes.medusa.spec import Spec
 DEFAULT_METHODS = ["greedy", "medusa", "medusa+lookup"]
 METHODS = {"medusa": "the checkpoint's tree, greedy acceptance (output identical to greedy)",
            "medusa-typical": "the checkpoint's tree, typical acceptance (eps 0.09, alpha 0.3)",
-           "medusa-chain": "a top-1 chain (what vLLM proposes), as deep as this machine's cost curve makes fastest",
+           "medusa-chain": "a top-1 chain (what vLLM proposes), each step as deep as the heads' confidence pays for on "
+                           "this machine's cost curve (accel.decoding.gate)",
            "medusa+lookup": "medusa with context lookup: where the last 2+ tokens occurred before, the tokens that "
                             "followed them are the chain, longer for longer matches (accel.decoding.lookup)"}
 """The checkpoint's own methods (the baselines come from `accel.decoding.methods`)."""
@@ -42,7 +43,8 @@ def load_heads(ckpt):
 
 def _medusa(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None, stop=None):
     from accel.decoding.cost_curve import decode_tree
-    heads = getattr(drafter, "inner", drafter).heads  # the Medusa drafter, context lookup or not
+    from accel.decoding.gate import innermost
+    heads = innermost(drafter).heads  # the Medusa drafter, behind context lookup or a gate or not
     w, hw = next(adapter.model.parameters()), next(heads.parameters())
     if (hw.device, hw.dtype) != (w.device, w.dtype):  # moving is a module walk: not on every call
         heads.to(device=w.device, dtype=w.dtype)
@@ -66,6 +68,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
     from accel.decoding.cost_curve import expected_speedup
+    from accel.decoding.gate import gate_chain
     from accel.decoding.lookup import with_lookup
     heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
@@ -73,13 +76,21 @@ def bench_methods(ckpt, adapter) -> dict:
     if s.tree_nodes == 0:  # sized for this machine's cost curve
         tree = p["tree"]
     chain = TreeSpec.chain(p["chain"])  # the chain depth with the most expected tokens/s here
+    def method(name, tr, acc):
+        gated = gate_chain(lambda: MedusaDrafter(heads), tr, p, heads.num_heads) if acc == "greedy" else None
+        if gated is not None:  # a chain, cut per step where the heads' confidence stops paying (accel.decoding.gate)
+            return DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, a top-1 chain of up to "
+                                            f"{gated.max_depth}, each step as deep as the heads' confidence pays for "
+                                            "on this machine's cost curve, greedy acceptance", _medusa,
+                                options=dict(drafter=gated, tree=tr, acceptance=acc, expected=None))
+        exp = expected_speedup(s.head_accuracy, tr, p["costs"], p["draft_cost"]) if acc == "greedy" else None
+        return DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node "
+                                        f"{'chain' if tr.num_nodes == tr.max_depth else 'tree'}, "
+                                        f"{acc} acceptance", _medusa,
+                            options=dict(drafter=drafter, tree=tr, acceptance=acc, expected=exp))
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", chain, "greedy")]:
-        exp = expected_speedup(s.head_accuracy, tr, p["costs"], p["draft_cost"]) if acc == "greedy" else None
-        out[name] = DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node "
-                                             f"{'chain' if tr.num_nodes == tr.max_depth else 'tree'}, "
-                                             f"{acc} acceptance", _medusa,
-                                 options=dict(drafter=drafter, tree=tr, acceptance=acc, expected=exp))
-    out["medusa+lookup"] = with_lookup(out["medusa"], p["costs"])
+        out[name] = method(name, tr, acc)
+    out["medusa+lookup"] = with_lookup(method("medusa", tree, "greedy"), p["costs"])
     return out
