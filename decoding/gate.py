@@ -174,6 +174,14 @@ class GatedChain:
         return self._call_tokens / cost if cost > 0 else None
 
 
+def top1(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(argmax [B], its softmax probability [B]) of draft logits [B, V]: what `chain_levels` yields per level
+    (before any draft-to-target id map)."""
+    x = logits.float()
+    best, idx = x.max(-1)
+    return idx, torch.exp(best - torch.logsumexp(x, -1))
+
+
 def gate_chain(make_drafter, tree, plan: dict | None, max_depth: int) -> GatedChain | None:
     """A `GatedChain` over a new ``make_drafter()`` (each row its own, so rows' acceptance tables never mix)
     where `tree` is a chain and a cost-curve `plan` (`accel.decoding.cost_curve.plan_shapes`) prices its

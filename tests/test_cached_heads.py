@@ -107,6 +107,14 @@ def test_medusa_drafter_maps_draft_ids_to_full_ids():
     assert cand[0, 0] == 5 and set(cand[0, 1:].tolist()) <= set(tm.tolist())
     again = MedusaHeads.from_state_dict(heads.config(), heads.state_dict())
     assert again.token_map.tolist() == tm.tolist()
+    # the gate's level-by-level chain (accel.decoding.gate) drafts the chain `draft` drafts, mapped the same way
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    h = torch.randn(1, 8)
+    chain = MedusaDrafter(heads).draft(h, torch.tensor([5]), TreeSpec.chain(2))[0, 1:].tolist()
+    levels = list(MedusaDrafter(heads).chain_levels(h, torch.tensor([5]), 2))
+    assert [int(t[0]) for t, _ in levels] == chain and all(0 < float(p[0]) <= 1 for _, p in levels)
 
 
 def test_hydra_cached_draft_vocab_decodes_exactly_greedy(tiny, states, tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from accel.decoding.gate import top1
 from accel.decoding.tree import TreeBuffers, TreeSpec
 from accel.recipes.eagle3.kernels import draft_topk
 from accel.recipes.eagle3.model import Eagle3Draft
@@ -238,10 +239,9 @@ class Eagle3Drafter:
                 K, V = torch.cat([K, kk], 2), torch.cat([V, vv], 2)
                 valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], 1)
                 h = fl.attend(h[:, None], qq, K, V, valid[:, None, :])[:, 0]
-            logits = fl.logits(h).float()                                            # [B, Vd]
-            best, top = logits.max(-1)
+            top, p = top1(fl.logits(h))
             tok = top + d2t[top] if d2t is not None else top                         # draft -> target ids
-            yield tok, torch.exp(best - torch.logsumexp(logits, -1))
+            yield tok, p
 
     def _advance(self, root_token):
         """The pending accepted positions through the layer, each paired with its successor (the last one

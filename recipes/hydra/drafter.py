@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from accel.decoding.gate import top1
 from accel.recipes.hydra.heads import HydraHeads, PrefixState
 
 
@@ -158,9 +159,7 @@ class HydraDrafter:
         below = []  # embeddings of the chain's tokens under the root
         for d in range(1, min(max_depth, self.num_heads) + 1):
             embs = torch.stack(below, 1)[:, None] if below else None                 # [B, 1, d-1, H]
-            logits = fused.level(d, h[:, None], fused.root_part(h, e0, d, d)[:, 0], embs)[:, 0].float()  # [B, V]
-            best, top = logits.max(-1)
-            p = torch.exp(best - torch.logsumexp(logits, -1))
+            top, p = top1(fused.level(d, h[:, None], fused.root_part(h, e0, d, d)[:, 0], embs)[:, 0])
             tok = tmap[top] if tmap is not None else top
             yield tok, p
             below.append(self._embed(tok).to(h.dtype))

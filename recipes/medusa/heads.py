@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from accel.decoding.gate import top1
 from accel.decoding.tree import TreeSpec, _split_model, topk_candidates
 from accel.recipes.shared.heads import set_token_map
 
@@ -130,10 +131,9 @@ class MedusaDrafter:
             y = hidden_last.to(lm.dtype)
             for w, b in layers:
                 y = y + torch.nn.functional.silu(torch.addmm(b[d], y, w[d]))
-            logits = (y @ lm[d]).float()  # [B, V]
-            best, top = logits.max(-1)
+            top, p = top1(y @ lm[d])
             tmap = self.heads.token_map
-            yield (tmap[top] if tmap is not None else top), torch.exp(best - torch.logsumexp(logits, -1))
+            yield (tmap[top] if tmap is not None else top), p
 
     @torch.no_grad()
     def draft(self, hidden_last: torch.Tensor, root_token: torch.Tensor, tree: TreeSpec) -> torch.Tensor:
