@@ -80,17 +80,22 @@ def test_unroll_matches_incremental_decoding():
             assert torch.allclose(fl.logits(h)[0, 0], full[k][0, t], atol=1e-5), k
 
 
+def _observed_positions(T: int):
+    """A tiny draft, an embedding, and T accepted positions to observe (features, tokens, validity, positions)
+    with the next step's root."""
+    d = _tiny_draft()
+    feats, toks = torch.randn(1, T, 48), torch.randint(2, 18, (1, T))
+    return (d, torch.nn.Embedding(20, 16), feats, toks, torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None],
+            torch.tensor([5]))
+
+
 def test_held_step_joins_the_next_pass():
     """A step the draft did not draft (context lookup drafted it) leaves its positions pending; they join the
     next observed ones, so the next draft equals one that saw every position at once."""
     from accel.recipes.eagle3.drafter import Eagle3Drafter
     from accel.decoding.tree import TreeSpec
-    d = _tiny_draft()
-    emb = torch.nn.Embedding(20, 16)
     T = 9
-    feats, toks = torch.randn(1, T, 48), torch.randint(2, 18, (1, T))
-    valid, pos = torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None]
-    root = torch.tensor([5])
+    d, emb, feats, toks, valid, pos, root = _observed_positions(T)
     with torch.no_grad():
         whole = Eagle3Drafter(d, emb)
         whole.observe(feats, valid, pos, toks, prefill=True)
@@ -108,12 +113,8 @@ def test_chain_levels_match_the_chain_draft():
     probabilities are the draft's softmax at them, and it leaves the draft's cache as `draft` does."""
     from accel.recipes.eagle3.drafter import Eagle3Drafter
     from accel.decoding.tree import TreeSpec
-    d = _tiny_draft()
-    emb = torch.nn.Embedding(20, 16)
     T = 6
-    feats, toks = torch.randn(1, T, 48), torch.randint(2, 18, (1, T))
-    valid, pos = torch.ones(1, T, dtype=torch.bool), torch.arange(T)[None]
-    root = torch.tensor([5])
+    d, emb, feats, toks, valid, pos, root = _observed_positions(T)
     with torch.no_grad():
         a, b = Eagle3Drafter(d, emb), Eagle3Drafter(d, emb)
         for dr in (a, b):
