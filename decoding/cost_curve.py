@@ -118,17 +118,23 @@ def monotone(xs: list[float]) -> list[float]:
 
 STALE = 1.25
 """A stored curve whose one-token forward is more than this factor off a fresh probe's is measured again."""
+PROBE_K = 3
+"""The probe times forwards of 1..PROBE_K new tokens: the shape of the curve where CPU chains live."""
+STALE_SHAPE = 0.15
+"""... or whose c(PROBE_K) / c(1) is more than this far from the probe's."""
 
 
 def cost_curve(model, max_k: int, refresh: bool = False, measure=measure_forward_costs, **kw) -> list[float]:
     """The cached cost curve [c(1) .. c(max_k)] of `model` on this machine (measured and stored when absent,
     shorter than `max_k`, `refresh`, or stale). `measure(model, max_k, **kw)` is the timing (tests pass a fake).
 
-    Stale: a stored curve is checked against a probe of the one-token forward (`measure(model, 1)`, a
-    fraction of a second); off by more than `STALE` either way, the machine is not what it was when the
+    Stale: a stored curve is checked against a probe of the forwards of 1..`PROBE_K` new tokens
+    (`measure(model, PROBE_K)`, about a second); its one-token forward off by more than `STALE` either way, or
+    its c(PROBE_K) / c(1) more than `STALE_SHAPE` from the probe's, the machine is not what it was when the
     curve was measured (another job was running then or is now) and the curve is measured again. A curve
     kept from a loaded machine once priced a 3-token forward at 1.63 one-token forwards where the idle
-    machine measures 1.11, and the planner chose shapes for a machine that no longer existed."""
+    machine measures 1.11, and the planner chose shapes for a machine that no longer existed; another, from
+    three jobs on two cores, priced a 2-token forward at 1.39 with a one-token forward only 20% slow."""
     fp = fingerprint(model)
     path = cache_dir() / f"{_key(fp)}.json"
     if not refresh and path.is_file():
@@ -138,8 +144,10 @@ def cost_curve(model, max_k: int, refresh: bool = False, measure=measure_forward
         except (OSError, ValueError, KeyError, TypeError):
             costs = []  # a damaged file is measured again
         if len(costs) >= max_k:
-            probe = float(measure(model, 1, **kw)[0])
-            if costs[0] / STALE <= probe <= costs[0] * STALE:
+            k = min(PROBE_K, len(costs))
+            probe = [float(c) for c in measure(model, k, **kw)]
+            if costs[0] / STALE <= probe[0] <= costs[0] * STALE and \
+                    abs(probe[k - 1] / probe[0] - costs[k - 1] / costs[0]) <= STALE_SHAPE:
                 return costs[:max_k]
     costs = [float(c) for c in measure(model, max_k, **kw)]
     try:

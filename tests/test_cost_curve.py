@@ -66,10 +66,10 @@ def test_cost_curve_is_cached_per_fingerprint(tmp_path, monkeypatch, tiny_ar):
         calls.append(max_k)
         return [1.0 + 0.1 * k for k in range(max_k)]
     a = cc.cost_curve(tiny_ar, 4, measure=fake)
-    b = cc.cost_curve(tiny_ar, 3, measure=fake)  # a prefix of what is stored: only probed (k = 1), not measured
-    assert calls == [4, 1] and b == a[:3]
+    b = cc.cost_curve(tiny_ar, 3, measure=fake)  # a prefix of what is stored: only probed (k <= 3), not measured
+    assert calls == [4, 3] and b == a[:3]
     cc.cost_curve(tiny_ar, 6, measure=fake)  # longer than stored: measured
-    assert calls == [4, 1, 6]
+    assert calls == [4, 3, 6]
     files = list((tmp_path / "cost_curves").glob("*.json"))
     assert len(files) == 1
     assert cc.fingerprint(tiny_ar)["threads"] == torch.get_num_threads()
@@ -88,6 +88,21 @@ def test_stale_cost_curve_is_measured_again(tmp_path, monkeypatch, tiny_ar):
     assert loaded[0] == 3.0 and idle == [1.0, 1.5, 2.0, 2.5]
     scale["now"] = 1.1  # within STALE of the stored curve: kept
     assert cc.cost_curve(tiny_ar, 4, measure=fake) == idle
+
+
+def test_cost_curve_of_another_shape_is_measured_again(tmp_path, monkeypatch, tiny_ar):
+    """A curve stored under load whose one-token forward is only 20% slow but whose 3-token forward costs 1.6
+    one-token forwards where the idle machine measures 1.2 is measured again (the shape is what shapes chains)."""
+    monkeypatch.setenv("ACCEL_CACHE_DIR", str(tmp_path))
+    now = {"curve": [1.2, 1.5, 1.92, 2.4]}
+
+    def fake(model, max_k, **kw):
+        return now["curve"][:max_k]
+    cc.cost_curve(tiny_ar, 4, measure=fake)
+    now["curve"] = [1.0, 1.1, 1.2, 1.9]
+    assert cc.cost_curve(tiny_ar, 4, measure=fake) == [1.0, 1.1, 1.2, 1.9]
+    now["curve"] = [1.05, 1.2, 1.3, 9.9]  # the same shape within STALE_SHAPE at k <= 3: kept
+    assert cc.cost_curve(tiny_ar, 4, measure=fake) == [1.0, 1.1, 1.2, 1.9]
 
 
 def test_measured_curve_shape(tiny_ar):
