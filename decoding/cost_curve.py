@@ -284,10 +284,12 @@ def plan_shapes(model, acc: list[list[float]], per_level: int, once: int = 0, pe
 
 def decode_tree(adapter, prompts, gen_len, drafter, tree, acceptance="greedy", expected=None, stop=None):
     """The draft methods' decode (Medusa, Hydra, EAGLE-3 rows): `generate_tree` with the drafter and tree the
-    checkpoint bound, the rows ending at `stop` strings, and the plan's `expected` speedup as a row metric."""
+    checkpoint bound, the rows ending at `stop` strings, and the plan's `expected` speedup as a row metric (a
+    gated chain's own `modeled_speedup` in its place, `accel.decoding.gate`)."""
     res = generate_tree(adapter, drafter, tree, prompts, max_new_tokens=gen_len, acceptance=acceptance, stop=stop)
-    if expected is None and hasattr(drafter, "modeled_speedup"):  # a gated chain: its steps priced on the curve
-        expected = drafter.modeled_speedup()
+    modeled = getattr(drafter, "modeled_speedup", None)  # a gated chain prices the steps it took on the curve
+    if modeled is not None:
+        expected = modeled()
     return with_expected(res, expected)
 
 

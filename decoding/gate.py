@@ -34,6 +34,8 @@ import torch
 from accel.decoding.cost_curve import level_seconds
 from accel.decoding.tree import TreeSpec
 
+GATED = "each step as deep as the draft's confidence pays for on this machine's cost curve"
+"""How a gated chain row describes its shape (the recipes' method help)."""
 BINS = 10
 """Probability bins of the acceptance table (uniform on [0, 1])."""
 PRIOR = 4.0
@@ -125,7 +127,7 @@ class GatedChain:
             self._learn(*self._awaiting, bonus=row[0])
             self._awaiting = None
         if self._pending is not None:  # the step just verified was drafted here
-            drafts, probs, cost = self._pending
+            drafts, probs, _ = self._pending
             self._awaiting = (drafts, probs, row[1:])
             self._pending = None
             self.tokens += len(row)  # the accepted drafts and the bonus token

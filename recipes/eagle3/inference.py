@@ -71,7 +71,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.eagle3.drafter import Eagle3Drafter
     from accel.decoding.cost_curve import decode_tree, expected_speedup
-    from accel.decoding.gate import GatedChain, gate_chain
+    from accel.decoding.gate import GATED, gate_chain
     from accel.decoding.lookup import with_lookup
     draft = load_draft(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -87,15 +87,13 @@ def bench_methods(ckpt, adapter) -> dict:
     dynamic = Eagle3Drafter(draft, emb, dynamic=(s.ttt_steps, DYNAMIC_TOPK, tree.num_nodes))
 
     def row(name, drafter_, tree_, acceptance, help):
-        # the dynamic row: its static tree's estimate; a gated chain prices its own steps (modeled_speedup)
-        e = exp(tree_) if acceptance == "greedy" and not isinstance(drafter_, GatedChain) else None
+        e = exp(tree_) if acceptance == "greedy" else None  # the dynamic row: its static tree's estimate
         return DecodeMethod(name, "ar", help, decode_tree,
                             options=dict(drafter=drafter_, tree=tree_, acceptance=acceptance, expected=e))
     def chain_drafter():  # cut per step where the draft's confidence stops paying (accel.decoding.gate)
         return gate_chain(lambda: Eagle3Drafter(draft, emb), chain, p, s.ttt_steps) or drafter
-    chain_help = (f"EAGLE-3 draft, a top-1 chain of up to {s.ttt_steps}, each step as deep as the draft's confidence "
-                  "pays for on this machine's cost curve, greedy acceptance" if p is not None else
-                  f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance")
+    chain_help = (f"EAGLE-3 draft, a top-1 chain of up to {s.ttt_steps}, {GATED}, greedy acceptance" if p is not None
+                  else f"EAGLE-3 draft, top-1 chain of {chain.num_nodes}, greedy acceptance")
     out = {
         "greedy": get_method("greedy", "ar"),
         "eagle3-static": row("eagle3-static", drafter, tree, "greedy",

@@ -65,7 +65,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.hydra.drafter import HydraDrafter
     from accel.decoding.cost_curve import decode_tree, expected_speedup
-    from accel.decoding.gate import gate_chain
+    from accel.decoding.gate import GATED, gate_chain
     from accel.decoding.lookup import with_lookup
     heads = load_heads(ckpt, adapter)
     s = ckpt.spec(Spec)
@@ -80,15 +80,12 @@ def bench_methods(ckpt, adapter) -> dict:
     name = "Hydra++" if s.prefix_layer else "Hydra"
 
     def method(m, tr, rule):  # a chain is cut per step where the heads' confidence stops paying (accel.decoding.gate)
-        g = gate_chain(lambda: HydraDrafter(heads, emb), tr, p, heads.num_heads) if rule == "greedy" else None
-        d, gated = (g, True) if g is not None else (drafter, False)
-        shape = (f"a top-1 chain of up to {d.max_depth}, each step as deep as the heads' confidence pays for on "
-                 "this machine's cost curve" if gated else
+        gated = gate_chain(lambda: HydraDrafter(heads, emb), tr, p, heads.num_heads) if rule == "greedy" else None
+        shape = (f"a top-1 chain of up to {gated.max_depth}, {GATED}" if gated is not None else
                  f"{tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}")
-        e = expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" and not gated \
-            else None  # a gated chain prices the steps it took (GatedChain.modeled_speedup)
+        e = expected_speedup(acc, tr, p["costs"], p["draft_cost"]) if p is not None and rule == "greedy" else None
         return DecodeMethod(m, "ar", f"{name} heads, {shape}, {rule} acceptance", decode_tree,
-                            options=dict(drafter=d, tree=tr, acceptance=rule, expected=e))
+                            options=dict(drafter=gated or drafter, tree=tr, acceptance=rule, expected=e))
     out = {"greedy": get_method("greedy", "ar"),
            **{m: method(m, tr, rule) for m, tr, rule in (("hydra", tree, "greedy"), ("hydra-typical", tree, "typical"),
                                                          ("hydra-chain", chain, "greedy"))}}

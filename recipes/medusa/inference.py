@@ -68,7 +68,7 @@ def bench_methods(ckpt, adapter) -> dict:
     from accel.decoding.tree import TreeSpec
     from accel.recipes.medusa.heads import MedusaDrafter
     from accel.decoding.cost_curve import expected_speedup
-    from accel.decoding.gate import gate_chain
+    from accel.decoding.gate import GATED, gate_chain
     from accel.decoding.lookup import with_lookup
     heads, s, tree = load_heads(ckpt)
     drafter = MedusaDrafter(heads)  # one for every method: it lays the head weights out once
@@ -77,17 +77,13 @@ def bench_methods(ckpt, adapter) -> dict:
         tree = p["tree"]
     chain = TreeSpec.chain(p["chain"])  # the chain depth with the most expected tokens/s here
     def method(name, tr, acc):
+        # a chain is cut per step where the heads' confidence stops paying (accel.decoding.gate)
         gated = gate_chain(lambda: MedusaDrafter(heads), tr, p, heads.num_heads) if acc == "greedy" else None
-        if gated is not None:  # a chain, cut per step where the heads' confidence stops paying (accel.decoding.gate)
-            return DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, a top-1 chain of up to "
-                                            f"{gated.max_depth}, each step as deep as the heads' confidence pays for "
-                                            "on this machine's cost curve, greedy acceptance", _medusa,
-                                options=dict(drafter=gated, tree=tr, acceptance=acc, expected=None))
+        shape = (f"a top-1 chain of up to {gated.max_depth}, {GATED}" if gated is not None else
+                 f"{tr.num_nodes}-node {'chain' if tr.num_nodes == tr.max_depth else 'tree'}")
         exp = expected_speedup(s.head_accuracy, tr, p["costs"], p["draft_cost"]) if acc == "greedy" else None
-        return DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {tr.num_nodes}-node "
-                                        f"{'chain' if tr.num_nodes == tr.max_depth else 'tree'}, "
-                                        f"{acc} acceptance", _medusa,
-                            options=dict(drafter=drafter, tree=tr, acceptance=acc, expected=exp))
+        return DecodeMethod(name, "ar", f"Medusa: {heads.num_heads} heads, {shape}, {acc} acceptance", _medusa,
+                            options=dict(drafter=gated or drafter, tree=tr, acceptance=acc, expected=exp))
     out = {"greedy": get_method("greedy", "ar")}
     for name, tr, acc in [("medusa", tree, "greedy"), ("medusa-typical", tree, "typical"),
                           ("medusa-chain", chain, "greedy")]:
