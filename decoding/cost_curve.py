@@ -53,7 +53,8 @@ def _cpu_name() -> str:
 
 
 def fingerprint(model, device=None) -> dict:
-    """What a cost curve depends on: the model (its config and size), the machine, dtype, threads, device."""
+    """What a cost curve depends on: the model (its config and size), the machine, dtype, threads, device,
+    and the attention implementation (`accel.models.attention`: it moves c(2)/c(1) by 0.1 on a CPU)."""
     p = next(model.parameters())
     dev = torch.device(device) if device is not None else p.device
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
@@ -62,7 +63,8 @@ def fingerprint(model, device=None) -> dict:
     cfg = json.dumps(cfg, sort_keys=True, default=str)
     return {"model": hashlib.sha1(cfg.encode()).hexdigest()[:12], "params": sum(x.numel() for x in model.parameters()),
             "machine": name, "cpus": os.cpu_count(), "dtype": str(p.dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads(), "device": dev.type, "torch": torch.__version__.split("+")[0]}
+            "threads": torch.get_num_threads(), "device": dev.type, "torch": torch.__version__.split("+")[0],
+            "attention": getattr(model.config, "_attn_implementation", None)}
 
 
 def _key(fp: dict) -> str:

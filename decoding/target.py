@@ -106,6 +106,8 @@ def load(target: Target, trust_remote_code: bool = False, device: str | None = N
     checkpoint, the recipe's methods built on it (its drafts follow the backbone's dtype)."""
     adapter = load_backbone(target.backbone or target.spec, trust_remote_code=trust_remote_code,
                             device=device or default_device(), dtype=dtype)
+    from accel.models.attention import use_gqa_attention
+    use_gqa_attention(adapter.model)  # a forward of a few new tokens reads its cache in place (on a CPU)
     methods = dict(target.build_methods(target.checkpoint, adapter)) if target.build_methods else {}
     for name, m in methods.items():
         if not isinstance(m, DecodeMethod):

@@ -128,9 +128,9 @@ class FusedLayer:
                 y[:, :, self.nh + self.nkv:].transpose(1, 2))
 
     def attend(self, g, q, k, v, mask):
-        if self.nh != self.nkv:
-            k, v = k.repeat_interleave(self.nh // self.nkv, 1), v.repeat_interleave(self.nh // self.nkv, 1)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale)
+        # grouped heads read in place (no per-level copy of the draft's keys: `accel.models.attention`)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale,
+                                           enable_gqa=self.nh != self.nkv)
         y = g + F.linear(o.transpose(1, 2).reshape(g.shape[0], g.shape[1], -1), self.w_o)
         gate, up = F.linear(self._norm(y, self.norms["post_attention_layernorm"]), self.w_gu).chunk(2, -1)
         return y + F.linear(self.act(gate) * up, self.w_down)
