@@ -128,9 +128,12 @@ class FusedLayer:
                 y[:, :, self.nh + self.nkv:].transpose(1, 2))
 
     def attend(self, g, q, k, v, mask):
-        # grouped heads read in place (no per-level copy of the draft's keys: `accel.models.attention`)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale,
-                                           enable_gqa=self.nh != self.nkv)
+        # on a CPU grouped heads are read in place (no per-level copy of the draft's keys, as in
+        # `accel.models.attention`); CUDA's SDPA with a mask and grouped heads falls back to its math kernel
+        gqa = self.nh != self.nkv
+        if gqa and q.device.type != "cpu":
+            k, v, gqa = k.repeat_interleave(self.nh // self.nkv, 1), v.repeat_interleave(self.nh // self.nkv, 1), False
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale, enable_gqa=gqa)
         y = g + F.linear(o.transpose(1, 2).reshape(g.shape[0], g.shape[1], -1), self.w_o)
         gate, up = F.linear(self._norm(y, self.norms["post_attention_layernorm"]), self.w_gu).chunk(2, -1)
         return y + F.linear(self.act(gate) * up, self.w_down)
