@@ -45,6 +45,12 @@ def sdpa_gqa_forward(module, query, key, value, attention_mask, dropout: float =
     return out.transpose(1, 2).contiguous(), None
 
 
+def groups_in_place(device) -> bool:
+    """Whether SDPA should get grouped key/value heads with a mask as they are (a CPU) rather than repeated
+    (CUDA, where that pair falls back to SDPA's math kernel): the one rule for accel's attention paths."""
+    return device.type == "cpu"
+
+
 def _register() -> None:
     AttentionInterface.register(NAME, sdpa_gqa_forward)
     AttentionMaskInterface.register(NAME, sdpa_mask)
@@ -55,7 +61,7 @@ def use_gqa_attention(model) -> bool:
     CPU with fewer key/value heads than query heads; True if it did. Other models are left as they are."""
     cfg = getattr(model, "config", None)
     p = next(model.parameters(), None)
-    if cfg is None or p is None or p.device.type != "cpu" or getattr(cfg, "_attn_implementation", None) != "sdpa":
+    if cfg is None or p is None or not groups_in_place(p.device) or getattr(cfg, "_attn_implementation", None) != "sdpa":
         return False
     if not type(model).__module__.startswith("transformers.models."):  # code shipped with a checkpoint
         return False

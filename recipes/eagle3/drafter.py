@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from accel.decoding.gate import top1
 from accel.decoding.tree import TreeBuffers, TreeSpec
+from accel.models.attention import groups_in_place
 from accel.recipes.eagle3.kernels import draft_topk
 from accel.recipes.eagle3.model import Eagle3Draft
 
@@ -128,10 +129,9 @@ class FusedLayer:
                 y[:, :, self.nh + self.nkv:].transpose(1, 2))
 
     def attend(self, g, q, k, v, mask):
-        # on a CPU grouped heads are read in place (no per-level copy of the draft's keys, as in
-        # `accel.models.attention`); CUDA's SDPA with a mask and grouped heads falls back to its math kernel
+        # grouped heads read in place where SDPA takes them with a mask (`accel.models.attention`)
         gqa = self.nh != self.nkv
-        if gqa and q.device.type != "cpu":
+        if gqa and not groups_in_place(q.device):
             k, v, gqa = k.repeat_interleave(self.nh // self.nkv, 1), v.repeat_interleave(self.nh // self.nkv, 1), False
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=self.scale, enable_gqa=gqa)
         y = g + F.linear(o.transpose(1, 2).reshape(g.shape[0], g.shape[1], -1), self.w_o)
