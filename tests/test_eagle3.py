@@ -315,3 +315,100 @@ def test_speculators_package_logits_match(tmp_path, recipe_cfg):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "max abs diff" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def feature_states(tmp_path_factory):
+    """Self-distilled responses of the random-init target with its last and feature-layer states cached."""
+    from accel.recipes.eagle3.config import Config
+    from accel.recipes.eagle3.train import feature_layers
+    from accel.recipes.sft.train import load_model
+    from accel.recipes.shared.self_distill import self_distill
+    adapter = load_model(Config(backbone="random:ar"))
+    layers = feature_layers(Config(), adapter)
+    d = tmp_path_factory.mktemp("e3states")
+    prompts = ["copy 12", "copy 3", "sort 21", "copy 9", "reverse 42", "sort 7 3"]
+    self_distill(adapter, prompts, d / "sd.jsonl", batch_size=4, max_new_tokens=10, states_dir=d / "states",
+                 feature_layers=layers)
+    return adapter, layers, d / "states"
+
+
+def test_cached_target_matches_the_online_forward(feature_states):
+    """What a cached batch gives the loss (features, the target's logits over the draft vocabulary, its greedy
+    tokens) is what the online target forward gives on the same sequences, up to float16 storage."""
+    from accel.recipes.eagle3 import cached
+    from accel.recipes.eagle3.config import Config
+    from accel.recipes.eagle3.train import build_draft, forward_draft, step_ranks, target_forward, ttt_loss
+    from accel.models.masks import position_ids
+    adapter, layers, path = feature_states
+    cache = cached.load_states(str(path), adapter, layers)
+    assert cache.f.shape == (cache.h.shape[0], 3 * cache.h.shape[1])
+    torch.manual_seed(0)
+    draft = build_draft(Config(backbone="random:ar", draft_vocab_size=24), adapter, cached.pairs(cache, range(6)))
+    batch = cached.collate(cache, adapter.tokenizer.pad_token_id)([0, 2, 4, 5])
+    base = adapter.model.eval()
+    feats, logits, greedy, emb = cached.target_from_batch(base, batch, draft.draft_ids)
+    on_feats, on_logits, on_greedy, on_emb = target_forward(base, layers, batch["ids"], batch["valid"],
+                                                            position_ids(batch["valid"]), draft.draft_ids)
+    has_state = batch["valid"].clone()
+    has_state[:, -1] = False  # a sequence's last position has no cached state (nothing follows it)
+    torch.testing.assert_close(feats[has_state], on_feats[has_state], atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(logits[has_state], on_logits[has_state], atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(emb, on_emb)
+    resp = greedy >= 0  # the next token is a response token: the target's own greedy choice
+    assert int(resp.sum()) > 10 and torch.equal(greedy[resp], on_greedy[resp])
+    online = dict(batch)
+    del online["feats"], online["h"]
+    steps_c, tl_c, g_c = forward_draft(draft, base, batch, 3)
+    steps_o, tl_o, g_o = forward_draft(draft, base, online, 3)
+    loss_c, _ = ttt_loss(steps_c, tl_c, batch, 0.8)
+    loss_o, _ = ttt_loss(steps_o, tl_o, online, 0.8)
+    assert abs(float(loss_c.detach()) - float(loss_o.detach())) < 1e-2 * float(loss_o.detach())
+    ranks_c, usable_c, anchor_c = step_ranks(steps_c, batch, g_c, draft.t2d, 4)
+    ranks_o, usable_o, anchor_o = step_ranks(steps_o, online, g_o, draft.t2d, 4)
+    assert torch.equal(anchor_c, anchor_o) and torch.equal(usable_c, usable_o)
+    assert (ranks_c[usable_c] == ranks_o[usable_o]).float().mean() > 0.95
+
+
+def test_compute_states_writes_the_same_feature_states(feature_states, tmp_path):
+    """Full forwards over the self-distilled sequences (`compute_states`, for data generated elsewhere) cache
+    the same feature states as the generation did; a directory keeps the layers it was written with."""
+    from accel.recipes.shared.state_cache import StateCache, StateCacheError, compute_states
+    adapter, layers, path = feature_states
+    src = StateCache(path)
+    seqs, plens = [s.ids for s in src.seqs], [s.prompt_len for s in src.seqs]
+    compute_states(adapter, seqs, plens, tmp_path / "st", batch_size=4, feature_layers=layers)
+    got = StateCache(tmp_path / "st", expect_n=len(seqs))
+    assert got.feature_layers == layers
+    torch.testing.assert_close(got.f.float(), src.f.float(), atol=3e-2, rtol=3e-2)
+    with pytest.raises(StateCacheError, match="feature layers"):
+        compute_states(adapter, seqs, plens, tmp_path / "st", batch_size=4)
+
+
+def test_train_from_cached_states_decodes_greedy(feature_states, tmp_path, recipe_cfg):
+    """`states=DIR`: training reads the cache (no self-distillation file, no target forward), the export
+    decodes exactly greedy; a directory without the draft's feature layers is refused in one line."""
+    from accel.core.errors import UserError
+    from accel.decoding.bench import run_bench
+    from accel.decoding.checkpoint import load_checkpoint
+    from accel.recipes.eagle3.export import export
+    from accel.recipes.eagle3.train import run
+    from accel.recipes.targets import load_target
+    _, layers, path = feature_states
+    cfg = recipe_cfg("eagle3", "backbone=random:ar", f"states={path}", "max_steps=3", "save_steps=3", "eval_n=2",
+                     "per_device_train_batch_size=2", "tree_nodes=4", "ttt_steps=2", "draft_vocab_size=30")
+    run_dir = run(cfg)
+    meta = json.loads((run_dir / "final" / "eagle3.json").read_text())
+    assert meta["feature_layers"] == layers and len(meta["stats"]["topk_accuracy"]) == 2
+    assert not (run_dir / "self_distill.jsonl").exists()
+    rec = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"step1_acc", "eval_est_accept_tree"} <= set().union(*rec)
+    ck = load_checkpoint(export(run_dir, tmp_path / "ck"))
+    rep = run_bench(load_target(str(ck.path)), tasks=["copy", "sort"], limit=2, gen_len=10, batch_size=2)
+    rows = {r["method"]: r for r in rep["rows"] if r["task"] == "all"}
+    for m in ("eagle3", "eagle3-chain"):
+        assert rows[m]["tokens"] == rows["greedy"]["tokens"]
+    wrong = recipe_cfg("eagle3", "backbone=random:ar", f"states={path}", f"feature_layers=[{layers[0]},{layers[1]},"
+                       f"{layers[1]}]", "output_dir=" + str(tmp_path / "w"))
+    with pytest.raises(UserError, match="feature layers"):
+        run(wrong)

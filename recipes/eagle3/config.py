@@ -32,6 +32,10 @@ class Config(ModelConfig, SelfDistillDataConfig, DraftTreeConfig, ThreadsConfig,
     eval_n: int = _f(32, "Held-out examples (per task for data=builtin; the jsonl's last eval_n otherwise) whose "
                          "per-step top-k accuracy is measured at save points and at the end (builds the tree at "
                          "export; 0 = none: the tree is a top-1 chain of ttt_steps).")
+    states: str = _f("", "Train on cached target states: a directory from `accel data self-distill --states DIR "
+                         "--feature-layers A,B,C` with the layers this draft reads (the target never runs during "
+                         "training; its sequences are the data, its last eval_n held out, and data / self_distill "
+                         "are not read).")
     tree_depth: int = _f(0, "Depth of the held-out statistics and of the static tree (0 = ttt_steps); the draft "
                             "keeps running on its own outputs past its training unroll, less accurately.")
 

@@ -31,6 +31,8 @@ from accel.data.collate import tokenize_examples
 from accel.data.tokenizer import chat_prompt_ids
 from accel.decoding.tree_build import rank_metrics
 from accel.models.masks import position_ids
+from accel.recipes.eagle3 import cached
+from accel.recipes.eagle3.cached import target_from_batch
 from accel.recipes.eagle3.config import Config
 from accel.recipes.eagle3.model import Eagle3Draft, build_draft_vocab, default_feature_layers
 from accel.recipes.shared.draft_training import fit_draft, held_out_statistics, write_final
@@ -76,13 +78,19 @@ def _wait_for(path: Path, n: int):
         time.sleep(1.0)
 
 
-def build_draft(cfg: Config, adapter, pairs):
-    """A fresh draft sized from the target config, draft vocab counted from `pairs`."""
-    mc = adapter.model.config
-    L = int(mc.num_hidden_layers)
+def feature_layers(cfg: Config, adapter) -> list[int]:
+    """The target hidden states the draft fuses: cfg.feature_layers, or EAGLE-3's default for its depth."""
+    L = int(adapter.model.config.num_hidden_layers)
     layers = list(cfg.feature_layers) or default_feature_layers(L)
     if max(layers) > L - 1:
         raise UserError(f"feature_layers={layers}: the target has {L} layers; use indices 0..{L - 1}")
+    return layers
+
+
+def build_draft(cfg: Config, adapter, pairs):
+    """A fresh draft sized from the target config, draft vocab counted from `pairs`."""
+    mc = adapter.model.config
+    layers = feature_layers(cfg, adapter)
     V = adapter.model.get_output_embeddings().weight.shape[0]
     ids = build_draft_vocab(pairs, V, cfg.draft_vocab_size, adapter.eos_ids)
     draft = Eagle3Draft(mc, layers, ids)
@@ -90,34 +98,41 @@ def build_draft(cfg: Config, adapter, pairs):
     return draft.to(adapter.device)
 
 
-def target_forward(base, layers, ids, valid, pos):
-    """(features [B,T,3H], target logits [B,T,V], E(x_{t+1}) [B,T,H]) of the frozen target."""
+def target_forward(base, layers, ids, valid, pos, draft_ids):
+    """(features [B,T,3H], target logits over the draft vocabulary [B,T,Vd], greedy next token [B,T],
+    E(x_{t+1}) [B,T,H]) of the frozen target, run online."""
     with torch.no_grad():
         o = base.base_model(input_ids=ids, attention_mask=valid.long(), position_ids=pos, output_hidden_states=True)
         feats = torch.cat([o.hidden_states[i] for i in layers], -1)
         logits = base.get_output_embeddings()(o.last_hidden_state)
         emb = base.get_input_embeddings()(ids)
         emb_next = torch.cat([emb[:, 1:], emb[:, -1:]], 1)
-    return feats, logits, emb_next
+    return feats, logits[..., draft_ids], logits.argmax(-1), emb_next
 
 
 def forward_draft(draft, base, batch, steps: int):
-    """(per-step draft logits, target logits) for one collated batch."""
+    """(per-step draft logits, target logits over the draft vocabulary, target greedy tokens) for one
+    collated batch: from the cached states when the batch carries them (`accel.recipes.eagle3.cached`),
+    else from an online forward of the target."""
     ids, valid = batch["ids"], batch["valid"]
     pos = position_ids(valid)
-    feats, base_logits, emb_next = target_forward(base, draft.feature_layers, ids, valid, pos)
-    return draft.unroll(feats.to(draft.fc.weight.dtype), emb_next.to(draft.fc.weight.dtype), valid, pos, steps), \
-        base_logits
+    if "feats" in batch:
+        feats, target_logits, greedy, emb_next = target_from_batch(base, batch, draft.draft_ids)
+    else:
+        feats, target_logits, greedy, emb_next = target_forward(base, draft.feature_layers, ids, valid, pos,
+                                                                draft.draft_ids)
+    dt = draft.fc.weight.dtype
+    return draft.unroll(feats.to(dt), emb_next.to(dt), valid, pos, steps), target_logits, greedy
 
 
-def ttt_loss(step_logits, base_logits, batch, draft_ids, decay: float):
+def ttt_loss(step_logits, target_logits, batch, decay: float):
     """sum_k decay^k * CE(target softmax over the draft vocab, step-k draft) on supervised targets.
 
     Step k at position t predicts token t+2+k; the target's distribution for it is its logits at
-    t+1+k restricted to the draft vocabulary. Returns (loss, per-step losses as floats).
+    t+1+k (`target_logits`: over the draft vocabulary). Returns (loss, per-step losses as floats).
     """
     labels, valid = batch["labels"], batch["valid"]
-    total = base_logits.new_zeros((), dtype=torch.float32)
+    total = target_logits.new_zeros((), dtype=torch.float32)
     per = []
     for k, lg in enumerate(step_logits):
         n = lg.shape[1] - 2 - k
@@ -128,25 +143,25 @@ def ttt_loss(step_logits, base_logits, batch, draft_ids, decay: float):
         if not bool(m.any()):
             per.append(0.0)
             continue
-        p = torch.softmax(base_logits[:, 1 + k:1 + k + n][m][:, draft_ids].float(), -1)
+        p = torch.softmax(target_logits[:, 1 + k:1 + k + n][m].float(), -1)
         lk = -(p * torch.log_softmax(lg[:, :n][m].float(), -1)).sum(-1).mean()
         total = total + decay ** k * lk
         per.append(float(lk.detach()))
     return total, per
 
 
-def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
+def step_ranks(step_logits, batch, greedy, t2d, max_rank: int):
     """Per unroll step k: rank of the target's greedy token among the draft's logits, and masks.
 
-    Returns (ranks [B,T,K], usable [B,T,K], anchor [B,T]) over t = 0..T-1 (T = L-2). usable[...,k]:
-    step k's target is supervised and every token the draft consumed up to it (x_{t+1..t+1+k}) is
-    what the target itself would have emitted (else decoding never drafts from that prefix). A
-    greedy token outside the draft vocabulary ranks max_rank (no draft can propose it).
+    `greedy` [B,L]: the target's token j+1 at j (-1: none). Returns (ranks [B,T,K], usable [B,T,K],
+    anchor [B,T]) over t = 0..T-1 (T = L-2). usable[...,k]: step k's target is supervised and every
+    token the draft consumed up to it (x_{t+1..t+1+k}) is what the target itself would have emitted
+    (else decoding never drafts from that prefix). A greedy token outside the draft vocabulary ranks
+    max_rank (no draft can propose it).
     """
     ids, labels, valid = batch["ids"], batch["labels"], batch["valid"]
     B, L = ids.shape
     T, K = max(L - 2, 0), len(step_logits)
-    greedy = base_logits.argmax(-1)                 # greedy[:, j]: the target's token j+1
     consistent = ids[:, 1:] == greedy[:, :-1]       # [B, L-1]: x_{j+1} is the target's own
     ranks = torch.full((B, T, K), max_rank, dtype=torch.long, device=ids.device)
     usable = torch.zeros((B, T, K), dtype=torch.bool, device=ids.device)
@@ -155,7 +170,7 @@ def step_ranks(step_logits, batch, base_logits, draft_ids, t2d, max_rank: int):
         n = L - 2 - k
         if n <= 0:
             continue
-        tgt = greedy[:, 1 + k:1 + k + n]
+        tgt = greedy[:, 1 + k:1 + k + n].clamp(min=0)
         inv = t2d[tgt]
         score = lg[:, :n].float().gather(-1, t2d_idx[tgt].clamp(min=0)[..., None])
         r = (lg[:, :n].float() > score).sum(-1).clamp(max=max_rank)
@@ -175,10 +190,10 @@ def make_loss(cfg: Config):
     def loss_fn(model, batch):
         m = unwrap(model)
         d = m.draft
-        step_logits, base_logits = forward_draft(d, m.base, batch, cfg.ttt_steps)
-        loss, per = ttt_loss(step_logits, base_logits, batch, d.draft_ids, cfg.step_decay)
+        step_logits, target_logits, greedy = forward_draft(d, m.base, batch, cfg.ttt_steps)
+        loss, per = ttt_loss(step_logits, target_logits, batch, cfg.step_decay)
         with torch.no_grad():
-            ranks, usable, anchor = step_ranks(step_logits, batch, base_logits, d.draft_ids, d.t2d, cfg.topk)
+            ranks, usable, anchor = step_ranks(step_logits, batch, greedy, d.t2d, cfg.topk)
         metrics = step_metrics(ranks, usable, anchor, cfg.topk)
         metrics.update({f"step{k}_loss": v for k, v in enumerate(per)})
         return loss, metrics
@@ -186,22 +201,25 @@ def make_loss(cfg: Config):
     return loss_fn
 
 
-def draft_statistics(draft, base, pairs, tok, cfg: Config, tree_nodes: int | None = None) -> dict:
+def draft_statistics(draft, base, held, tok, cfg: Config, tree_nodes: int | None = None, collate_fn=None) -> dict:
     """Held-out per-step top-k accuracy (conditional on every earlier step's true token being in its
-    top-k: what a tree can reach), the static tree built from it and simulated acceptance lengths."""
+    top-k: what a tree can reach), the static tree built from it and simulated acceptance lengths.
+    `held`: pairs, or with `collate_fn` whatever it batches (cached sequence indices)."""
     K = cfg.tree_depth or cfg.ttt_steps
 
     def ranks_of(b):
-        step_logits, base_logits = forward_draft(draft, base, b, K)
-        return step_ranks(step_logits, b, base_logits, draft.draft_ids, draft.t2d, cfg.topk)
+        step_logits, _, greedy = forward_draft(draft, base, b, K)
+        return step_ranks(step_logits, b, greedy, draft.t2d, cfg.topk)
 
-    return held_out_statistics(draft, pairs, tok, ranks_of, K, cfg.topk, tree_nodes or cfg.tree_nodes,
-                               conditional=True)
+    return held_out_statistics(draft, held, tok, ranks_of, K, cfg.topk, tree_nodes or cfg.tree_nodes,
+                               conditional=True, collate_fn=collate_fn)
 
 
 def run(cfg: Config) -> Path:
     run_dir, adapter, base = frozen_ar_target(cfg, "eagle3", "an EAGLE-3 draft proposes")
     tok = adapter.tokenizer
+    if cfg.states:
+        return run_cached(cfg, run_dir, adapter, base)
     exs = _examples(cfg, cfg.n_per_task, cfg.seed)
     held = []
     if cfg.eval_n > 0:
@@ -214,6 +232,21 @@ def run(cfg: Config) -> Path:
     return fit_draft(cfg, run_dir, "draft", build_draft(cfg, adapter, pairs), base, pairs, held_out, tok,
                      make_loss(cfg), lambda d, held: draft_statistics(d, base, held, tok, cfg),
                      lambda k: f"top1_step{k}", save_final)
+
+
+def run_cached(cfg: Config, run_dir: Path, adapter, base) -> Path:
+    """The same training from a states directory (`accel.recipes.eagle3.cached`): its sequences are the
+    data (the last eval_n held out), its feature and last hidden states stand in for the target's forward."""
+    tok = adapter.tokenizer
+    cache = cached.load_states(cfg.states, adapter, feature_layers(cfg, adapter))
+    n = len(cache)
+    n_held = min(cfg.eval_n, n // 2)
+    train_idx, held_idx = list(range(n - n_held)), list(range(n - n_held, n))
+    fn = cached.collate(cache, tok.pad_token_id)
+    draft = build_draft(cfg, adapter, cached.pairs(cache, train_idx))
+    return fit_draft(cfg, run_dir, "draft", draft, base, train_idx, held_idx, tok, make_loss(cfg),
+                     lambda d, held: draft_statistics(d, base, held, tok, cfg, collate_fn=fn),
+                     lambda k: f"top1_step{k}", save_final, collate_fn=fn)
 
 
 def save_final(draft, cfg: Config, out: Path, stats: dict | None) -> Path:

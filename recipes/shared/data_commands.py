@@ -11,10 +11,14 @@ from accel.recipes.data_commands import REQUIRED, DataCommand, Option
 
 
 def self_distill_data(out: Path, backbone: str, prompts: str, tasks: str, n_per_task: int, english: bool,
-                      max_prompt_tokens: int, states: Optional[Path], max_new_tokens: int, batch_size: int,
-                      device: str, seed: int, trust_remote_code: bool, progress=None) -> str:
+                      max_prompt_tokens: int, states: Optional[Path], feature_layers: str, max_new_tokens: int,
+                      batch_size: int, device: str, seed: int, trust_remote_code: bool, progress=None) -> str:
     if batch_size <= 0 or max_new_tokens <= 0:
         raise UserError("--batch-size and --max-new-tokens must be positive")
+    layers = parse_layers(feature_layers)
+    if layers and states is None:
+        raise UserError(f"--feature-layers {feature_layers}: the feature states go in a states directory; "
+                        "add --states DIR")
     if out.suffix != ".jsonl":
         raise UserError(f"--out {out}: use a path ending in .jsonl")
     from accel.models.backbone import device_of, load_backbone
@@ -28,8 +32,16 @@ def self_distill_data(out: Path, backbone: str, prompts: str, tasks: str, n_per_
         if not rows:
             raise UserError(f"--max-prompt-tokens {max_prompt_tokens}: no prompt is that short")
     n = self_distill(adapter, rows, out, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                     progress=progress, states_dir=states)
+                     progress=progress, states_dir=states, feature_layers=layers)
     return f"self-distill: {n} new responses ({len(rows)} prompts) in {out}"
+
+
+def parse_layers(text: str) -> list[int]:
+    """"2,15,27" -> [2, 15, 27] ("" -> []); UserError naming the flag otherwise."""
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UserError(f"--feature-layers {text!r}: give comma-separated layer indices, e.g. 2,15,27") from None
 
 
 SELF_DISTILL = DataCommand(
@@ -47,6 +59,9 @@ SELF_DISTILL = DataCommand(
         "max_prompt_tokens": Option(0, "Skip prompts longer than this many tokens in the chat format (0 = keep all)."),
         "states": Option(None, "Also cache the base's hidden states here (for frozen-base head training: recipe "
                          "key states=DIR).", type=Optional[Path]),
+        "feature_layers": Option("", "With --states: also cache these hidden states (comma-separated indices into "
+                                 "the model's hidden_states, e.g. 2,15,27: the layers an EAGLE-3 draft reads, so "
+                                 "`accel train eagle3` with states=DIR runs no target forward)."),
         "max_new_tokens": Option(64, "Longest response generated."),
         "batch_size": Option(64, "Prompts decoded together."),
         "device": Option("auto", common="auto_device"),

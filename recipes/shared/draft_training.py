@@ -31,15 +31,17 @@ def collate(tok):
 
 
 def held_out_statistics(module, pairs, tok, ranks_of: Callable, steps: int, topk: int, tree_nodes: int,
-                        conditional: bool, batch_size: int = 64) -> dict:
+                        conditional: bool, batch_size: int = 64, collate_fn: Callable | None = None) -> dict:
     """Per draft step top-k accuracy on held-out `pairs`, the tree built from it and acceptance estimates.
+    `collate_fn` batches `pairs` (default: `collate(tok)`; a recipe on cached states passes its own and
+    indices).
 
     `ranks_of(batch)` -> (ranks [B,T,steps], usable, anchor) of the base's greedy token among the
     draft's logits (`accel.decoding.tree_build`). `conditional`: step k counts only where every
     earlier step's true token was in its top-k (what a tree can reach from a drafted prefix, EAGLE-3);
     otherwise each step is counted on its own (Hydra's teacher-forced heads).
     """
-    fn = collate(tok)
+    fn = collate_fn or collate(tok)
     dev = next(module.parameters()).device
     counts = torch.zeros(steps, topk + 1, dtype=torch.float64)
     all_ranks, all_usable = [], []
@@ -68,12 +70,13 @@ def held_out_statistics(module, pairs, tok, ranks_of: Callable, steps: int, topk
 
 
 def fit_draft(cfg, run_dir: Path, name: str, module, base, pairs, held_out, tok, loss_fn, statistics: Callable,
-              top1_key: Callable[[int], str], save_final: Callable) -> Path:
+              top1_key: Callable[[int], str], save_final: Callable, collate_fn: Callable | None = None) -> Path:
     """`fit` the draft `module` (checkpointed as ``name.*``) on the frozen `base`, then RUN/final on rank 0.
 
     `statistics(module, held_out)` -> `held_out_statistics`' dict: at save points its top-1 accuracy
     per step (keys `top1_key(k)`) and acceptance estimates are logged, at the end it goes to
-    `save_final(module, cfg, run_dir / "final", stats)` (None without held-out pairs).
+    `save_final(module, cfg, run_dir / "final", stats)` (None without held-out pairs). `collate_fn`
+    batches `pairs` (default: `collate(tok)`).
     """
     model = with_frozen_base(name, module, base)
 
@@ -83,7 +86,7 @@ def fit_draft(cfg, run_dir: Path, name: str, module, base, pairs, held_out, tok,
         res.update({k: s[k] for k in ("est_accept_chain", "est_accept_tree")})
         return res
 
-    fit(cfg, model, loss_fn, pairs, data_collator=collate(tok), eval_fn=eval_fn if held_out else None,
+    fit(cfg, model, loss_fn, pairs, data_collator=collate_fn or collate(tok), eval_fn=eval_fn if held_out else None,
         trainable_parameters=list(module.parameters()))
     if is_rank0():
         save_final(module, cfg, run_dir / "final", statistics(module, held_out) if held_out else None)

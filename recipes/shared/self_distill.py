@@ -11,7 +11,8 @@ Named sources (``sharegpt``: the train split's first human turns; ``mtbench``) c
 `accel.data.sources`. With ``states_dir``, each batch also writes the base's last hidden state
 at every prompt and response position (the same states a frozen-base head trainer would
 recompute with a second full forward) as one safetensors shard: `accel.recipes.shared.state_cache`
-reads them back. Capturing them while generating costs nothing extra; on a CPU the separate
+reads them back; with ``feature_layers`` also those inner hidden states (what an EAGLE-3 draft
+trains on). Capturing them while generating costs nothing extra; on a CPU the separate
 forward would cost about a third of the generation time again.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from accel.data.sources import SourceError, is_english, prompt_records
 from accel.decoding.ar import decode_loop, generate_greedy
 from accel.decoding.tree import _split_model
 from accel.models.kv import cache_kwargs, output_cache
-from accel.recipes.shared.state_cache import prepare_states_dir, write_shard
+from accel.recipes.shared.state_cache import check_feature_layers, feature_states, prepare_states_dir, write_shard
 from accel.trainers.preempt import stop_guard
 
 
@@ -85,34 +86,44 @@ def fit_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int) -> list[s
     return [p for p in prompts if len(encode_prompt(tokenizer, p)) <= max_prompt_tokens]
 
 
-def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int):
+def generate_with_states(adapter, prompts: list[list[int]], max_new_tokens: int, feature_layers=()):
     """Greedy decoding (KV cache, left padding) that also returns the last hidden states.
 
-    Returns (rows, states): rows[b] = generated ids up to and including the first end token;
+    Returns (rows, states, features): rows[b] = generated ids up to and including the first end token;
     states[b] = [len(prompt) + len(rows[b]) - 1, H] float16, the base's final-norm hidden state at
-    every position whose next token is known (the last generated token is never fed back).
+    every position whose next token is known (the last generated token is never fed back);
+    features[b] the same positions' hidden states `feature_layers`, concatenated (None without them).
     Same tokens as `accel.decoding.ar.generate_greedy`: logits = lm_head(last hidden state).
     """
     body, lm_head = _split_model(adapter.model)
-    hs = []
+    layers = list(feature_layers)
+    hs, fs = [], []
 
     def step(cur, attn, pos, past):
-        o = body(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **cache_kwargs(body, past))
+        o = body(input_ids=cur, attention_mask=attn, position_ids=pos, use_cache=True, **cache_kwargs(body, past),
+                 **({"output_hidden_states": True} if layers else {}))
         hs.append(o.last_hidden_state.to(torch.float16).cpu())
+        if layers:
+            fs.append(feature_states(o, layers).to(torch.float16).cpu())
         return lm_head(o.last_hidden_state[:, -1]).float(), output_cache(o)
 
     rows, _ = decode_loop(adapter, prompts, max_new_tokens, step)
     P = max(len(p) for p in prompts)
-    allh = torch.cat(hs, 1)  # [B, P + steps, H]: column P-1+j is the state that predicted out[:, j]
-    return rows, [allh[b, P - len(p):P - 1 + len(r)].contiguous() for b, (p, r) in enumerate(zip(prompts, rows))]
+
+    def per_row(chunks):  # [B, P + steps, .]: column P-1+j is the state that predicted out[:, j]
+        t = torch.cat(chunks, 1)
+        return [t[b, P - len(p):P - 1 + len(r)].contiguous() for b, (p, r) in enumerate(zip(prompts, rows))]
+    return rows, per_row(hs), (per_row(fs) if layers else None)
 
 
 def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int = 64, max_new_tokens: int = 64,
-                 progress: Callable[[int, int], None] | None = None, states_dir: str | Path | None = None) -> int:
+                 progress: Callable[[int, int], None] | None = None, states_dir: str | Path | None = None,
+                 feature_layers=()) -> int:
     """Writes the base's greedy response to every prompt into `out` (jsonl); returns lines written now.
 
-    With `states_dir`, also the hidden states (see `generate_with_states`), one shard per batch,
-    each written before its jsonl lines: a resumed run rewrites any shard past the last line.
+    With `states_dir`, also the hidden states (see `generate_with_states`; `feature_layers` adds
+    those inner ones), one shard per batch, each written before its jsonl lines: a resumed run
+    rewrites any shard past the last line.
     """
     if adapter.kind != "ar":
         raise SelfDistillError("self-distillation regenerates responses with an AR base model; "
@@ -122,8 +133,11 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = _done_lines(out, prompts)
+    layers = check_feature_layers(adapter, feature_layers)
+    if layers and states_dir is None:
+        raise SelfDistillError("feature layers are cached in a states directory: give --states DIR too")
     if states_dir is not None:
-        states_dir = prepare_states_dir(states_dir, adapter, start)
+        states_dir = prepare_states_dir(states_dir, adapter, start, layers)
     written = 0
     if progress:
         progress(start, len(prompts))
@@ -136,8 +150,8 @@ def self_distill(adapter, prompts: list[str], out: str | Path, batch_size: int =
             if states_dir is None:
                 rows = generate_greedy(adapter, enc, max_new_tokens=max_new_tokens).tokens
             else:
-                rows, states = generate_with_states(adapter, enc, max_new_tokens)
-                write_shard(states_dir, i, [e + r for e, r in zip(enc, rows)], [len(e) for e in enc], states)
+                rows, states, feats = generate_with_states(adapter, enc, max_new_tokens, layers)
+                write_shard(states_dir, i, [e + r for e, r in zip(enc, rows)], [len(e) for e in enc], states, feats)
             for p, toks in zip(batch, rows):
                 ids = [t for t in toks if t not in adapter.eos_ids]
                 rec = {"prompt": p, "response": adapter.tokenizer.decode(ids), "response_ids": ids}
