@@ -46,7 +46,8 @@ def parse_layers(text: str) -> list[int]:
 
 SELF_DISTILL = DataCommand(
     name="self-distill", run=self_distill_data,
-    help="Self-distillation data for Medusa/Hydra: the base model's own greedy responses to training prompts.",
+    help="Self-distillation data for Medusa, Hydra and EAGLE-3: the base model's own greedy responses to training "
+         "prompts.",
     options={
         "out": Option(Path("runs/self_distill.jsonl"), "Output .jsonl of {prompt, response, response_ids} (resumes "
                       "if it exists).", flags=("--out", "-o")),

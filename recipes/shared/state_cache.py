@@ -145,7 +145,8 @@ class StateCache:
             if t["h"].shape[0] != off[-1] - len(pl):
                 raise StateCacheError(f"{f}: {t['h'].shape[0]} states for {off[-1] - len(pl)} positions (corrupt shard)")
             if self.feature_layers and t.get("f") is None:
-                raise StateCacheError(f"{f}: no feature states although meta.json lists feature layers (corrupt shard)")
+                raise StateCacheError(f"{f}: no feature states although meta.json lists feature layers "
+                                      "(corrupt shard)")
             hs.append(t["h"])
             if self.feature_layers:
                 fs.append(t["f"])
