@@ -6,8 +6,9 @@ and resumed from it) — EAGLE-3's finding is that regenerated responses beat th
 they are exactly what greedy verification accepts. The draft vocabulary is counted from them.
 
 Every step captures the target's hidden states online (one frozen forward with
-``output_hidden_states``), unrolls the draft ``ttt_steps`` times (the training-time test,
-`Eagle3Draft.unroll`) and sums per-step CE against the target's distribution over the draft
+``output_hidden_states``) or, with ``states``, reads them from a states directory
+(`accel.recipes.eagle3.cached`: no target forward at all), unrolls the draft ``ttt_steps`` times
+(the training-time test, `Eagle3Draft.unroll`) and sums per-step CE against the target's distribution over the draft
 vocabulary, weighted ``step_decay**k``. Logged per step: ``step{k}_acc`` (top-1 agreement with
 the target's greedy token), ``step{k}_loss``, and ``est_accept_chain`` — the simulated acceptance
 length of a top-1 chain (1 + the leading run of correct steps per position), which is what
@@ -32,7 +33,6 @@ from accel.data.tokenizer import chat_prompt_ids
 from accel.decoding.tree_build import rank_metrics
 from accel.models.masks import position_ids
 from accel.recipes.eagle3 import cached
-from accel.recipes.eagle3.cached import target_from_batch
 from accel.recipes.eagle3.config import Config
 from accel.recipes.eagle3.model import Eagle3Draft, build_draft_vocab, default_feature_layers
 from accel.recipes.shared.draft_training import fit_draft, held_out_statistics, write_final
@@ -117,7 +117,7 @@ def forward_draft(draft, base, batch, steps: int):
     ids, valid = batch["ids"], batch["valid"]
     pos = position_ids(valid)
     if "feats" in batch:
-        feats, target_logits, greedy, emb_next = target_from_batch(base, batch, draft.draft_ids)
+        feats, target_logits, greedy, emb_next = cached.target_from_batch(base, batch, draft.draft_ids)
     else:
         feats, target_logits, greedy, emb_next = target_forward(base, draft.feature_layers, ids, valid, pos,
                                                                 draft.draft_ids)
